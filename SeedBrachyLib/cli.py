@@ -1,0 +1,54 @@
+"""Command line: ``seedbrachy models`` and ``seedbrachy demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import RESEARCH_NOTICE, __version__
+from .errors import InputError
+from .progress import TextProgressBar
+
+
+def _models(args):
+    from .sources import DEFAULT_U_PER_MCI, add_user_model, available_models, get_model, user_source_dir
+    if args.add:
+        model = add_user_model(args.add, overwrite=args.force)
+        print(f"added {model.key} to {user_source_dir()}")
+    print(f"Seed models (S_K in U; apparent activity converted at {DEFAULT_U_PER_MCI:.3f} U/mCi by "
+          "convention, settable with --u-per-mci where activities are given):")
+    for key in available_models():
+        model = get_model(key)
+        print(f"  {model.summary()}")
+        print(f"      source: {model.citation}")
+    return 0
+
+
+def _demo(args):
+    from . import demo
+    demo.run(out_dir=args.out, progress=None if args.quiet else TextProgressBar())
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the ``seedbrachy`` console command; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="seedbrachy", description=f"SeedBrachy {__version__}. {RESEARCH_NOTICE}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list the seed source models (and add your own)")
+    p.add_argument("--add", metavar="FILE", help="validate a model JSON file and add it to the user folder")
+    p.add_argument("--force", action="store_true", help="with --add: replace a user model of the same name")
+    p.set_defaults(func=_models)
+    p = sub.add_parser("demo", help="run the built-in synthetic case")
+    p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"seedbrachy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

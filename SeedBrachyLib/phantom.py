@@ -1,0 +1,77 @@
+"""Synthetic CT-like neck phantom with a lymph-node metastasis (the built-in demo case).
+
+Geometry (RAS, mm; the neck axis is S): an elliptic neck (semi-axes 65 mm R-L,
+50 mm A-P) with a subcutaneous fat layer, a vertebral body, the spinal cord,
+the trachea (air), a contrast-enhanced carotid artery, and a 25 mm lymph node
+(GTV) on the patient's right, 12 mm under the skin and 2.5 mm from the carotid.
+CT values in HU (int16), array indexed [k, j, i] like a Slicer volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .grid import Grid
+
+HU = {"air": -1000, "fat": -90, "soft": 40, "node": 60, "bone": 700, "cord": 35, "vessel": 250}
+
+
+@dataclass
+class SyntheticCase:
+    """A CT volume with its grid and named boolean masks (on the CT grid), plus plan hints."""
+
+    ct: np.ndarray
+    grid: Grid
+    masks: dict
+    prescription_gy: float = 120.0
+    needle_direction: np.ndarray = field(default_factory=lambda: np.array([-1.0, 0.0, 0.0]))
+    node_center: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    description: str = ""
+
+
+def _ellipse(x, y, cx, cy, ax, ay):
+    return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 <= 1.0
+
+
+def neck_phantom(spacing_mm=(1.0, 1.0, 2.0), node_diameter_mm=25.0, node_center=(40.0, 8.0, 0.0),
+                 direction=None, noise_hu=0.0, seed=0):
+    """Build the neck phantom CT (HU) and its masks.
+
+    Args:
+        spacing_mm: CT voxel size (mm) along I, J, K.
+        node_diameter_mm: lymph-node (GTV) diameter (mm).
+        node_center: node centre (mm RAS).
+        direction: optional 3x3 IJK-to-RAS direction (default axis-aligned).
+        noise_hu: standard deviation of Gaussian image noise (HU).
+        seed: random seed for the noise.
+    """
+    grid = Grid.around([0.0, 0.0, 0.0], [150.0, 120.0, 100.0], spacing_mm, direction)
+    ras = grid.points()
+    x, y, z = ras[..., 0], ras[..., 1], ras[..., 2]
+    in_slab = np.abs(z) <= 48.0
+    body = _ellipse(x, y, 0, 0, 65, 50) & in_slab
+    inner = _ellipse(x, y, 0, 0, 59, 44) & in_slab
+    bone = _ellipse(x, y, 0, -20, 13, 11) & in_slab
+    cord = _ellipse(x, y, 0, -36, 5, 5) & in_slab
+    trachea = _ellipse(x, y, 0, 24, 8, 7) & in_slab
+    carotid = _ellipse(x, y, 21, 6, 4, 4) & in_slab
+    c = np.asarray(node_center, dtype=float)
+    r = node_diameter_mm / 2.0
+    node = ((x - c[0]) ** 2 + (y - c[1]) ** 2 + ((z - c[2]) / 1.1) ** 2) <= r * r
+
+    ct = np.full(grid.shape, HU["air"], dtype=np.int16)
+    ct[body] = HU["fat"]
+    ct[inner] = HU["soft"]
+    for mask, key in ((bone, "bone"), (cord, "cord"), (trachea, "air"), (carotid, "vessel"), (node, "node")):
+        ct[mask & body] = HU[key]
+    if noise_hu > 0:
+        rng = np.random.default_rng(seed)
+        ct = np.clip(ct + rng.normal(0, noise_hu, ct.shape), -1024, 3071).astype(np.int16)
+    masks = {"GTV": node & body, "Carotid": carotid, "SpinalCord": cord, "Trachea": trachea,
+             "Bone": bone, "Body": body}
+    return SyntheticCase(
+        ct=ct, grid=grid, masks=masks, node_center=c,
+        description=(f"synthetic neck phantom, {node_diameter_mm:g} mm right cervical node, "
+                     f"CT {grid.describe()}"))

@@ -1,0 +1,139 @@
+"""The AAPM TG-43U1 dose-rate formalism for one seed (Rivard et al., Med Phys 31:633, 2004).
+
+2D (line source), TG-43U1 Eq. (1)::
+
+    Ddot(r, theta) = S_K * Lambda * G_L(r, theta) / G_L(r0, theta0) * g_L(r) * F(r, theta)
+
+1D (TG-43U1 Eq. (11), line-source geometry function as the report recommends)::
+
+    Ddot(r) = S_K * Lambda * G_L(r, theta0) / G_L(r0, theta0) * g_L(r) * phi_an(r)
+
+with r0 = 1 cm = 10 mm, theta0 = 90 deg. Units: distances in mm (tables are
+converted from cm when a model is loaded), S_K in U, Lambda in cGy h^-1 U^-1,
+dose rate in cGy h^-1. Every function here returns dose rate *per unit S_K*.
+
+Interpolation and extrapolation rules (TG-43U1 Sec. IV and Appendix C):
+
+* g_L(r): log-linear interpolation (log g_L linear in r) between tabulated radii.
+  Below the first tabulated radius: nearest neighbour, g_L(r) = g_L(r_min)
+  (TG-43U1 recommends this for the line-source g_L, whose short-distance
+  behaviour the geometry function already carries). Beyond the last tabulated
+  radius: log-linear extrapolation from the last two tabulated points (an
+  exponential fall-off that stays positive).
+* F(r, theta): bilinear in r and theta (degrees) inside the table; theta is
+  folded into [0, 90] deg by the symmetry F(r, 180 - theta) = F(r, theta). Outside
+  the tabulated radii: nearest neighbour in r, F(r, theta) = F(r_min or r_max, theta).
+* phi_an(r): linear in r, nearest neighbour outside the tabulated radii.
+* G_L(r, theta) = beta / (L r sin theta) with beta the angle subtended by the
+  active length; on the axis (theta = 0 or 180 deg) G_L = 1 / (r^2 - L^2 / 4).
+* Inside the seed: TG-43 is not defined within the capsule. Points closer to the
+  seed centre than half its outer length (2.25 mm for a 4.5 mm capsule) are
+  evaluated at that distance along the same direction, which keeps the dose
+  finite and continuous there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+R0_MM = 10.0  # reference distance r0 = 1 cm
+
+
+def geometry_line(r_mm, z_mm, length_mm):
+    """Line-source geometry function G_L (mm^-2) at distance r and axial coordinate z (mm).
+
+    Uses beta = atan2(L rho, rho^2 + z^2 - L^2/4), rho = sqrt(r^2 - z^2), which is
+    exact for the angle subtended by the segment and stable near the axis.
+    """
+    r = np.asarray(r_mm, dtype=float)
+    z = np.asarray(z_mm, dtype=float)
+    rho2 = np.maximum(r * r - z * z, 0.0)
+    rho = np.sqrt(rho2)
+    half2 = 0.25 * length_mm * length_mm
+    beta = np.arctan2(length_mm * rho, rho2 + z * z - half2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off_axis = beta / (length_mm * rho)
+        on_axis = 1.0 / (r * r - half2)
+    return np.where(rho > 1e-9 * np.maximum(r, 1.0), off_axis, on_axis)
+
+
+def geometry_line_transverse(r_mm, length_mm):
+    """G_L(r, 90 deg) in mm^-2: 2 atan(L / 2r) / (L r)."""
+    r = np.asarray(r_mm, dtype=float)
+    return 2.0 * np.arctan(0.5 * length_mm / r) / (length_mm * r)
+
+
+def radial_dose_function(model, r_mm):
+    """g_L(r) (unitless): log-linear, nearest neighbour below r_min, log-linear extrapolation above r_max."""
+    r = np.asarray(r_mm, dtype=float)
+    rt, gt = model.gl_r_mm, np.log(model.gl)
+    idx = np.clip(np.searchsorted(rt, r), 1, rt.size - 1)
+    r0, r1 = rt[idx - 1], rt[idx]
+    t = (r - r0) / (r1 - r0)
+    g = np.exp(gt[idx - 1] + t * (gt[idx] - gt[idx - 1]))
+    return np.where(r < rt[0], model.gl[0], g)
+
+
+def _bracket(table, x):
+    """Lower index and weight for linear interpolation of clipped x in a sorted table."""
+    x = np.clip(x, table[0], table[-1])
+    idx = np.clip(np.searchsorted(table, x, side="right") - 1, 0, table.size - 2)
+    w = (x - table[idx]) / (table[idx + 1] - table[idx])
+    return idx, w
+
+
+def anisotropy_function(model, r_mm, theta_deg):
+    """F(r, theta) (unitless): bilinear in r (mm) and theta (deg), nearest neighbour outside the radii."""
+    theta = np.asarray(theta_deg, dtype=float)
+    theta = np.where(theta > 90.0, 180.0 - theta, theta)
+    table = model.f_table
+    if model.f_r_mm.size == 1:
+        ti, tw = _bracket(model.f_theta_deg, theta)
+        return table[ti, 0] * (1 - tw) + table[ti + 1, 0] * tw
+    ri, rw = _bracket(model.f_r_mm, np.asarray(r_mm, dtype=float))
+    ti, tw = _bracket(model.f_theta_deg, theta)
+    f00, f01 = table[ti, ri], table[ti, ri + 1]
+    f10, f11 = table[ti + 1, ri], table[ti + 1, ri + 1]
+    return (f00 * (1 - rw) + f01 * rw) * (1 - tw) + (f10 * (1 - rw) + f11 * rw) * tw
+
+
+def anisotropy_factor(model, r_mm):
+    """phi_an(r) (unitless): linear in r (mm), nearest neighbour outside the tabulated radii."""
+    if model.phi_an is None:
+        raise InputError(f"seed model {model.key!r} has no anisotropy_factor_1d (phi_an) table; "
+                         "the 1D formalism needs one: use formalism='line'")
+    return np.interp(r_mm, model.phi_r_mm, model.phi_an)
+
+
+def clamp_inside_seed(model, r_mm, z_mm):
+    """Move points closer than half the outer seed length out to that distance (same direction)."""
+    r = np.asarray(r_mm, dtype=float)
+    r_min = 0.5 * model.outer_length_mm
+    scale = np.where(r < r_min, r_min / np.maximum(r, 1e-12), 1.0)
+    z = np.where(r > 0, np.asarray(z_mm, dtype=float) * scale, 0.0)
+    return np.maximum(r, r_min), z
+
+
+def dose_rate_per_u(model, r_mm, z_mm, formalism="line"):
+    """Dose rate per unit air-kerma strength (cGy h^-1 U^-1).
+
+    Args:
+        model: a SourceModel.
+        r_mm: distance from the seed centre (mm), any shape.
+        z_mm: coordinate along the seed axis (mm), same shape (ignored for "point").
+        formalism: "line" (2D, TG-43U1 Eq. 1) or "point" (1D, TG-43U1 Eq. 11).
+    """
+    r, z = clamp_inside_seed(model, r_mm, z_mm)
+    length = model.active_length_mm
+    g0 = geometry_line_transverse(R0_MM, length)
+    if formalism == "line":
+        cos_t = np.clip(np.abs(z) / r, 0.0, 1.0)
+        theta = np.degrees(np.arccos(cos_t))
+        shape = geometry_line(r, z, length) * anisotropy_function(model, r, theta)
+    elif formalism == "point":
+        shape = geometry_line_transverse(r, length) * anisotropy_factor(model, r)
+    else:
+        raise InputError(f"formalism {formalism!r} unknown: use 'line' (2D) or 'point' (1D)")
+    return model.dose_rate_constant * shape / g0 * radial_dose_function(model, r)
