@@ -7,9 +7,9 @@ import numpy as np
 from . import RESEARCH_NOTICE
 from .dose import compute_dose, dose_at_points
 from .grid import Grid
+from .phantom import neck_phantom
 from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
-from .phantom import neck_phantom
 
 
 def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_spacing_mm=10.0,

@@ -145,7 +145,7 @@ def _vector(data, dotted, where, positive=True, increasing=False, length=None):
     if bad.size:
         i = bad[0]
         need = "> 0" if positive else ">= 0"
-        raise InputError(f"{where}: {dotted}[{i}] = {arr[i]!r} invalid: must be {need}")
+        raise InputError(f"{where}: {dotted}[{i}] = {arr[i]:g} invalid: must be {need}")
     if increasing:
         bad = np.flatnonzero(np.diff(arr) <= 0)
         if bad.size:
@@ -178,7 +178,7 @@ def model_from_dict(data, key, where="model file"):
     bad = np.argwhere(~np.isfinite(f_table) | (f_table <= 0))
     if bad.size:
         i, j = bad[0]
-        raise InputError(f"{where}: anisotropy_function.F[{i}][{j}] = {f_table[i, j]!r} invalid: must be > 0")
+        raise InputError(f"{where}: anisotropy_function.F[{i}][{j}] = {f_table[i, j]:g} invalid: must be > 0")
     phi_r = phi = None
     if "anisotropy_factor_1d" in data:
         phi_r = _vector(data, "anisotropy_factor_1d.r_cm", where, increasing=True) * 10.0

@@ -1,0 +1,135 @@
+"""Dose on grids: geometry independence, superposition, linearity, symmetry, time integration, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import tg43_oracle
+from scipy.spatial.transform import Rotation
+
+from SeedBrachyLib.dose import compute_dose, dose_at_points, time_factor_h
+from SeedBrachyLib.errors import Cancelled, InputError
+from SeedBrachyLib.grid import Grid
+from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.sources import get_model
+
+M = get_model("I125_OncoSeed6711")
+
+
+def small_grid(direction=None, spacing=(1.5, 1.0, 2.0), center=(0.0, 0.0, 0.0)):
+    return Grid.around(center, [40.0, 36.0, 44.0], spacing, direction)
+
+
+def test_grid_matches_point_evaluation_and_oracle():
+    grid = small_grid(Rotation.from_euler("xyz", [20, -35, 50], degrees=True).as_matrix())
+    seeds = [Seed([3.0, -2.0, 4.0], [1, 1, 0], 0.8), Seed([-6.0, 5.0, -3.0], [0, 0.2, 1], 0.5)]
+    dose = compute_dose(grid, seeds, M)
+    assert dose.dtype == np.float32 and dose.shape == grid.shape
+    pts = grid.points()
+    assert np.allclose(dose, dose_at_points(pts, seeds, M), rtol=2e-6)
+    raw = tg43_oracle.load(M.key)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, grid.n_voxels, 200)
+    flat_pts = pts.reshape(-1, 3)[idx]
+    want = [tg43_oracle.total_dose_gy(raw, p, [(s.position, s.axis, s.strength_u) for s in seeds]) for p in flat_pts]
+    assert np.allclose(dose.reshape(-1)[idx], want, rtol=1e-5)
+
+
+def test_oblique_grid_and_rotated_seed_give_same_physical_dose():
+    seed = Seed([0.7, -0.3, 0.2], [0, 0, 1], 1.0)
+    ref = compute_dose(small_grid(), [seed], M)
+    rot = Rotation.from_euler("zyx", [30, 15, -40], degrees=True).as_matrix()
+    center = np.array([5.0, -7.0, 11.0])
+    rotated_seed = Seed(center + rot @ seed.position, rot @ seed.axis, 1.0)
+    rotated = compute_dose(small_grid(rot, center=center), [rotated_seed], M)
+    assert np.allclose(rotated, ref, rtol=2e-5, atol=1e-6)
+
+
+def test_symmetry_about_transverse_plane():
+    grid = Grid.around([0, 0, 0], [30, 30, 31], 1.0)  # odd K count: voxel centres symmetric about z = 0
+    dose = compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M)
+    assert np.allclose(dose, dose[::-1], rtol=1e-6)
+    assert np.allclose(dose, dose[:, :, ::-1], rtol=1e-6)  # and about the seed axis
+
+
+def test_superposition_and_linearity_in_strength():
+    grid = small_grid()
+    a, b = Seed([2, 3, -4], [0, 1, 0], 0.6), Seed([-5, 1, 6], [1, 0, 1], 0.9)
+    both = compute_dose(grid, [a, b], M)
+    sep = compute_dose(grid, [a], M) + compute_dose(grid, [b], M)
+    assert np.allclose(both, sep, rtol=1e-5)
+    tripled = compute_dose(grid, [Seed(a.position, a.axis, 3 * a.strength_u)], M)
+    assert np.allclose(tripled, 3 * compute_dose(grid, [a], M), rtol=1e-6)
+
+
+def test_total_dose_and_time_windows():
+    one_u = [Seed([0, 0, 0], [0, 0, 1], 1.0)]
+    point = np.array([[10.0, 0.0, 0.0]])
+    assert dose_at_points(point, one_u, M)[0] == pytest.approx(19.847213385, rel=1e-9)  # Gy per U
+    first = dose_at_points(point, one_u, M, time_window_days=(0, 30))[0]
+    rest = dose_at_points(point, one_u, M, time_window_days=(30, math.inf))[0]
+    assert first + rest == pytest.approx(19.847213385, rel=1e-9)
+    assert first == pytest.approx(19.847213385 * (1 - 0.5 ** (30 / 59.4)), rel=1e-9)
+    assert time_factor_h(M, (0, math.inf)) == pytest.approx(M.mean_life_h)
+    with pytest.raises(InputError, match="time window"):
+        time_factor_h(M, (10, 5))
+
+
+def test_point_formalism_on_grid_is_isotropic():
+    grid = Grid.around([0, 0, 0], [31, 31, 31], 1.0)  # voxel (15, 15, 15) is at the origin
+    dose = compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M, formalism="point")
+    assert dose[15, 15, 25] == pytest.approx(dose[25, 15, 15], rel=1e-6)  # 10 mm along x vs along z
+    assert dose[15, 15, 25] == pytest.approx(19.847213385 * 0.944, rel=1e-6)  # phi_an(1 cm) = 0.944
+
+
+def test_progress_and_cancel():
+    grid = Grid.around([0, 0, 0], [60, 60, 120], 1.0)
+    calls = []
+    compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M, progress=lambda f, m: calls.append(f))
+    assert calls[0] == 0.0 and calls[-1] == pytest.approx(1.0) and calls == sorted(calls)
+    with pytest.raises(Cancelled):
+        compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M, progress=lambda f, m: f < 0.3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"strength_u": 0.0}, "strength"),
+    ({"strength_u": -1.0}, "strength"),
+    ({"axis": [0, 0, 0]}, "axis"),
+    ({"position": [np.nan, 0, 0]}, "position"),
+])
+def test_bad_seeds(kwargs, match):
+    args = {"position": [0, 0, 0], "axis": [0, 0, 1], "strength_u": 1.0} | kwargs
+    with pytest.raises(InputError, match=match):
+        Seed(**args)
+
+
+def test_errors_name_the_bad_value():
+    grid = small_grid()
+    with pytest.raises(InputError, match=r"outside the dose grid"):
+        compute_dose(grid, [Seed([100, 0, 0], [0, 0, 1], 1.0)], M)
+    assert compute_dose(grid, [Seed([100, 0, 0], [0, 0, 1], 1.0)], M, allow_outside=True).max() > 0
+    with pytest.raises(InputError, match="no seeds"):
+        compute_dose(grid, [], M)
+    with pytest.raises(InputError, match="not a known seed model"):
+        compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], "Pd103_unknown")
+    with pytest.raises(InputError, match="formalism"):
+        compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M, formalism="3d")
+    huge = Grid.around([0, 0, 0], [2000, 2000, 2000], 0.5)
+    with pytest.raises(InputError, match=r"GiB"):
+        compute_dose(huge, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M)
+    with pytest.raises(InputError, match=r"GiB"):
+        compute_dose(grid, [Seed([0, 0, 0], [0, 0, 1], 1.0)], M, max_bytes=1000)
+
+
+def test_grid_geometry_roundtrip_and_validation():
+    rot = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    g = Grid([1, 2, 3], [0.5, 0.8, 2.5], rot, (4, 5, 6))
+    ijk = np.array([[0, 0, 0], [3, 4, 5], [1.5, 2.25, 0.5]])
+    assert np.allclose(g.to_ijk(g.to_ras(ijk)), ijk)
+    assert np.allclose((g.ijk_to_ras @ np.r_[3, 4, 5, 1])[:3], g.to_ras([3, 4, 5]))
+    assert g.points()[5, 4, 3] == pytest.approx(g.to_ras([3, 4, 5]))
+    assert g.voxel_volume_cc == pytest.approx(0.5 * 0.8 * 2.5 / 1000)
+    with pytest.raises(InputError, match="orthonormal"):
+        Grid([0, 0, 0], [1, 1, 1], [[1, 0, 0], [1, 1, 0], [0, 0, 1]], (2, 2, 2))
+    with pytest.raises(InputError, match="spacing"):
+        Grid([0, 0, 0], [1, 0, 1], np.eye(3), (2, 2, 2))

@@ -1,0 +1,86 @@
+"""Seed model files: validation names the first bad field; user models; strength units."""
+
+import copy
+import json
+
+import pytest
+
+from SeedBrachyLib import sources
+from SeedBrachyLib.cli import main
+from SeedBrachyLib.errors import InputError
+
+BASE = json.loads((sources.PACKAGED_DIR / "I125_OncoSeed6711.json").read_text())
+
+
+def broken(mutate):
+    data = copy.deepcopy(BASE)
+    mutate(data)
+    return data
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.pop("dose_rate_constant_cGy_per_h_per_U"), "'dose_rate_constant_cGy_per_h_per_U' is missing"),
+    (lambda d: d.__setitem__("half_life_days", -59.4), "'half_life_days' = -59.4"),
+    (lambda d: d.__setitem__("active_length_cm", 0), "'active_length_cm' = 0"),
+    (lambda d: d["radial_dose_function"]["r_cm"].__setitem__(3, 0.2), r"r_cm must increase strictly; .*r_cm\[3\]"),
+    (lambda d: d["radial_dose_function"]["gL"].__setitem__(2, -0.1), r"gL\[2\] = -0.1"),
+    (lambda d: d["radial_dose_function"]["gL"].pop(), "gL' has 15 values; expected 16"),
+    (lambda d: d["anisotropy_function"]["F"][4].__setitem__(1, 0.0), r"F\[4\]\[1\] = 0 "),
+    (lambda d: d["anisotropy_function"]["theta_deg"].__setitem__(10, 95.0), "within"),
+    (lambda d: d["anisotropy_function"]["F"].pop(), "shape"),
+    (lambda d: d.__setitem__("model", ""), "'model' must be non-empty"),
+])
+def test_validation_names_first_bad_field(mutate, match):
+    with pytest.raises(InputError, match=match):
+        sources.model_from_dict(broken(mutate), "bad")
+
+
+def test_malformed_file(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        sources.load_model_file(p)
+    with pytest.raises(InputError, match="does not exist"):
+        sources.load_model_file(tmp_path / "missing.json")
+
+
+def test_every_packaged_file_validates_and_carries_citation():
+    for key in sources.available_models():
+        model = sources.get_model(key)
+        assert "Rivard" in model.citation or "TG-43" in model.citation
+        assert model.half_life_days == pytest.approx(59.4)
+
+
+def test_user_model_add_list_and_no_silent_overwrite(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEEDBRACHY_SOURCE_DIR", str(tmp_path / "user"))
+    mine = broken(lambda d: d.__setitem__("dose_rate_constant_cGy_per_h_per_U", 0.93))
+    path = tmp_path / "My_I125.json"
+    path.write_text(json.dumps(mine))
+    assert main(["models", "--add", str(path)]) == 0
+    assert "My_I125" in capsys.readouterr().out
+    assert sources.get_model("My_I125").dose_rate_constant == 0.93
+    with pytest.raises(InputError, match="exists"):
+        sources.add_user_model(path)
+    sources.add_user_model(path, overwrite=True)
+    clash = tmp_path / "I125_OncoSeed6711.json"
+    clash.write_text(json.dumps(mine))
+    with pytest.raises(InputError, match="packaged model"):
+        sources.add_user_model(clash)
+    assert main(["models", "--add", str(tmp_path / "nope.json")]) == 2
+
+
+def test_model_lookup():
+    assert sources.get_model("6711").key == "I125_OncoSeed6711"
+    with pytest.raises(InputError, match="available: "):
+        sources.get_model("Cs131")
+    with pytest.raises(InputError, match="several"):
+        sources.get_model("I125")
+
+
+def test_strength_conversion_is_explicit():
+    assert sources.mci_to_u(0.5) == pytest.approx(0.635)
+    assert sources.u_to_mci(1.27) == pytest.approx(1.0)
+    assert sources.mci_to_u(0.5, u_per_mci=1.2) == pytest.approx(0.6)
+    with pytest.raises(InputError, match="u_per_mci"):
+        sources.mci_to_u(0.5, u_per_mci=0)
+    assert sources.get_model("6711").mean_life_h == pytest.approx(2056.7, abs=0.05)
