@@ -34,6 +34,8 @@ Interpolation and extrapolation rules (TG-43U1 Sec. IV and Appendix C):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import InputError
@@ -65,38 +67,76 @@ def geometry_line_transverse(r_mm, length_mm):
     return 2.0 * np.arctan(0.5 * length_mm / r) / (length_mm * r)
 
 
+class _UniformTable:
+    """A piecewise-linear table resampled on a uniform grid that contains every breakpoint.
+
+    Linear (and bilinear) interpolation on such a refinement reproduces the original
+    interpolant exactly, while a uniform grid finds its interval by one division
+    instead of a search. ``nodes`` are the refined abscissae (x0 + step * n).
+    """
+
+    MAX_NODES = 200_000
+
+    def __init__(self, x, step=None):
+        x = np.asarray(x, dtype=float)
+        if step is None:
+            ticks = [int(round(v * 1e4)) for v in x - x[0]]  # 1e-4 resolution in the table's unit
+            gcd = 0
+            for t in ticks[1:]:
+                gcd = math.gcd(gcd, t)
+            step = gcd / 1e4
+        n = int(round((x[-1] - x[0]) / step)) + 1
+        if n > self.MAX_NODES:
+            raise InputError(f"table abscissae {x.tolist()} need {n} uniform nodes (> {self.MAX_NODES}); "
+                             "use breakpoints on a coarser common step")
+        self.x0, self.step, self.n = float(x[0]), float(step), n
+        self.nodes = self.x0 + self.step * np.arange(n)
+
+    def locate(self, x):
+        """Interval index and (unclipped) weight of x on the uniform nodes."""
+        t = (np.asarray(x, dtype=float) - self.x0) / self.step
+        i = np.clip(np.floor(t), 0, self.n - 2).astype(np.intp)
+        return i, t - i
+
+
+_TABLES = {}
+
+
+def _tables(model):
+    """Uniform refinements of g_L (log) and F for a model, built once per table content."""
+    key = (model.key, model.gl.tobytes(), model.gl_r_mm.tobytes(), model.f_table.tobytes(),
+           model.f_r_mm.tobytes(), model.f_theta_deg.tobytes())
+    if key not in _TABLES:
+        g_axis = _UniformTable(model.gl_r_mm)
+        log_g = np.interp(g_axis.nodes, model.gl_r_mm, np.log(model.gl))
+        r_axis = _UniformTable(model.f_r_mm) if model.f_r_mm.size > 1 else _UniformTable([0.0, 1.0], 1.0)
+        t_axis = _UniformTable(model.f_theta_deg)
+        by_r = np.array([np.interp(r_axis.nodes, model.f_r_mm, row) for row in model.f_table])
+        f_fine = np.array([np.interp(t_axis.nodes, model.f_theta_deg, col) for col in by_r.T]).T
+        _TABLES[key] = (g_axis, log_g, r_axis, t_axis, np.ascontiguousarray(f_fine).ravel())
+    return _TABLES[key]
+
+
 def radial_dose_function(model, r_mm):
     """g_L(r) (unitless): log-linear, nearest neighbour below r_min, log-linear extrapolation above r_max."""
-    r = np.asarray(r_mm, dtype=float)
-    rt, gt = model.gl_r_mm, np.log(model.gl)
-    idx = np.clip(np.searchsorted(rt, r), 1, rt.size - 1)
-    r0, r1 = rt[idx - 1], rt[idx]
-    t = (r - r0) / (r1 - r0)
-    g = np.exp(gt[idx - 1] + t * (gt[idx] - gt[idx - 1]))
-    return np.where(r < rt[0], model.gl[0], g)
-
-
-def _bracket(table, x):
-    """Lower index and weight for linear interpolation of clipped x in a sorted table."""
-    x = np.clip(x, table[0], table[-1])
-    idx = np.clip(np.searchsorted(table, x, side="right") - 1, 0, table.size - 2)
-    w = (x - table[idx]) / (table[idx + 1] - table[idx])
-    return idx, w
+    g_axis, log_g, *_ = _tables(model)
+    # Below r_min: clip (nearest neighbour). Above r_max: the last interval's line, extended.
+    i, w = g_axis.locate(np.maximum(r_mm, g_axis.x0))
+    return np.exp(log_g[i] + w * (log_g[i + 1] - log_g[i]))
 
 
 def anisotropy_function(model, r_mm, theta_deg):
     """F(r, theta) (unitless): bilinear in r (mm) and theta (deg), nearest neighbour outside the radii."""
+    _, _, r_axis, t_axis, f_flat = _tables(model)
     theta = np.asarray(theta_deg, dtype=float)
     theta = np.where(theta > 90.0, 180.0 - theta, theta)
-    table = model.f_table
-    if model.f_r_mm.size == 1:
-        ti, tw = _bracket(model.f_theta_deg, theta)
-        return table[ti, 0] * (1 - tw) + table[ti + 1, 0] * tw
-    ri, rw = _bracket(model.f_r_mm, np.asarray(r_mm, dtype=float))
-    ti, tw = _bracket(model.f_theta_deg, theta)
-    f00, f01 = table[ti, ri], table[ti, ri + 1]
-    f10, f11 = table[ti + 1, ri], table[ti + 1, ri + 1]
-    return (f00 * (1 - rw) + f01 * rw) * (1 - tw) + (f10 * (1 - rw) + f11 * rw) * tw
+    r = np.clip(r_mm, model.f_r_mm[0], model.f_r_mm[-1]) if model.f_r_mm.size > 1 else np.zeros_like(theta)
+    ri, rw = r_axis.locate(r)
+    ti, tw = t_axis.locate(np.clip(theta, t_axis.x0, model.f_theta_deg[-1]))
+    base = ti * r_axis.n + ri
+    f00, f01 = f_flat[base], f_flat[base + 1]
+    f10, f11 = f_flat[base + r_axis.n], f_flat[base + r_axis.n + 1]
+    return (f00 + rw * (f01 - f00)) * (1 - tw) + (f10 + rw * (f11 - f10)) * tw
 
 
 def anisotropy_factor(model, r_mm):
