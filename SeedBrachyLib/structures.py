@@ -1,0 +1,305 @@
+"""Structures on a dose grid: partial-volume masks, margins, body and skin.
+
+Public API
+----------
+* :class:`Structure` -- a named fractional mask on a :class:`~SeedBrachyLib.grid.Grid`
+  (``weights`` float32 ``[k, j, i]`` in [0, 1], the fraction of each voxel inside) with a
+  ``role`` ("target" or "oar"); ``volume_cc``.
+* :func:`resample_mask` -- a boolean mask or labelmap on ANY grid -> fractional occupancy on
+  another grid (supersampling: n^3 sub-points per target voxel, nearest-neighbour lookup).
+* :func:`structure_on_grid` -- the same, wrapped as a :class:`Structure`.
+* :func:`expand_margin` -- CTV = GTV + margin (mm; isotropic or per RAS axis), distance based,
+  exact for anisotropic voxels, optionally clipped to the body.
+* :func:`body_from_ct` -- body from a CT threshold (HU), largest connected component, holes filled.
+* :func:`skin_rind` -- the outer rind of the body, of a given thickness (mm, default 5).
+
+Empty structures raise :class:`~SeedBrachyLib.errors.InputError` naming the structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import InputError
+from .grid import Grid
+from .progress import report
+
+ROLES = ("target", "oar")
+MAX_SUPERSAMPLING = 8
+DEFAULT_BODY_THRESHOLD_HU = -300.0
+DEFAULT_SKIN_THICKNESS_MM = 5.0
+
+
+@dataclass
+class Structure:
+    """A named structure on a grid.
+
+    Attributes:
+        name: structure name (e.g. "CTV", "Skin").
+        weights: float32 ``[k, j, i]`` array on ``grid``, the fraction (0..1) of each voxel's
+            volume inside the structure.
+        grid: the :class:`Grid` the weights live on (normally the dose grid).
+        role: "target" (gets the target metric set) or "oar" (organ at risk, skin, body).
+        source_volume_cc: volume (cc) of the mask it was resampled from, if any; larger than
+            ``volume_cc`` when part of the structure lies outside ``grid``.
+    """
+
+    name: str
+    weights: np.ndarray
+    grid: Grid
+    role: str = "oar"
+    source_volume_cc: float = None
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise InputError(f"structure '{self.name}' role {self.role!r} invalid: use one of {ROLES}")
+        w = np.asarray(self.weights, dtype=np.float32)
+        if w.shape != tuple(self.grid.shape):
+            raise InputError(f"structure '{self.name}' weights shape {w.shape} does not match its grid "
+                             f"shape {tuple(self.grid.shape)} ([k, j, i])")
+        if not np.all(np.isfinite(w)) or w.min(initial=0.0) < 0 or w.max(initial=0.0) > 1:
+            raise InputError(f"structure '{self.name}' weights must be fractions in [0, 1]")
+        _require_nonempty(w, self.name)
+        self.weights = w
+
+    @property
+    def volume_cc(self):
+        """Structure volume (cc) on its grid: sum of the voxel fractions times the voxel volume."""
+        return float(self.weights.sum(dtype=np.float64)) * self.grid.voxel_volume_cc
+
+    def truncation_note(self, tolerance=0.01):
+        """A message if more than ``tolerance`` (fraction) of the source volume lies outside the grid, else None."""
+        if self.source_volume_cc is None or self.volume_cc >= (1.0 - tolerance) * self.source_volume_cc:
+            return None
+        return (f"only {self.volume_cc:.2f} of {self.source_volume_cc:.2f} cc of '{self.name}' lie in the "
+                f"dose grid; its metrics cover that part only")
+
+
+def _require_nonempty(mask, name):
+    if not np.any(mask):
+        raise InputError(f"structure '{name}' is empty: it has no voxel inside")
+
+
+def _check_on_grid(array, grid, name):
+    array = np.asarray(array)
+    if array.shape != tuple(grid.shape):
+        raise InputError(f"'{name}' array shape {array.shape} does not match its grid shape "
+                         f"{tuple(grid.shape)} ([k, j, i], dims {grid.dims})")
+    return array
+
+
+def default_supersampling(source_grid, target_grid):
+    """Sub-points per axis n: sub-point spacing at most half the source's finest voxel, 2 <= n <= 8."""
+    ratio = float(np.max(target_grid.spacing) / np.min(source_grid.spacing))
+    return int(np.clip(np.ceil(2.0 * ratio - 1e-9), 2, MAX_SUPERSAMPLING))
+
+
+def _target_box(mask, source_grid, target_grid):
+    """Index box ((i0, i1), (j0, j1), (k0, k1)) of target voxels that can overlap the mask."""
+    k, j, i = np.nonzero(mask)
+    lo = np.array([i.min(), j.min(), k.min()]) - 0.5
+    hi = np.array([i.max(), j.max(), k.max()]) + 0.5
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    t = target_grid.to_ijk(source_grid.to_ras(corners))
+    t_lo = np.maximum(np.floor(t.min(axis=0) - 0.5).astype(int), 0)
+    t_hi = np.minimum(np.ceil(t.max(axis=0) + 0.5).astype(int) + 1, np.asarray(target_grid.dims))
+    return [(int(a), int(b)) for a, b in zip(t_lo, t_hi)]
+
+
+def resample_mask(mask, source_grid, target_grid, supersampling=None, name="structure", progress=None):
+    """Fractional occupancy on ``target_grid`` of a boolean mask given on ``source_grid``.
+
+    Each target voxel is sampled at n^3 sub-points (centres of an n x n x n subdivision of the
+    voxel); each sub-point is mapped to the source grid with ``Grid.to_ijk`` and looked up by
+    nearest neighbour (points outside the source grid count as outside). The weight is the
+    fraction of sub-points inside, so partial-volume voxels get fractions 0 < w < 1. Grids may
+    have any origin, spacing (mm) and direction.
+
+    Args:
+        mask: bool array ``[k, j, i]`` on ``source_grid`` (non-zero = inside).
+        source_grid, target_grid: :class:`Grid`.
+        supersampling: n sub-points per axis (1..16); default :func:`default_supersampling`.
+        name: structure name for error messages.
+        progress: callback(fraction, message); returning False cancels.
+
+    Returns:
+        float32 ``[k, j, i]`` on ``target_grid``, values in [0, 1].
+    """
+    mask = _check_on_grid(mask, source_grid, name) != 0
+    _require_nonempty(mask, name)
+    n = default_supersampling(source_grid, target_grid) if supersampling is None else int(supersampling)
+    if not 1 <= n <= 16:
+        raise InputError(f"supersampling {supersampling!r} invalid: use an integer 1..16 sub-points per axis")
+    out = np.zeros(target_grid.shape, dtype=np.float32)
+    (i0, i1), (j0, j1), (k0, k1) = _target_box(mask, source_grid, target_grid)
+    if i1 <= i0 or j1 <= j0 or k1 <= k0:
+        raise InputError(f"structure '{name}' lies outside the target grid ({target_grid.describe()})")
+    # source continuous ijk = M @ target ijk + t (affine), evaluated separably per axis
+    m = source_grid.ras_to_ijk @ target_grid.ijk_to_ras
+    lin, shift = m[:3, :3], m[:3, 3]
+    ii, jj = np.arange(i0, i1, dtype=float), np.arange(j0, j1, dtype=float)
+    offsets = (np.arange(n) + 0.5) / n - 0.5
+    src_dims = np.asarray(source_grid.dims)
+    counts = np.zeros((k1 - k0, j1 - j0, i1 - i0), dtype=np.uint16)
+    for row, k in enumerate(range(k0, k1)):
+        for dk in offsets:
+            for dj in offsets:
+                base = [shift[a] + lin[a, 2] * (k + dk) + lin[a, 1] * (jj[:, None] + dj) for a in range(3)]
+                for di in offsets:
+                    idx = [np.rint(base[a] + lin[a, 0] * (ii[None, :] + di)).astype(np.int64) for a in range(3)]
+                    inside = ((idx[0] >= 0) & (idx[0] < src_dims[0]) & (idx[1] >= 0) & (idx[1] < src_dims[1])
+                              & (idx[2] >= 0) & (idx[2] < src_dims[2]))
+                    hit = np.zeros(inside.shape, dtype=bool)
+                    hit[inside] = mask[idx[2][inside], idx[1][inside], idx[0][inside]]
+                    counts[row] += hit
+        report(progress, (row + 1) / (k1 - k0), f"resampling {name}")
+    out[k0:k1, j0:j1, i0:i1] = counts / float(n ** 3)
+    _require_nonempty(out, name)
+    return out
+
+
+def structure_on_grid(name, mask, source_grid, target_grid, role="oar", label=None, supersampling=None,
+                      progress=None):
+    """A :class:`Structure` on ``target_grid`` from a mask or labelmap on ``source_grid``.
+
+    ``label``: if given, ``mask`` is a labelmap and the structure is ``mask == label``;
+    otherwise non-zero voxels are inside. See :func:`resample_mask`.
+    """
+    mask = np.asarray(mask)
+    if label is not None:
+        mask = mask == label
+        if not np.any(mask):
+            raise InputError(f"structure '{name}': label {label!r} does not occur in the labelmap")
+    weights = resample_mask(mask, source_grid, target_grid, supersampling, name, progress)
+    source_cc = float(np.count_nonzero(mask)) * source_grid.voxel_volume_cc
+    return Structure(name, weights, target_grid, role, source_cc)
+
+
+def _margin_per_grid_axis(margin_mm, grid, name):
+    m = np.broadcast_to(np.asarray(margin_mm, dtype=float), (3,)).copy()
+    if not np.all(np.isfinite(m)) or np.any(m < 0):
+        raise InputError(f"margin {margin_mm!r} mm for '{name}' invalid: need finite values >= 0")
+    if np.allclose(m, m[0]):
+        return m
+    a = np.abs(grid.direction)
+    perm = np.argmax(a, axis=0)  # RAS axis of each grid axis
+    if not np.allclose(a[perm, [0, 1, 2]], 1.0, atol=1e-6) or len(set(perm.tolist())) != 3:
+        raise InputError(f"per-axis margin {m.tolist()} mm needs a grid aligned with R, A, S "
+                         f"(this one is oblique: {grid.describe()}); use an isotropic margin")
+    return m[perm]
+
+
+def _surface_distance(region, sampling):
+    """For voxels of ``region`` (bool), the distance (in the units of ``sampling``) to the region's surface.
+
+    d is the Euclidean distance from the voxel centre to the nearest voxel centre outside the
+    region (scipy ``distance_transform_edt``), h the voxel size along that direction; the
+    estimate is d - h/4. The surface of a voxelised shape lies half a voxel beyond the last
+    centre on average along an axis, but on curved surfaces the nearest lattice point outside
+    lies deeper than the surface normal suggests; d - h/4 balances the two (on spheres of
+    radius 9-15 mm: volume error < 1% with 1 mm voxels, where d alone gives -3%; see the tests).
+    Zero outside ``region``; voxels on the array border are not next to a surface.
+    """
+    d, nearest = ndimage.distance_transform_edt(region, sampling=sampling, return_indices=True)
+    delta = (nearest - np.indices(region.shape)) * sampling[:, None, None, None]
+    u = delta / np.maximum(d, 1e-12)
+    h = np.sqrt(np.sum((u * sampling[:, None, None, None]) ** 2, axis=0))
+    return np.where(region, d - 0.25 * h, 0.0)
+
+
+def expand_margin(mask, grid, margin_mm, clip_to=None, name="CTV"):
+    """Boolean mask grown by a margin (mm): e.g. CTV = GTV + 5 mm.
+
+    A voxel is added if its centre lies within the margin of the input's surface, measured
+    with the Euclidean distance in mm (scipy ``distance_transform_edt`` with ``sampling`` = the
+    voxel spacing, so anisotropic voxels are handled exactly; surface estimate as described in
+    :func:`_surface_distance`).
+
+    Per-axis margins ``(mR, mA, mS)`` (mm along the R-L, A-P and S-I directions) define an
+    ellipsoidal structuring element: the distance is measured in the space scaled by 1/m per
+    axis (EDT with ``sampling = spacing / m``) and compared with 1, i.e. a voxel offset
+    (dR, dA, dS) from the surface is within the margin when (dR/mR)^2 + (dA/mA)^2 + (dS/mS)^2 <= 1.
+    An axis with margin 0 is not expanded. Per-axis margins need a grid whose axes are aligned
+    with R, A, S (any order or sign); isotropic margins work on any grid, oblique included.
+
+    Args:
+        mask: bool (or fractional, inside where >= 0.5) ``[k, j, i]`` on ``grid``.
+        grid: :class:`Grid` of ``mask``.
+        margin_mm: scalar or (mR, mA, mS) in mm, >= 0.
+        clip_to: optional bool mask on ``grid`` (e.g. the body); the result is intersected with it.
+        name: name for error messages.
+
+    Returns:
+        bool ``[k, j, i]`` on ``grid`` (contains the input mask).
+    """
+    mask = _check_on_grid(mask, grid, name)
+    inside = mask >= 0.5 if mask.dtype.kind == "f" else mask != 0
+    _require_nonempty(inside, name)
+    m_ijk = _margin_per_grid_axis(margin_mm, grid, name)
+    grown = inside.copy()
+    if np.any(m_ijk > 0):
+        scale = np.where(m_ijk > 0, m_ijk, 1e-6)
+        sampling = (grid.spacing / scale)[::-1]  # array axes are k, j, i
+        grown |= (_surface_distance(~inside, sampling) <= 1.0) & ~inside
+    if clip_to is not None:
+        grown &= _check_on_grid(clip_to, grid, "clip mask") != 0
+    _require_nonempty(grown, name)
+    return grown
+
+
+def body_from_ct(ct_hu, grid, threshold_hu=DEFAULT_BODY_THRESHOLD_HU, name="Body"):
+    """Body mask from a CT (HU): voxels above ``threshold_hu``, largest connected component, holes filled.
+
+    Holes are filled in 3D and then slice by slice along K (the axial slices of a CT), so air
+    inside the body (trachea, airways open at the scan ends) belongs to the body.
+
+    Args:
+        ct_hu: CT ``[k, j, i]`` in HU on ``grid``.
+        grid: :class:`Grid` of the CT.
+        threshold_hu: HU threshold (default -300 HU: air below, fat and tissue above).
+
+    Returns:
+        bool ``[k, j, i]`` on ``grid``.
+    """
+    ct = _check_on_grid(ct_hu, grid, "CT")
+    above = ct > threshold_hu
+    if not np.any(above):
+        raise InputError(f"structure '{name}' is empty: no CT voxel above {threshold_hu:g} HU "
+                         f"(CT range {float(ct.min()):g}..{float(ct.max()):g} HU)")
+    labels, _ = ndimage.label(above)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+    for k in range(body.shape[0]):
+        body[k] = ndimage.binary_fill_holes(body[k])
+    return body
+
+
+def skin_rind(body, grid, thickness_mm=DEFAULT_SKIN_THICKNESS_MM, name="Skin"):
+    """Skin: the body voxels whose centre lies within ``thickness_mm`` (mm) of the body surface.
+
+    Distance to the surface as in :func:`_surface_distance` (Euclidean, mm, exact for
+    anisotropic voxels). Body voxels on the grid border are not next to a surface (a scan cuts
+    through the body; the skin is where the body meets air inside the scan).
+
+    Args:
+        body: bool ``[k, j, i]`` on ``grid``.
+        grid: :class:`Grid`.
+        thickness_mm: rind thickness (mm), > 0; default 5 mm.
+
+    Returns:
+        bool ``[k, j, i]`` on ``grid``.
+    """
+    body = _check_on_grid(body, grid, "Body") != 0
+    _require_nonempty(body, "Body")
+    t = float(thickness_mm)
+    if not np.isfinite(t) or t <= 0:
+        raise InputError(f"skin thickness {thickness_mm!r} mm invalid: need a value > 0 mm")
+    if body.all():
+        raise InputError(f"structure '{name}' is empty: the body fills the whole grid, it has no surface")
+    skin = body & (_surface_distance(body, grid.spacing[::-1]) <= t)
+    _require_nonempty(skin, name)
+    return skin
