@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/seedbrachy demo --out build/demo
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check SeedBrachyLib SeedBrachy Testing
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q Testing
 
 bench: $(STAMP)
