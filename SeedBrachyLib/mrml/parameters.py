@@ -1,0 +1,81 @@
+"""Plan settings kept in the scene: the SeedBrachy module's parameter node.
+
+The parameter node is the scene's singleton ``vtkMRMLScriptedModuleNode`` tagged "SeedBrachy",
+the node Slicer's ``ScriptedLoadableModuleLogic.getParameterNode()`` returns for the module.
+Values are stored exactly as Slicer's ``parameterNodeWrapper`` stores them (numbers with
+``str``, booleans as "True"/"False", nodes as node references whose role is the parameter
+name), so a scene written headless opens in the module with every setting in place, and the
+module's typed wrapper (``SeedBrachyParameterNode``) declares the same names, types and defaults
+as :data:`PARAMETERS` (a test checks this).
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ..sources import DEFAULT_U_PER_MCI
+
+MODULE_NAME = "SeedBrachy"
+
+#: name -> (type, default). Node-valued parameters have the MRML class name (str) as type.
+PARAMETERS = {
+    "ctVolume": ("vtkMRMLScalarVolumeNode", None),
+    "segmentation": ("vtkMRMLSegmentationNode", None),
+    "targetSegmentID": (str, ""),
+    "sourceModel": (str, "I125_OncoSeed6711"),
+    "seedActivityMci": (float, 0.5),
+    "uPerMci": (float, DEFAULT_U_PER_MCI),
+    "prescriptionGy": (float, 120.0),
+    "seeds": ("vtkMRMLMarkupsFiducialNode", None),
+    "formalism": (str, "line"),
+    "doseSpacingMm": (float, 1.0),
+    "doseMarginMm": (float, 10.0),
+    "doseVolume": ("vtkMRMLScalarVolumeNode", None),
+    "dvhTable": ("vtkMRMLTableNode", None),
+    "dvhChart": ("vtkMRMLPlotChartNode", None),
+    "checksTable": ("vtkMRMLTableNode", None),
+}
+
+
+def parameter_node(scene, create=True):
+    """The module's parameter node in ``scene`` (created with the module's tag if missing and ``create``)."""
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    if node is None and create:
+        node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)
+        node.SetSingletonTag(MODULE_NAME)
+        node.SetModuleName(MODULE_NAME)
+        node.SetName(scene.GenerateUniqueName(MODULE_NAME))
+        node = scene.AddNode(node)
+    return node
+
+
+def write_settings(node, **values):
+    """Store settings (names of :data:`PARAMETERS`) in parameter node ``node``."""
+    for name, value in values.items():
+        if name not in PARAMETERS:
+            raise InputError(f"unknown plan setting '{name}': allowed are {', '.join(PARAMETERS)}")
+        kind, _ = PARAMETERS[name]
+        if isinstance(kind, str):
+            if value is not None and not value.IsA(kind):
+                raise InputError(f"setting '{name}' needs a {kind}, got a {value.GetClassName()}")
+            node.SetParameter(name, "")
+            node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+        elif kind is bool:
+            node.SetParameter(name, "True" if value else "False")
+        else:
+            node.SetParameter(name, str(kind(value)))
+
+
+def read_settings(node):
+    """All settings of :data:`PARAMETERS` from parameter node ``node`` (defaults where unset)."""
+    values = {}
+    for name, (kind, default) in PARAMETERS.items():
+        if not node.HasParameter(name):
+            values[name] = default
+        elif isinstance(kind, str):
+            values[name] = node.GetNodeReference(name)
+        elif kind is bool:
+            values[name] = node.GetParameter(name) == "True"
+        else:
+            values[name] = kind(node.GetParameter(name))
+    return values

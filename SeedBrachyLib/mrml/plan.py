@@ -1,0 +1,106 @@
+"""A plan in the scene, end to end: nodes in, dose volume and evaluation tables out.
+
+The one code path behind the Slicer module's Logic and headless scripts:
+
+* :func:`compute_dose` -- seeds node + CT + target segment -> dose volume node (Gy, SlicerRT-marked).
+* :func:`evaluate` -- dose node + segmentation -> DVH metrics table, DVH curves table and chart.
+
+Bad input raises :class:`~SeedBrachyLib.errors.InputError` with a message for the user:
+no segment chosen, empty target, no seeds, seeds outside the CT, unknown source model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dose as dose_engine
+from .. import dvh
+from ..errors import InputError
+from ..progress import report
+from ..sources import get_model
+from . import markups, segmentations, tables, volumes
+
+
+def _scaled(progress, start, stop):
+    """A progress callback mapping 0..1 onto start..stop of ``progress``."""
+    if progress is None:
+        return None
+    return lambda fraction, message="": progress(start + (stop - start) * fraction, message)
+
+
+def seeds_inside_ct(seeds, ct_grid):
+    """Raise InputError naming the first seed outside the CT volume (positions mm RAS)."""
+    positions = np.array([s.position for s in seeds])
+    inside = ct_grid.contains(positions)
+    if not np.all(inside):
+        i = int(np.flatnonzero(~inside)[0])
+        raise InputError(f"seed '{seeds[i].label or i + 1}' at {np.round(positions[i], 1).tolist()} mm (RAS) lies "
+                         f"outside the CT volume ({ct_grid.describe()}); {int((~inside).sum())} of {len(seeds)} "
+                         "seeds are outside")
+
+
+def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose_node, prescription_gy,
+                 model_key=None, spacing_mm=1.0, margin_mm=10.0, formalism="line", progress=None):
+    """TG-43U1 dose of the seeds in ``seeds_node`` into scalar volume ``dose_node`` (Gy).
+
+    The dose grid takes the CT's direction, covers the target segment and every seed plus
+    ``margin_mm`` (mm), with ``spacing_mm`` (mm) voxels. Seeds keep their stored axis and S_K (U).
+
+    Args:
+        ct_node: CT scalar volume (HU) the plan belongs to; seeds must lie inside it.
+        segmentation_node, target_segment_id: the target (CTV) segment.
+        seeds_node: seed fiducial node (see :mod:`.markups`).
+        dose_node: output scalar volume node (overwritten: it is an output).
+        prescription_gy: prescription (Gy), for the isodose display.
+        model_key: TG-43 source model key; default: the one stored on the seeds node.
+        formalism: "line" (2D) or "point" (1D).
+        progress: callback(fraction, message); returning False cancels.
+
+    Returns:
+        (dose array float32 ``[k, j, i]`` Gy, dose :class:`Grid`).
+    """
+    ct_grid = volumes.grid_from_volume_node(ct_node)
+    seeds = markups.read_seeds(seeds_node)
+    seeds_inside_ct(seeds, ct_grid)
+    key = model_key or markups.source_model_key(seeds_node)
+    if not key:
+        raise InputError(f"no seed source model given and none stored on '{seeds_node.GetName()}': choose a model")
+    model = get_model(key)
+    report(progress, 0.0, "reading the target")
+    mask, mask_grid = segmentations.segment_mask(segmentation_node, target_segment_id)
+    k, j, i = np.nonzero(mask)
+    target_points = mask_grid.to_ras(np.stack([i, j, k], axis=-1))
+    points = np.vstack([target_points, [s.position for s in seeds]])
+    grid = volumes.dose_grid_for(ct_grid, points, margin_mm, spacing_mm)
+    dose = dose_engine.compute_dose(grid, seeds, model, formalism=formalism, progress=_scaled(progress, 0.05, 0.95))
+    description = (f"TG-43U1 {formalism} source, {model.name}, {len(seeds)} seeds, permanent implant; "
+                   f"grid {grid.describe()}. Research use only.")
+    volumes.set_dose_volume(dose_node, dose, grid, prescription_gy, description)
+    report(progress, 1.0, "dose done")
+    return dose, grid
+
+
+def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, metrics_table=None,
+             curves_table=None, chart=None, oar_segment_ids=None, progress=None):
+    """DVH metrics of the target and organs at risk for the dose in ``dose_node``.
+
+    Structures are mapped onto the dose grid with partial volumes; metrics come from
+    :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are filled: ``metrics_table``
+    (row per structure), ``curves_table`` + ``chart`` (cumulative DVH, one series per structure).
+
+    Returns:
+        :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
+    """
+    if not volumes.is_dose_volume(dose_node):
+        raise InputError(f"volume '{dose_node.GetName() if dose_node else None}' is not a dose volume: "
+                         "compute the dose first")
+    dose, grid = volumes.array_from_volume_node(dose_node)
+    structures = segmentations.structures_from_segments(segmentation_node, target_segment_id, grid,
+                                                        oar_segment_ids, progress=_scaled(progress, 0.0, 0.8))
+    evaluation = dvh.evaluate_plan(dose, structures, prescription_gy, dose_description=dose_node.GetDescription() or "")
+    if metrics_table is not None:
+        tables.write_dvh_metrics(metrics_table, evaluation)
+    if curves_table is not None and chart is not None:
+        tables.write_dvh_curves(curves_table, chart, evaluation)
+    report(progress, 1.0, "evaluation done")
+    return evaluation
