@@ -29,6 +29,7 @@ from .progress import report
 
 ROLES = ("target", "oar")
 MAX_SUPERSAMPLING = 8
+RESAMPLE_CHUNK_VOXELS = 1 << 18  # target voxels per vectorised step (bounded memory)
 DEFAULT_BODY_THRESHOLD_HU = -300.0
 DEFAULT_SKIN_THICKNESS_MM = 5.0
 
@@ -133,32 +134,36 @@ def resample_mask(mask, source_grid, target_grid, supersampling=None, name="stru
     n = default_supersampling(source_grid, target_grid) if supersampling is None else int(supersampling)
     if not 1 <= n <= 16:
         raise InputError(f"supersampling {supersampling!r} invalid: use an integer 1..16 sub-points per axis")
-    out = np.zeros(target_grid.shape, dtype=np.float32)
     (i0, i1), (j0, j1), (k0, k1) = _target_box(mask, source_grid, target_grid)
     if i1 <= i0 or j1 <= j0 or k1 <= k0:
         raise InputError(f"structure '{name}' lies outside the target grid ({target_grid.describe()})")
-    # source continuous ijk = M @ target ijk + t (affine), evaluated separably per axis
+    # source continuous ijk = A @ target ijk + b (affine), built separably from per-axis terms
     m = source_grid.ras_to_ijk @ target_grid.ijk_to_ras
     lin, shift = m[:3, :3], m[:3, 3]
     ii, jj = np.arange(i0, i1, dtype=float), np.arange(j0, j1, dtype=float)
     offsets = (np.arange(n) + 0.5) / n - 0.5
+    sub = [(di, dj, dk) for dk in offsets for dj in offsets for di in offsets]
     src_dims = np.asarray(source_grid.dims)
-    counts = np.zeros((k1 - k0, j1 - j0, i1 - i0), dtype=np.uint16)
-    for row, k in enumerate(range(k0, k1)):
-        for dk in offsets:
-            for dj in offsets:
-                base = [shift[a] + lin[a, 2] * (k + dk) + lin[a, 1] * (jj[:, None] + dj) for a in range(3)]
-                for di in offsets:
-                    idx = [np.rint(base[a] + lin[a, 0] * (ii[None, :] + di)).astype(np.int64) for a in range(3)]
-                    inside = ((idx[0] >= 0) & (idx[0] < src_dims[0]) & (idx[1] >= 0) & (idx[1] < src_dims[1])
-                              & (idx[2] >= 0) & (idx[2] < src_dims[2]))
-                    hit = np.zeros(inside.shape, dtype=bool)
-                    hit[inside] = mask[idx[2][inside], idx[1][inside], idx[0][inside]]
-                    counts[row] += hit
-        report(progress, (row + 1) / (k1 - k0), f"resampling {name}")
-    out[k0:k1, j0:j1, i0:i1] = counts / float(n ** 3)
-    _require_nonempty(out, name)
-    return out
+    box = (k1 - k0, j1 - j0, i1 - i0)
+    counts = np.zeros(box, dtype=np.uint16)
+    k_step = max(1, RESAMPLE_CHUNK_VOXELS // (box[1] * box[2]))
+    for c0 in range(k0, k1, k_step):
+        kk = np.arange(c0, min(k1, c0 + k_step), dtype=float)
+        rows = slice(c0 - k0, c0 - k0 + kk.size)
+        for di, dj, dk in sub:
+            idx = [np.rint(shift[a] + lin[a, 2] * (kk[:, None, None] + dk) + lin[a, 1] * (jj[None, :, None] + dj)
+                           + lin[a, 0] * (ii[None, None, :] + di)).astype(np.int64) for a in range(3)]
+            inside = np.ones((kk.size,) + box[1:], dtype=bool)
+            for a in range(3):
+                inside &= (idx[a] >= 0) & (idx[a] < src_dims[a])
+            hit = np.zeros(inside.shape, dtype=bool)
+            hit[inside] = mask[idx[2][inside], idx[1][inside], idx[0][inside]]
+            counts[rows] += hit
+        report(progress, (c0 + kk.size - k0) / (k1 - k0), f"resampling {name}")
+    weights = np.zeros(target_grid.shape, dtype=np.float32)
+    weights[k0:k1, j0:j1, i0:i1] = counts / float(n ** 3)
+    _require_nonempty(weights, name)
+    return weights
 
 
 def structure_on_grid(name, mask, source_grid, target_grid, role="oar", label=None, supersampling=None,

@@ -1,0 +1,313 @@
+"""DVH and plan metrics against analytic dose fields and an independent DVH implementation."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from scipy.spatial.transform import Rotation
+
+from SeedBrachyLib.dvh import DVH, conformity_indices, evaluate_plan, format_evaluation
+from SeedBrachyLib.errors import InputError
+from SeedBrachyLib.grid import Grid
+from SeedBrachyLib.structures import Structure, structure_on_grid
+
+RADIUS = 15.0  # mm, test sphere
+CENTER = np.array([3.3, -2.1, 1.7])  # mm RAS, off the voxel lattice
+OBLIQUE = Rotation.from_euler("zyx", [25, -15, 35], degrees=True).as_matrix()
+GEOMETRIES = [(1.0, None), (2.0, None), (1.0, OBLIQUE), (2.0, OBLIQUE)]
+
+
+def _sphere_structure(spacing, direction, radius=RADIUS, center=CENTER, name="CTV", role="target"):
+    """A sphere mapped with partial volumes from a fine 0.25 mm mask onto a dose grid centred at the origin."""
+    fine = Grid.around(center, 2 * radius + 2, 0.25)
+    mask = np.linalg.norm(fine.points() - center, axis=-1) <= radius
+    dose_grid = Grid.around([0.0, 0.0, 0.0], 2 * radius + 16, spacing, direction)
+    return structure_on_grid(name, mask, fine, dose_grid, role, supersampling=4)
+
+
+def _sphere_volume_cc(radius=RADIUS):
+    return 4.0 / 3.0 * math.pi * radius**3 / 1000.0
+
+
+@pytest.mark.parametrize("spacing,direction", GEOMETRIES)
+def test_uniform_dose(spacing, direction):
+    s = _sphere_structure(spacing, direction)
+    dose = np.full(s.grid.shape, 130.0, dtype=np.float32)
+    dvh = DVH.of(dose, s)
+    for x in (2, 50, 90, 98, 100):
+        assert dvh.dose_at_volume_pct(x) == pytest.approx(130.0)
+    assert dvh.volume_at_dose(120.0)[1] == pytest.approx(100.0)
+    assert dvh.volume_at_dose(130.0001)[0] == 0.0
+    assert dvh.dmean == pytest.approx(130.0)
+    assert dvh.volume_cc == pytest.approx(_sphere_volume_cc(), rel=0.01)
+
+
+@pytest.mark.parametrize("spacing,direction", GEOMETRIES)
+def test_linear_ramp_in_sphere(spacing, direction):
+    """Dose a + b * (p - c) . n: V(>= D) is a spherical cap; D90, V100 and D2cc have closed forms."""
+    s = _sphere_structure(spacing, direction)
+    n = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    a, b = 120.0, 3.0  # Gy, Gy/mm
+    dose = a + b * ((s.grid.points() - CENTER) @ n)
+    dvh = DVH.of(dose, s)
+    v_total = _sphere_volume_cc()
+
+    def cap_fraction(level_gy):  # fraction of the sphere with dose >= level
+        h = RADIUS - (level_gy - a) / b  # cap height (mm)
+        h = min(max(h, 0.0), 2 * RADIUS)
+        return math.pi * h * h * (3 * RADIUS - h) / 3.0 / 1000.0 / v_total
+
+    d90 = brentq(lambda d: cap_fraction(d) - 0.9, a - b * RADIUS, a + b * RADIUS)
+    d2cc = brentq(lambda d: cap_fraction(d) * v_total - 2.0, a - b * RADIUS, a + b * RADIUS)
+    rx = 110.0
+    assert dvh.dose_at_volume_pct(90) == pytest.approx(d90, rel=0.01)
+    assert abs(dvh.dose_at_volume_pct(90) - d90) < 0.01 * rx
+    assert dvh.dose_at_volume_cc(2.0) == pytest.approx(d2cc, rel=0.01)
+    assert dvh.metric("V100", rx)[0] == pytest.approx(100 * cap_fraction(rx), rel=0.01)
+    assert dvh.metric("V100_cc", rx)[0] == pytest.approx(v_total * cap_fraction(rx), rel=0.01, abs=0.01)
+    assert dvh.dmean == pytest.approx(a, rel=0.005)
+    assert dvh.dmin == pytest.approx(a - b * RADIUS, abs=b * spacing)
+
+
+@pytest.mark.parametrize("spacing,direction", GEOMETRIES)
+def test_inverse_square_sphere_closed_form(spacing, direction):
+    """D = k / r^2 around the sphere centre: V(>= D) / V = (sqrt(k / D) / R)^3 for D >= k / R^2.
+
+    R = 20 mm: at D90 (r = 19.3 mm) the dose falls by 10 %/mm. Dose is sampled at voxel centres, so
+    on a 2 mm grid a steeper field (R = 15 mm, 14 %/mm) reads D90 about 1 % low.
+    """
+    radius = 20.0
+    s = _sphere_structure(spacing, direction, radius)
+    k = 120.0 * (0.8 * radius) ** 2  # 120 Gy at r = 16 mm
+    r = np.linalg.norm(s.grid.points() - CENTER, axis=-1)
+    dose = k / np.maximum(r, 0.5) ** 2
+    dvh = DVH.of(dose, s)
+    rx = 120.0
+    d90 = k / (radius**2 * 0.9 ** (2.0 / 3.0))
+    v100 = (math.sqrt(k / rx) / radius) ** 3
+    assert dvh.metric("D90")[0] == pytest.approx(d90, rel=0.01)
+    assert dvh.metric("V100", rx)[0] == pytest.approx(100 * v100, rel=0.01)
+    assert dvh.metric("V100_cc", rx)[0] == pytest.approx(v100 * _sphere_volume_cc(radius), rel=0.01, abs=0.01)
+    assert dvh.metric("Volume")[0] == pytest.approx(_sphere_volume_cc(radius), rel=0.01)
+    # D100 is the minimum voxel dose, near k / R^2, never the 0 Gy of a binned DVH
+    assert dvh.metric("D100")[0] == pytest.approx(dvh.dmin)
+    assert dvh.dmin == pytest.approx(k / radius**2, rel=0.15)
+
+
+def test_partial_volume_weights_by_hand():
+    """Two voxels (1 cc each): 10 Gy fully inside, 20 Gy half inside."""
+    dvh = DVH(np.array([10.0, 20.0]), np.array([1.0, 0.5]), 1.0, "two")
+    assert dvh.volume_cc == pytest.approx(1.5)
+    assert dvh.dmean == pytest.approx((10 + 10) / 1.5)
+    assert dvh.volume_at_dose(15.0) == pytest.approx((0.5, 100 / 3))
+    assert dvh.dmax == 20.0 and dvh.dmin == 10.0
+    # mid-points of the volume intervals: 20 Gy at 0.25 cc, 10 Gy at 1.0 cc; linear in between
+    assert dvh.dose_at_volume_cc(0.25) == pytest.approx(20.0)
+    assert dvh.dose_at_volume_cc(0.625) == pytest.approx(15.0)
+    assert dvh.dose_at_volume_cc(0.1) == pytest.approx(20.0)
+    assert dvh.dose_at_volume_pct(100) == 10.0
+    assert dvh.metric("V15Gy")[0] == pytest.approx(100 / 3)
+    assert dvh.metric("V15Gy_cc")[0] == pytest.approx(0.5)
+
+
+def test_d90_resolution_far_below_a_tenth_of_a_percent():
+    """A ramp over a box of whole voxels: mid-point interpolation gives the continuous D90 exactly."""
+    grid = Grid.around([0, 0, 0], [40, 40, 40], 1.0)
+    w = np.zeros(grid.shape, np.float32)
+    w[5:35, 5:35, 5:35] = 1.0  # 30 mm cube
+    x = grid.points()[..., 0]
+    dose = 100.0 + 0.5 * x
+    s = Structure("box", w, grid, "target")
+    x_lo = grid.to_ras([5 - 0.5, 0, 0])[0]
+    d90_exact = 100.0 + 0.5 * (x_lo + 0.1 * 30.0)
+    assert abs(DVH.of(dose, s).dose_at_volume_pct(90) - d90_exact) < 1e-3 * 100.0
+
+
+def test_curve_matches_volume_at_dose():
+    s = _sphere_structure(2.0, None)
+    dose = 100.0 + (s.grid.points()[..., 2] - CENTER[2])
+    dvh = DVH.of(dose, s)
+    axis, pct, cc = dvh.curve()
+    assert axis[0] == 0.0 and axis[-1] == pytest.approx(dvh.dmax)
+    assert pct[0] == pytest.approx(100.0) and np.all(np.diff(pct) <= 0)
+    for level in (95.0, 100.0, 107.5):
+        i = int(np.argmin(np.abs(axis - level)))
+        assert (cc[i], pct[i]) == pytest.approx(dvh.volume_at_dose(axis[i]))
+
+
+def _boxes_case():
+    """Voxel-aligned boxes: target T, reference isodose R (overlapping T), 150% region H inside T."""
+    grid = Grid.around([0, 0, 0], [40, 40, 40], 1.0)
+    t = np.zeros(grid.shape, np.float32)
+    t[10:30, 10:30, 10:30] = 1  # 8000 voxels
+    dose = np.full(grid.shape, 50.0)
+    dose[12:32, 10:30, 10:30] = 100.0  # reference region: 8000 voxels, 18 x 20 x 20 of them in T
+    dose[15:20, 15:20, 15:20] = 160.0  # 125 voxels >= 150 % of 100 Gy, inside T
+    return grid, Structure("T", t, grid, "target"), dose
+
+
+def test_conformity_external_homogeneity_indices():
+    grid, target, dose = _boxes_case()
+    vv = grid.voxel_volume_cc
+    vt, vt_ref, v_ref, vt_15 = 8000 * vv, 7200 * vv, 8000 * vv, 125 * vv
+    idx = conformity_indices(dose, target, 100.0)
+    assert idx["CI"] == pytest.approx((vt_ref / vt) * (vt_ref / v_ref))
+    assert idx["EI"] == pytest.approx((v_ref - vt_ref) / vt)
+    assert idx["HI"] == pytest.approx((vt_ref - vt_15) / vt_ref)
+    assert not idx["isodose_clipped"]
+    body_w = np.zeros(grid.shape, np.float32)
+    body_w[:30] = 1.0  # body excludes slices 30, 31 of the reference region
+    body = Structure("Body", body_w, grid)
+    idx_body = conformity_indices(dose, target, 100.0, body)
+    assert idx_body["Vref_cc"] == pytest.approx(7200 * vv)
+    assert idx_body["EI"] == pytest.approx(0.0)
+    dose[0, 0, 0] = 200.0
+    assert conformity_indices(dose, target, 100.0)["isodose_clipped"]
+
+
+def test_evaluate_plan_and_table():
+    grid, target, dose = _boxes_case()
+    small = np.zeros(grid.shape, np.float32)
+    small[0:2, 0:10, 0:10] = 1.0  # 0.2 cc: D2cc and D1cc undefined
+    oar = Structure("Cord", small, grid, "oar")
+    ev = evaluate_plan(dose, [target, oar], 100.0, dose_description="boxes, 1 mm grid")
+    t = ev["T"]
+    assert t.values["D100"] == pytest.approx(50.0) and t.values["Dmax"] == pytest.approx(160.0)
+    assert t.values["V100"] == pytest.approx(90.0) and t.units["V100"] == "%"
+    assert t.values["V150"] == pytest.approx(100 * 125 / 8000)
+    assert t.values["V100_cc"] == pytest.approx(7.2) and t.units["V100_cc"] == "cc"
+    assert math.isnan(ev["Cord"].values["D2cc"]) and not math.isnan(ev["Cord"].values["D0.1cc"])
+    assert ev.value("Cord", "D0.1cc") == (pytest.approx(50.0), "Gy")
+    assert ev.value("T", "D50") == (pytest.approx(100.0), "Gy")  # computed on demand from the DVH
+    text = format_evaluation(ev)
+    for header in ("D90 [Gy]", "V100 [%]", "V100 [cc]", "Volume [cc]", "D2cc [Gy]", "D0.1cc [Gy]", "CI", "HI"):
+        assert header in text
+    assert "n/a" in text and "Cord D2cc" in text and "boxes, 1 mm grid" in text
+    with pytest.raises(InputError, match="CI"):
+        ev.value("Cord", "CI")
+    with pytest.raises(InputError, match="no structure 'GTV'"):
+        ev.value("GTV", "D90")
+
+
+def _rt_datasets(grid, dose_gy, radius, center_ras, n_points=180):
+    """In-memory RT Dose (16-bit, LPS) and RT Struct (circle contour on every dose plane) for dicompyler."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def base(sop_class):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, ds.file_meta.MediaStorageSOPInstanceUID
+        return ds
+
+    # RAS grid with direction diag(-1, -1, 1): I along L, J along P, K along S = DICOM LPS rows/columns
+    origin_lps = grid.origin * np.array([-1, -1, 1])
+    rd = base("1.2.840.10008.5.1.4.1.1.481.2")
+    rd.Modality = "RTDOSE"
+    rd.ImagePositionPatient = [float(v) for v in origin_lps]
+    rd.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    rd.PixelSpacing = [float(grid.spacing[1]), float(grid.spacing[0])]  # row spacing, column spacing
+    rd.GridFrameOffsetVector = [float(k * grid.spacing[2]) for k in range(grid.dims[2])]
+    rd.Rows, rd.Columns, rd.NumberOfFrames = grid.dims[1], grid.dims[0], grid.dims[2]
+    rd.SamplesPerPixel, rd.PhotometricInterpretation = 1, "MONOCHROME2"
+    rd.BitsAllocated, rd.BitsStored, rd.HighBit, rd.PixelRepresentation = 16, 16, 15, 0
+    scaling = float(dose_gy.max()) / 65000.0
+    rd.DoseGridScaling, rd.DoseUnits, rd.DoseType, rd.DoseSummationType = scaling, "GY", "PHYSICAL", "PLAN"
+    pixels = np.rint(dose_gy / scaling).astype(np.uint16)
+    rd.PixelData = pixels.tobytes()
+
+    rs = base("1.2.840.10008.5.1.4.1.1.481.3")
+    rs.Modality = "RTSTRUCT"
+    roi = Dataset()
+    roi.ROINumber, roi.ROIName = 1, "CTV"
+    rs.StructureSetROISequence = Sequence([roi])
+    contours = []
+    c_lps = np.asarray(center_ras) * np.array([-1, -1, 1])
+    phi = np.linspace(0, 2 * np.pi, n_points, endpoint=False)
+    for k in range(grid.dims[2]):
+        z = origin_lps[2] + k * grid.spacing[2]
+        rho2 = radius**2 - (z - c_lps[2]) ** 2
+        if rho2 <= 0:
+            continue
+        rho = math.sqrt(rho2)
+        pts = np.stack([c_lps[0] + rho * np.cos(phi), c_lps[1] + rho * np.sin(phi), np.full_like(phi, z)], 1)
+        c = Dataset()
+        c.ContourGeometricType, c.NumberOfContourPoints = "CLOSED_PLANAR", n_points
+        c.ContourData = [float(v) for v in pts.ravel()]
+        contours.append(c)
+    rc = Dataset()
+    rc.ReferencedROINumber = 1
+    rc.ContourSequence = Sequence(contours)
+    rs.ROIContourSequence = Sequence([rc])
+    return rd, rs, scaling
+
+
+@pytest.mark.parametrize("spacing", [1.0, 2.0])
+def test_d90_agrees_with_dicompyler_core(spacing):
+    """Independent oracle: dicompyler-core's DVH (contours on dose planes, 1 cGy bins) on a TG-43 dose.
+
+    On a 2 mm grid this 12 mm target's rim sits in a steep gradient: voxel-centre and partial-volume
+    voxelisations then differ by several % (both from the continuous D90), so only the like-for-like
+    voxelisation is compared there.
+    """
+    import pydicom.dicomio
+
+    if not hasattr(pydicom.dicomio, "read_file"):  # dicompyler-core 0.5.6 imports the pydicom < 3 name
+        pydicom.dicomio.read_file = pydicom.dcmread
+    dvhcalc = pytest.importorskip("dicompylercore.dvhcalc")
+    from SeedBrachyLib.dose import compute_dose
+    from SeedBrachyLib.seeds import seeds_along
+    from SeedBrachyLib.sources import get_model
+
+    radius, center = 12.0, np.array([0.4, -0.3, 0.2])
+    grid = Grid.around(center, 2 * radius + 10, spacing, np.diag([-1.0, -1.0, 1.0]))
+    seeds = []
+    for dy in (-6.0, 0.0, 6.0):
+        for dz in (-6.0, 0.0, 6.0):
+            seeds += seeds_along(center + [-10, dy, dz], center + [10, dy, dz], 7.0, 0.6)
+    dose = compute_dose(grid, seeds, get_model("I125_OncoSeed6711"))
+    dose = np.minimum(dose, 1000.0)  # cap the seed hot spots so the 16-bit pixels keep 0.02 Gy resolution
+    rd, rs, scaling = _rt_datasets(grid, dose, radius, center)
+    oracle = dvhcalc.get_dvh(rs, rd, 1)
+    stored = (np.rint(dose / scaling) * scaling).astype(np.float64)  # the dose dicompyler sees
+
+    d90_oracle = float(oracle.D90.value)
+    # like for like: dicompyler takes the voxels whose centres lie inside the contours
+    centres_inside = np.linalg.norm(grid.points() - center, axis=-1) <= radius
+    same = DVH.of(stored, Structure("CTV", centres_inside.astype(np.float32), grid, "target"))
+    assert same.dose_at_volume_pct(90) == pytest.approx(d90_oracle, rel=0.01)
+    if spacing == 1.0:  # same voxel volume; partial volumes from a fine mask give the same D90
+        assert same.volume_cc == pytest.approx(float(oracle.volume), rel=0.01)
+        fine = Grid.around(center, 2 * radius + 2, 0.25)
+        mask = np.linalg.norm(fine.points() - center, axis=-1) <= radius
+        ours = DVH.of(stored, structure_on_grid("CTV", mask, fine, grid, "target", supersampling=4))
+        assert ours.dose_at_volume_pct(90) == pytest.approx(d90_oracle, rel=0.01)
+
+
+def test_bad_inputs():
+    s = _sphere_structure(2.0, None)
+    dose = np.ones(s.grid.shape)
+    dvh = DVH.of(dose, s)
+    with pytest.raises(InputError, match="unknown DVH metric 'Q90'"):
+        dvh.metric("Q90")
+    with pytest.raises(InputError, match="prescription"):
+        dvh.metric("V100")
+    with pytest.raises(InputError, match="D200cc of 'CTV' undefined"):
+        dvh.metric("D200cc")
+    with pytest.raises(InputError, match="0..100"):
+        dvh.dose_at_volume_pct(101)
+    with pytest.raises(InputError, match="map the structure onto the dose grid"):
+        DVH.of(np.ones((3, 3, 3)), s)
+    with pytest.raises(InputError, match="structure 'empty' is empty"):
+        DVH(np.ones(4), np.zeros(4), 0.001, "empty")
+    with pytest.raises(InputError, match="prescription"):
+        evaluate_plan(dose, [s], 0.0)
+    with pytest.raises(InputError, match="used twice"):
+        evaluate_plan(dose, [s, s], 120.0)
+    with pytest.raises(InputError, match="non-finite"):
+        DVH.of(np.full(s.grid.shape, np.nan), s)
