@@ -20,6 +20,17 @@ from ..progress import report
 from ..sources import get_model
 from . import markups, segmentations, tables, volumes
 
+CURVES_TABLE_REFERENCE_ROLE = "SeedBrachyDVHCurves"
+
+
+def curves_table_of(chart):
+    """The DVH curve table referenced by ``chart`` (a new table node, referenced, if none)."""
+    table = chart.GetNodeReference(CURVES_TABLE_REFERENCE_ROLE)
+    if table is None:
+        table = chart.GetScene().AddNewNodeByClass("vtkMRMLTableNode", f"{chart.GetName()} curves")
+        chart.SetNodeReferenceID(CURVES_TABLE_REFERENCE_ROLE, table.GetID())
+    return table
+
 
 def _scaled(progress, start, stop):
     """A progress callback mapping 0..1 onto start..stop of ``progress``."""
@@ -40,7 +51,8 @@ def seeds_inside_ct(seeds, ct_grid):
 
 
 def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose_node, prescription_gy,
-                 model_key=None, spacing_mm=1.0, margin_mm=10.0, formalism="line", progress=None):
+                 model_key=None, spacing_mm=1.0, margin_mm=10.0, formalism="line", default_strength_u=None,
+                 default_axis=None, progress=None):
     """TG-43U1 dose of the seeds in ``seeds_node`` into scalar volume ``dose_node`` (Gy).
 
     The dose grid takes the CT's direction, covers the target segment and every seed plus
@@ -54,13 +66,15 @@ def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose
         prescription_gy: prescription (Gy), for the isodose display.
         model_key: TG-43 source model key; default: the one stored on the seeds node.
         formalism: "line" (2D) or "point" (1D).
+        default_strength_u, default_axis: S_K (U) and unit axis (RAS) of seeds placed by hand
+            (points without stored values); see :func:`.markups.read_seeds`.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
         (dose array float32 ``[k, j, i]`` Gy, dose :class:`Grid`).
     """
     ct_grid = volumes.grid_from_volume_node(ct_node)
-    seeds = markups.read_seeds(seeds_node)
+    seeds = markups.read_seeds(seeds_node, default_strength_u, default_axis)
     seeds_inside_ct(seeds, ct_grid)
     key = model_key or markups.source_model_key(seeds_node)
     if not key:
@@ -80,13 +94,14 @@ def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose
     return dose, grid
 
 
-def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, metrics_table=None,
-             curves_table=None, chart=None, oar_segment_ids=None, progress=None):
+def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, metrics_table=None, chart=None,
+             oar_segment_ids=None, progress=None):
     """DVH metrics of the target and organs at risk for the dose in ``dose_node``.
 
     Structures are mapped onto the dose grid with partial volumes; metrics come from
     :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are filled: ``metrics_table``
-    (row per structure), ``curves_table`` + ``chart`` (cumulative DVH, one series per structure).
+    (row per structure) and ``chart`` (cumulative DVH, one series per structure; its curve table
+    is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
 
     Returns:
         :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
@@ -100,7 +115,7 @@ def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, m
     evaluation = dvh.evaluate_plan(dose, structures, prescription_gy, dose_description=dose_node.GetDescription() or "")
     if metrics_table is not None:
         tables.write_dvh_metrics(metrics_table, evaluation)
-    if curves_table is not None and chart is not None:
-        tables.write_dvh_curves(curves_table, chart, evaluation)
+    if chart is not None:
+        tables.write_dvh_curves(curves_table_of(chart), chart, evaluation)
     report(progress, 1.0, "evaluation done")
     return evaluation
