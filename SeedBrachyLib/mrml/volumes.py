@@ -8,8 +8,9 @@ and Dose Volume Histogram modules accept it: node attribute ``DicomRtImport.Dose
 and the dose unit attributes ``DicomRtImport.DoseUnitName`` = "Gy" and
 ``DicomRtImport.DoseUnitValue`` = "1.0" (scaling of stored values to Gy) on the node and, when the
 volume sits in a subject-hierarchy study that has no unit yet, on that study (where SlicerRT
-looks). It is shown with an isodose-style colour table spanning 0..2 x prescription (each
-colour band is 10 % of the prescription) and voxels below 50 % of the prescription hidden.
+looks). It is shown with an isodose-style colour table: 21 entries of 10 % of the prescription
+each over a window of 0..210 % of the prescription (entry i holds doses in [10 i, 10 i + 10) %;
+higher doses take the last entry), and voxels below 50 % of the prescription hidden.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ISODOSE_COLOR_NODE_NAME = "SeedBrachy isodose"
 ISODOSE_BANDS = ((0, (0.0, 0.0, 0.6)), (50, (0.0, 0.8, 1.0)), (90, (0.0, 0.8, 0.0)),
                  (100, (1.0, 1.0, 0.0)), (150, (1.0, 0.55, 0.0)), (200, (1.0, 0.0, 0.0)))
 ISODOSE_STEP_PERCENT = 10  # one colour-table entry per 10 % of the prescription
+ISODOSE_ENTRIES = 21  # 0..210 % of the prescription: the last entry is >= 200 %
 HIDE_BELOW_PERCENT = 50
 
 
@@ -119,7 +121,7 @@ def isodose_color_node(scene):
             return node
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", ISODOSE_COLOR_NODE_NAME)
     node.SetTypeToUser()
-    n = 200 // ISODOSE_STEP_PERCENT + 1
+    n = ISODOSE_ENTRIES
     node.SetNumberOfColors(n)
     node.GetLookupTable().SetTableRange(0, n - 1)
     for index in range(n):
@@ -136,7 +138,7 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description=""):
         node: output vtkMRMLScalarVolumeNode (in a scene).
         dose_gy: float array ``[k, j, i]`` on ``grid`` (Gy).
         grid: :class:`Grid` of the dose.
-        prescription_gy: prescription (Gy) > 0: sets the isodose window 0..2 x Rx.
+        prescription_gy: prescription (Gy) > 0: sets the isodose window 0..210 % of it.
         description: how the dose was computed (kept as the node description).
     """
     require_node(node, "output dose volume", "vtkMRMLScalarVolumeNode")
@@ -158,7 +160,7 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description=""):
     display = node.GetDisplayNode()
     display.SetAndObserveColorNodeID(isodose_color_node(scene).GetID())
     display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(0.0, 2.0 * prescription_gy)
+    display.SetWindowLevelMinMax(0.0, ISODOSE_ENTRIES * ISODOSE_STEP_PERCENT / 100.0 * prescription_gy)
     display.SetApplyThreshold(1)
     display.AutoThresholdOff()
     display.SetThreshold(HIDE_BELOW_PERCENT / 100.0 * prescription_gy, float(np.max(dose_gy)) + 1.0)

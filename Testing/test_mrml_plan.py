@@ -1,0 +1,135 @@
+"""The synthetic case as real MRML nodes: dose node and DVH table agree with the library; bad inputs fail clearly."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+import vtk  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
+
+from SeedBrachyLib import dvh, structures  # noqa: E402
+from SeedBrachyLib.dose import compute_dose  # noqa: E402
+from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
+from SeedBrachyLib.mrml import markups, parameters, plan, tables, volumes  # noqa: E402
+from SeedBrachyLib.mrml.scene import load_bundle, save_bundle  # noqa: E402
+
+
+@pytest.fixture
+def computed(case_nodes):
+    c = case_nodes
+    dose, grid = plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, c.case.prescription_gy,
+                                   spacing_mm=1.5, margin_mm=8.0)
+    return c, dose, grid
+
+
+def test_dose_node_holds_the_library_dose_on_a_grid_covering_target_and_seeds(computed):
+    c, dose, grid = computed
+    assert np.array_equal(volumes.array_from_volume_node(c.dose)[0], dose)
+    expected = compute_dose(grid, c.seeds, "I125_OncoSeed6711")
+    assert np.allclose(dose, expected, rtol=1e-6)
+    assert np.allclose(grid.spacing, 1.5) and np.allclose(grid.direction, c.case.grid.direction)
+    assert np.all(grid.contains(np.array([s.position for s in c.seeds])))
+    assert np.all(grid.contains(c.case.grid.points()[c.case.masks["GTV"]]))
+    assert volumes.is_dose_volume(c.dose)
+    assert "TG-43U1 line" in c.dose.GetDescription()
+
+
+def test_dvh_table_d90_equals_the_pure_library(computed):
+    c, dose, grid = computed
+    scene = c.scene
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH chart")
+    oars = [c.ids["Carotid"], c.ids["Body"]]
+    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart,
+                               oar_segment_ids=oars)
+    gtv = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, grid, role="target")
+    expected_d90 = dvh.DVH.of(dose, gtv).metric("D90")[0]
+    d90, unit = tables.read_dvh_metric(table, "GTV", "D90")
+    assert unit == "Gy" and d90 == pytest.approx(expected_d90, rel=1e-12)
+    carotid = structures.structure_on_grid("Carotid", c.case.masks["Carotid"], c.case.grid, grid)
+    d2cc, unit = tables.read_dvh_metric(table, "Carotid", "D2cc")
+    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, carotid).metric("D2cc")[0], rel=1e-12)
+    # one row per structure, units in the headers
+    t = table.GetTable()
+    assert t.GetNumberOfRows() == 3
+    names = [t.GetColumn(i).GetName() for i in range(t.GetNumberOfColumns())]
+    assert {"Structure", "Role", "D90 [Gy]", "V100 [%]", "V100_cc [cc]", "D2cc [Gy]", "CI"} <= set(names)
+    assert table.GetColumnUnitLabel("D90 [Gy]") == "Gy"
+    assert evaluation.value("GTV", "D90")[0] == pytest.approx(d90)
+    # chart: one series per structure, on a curve table whose GTV column is the library's curve
+    assert chart.GetNumberOfPlotSeriesNodes() == 3
+    curves = plan.curves_table_of(chart)
+    dose_axis = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName(tables.DOSE_COLUMN))
+    gtv_curve = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName("GTV [%]"))
+    assert np.allclose(gtv_curve, dvh.DVH.of(dose, gtv).curve(dose_axis)[1])
+    assert gtv_curve[0] == pytest.approx(100.0) and np.all(np.diff(gtv_curve) <= 1e-9)
+    # evaluating again replaces the series instead of adding more
+    plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart, oar_segment_ids=oars)
+    assert chart.GetNumberOfPlotSeriesNodes() == 3
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 3
+
+
+def test_saved_scene_reopens_with_settings_dose_and_table(computed, tmp_path):
+    c, dose, _ = computed
+    scene = c.scene
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
+    plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
+                  oar_segment_ids=[c.ids["Carotid"]])
+    node = parameters.parameter_node(scene)
+    parameters.write_settings(node, ctVolume=c.ct, segmentation=c.segmentation, targetSegmentID=c.ids["GTV"],
+                              seeds=c.seeds_node, doseVolume=c.dose, dvhTable=table, prescriptionGy=110.0,
+                              doseSpacingMm=1.5, formalism="point")
+    path = save_bundle(scene, tmp_path / "case.mrb")
+    reloaded = load_bundle(path).scene
+    settings = parameters.read_settings(parameters.parameter_node(reloaded, create=False))
+    assert settings["prescriptionGy"] == 110.0 and settings["doseSpacingMm"] == 1.5
+    assert settings["formalism"] == "point" and settings["targetSegmentID"] == c.ids["GTV"]
+    assert settings["sourceModel"] == parameters.PARAMETERS["sourceModel"][1]  # unset -> default
+    assert settings["ctVolume"].GetName() == "Neck CT" and settings["seeds"].GetName() == "Seeds"
+    assert volumes.is_dose_volume(settings["doseVolume"])
+    assert np.allclose(volumes.array_from_volume_node(settings["doseVolume"])[0], dose)
+    assert settings["segmentation"].GetSegmentation().GetSegment(c.ids["GTV"]).GetName() == "GTV"
+    d90_before = tables.read_dvh_metric(table, "GTV", "D90")[0]
+    assert tables.read_dvh_metric(settings["dvhTable"], "GTV", "D90")[0] == pytest.approx(d90_before, rel=1e-5)
+    assert len(markups.read_seeds(settings["seeds"])) == len(c.seeds)
+
+
+def test_bad_settings_are_input_errors(mrml_app):
+    node = parameters.parameter_node(mrml_app.scene)
+    with pytest.raises(InputError, match="unknown plan setting 'rx'"):
+        parameters.write_settings(node, rx=1.0)
+    table = mrml_app.scene.AddNewNodeByClass("vtkMRMLTableNode", "t")
+    with pytest.raises(InputError, match="needs a vtkMRMLScalarVolumeNode"):
+        parameters.write_settings(node, ctVolume=table)
+    assert parameters.parameter_node(mrml_app.scene) is node  # singleton
+
+
+def test_no_segment_empty_target_and_seeds_outside_the_ct_are_input_errors(case_nodes):
+    c = case_nodes
+    rx = c.case.prescription_gy
+    with pytest.raises(InputError, match="no segment chosen"):
+        plan.compute_dose(c.ct, c.segmentation, "", c.seeds_node, c.dose, rx)
+    empty = c.segmentation.GetSegmentation().AddEmptySegment("", "CTV")
+    with pytest.raises(InputError, match="'CTV'.*empty"):
+        plan.compute_dose(c.ct, c.segmentation, empty, c.seeds_node, c.dose, rx)
+    c.seeds_node.AddControlPoint(vtk.vtkVector3d(500.0, 0.0, 0.0), "stray")
+    c.seeds_node.SetNthControlPointDescription(c.seeds_node.GetNumberOfControlPoints() - 1,
+                                               '{"axis": [1, 0, 0], "strength_u": 0.6}')
+    with pytest.raises(InputError, match="seed 'stray'.*outside the CT"):
+        plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx)
+    not_dose = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "plain")
+    with pytest.raises(InputError, match="not a dose volume"):
+        plan.evaluate(not_dose, c.segmentation, c.ids["GTV"], rx)
+    assert c.dose.GetImageData() is None  # nothing was written by the failed calls
+
+
+def test_progress_reaches_one_and_cancel_stops(case_nodes):
+    c = case_nodes
+    seen = []
+    plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
+                      progress=lambda f, m="": seen.append(f))
+    assert seen[-1] == pytest.approx(1.0) and all(b >= a - 1e-12 for a, b in zip(seen, seen[1:]))
+    with pytest.raises(Cancelled):
+        plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
+                          progress=lambda f, m="": f < 0.5)
