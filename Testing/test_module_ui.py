@@ -1,0 +1,156 @@
+"""Static checks of the Slicer module: widgets the code uses exist in the .ui with the right class, and the
+typed parameter node matches both the .ui bindings and the headless bridge's settings (no Slicer needed)."""
+
+import ast
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from SeedBrachyLib.sources import DEFAULT_U_PER_MCI
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "SeedBrachy" / "SeedBrachy.py"
+UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
+
+#: Widget class expected from a widget name's suffix (first match wins).
+SUFFIX_CLASSES = (("CollapsibleButton", "ctkCollapsibleButton"), ("Button", "QPushButton"), ("Label", "QLabel"),
+                  ("SegmentSelector", "qMRMLSegmentSelectorWidget"), ("Selector", "qMRMLNodeComboBox"),
+                  ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"))
+#: Signals, methods and properties the module may use on each widget class (Slicer/Qt API).
+CLASS_API = {
+    "QPushButton": {"connect", "enabled", "toolTip", "text", "clicked(bool)"},
+    "QLabel": {"text", "toolTip"},
+    "qMRMLSegmentSelectorWidget": {"connect", "currentNodeChanged(vtkMRMLNode*)", "currentSegmentChanged(QString)",
+                                   "setCurrentNode", "setCurrentSegmentID", "currentNode", "currentSegmentID",
+                                   "blockSignals"},
+}
+#: Parameters bound by hand (their widget cannot carry SlicerParameterName).
+MANUAL_PARAMETERS = {"segmentation", "targetSegmentID"}
+
+
+def expected_class(name):
+    return next((cls for suffix, cls in SUFFIX_CLASSES if name.endswith(suffix)), None)
+
+
+@pytest.fixture(scope="module")
+def ui_widgets():
+    """name -> (class, {property: value}) of every widget in the .ui."""
+    widgets = {}
+    for w in ET.parse(UI).getroot().iter("widget"):
+        props = {}
+        for p in w.findall("property"):
+            child = p[0]
+            props[p.get("name")] = ([s.text for s in child] if child.tag == "stringlist" else child.text)
+        widgets[w.get("name")] = (w.get("class"), props)
+    return widgets
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return ast.parse(MODULE.read_text())
+
+
+def _ui_uses(tree):
+    """(widget name, used member or signal) for every ``self.ui.<name>...`` in the module."""
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui" \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self":
+            uses.append((node.attr, None))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Attribute) and node.value.value.attr == "ui":
+            uses.append((node.value.attr, node.attr))
+    for node in ast.walk(tree):  # signals named in .connect("signal", slot)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect" \
+                and isinstance(node.func.value, ast.Attribute) and isinstance(node.func.value.value, ast.Attribute) \
+                and node.func.value.value.attr == "ui":
+            uses.append((node.func.value.attr, node.args[0].value))
+    return uses
+
+
+def _wrapper_fields(tree):
+    """name -> (type name, default) of the @parameterNodeWrapper class."""
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
+    fields = {}
+    for item in cls.body:
+        if isinstance(item, ast.AnnAssign):
+            ann = item.annotation
+            base = ann.slice.elts[0] if isinstance(ann, ast.Subscript) else ann
+            default = None
+            if item.value is not None:
+                default = DEFAULT_U_PER_MCI if getattr(item.value, "id", None) == "DEFAULT_U_PER_MCI" \
+                    else ast.literal_eval(item.value)
+            fields[item.target.id] = (base.id, default, ann)
+    return fields
+
+
+def test_every_widget_the_module_uses_exists_with_the_expected_class(tree, ui_widgets):
+    uses = _ui_uses(tree)
+    assert len({name for name, _ in uses}) >= 5
+    for name, member in uses:
+        assert name in ui_widgets, f"self.ui.{name} is used in SeedBrachy.py but missing from SeedBrachy.ui"
+        cls = ui_widgets[name][0]
+        assert cls == expected_class(name), f"{name} is a {cls} in the .ui; its name says {expected_class(name)}"
+        if member is not None and cls in CLASS_API:
+            assert member in CLASS_API[cls], f"self.ui.{name}.{member}: not an API of {cls}"
+
+
+def test_ui_has_the_five_collapsible_sections(ui_widgets):
+    sections = {props["text"] for cls, props in ui_widgets.values() if cls == "ctkCollapsibleButton"}
+    assert sections == {"Inputs", "Source and prescription", "Needles and seeds", "Dose", "Evaluation"}
+
+
+def test_parameter_bindings_match_the_typed_parameter_node(tree, ui_widgets):
+    fields = _wrapper_fields(tree)
+    bound = {}
+    for name, (cls, props) in ui_widgets.items():
+        parameter = props.get("SlicerParameterName")
+        if parameter is None:
+            continue
+        assert parameter in fields, f"widget {name} binds unknown parameter '{parameter}'"
+        type_name, _, ann = fields[parameter]
+        if cls == "qMRMLNodeComboBox":
+            assert type_name.startswith("vtkMRML") and props["nodeTypes"] == [type_name], name
+        elif cls == "QDoubleSpinBox":
+            assert type_name == "float", name
+            within = next(a for a in ann.slice.elts[1:] if a.func.id == "WithinRange")
+            lo, hi = (ast.literal_eval(a) for a in within.args)
+            assert (float(props["minimum"]), float(props["maximum"])) == (lo, hi), name
+        elif cls == "QComboBox":
+            assert type_name == "str" and any(getattr(a.func, "id", "") == "Choice" for a in ann.slice.elts[1:]), name
+        else:
+            pytest.fail(f"widget {name} of class {cls} cannot be bound by parameterNodeWrapper")
+        bound[parameter] = name
+    assert set(bound) | MANUAL_PARAMETERS == set(fields)
+
+
+def test_parameter_node_matches_the_headless_settings(tree):
+    from SeedBrachyLib.mrml.parameters import PARAMETERS  # imports no slicer
+
+    fields = _wrapper_fields(tree)
+    assert list(fields) == list(PARAMETERS)
+    for name, (type_name, default, _) in fields.items():
+        kind, expected_default = PARAMETERS[name]
+        assert type_name == (kind if isinstance(kind, str) else kind.__name__), name
+        assert default == expected_default, name
+
+
+def test_module_follows_the_template_and_cites_its_sources(tree):
+    source = MODULE.read_text()
+    assert "self._parameterNode.connectGui(self.ui)" in source
+    assert "from slicer.i18n import tr as _" in source
+    assert 'loadUI(self.resourcePath("UI/SeedBrachy.ui"))' in source
+    for needed in ("TG-43U1", "Rivard", "2004", "102.7 Gy", "110 Gy", "Huang et al., J Cancer 2026",
+                   "Research use only"):
+        assert needed in source, needed
+    classes = {n.name: [b.id for b in n.bases if isinstance(b, ast.Name)] for n in ast.walk(tree)
+               if isinstance(n, ast.ClassDef)}
+    assert classes["SeedBrachy"] == ["ScriptedLoadableModule"]
+    assert "ScriptedLoadableModuleWidget" in classes["SeedBrachyWidget"]
+    assert classes["SeedBrachyLogic"] == ["ScriptedLoadableModuleLogic"]
+    assert classes["SeedBrachyTest"] == ["ScriptedLoadableModuleTest"]
+    logic = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SeedBrachyLogic")
+    assert "self.ui" not in ast.unparse(logic), "the Logic must work without the widget"
+    assert "slicer.mrmlScene" not in ast.unparse(logic)
