@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 
 from . import RESEARCH_NOTICE
@@ -60,4 +63,24 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     print_fn(f"Dose grid: {grid.describe()}, max {dose.max():.1f} Gy")
     print_fn(f"GTV D90 = {d90:.1f} Gy, V100 = {v100:.1f} % (Rx {rx:g} Gy; TG-43 line source, "
              f"permanent implant, {len(gtv_points)} CT voxel centres)")
-    return {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "d90_gy": d90, "v100_pct": v100}
+    result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "d90_gy": d90, "v100_pct": v100}
+    if out_dir is not None:
+        result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
+    return result
+
+
+def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
+    """Write the case as a Slicer scene bundle ``<out_dir>/SeedBrachyDemo.mrb`` and print its path.
+
+    Needs slicer-core (``pip install 'SeedBrachyLib[slicer]'``); without it, says so and returns None.
+    """
+    if importlib.util.find_spec("slicer") is None:
+        print_fn("Slicer scene skipped: slicer-core is not installed (pip install 'SeedBrachyLib[slicer]').")
+        return None
+    from .mrml.demo_scene import write_case_scene
+
+    path, evaluation = write_case_scene(os.path.join(out_dir, "SeedBrachyDemo.mrb"), case, seeds, model_key)
+    d90, unit = evaluation.value("GTV", "D90")
+    print_fn(f"Slicer scene (CT, structures, seeds, needles, dose, DVH table and plot; GTV D90 = {d90:.1f} {unit}): "
+             f"{path}")
+    return path
