@@ -29,6 +29,8 @@ from .progress import report
 
 ROLES = ("target", "oar")
 MAX_SUPERSAMPLING = 8
+MAX_DVH_SUBDIVISION = 4
+MAX_DVH_SUBPOINTS = 1 << 24
 RESAMPLE_CHUNK_VOXELS = 1 << 18  # target voxels per vectorised step (bounded memory)
 DEFAULT_BODY_THRESHOLD_HU = -300.0
 DEFAULT_SKIN_THICKNESS_MM = 5.0
@@ -46,6 +48,10 @@ class Structure:
         role: "target" (gets the target metric set) or "oar" (organ at risk, skin, body).
         source_volume_cc: volume (cc) of the mask it was resampled from, if any; larger than
             ``volume_cc`` when part of the structure lies outside ``grid``.
+        subvoxels: optional ``(flat_indices, inside, n)`` for the partial-volume voxels: their flat
+            indices into ``weights`` and which of their n^3 sub-points (order of
+            ``subpoint_offsets(n)``) lie inside; voxels with weight 1 have all sub-points inside.
+            The DVH then samples the dose at the inside sub-points (see ``dvh.DVH.of``).
     """
 
     name: str
@@ -53,6 +59,7 @@ class Structure:
     grid: Grid
     role: str = "oar"
     source_volume_cc: float = None
+    subvoxels: tuple = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -110,6 +117,38 @@ def _target_box(mask, source_grid, target_grid):
     return [(int(a), int(b)) for a, b in zip(t_lo, t_hi)]
 
 
+def subpoint_offsets(n):
+    """(n^3, 3) offsets (di, dj, dk) in voxel units of the centres of an n x n x n voxel subdivision."""
+    o = (np.arange(n) + 0.5) / n - 0.5
+    k, j, i = np.meshgrid(o, o, o, indexing="ij")
+    return np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)
+
+
+def _lookup(mask, idx):
+    """mask[k, j, i] at integer indices idx = [i, j, k] (arrays); False outside the mask's array."""
+    inside = np.ones(np.shape(idx[0]), dtype=bool)
+    for a, n in enumerate(mask.shape[::-1]):
+        inside &= (idx[a] >= 0) & (idx[a] < n)
+    hit = np.zeros(inside.shape, dtype=bool)
+    hit[inside] = mask[idx[2][inside], idx[1][inside], idx[0][inside]]
+    return hit
+
+
+def _partial_subpoints(mask, source_grid, target_grid, weights, n):
+    """(flat indices, inside (N, n^3) bool) of the partial-volume voxels of ``weights``."""
+    flat = np.flatnonzero((weights > 0) & (weights < 1))
+    m = source_grid.ras_to_ijk @ target_grid.ijk_to_ras
+    offsets = subpoint_offsets(n)
+    inside = np.zeros((flat.size, n ** 3), dtype=bool)
+    step = max(1, RESAMPLE_CHUNK_VOXELS // n ** 3)
+    for c0 in range(0, flat.size, step):
+        part = flat[c0:c0 + step]
+        ijk = np.stack(np.unravel_index(part, target_grid.shape)[::-1], axis=1)[:, None, :] + offsets[None]
+        src = np.rint(ijk @ m[:3, :3].T + m[:3, 3]).astype(np.int64)
+        inside[c0:c0 + part.size] = _lookup(mask, [src[..., 0], src[..., 1], src[..., 2]])
+    return flat, inside
+
+
 def resample_mask(mask, source_grid, target_grid, supersampling=None, name="structure", progress=None):
     """Fractional occupancy on ``target_grid`` of a boolean mask given on ``source_grid``.
 
@@ -141,24 +180,16 @@ def resample_mask(mask, source_grid, target_grid, supersampling=None, name="stru
     m = source_grid.ras_to_ijk @ target_grid.ijk_to_ras
     lin, shift = m[:3, :3], m[:3, 3]
     ii, jj = np.arange(i0, i1, dtype=float), np.arange(j0, j1, dtype=float)
-    offsets = (np.arange(n) + 0.5) / n - 0.5
-    sub = [(di, dj, dk) for dk in offsets for dj in offsets for di in offsets]
-    src_dims = np.asarray(source_grid.dims)
     box = (k1 - k0, j1 - j0, i1 - i0)
     counts = np.zeros(box, dtype=np.uint16)
     k_step = max(1, RESAMPLE_CHUNK_VOXELS // (box[1] * box[2]))
     for c0 in range(k0, k1, k_step):
         kk = np.arange(c0, min(k1, c0 + k_step), dtype=float)
         rows = slice(c0 - k0, c0 - k0 + kk.size)
-        for di, dj, dk in sub:
+        for di, dj, dk in subpoint_offsets(n):
             idx = [np.rint(shift[a] + lin[a, 2] * (kk[:, None, None] + dk) + lin[a, 1] * (jj[None, :, None] + dj)
                            + lin[a, 0] * (ii[None, None, :] + di)).astype(np.int64) for a in range(3)]
-            inside = np.ones((kk.size,) + box[1:], dtype=bool)
-            for a in range(3):
-                inside &= (idx[a] >= 0) & (idx[a] < src_dims[a])
-            hit = np.zeros(inside.shape, dtype=bool)
-            hit[inside] = mask[idx[2][inside], idx[1][inside], idx[0][inside]]
-            counts[rows] += hit
+            counts[rows] += _lookup(mask, idx)
         report(progress, (c0 + kk.size - k0) / (k1 - k0), f"resampling {name}")
     weights = np.zeros(target_grid.shape, dtype=np.float32)
     weights[k0:k1, j0:j1, i0:i1] = counts / float(n ** 3)
@@ -171,16 +202,28 @@ def structure_on_grid(name, mask, source_grid, target_grid, role="oar", label=No
     """A :class:`Structure` on ``target_grid`` from a mask or labelmap on ``source_grid``.
 
     ``label``: if given, ``mask`` is a labelmap and the structure is ``mask == label``;
-    otherwise non-zero voxels are inside. See :func:`resample_mask`.
+    otherwise non-zero voxels are inside. Weights: see :func:`resample_mask`. For the DVH it also
+    records which of the m^3 sub-points of each partial voxel are inside, m =
+    :func:`dvh_subdivision` (the supersampling, at most 4 and 2^24 sub-points in all).
     """
     mask = np.asarray(mask)
     if label is not None:
         mask = mask == label
         if not np.any(mask):
             raise InputError(f"structure '{name}': label {label!r} does not occur in the labelmap")
+    mask = mask != 0
     weights = resample_mask(mask, source_grid, target_grid, supersampling, name, progress)
     source_cc = float(np.count_nonzero(mask)) * source_grid.voxel_volume_cc
-    return Structure(name, weights, target_grid, role, source_cc)
+    n = default_supersampling(source_grid, target_grid) if supersampling is None else int(supersampling)
+    m = dvh_subdivision(n, np.count_nonzero(weights))
+    subvoxels = _partial_subpoints(mask, source_grid, target_grid, weights, m) + (m,)
+    return Structure(name, weights, target_grid, role, source_cc, subvoxels)
+
+
+def dvh_subdivision(n, n_voxels):
+    """Sub-points per axis kept for the DVH: n, at most 4, and at most 2^24 sub-points in all."""
+    budget = int(np.floor((MAX_DVH_SUBPOINTS / max(int(n_voxels), 1)) ** (1.0 / 3.0) + 1e-9))
+    return int(max(1, min(n, MAX_DVH_SUBDIVISION, budget)))
 
 
 def _margin_per_grid_axis(margin_mm, grid, name):
