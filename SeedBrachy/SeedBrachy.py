@@ -224,7 +224,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Evaluation failed."), waitCursor=True):
             evaluation = self.logic.evaluate(p.doseVolume, p.segmentation, p.targetSegmentID, p.prescriptionGy,
-                                             p.dvhTable, p.dvhChart)
+                                             p.dvhTable, p.dvhChart, ctVolume=p.ctVolume)
             self.ui.resultsLabel.text = self.logic.summary(evaluation)
             if p.dvhChart:
                 slicer.modules.plots.logic().ShowChartInLayout(p.dvhChart)
@@ -273,9 +273,14 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
                                  formalism=formalism, default_strength_u=handPlacedStrengthU,
                                  default_axis=HAND_PLACED_SEED_AXIS, progress=progress)
 
-    def evaluate(self, doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable=None, dvhChart=None):
-        """DVH metrics (PlanEvaluation) of the target and the other segments; fills the given outputs."""
-        return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart)
+    def evaluate(self, doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable=None, dvhChart=None,
+                 ctVolume=None):
+        """DVH metrics (PlanEvaluation) of the target, the other segments and (with ``ctVolume``) the skin.
+
+        Fills the given output table and chart; see SeedBrachyLib.mrml.plan.evaluate.
+        """
+        return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
+                             ct_node=ctVolume)
 
     @staticmethod
     def summary(evaluation):

@@ -133,3 +133,19 @@ def test_progress_reaches_one_and_cancel_stops(case_nodes):
     with pytest.raises(Cancelled):
         plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
                           progress=lambda f, m="": f < 0.5)
+
+
+def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
+    c, dose, grid = computed
+    table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
+    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
+                               oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    ct_body = structures.body_from_ct(c.case.ct, c.case.grid)
+    skin = structures.structure_on_grid("Skin", structures.skin_rind(ct_body, c.case.grid), c.case.grid, grid)
+    body = structures.structure_on_grid("Body", ct_body, c.case.grid, grid)
+    d2cc, unit = tables.read_dvh_metric(table, "Skin", "D2cc")
+    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, skin).metric("D2cc")[0], rel=1e-12)
+    gtv = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, grid, role="target")
+    expected_ci = dvh.conformity_indices(dose, gtv, c.case.prescription_gy, body)["CI"]
+    assert evaluation.value("GTV", "CI")[0] == pytest.approx(expected_ci, rel=1e-12)
+    assert [s for s in evaluation.structures] == ["GTV", "Carotid", "Skin"]

@@ -83,7 +83,7 @@ def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress
                       spacing_mm=dose_spacing_mm, progress=progress)
     oars = [ids[name] for name in ids if name not in ("GTV", "Body")]
     evaluation = plan.evaluate(dose, segmentation, ids["GTV"], case.prescription_gy, table, chart,
-                               oar_segment_ids=oars)
+                               oar_segment_ids=oars, ct_node=ct)
     parameters.write_settings(parameters.parameter_node(scene), ctVolume=ct, segmentation=segmentation,
                               targetSegmentID=ids["GTV"], sourceModel=model_key, seeds=seeds_node,
                               prescriptionGy=case.prescription_gy, doseSpacingMm=dose_spacing_mm, doseVolume=dose,

@@ -95,13 +95,16 @@ def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose
 
 
 def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, metrics_table=None, chart=None,
-             oar_segment_ids=None, progress=None):
+             oar_segment_ids=None, ct_node=None, progress=None):
     """DVH metrics of the target and organs at risk for the dose in ``dose_node``.
 
     Structures are mapped onto the dose grid with partial volumes; metrics come from
     :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are filled: ``metrics_table``
     (row per structure) and ``chart`` (cumulative DVH, one series per structure; its curve table
     is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
+    With ``ct_node`` (CT in HU) the body and its 5 mm skin rind are found from the CT
+    (:func:`.segmentations.body_and_skin`): the skin is evaluated as an organ at risk (unless a
+    structure is already named "Skin") and the body limits the reference isodose volume of CI/EI.
 
     Returns:
         :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
@@ -112,7 +115,13 @@ def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, m
     dose, grid = volumes.array_from_volume_node(dose_node)
     structures = segmentations.structures_from_segments(segmentation_node, target_segment_id, grid,
                                                         oar_segment_ids, progress=_scaled(progress, 0.0, 0.8))
-    evaluation = dvh.evaluate_plan(dose, structures, prescription_gy, dose_description=dose_node.GetDescription() or "")
+    body = None
+    if ct_node is not None:
+        body, skin = segmentations.body_and_skin(ct_node, grid)
+        if all(s.name != skin.name for s in structures):
+            structures.append(skin)
+    evaluation = dvh.evaluate_plan(dose, structures, prescription_gy, body=body,
+                                   dose_description=dose_node.GetDescription() or "")
     if metrics_table is not None:
         tables.write_dvh_metrics(metrics_table, evaluation)
     if chart is not None:
