@@ -1,0 +1,363 @@
+"""Automatic detection of I-125 seeds in a post-implant CT.
+
+Method (CT values HU, lengths mm, positions RAS):
+
+1. Adaptive threshold. Bright objects are the connected components above ``min_peak_hu``; the
+   typical seed peak ``P`` is the median peak of the brighter half of them (seeds are the brightest
+   objects; thin slices clip at the top of the range, thick or interpolated slices peak at only
+   ~1500-2000 HU). The threshold is half-way between soft tissue and ``P``.
+2. Connected components (26-connected) above the threshold. Each component's *mass*, the sum of
+   (HU - soft tissue) x voxel volume, is conserved by partial volume and slice blur; the median mass of
+   seed-sized components is the single-seed mass, and round(mass / single-seed mass) is the number of
+   seeds in a component. Touching seeds are split into that many parts by weighted k-means started
+   along the principal axis.
+3. Each seed's position is the intensity-weighted centroid (sub-voxel), its axis the principal
+   component of the weighted second moments after subtracting the blur of the voxel and slice
+   profile (a thick slice smears every object along K).
+4. Rejection by size and shape: too little mass (noise, streak or bone edge), too much (bone, other
+   metal), too long for its seed count (needle or wire), plate-like (cortical bone).
+5. A confidence per seed (0-1) from how well its mass, peak and length match a single seed.
+6. With an expected count from the plan: keep the n most confident, or split components whose mass
+   allows another seed (then take back the best small candidates) until n are found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+from ..grid import Grid
+from ..progress import report
+from ..seeds import Seed
+
+SEED_LENGTH_MM = 4.5
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_MAX_SEEDS_PER_COMPONENT = 4
+_MIN_MASS_FRACTION = 0.25  # components lighter than this fraction of one seed are not seeds
+_LENGTH_TOLERANCE_MM = 2.5  # allowed excess of a part's length over a seed's
+_PLATE_RATIO = 0.5  # second / first principal length above which a part is plate-like
+_PSF_SIGMA_MM = 0.4  # typical in-plane point-spread of a CT scanner (mm), removed from the moments
+_THRESHOLD_FRACTION = 0.6  # of the typical seed peak above soft tissue
+_SATURATED_FRACTION = 0.5  # the same when >= 1/4 of the bright peaks are clipped at the top of the range
+
+
+@dataclass(frozen=True)
+class RejectedCandidate:
+    """A bright object that was not taken as a seed.
+
+    Attributes:
+        position: intensity-weighted centroid (mm RAS).
+        reason: why it was rejected (text with the measured values).
+        peak_hu: highest CT value in it (HU).
+        volume_mm3: volume above the threshold (mm^3).
+        seed_equivalents: its mass in units of one seed's mass.
+    """
+
+    position: np.ndarray
+    reason: str
+    peak_hu: float
+    volume_mm3: float
+    seed_equivalents: float
+
+
+@dataclass
+class DetectionResult:
+    """Detected seeds and how they were found.
+
+    Attributes:
+        seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U),
+            most confident first, labelled "D1", "D2", ...
+        confidences: per seed, 0-1.
+        threshold_hu: intensity threshold used (HU).
+        seed_peak_hu: typical seed peak found in the scan (HU).
+        single_seed_mass: mass of one seed, sum of (HU - soft tissue) x voxel volume (HU mm^3).
+        rejected: :class:`RejectedCandidate` list with reasons.
+        expected_count: the count asked for (None when not given).
+    """
+
+    seeds: list
+    confidences: np.ndarray
+    threshold_hu: float
+    seed_peak_hu: float
+    single_seed_mass: float
+    rejected: list = field(default_factory=list)
+    expected_count: int | None = None
+
+    def summary(self):
+        """One line of text with units and the method."""
+        expected = "" if self.expected_count is None else f" (expected {self.expected_count})"
+        mean_conf = float(np.mean(self.confidences)) if len(self.confidences) else 0.0
+        return (f"{len(self.seeds)} seeds detected{expected}, {len(self.rejected)} candidates rejected; "
+                f"threshold {self.threshold_hu:.0f} HU (half-way to the typical seed peak "
+                f"{self.seed_peak_hu:.0f} HU), mean confidence {mean_conf:.2f}")
+
+
+@dataclass
+class _Part:
+    """One seed hypothesis: a set of voxels (RAS, weights) from one component."""
+
+    points: np.ndarray
+    weights: np.ndarray
+    peak: float
+    component: int
+    centroid: np.ndarray = None
+    axis: np.ndarray = None
+    lengths: np.ndarray = None  # deblurred principal lengths (mm), descending
+
+    def measure(self, blur_cov):
+        w = self.weights / self.weights.sum()
+        self.centroid = w @ self.points
+        d = self.points - self.centroid
+        cov = (d * w[:, None]).T @ d - blur_cov
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1]
+        self.axis = vectors[:, order[0]]
+        # a uniform segment of length L has variance L^2 / 12
+        self.lengths = np.sqrt(12.0 * np.maximum(values[order], 0.0))
+        return self
+
+
+def _validate(ct, grid, expected_count, strength_u, slice_thickness_mm):
+    if not isinstance(grid, Grid):
+        raise InputError(f"grid {grid!r} invalid: need a SeedBrachyLib.grid.Grid")
+    ct = np.asarray(ct)
+    if ct.ndim != 3 or ct.size == 0:
+        raise InputError(f"CT array of shape {ct.shape} invalid: need a non-empty 3D array [k, j, i]")
+    if tuple(ct.shape) != tuple(grid.shape):
+        raise InputError(f"CT array shape {ct.shape} does not match the grid shape {grid.shape} (nk, nj, ni)")
+    if not np.issubdtype(ct.dtype, np.number) or np.issubdtype(ct.dtype, np.complexfloating):
+        raise InputError(f"CT array dtype {ct.dtype} invalid: need real CT numbers (HU)")
+    if expected_count is not None and (isinstance(expected_count, bool)
+                                       or not isinstance(expected_count, (int, np.integer)) or expected_count < 1):
+        raise InputError(f"expected_count {expected_count!r} invalid: need an integer >= 1 or None")
+    if strength_u is not None and not (isinstance(strength_u, (int, float, np.number)) and strength_u > 0):
+        raise InputError(f"strength_u {strength_u!r} U invalid: need an air-kerma strength > 0 U")
+    if slice_thickness_mm is not None and not (slice_thickness_mm > 0 and math.isfinite(slice_thickness_mm)):
+        raise InputError(f"slice_thickness_mm {slice_thickness_mm!r} invalid: must be > 0 mm")
+    return ct
+
+
+def _blur_covariance(grid, thickness_mm):
+    """RAS covariance (mm^2) added to an object's moments by imaging: voxel footprint (in-plane) or
+    slice profile (K), sampling on the voxel lattice (spacing^2 / 12 per axis) and the scanner PSF."""
+    sampling = grid.spacing ** 2 / 12
+    var = sampling + np.array([grid.spacing[0] ** 2 / 12 + _PSF_SIGMA_MM ** 2,
+                               grid.spacing[1] ** 2 / 12 + _PSF_SIGMA_MM ** 2,
+                               thickness_mm ** 2 / 12])
+    return grid.direction @ np.diag(var) @ grid.direction.T
+
+
+def _kmeans_split(points, weights, n, iterations=30):
+    """Weighted k-means of ``points`` into ``n`` groups, started at quantiles of the principal axis."""
+    w = weights / weights.sum()
+    centroid = w @ points
+    d = points - centroid
+    axis = np.linalg.eigh((d * w[:, None]).T @ d)[1][:, -1]
+    proj = d @ axis
+    order = np.argsort(proj)
+    cum = np.cumsum(w[order])
+    centres = np.array([points[order[np.searchsorted(cum, (q + 0.5) / n)]] for q in range(n)], dtype=float)
+    labels = np.zeros(len(points), dtype=int)
+    for _ in range(iterations):
+        dist = np.linalg.norm(points[:, None, :] - centres[None], axis=-1)
+        labels = np.argmin(dist, axis=1)
+        new = np.array([np.average(points[labels == c], axis=0, weights=weights[labels == c])
+                        if np.any(labels == c) else centres[c] for c in range(n)])
+        if np.allclose(new, centres, atol=1e-4):
+            break
+        centres = new
+    return labels
+
+
+def match_seeds(detected_mm, true_mm, gate_mm=2.5):
+    """Match detected to true seed centres (mm RAS) by Hungarian assignment within ``gate_mm`` (mm).
+
+    Returns ``(pairs, distances)``: pairs (m, 2) of (detected index, true index) and their distances (mm).
+    """
+    detected = np.asarray(detected_mm, dtype=float).reshape(-1, 3)
+    truth = np.asarray(true_mm, dtype=float).reshape(-1, 3)
+    if not gate_mm > 0:
+        raise InputError(f"gate_mm {gate_mm!r} invalid: must be > 0 mm")
+    if len(detected) == 0 or len(truth) == 0:
+        return np.zeros((0, 2), dtype=int), np.zeros(0)
+    dist = np.linalg.norm(detected[:, None] - truth[None], axis=-1)
+    rows, cols = linear_sum_assignment(np.where(dist <= gate_mm, dist, 1e6))
+    keep = dist[rows, cols] <= gate_mm
+    return np.stack([rows[keep], cols[keep]], axis=1), dist[rows[keep], cols[keep]]
+
+
+def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None, slice_thickness_mm=None,
+                 threshold_hu=None, min_peak_hu=1000.0, progress=None):
+    """Find I-125 seeds in a post-implant CT.
+
+    Args:
+        ct: CT values (HU) indexed [k, j, i] on ``grid``.
+        grid: the CT geometry (mm, RAS; may be oblique).
+        expected_count: number of seeds implanted (from the plan), or None to trust the image alone.
+        strength_u: air-kerma strength (U) given to every detected seed; default the median strength of
+            ``plan_seeds``, else 1 U.
+        plan_seeds: optional planned seeds; give the expected count and strength when those are None.
+        slice_thickness_mm: reconstructed slice thickness (mm); default the K spacing.
+        threshold_hu: fixed threshold (HU) instead of the adaptive one.
+        min_peak_hu: lowest peak (HU) a seed can have; the floor of the bright-object search.
+        progress: optional callback ``(fraction, message)``; returning False cancels.
+
+    Returns:
+        :class:`DetectionResult`.
+    """
+    if plan_seeds is not None:
+        if len(plan_seeds) == 0:
+            raise InputError("plan_seeds is empty: give the planned seeds or None")
+        expected_count = len(plan_seeds) if expected_count is None else expected_count
+        if strength_u is None:
+            strength_u = float(np.median([s.strength_u for s in plan_seeds]))
+    ct = _validate(ct, grid, expected_count, strength_u, slice_thickness_mm)
+    if threshold_hu is not None and not math.isfinite(threshold_hu):
+        raise InputError(f"threshold_hu {threshold_hu!r} invalid: must be a finite HU value")
+    strength = 1.0 if strength_u is None else float(strength_u)
+    thickness = float(grid.spacing[2] if slice_thickness_mm is None else slice_thickness_mm)
+    voxel_mm3 = float(np.prod(grid.spacing))
+    values = ct.astype(np.float32, copy=False)
+    report(progress, 0.0, "seed detection: threshold")
+
+    soft = values[(values > -200) & (values < 300)]
+    background = float(np.median(soft)) if soft.size else 0.0
+    bright, n_bright = ndimage.label(values >= min_peak_hu, _CONNECTIVITY)
+    if n_bright == 0 and threshold_hu is None:
+        return DetectionResult([], np.zeros(0), float(min_peak_hu), float("nan"), float("nan"),
+                               expected_count=expected_count)
+    if n_bright:
+        peaks = np.asarray(ndimage.maximum(values, bright, np.arange(1, n_bright + 1)))
+        seed_peak = float(np.median(peaks[peaks >= np.median(peaks)]))
+    else:
+        seed_peak = float(threshold_hu)
+    # a clipped typical peak understates how much brighter the best-aligned seeds are than the faintest
+    saturated = n_bright and np.mean(peaks >= float(values.max())) >= 0.25
+    fraction = _SATURATED_FRACTION if saturated else _THRESHOLD_FRACTION
+    threshold = float(threshold_hu) if threshold_hu is not None else background + fraction * (seed_peak - background)
+    report(progress, 0.2, "seed detection: components")
+
+    # an object is its voxels above the threshold grown by one voxel into the half-threshold level, so a
+    # faint seed is not broken into fragments and its partial-volume tails count in its mass, while bone
+    # further than one voxel from the metal stays out
+    core = values >= threshold
+    grown = ndimage.binary_dilation(core, _CONNECTIVITY) & (values >= background + 0.5 * (threshold - background))
+    labels, n = ndimage.label(grown | core, _CONNECTIVITY)
+    if n == 0:
+        return DetectionResult([], np.zeros(0), threshold, seed_peak, float("nan"), expected_count=expected_count)
+    index = np.arange(1, n + 1)
+    objects = ndimage.find_objects(labels)
+    blur = _blur_covariance(grid, thickness)
+    comps = []
+    for c, box in zip(index, objects):
+        local = labels[box] == c
+        kji = np.argwhere(local) + np.array([s.start for s in box])
+        w = np.maximum(values[box][local] - background, 1e-3)
+        comps.append({"id": int(c), "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
+                      "peak": float(values[box][local].max()), "volume": local.sum() * voxel_mm3,
+                      "mass": float(w.sum()) * voxel_mm3})
+    report(progress, 0.5, "seed detection: sizes")
+
+    # single-seed mass: median over components whose length fits one seed
+    single = [c["mass"] for c in comps
+              if _Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur).lengths[0]
+              <= SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM and c["mass"] > 0]
+    masses = np.array(single if single else [c["mass"] for c in comps])
+    unit = float(np.median(masses[masses >= _MIN_MASS_FRACTION * np.median(masses)]))
+
+    parts, rejected, small = [], [], []
+    for k, c in enumerate(comps):
+        report(progress, 0.5 + 0.4 * k / len(comps), "seed detection: splitting")
+        ratio = c["mass"] / unit
+        whole = _Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur)
+
+        def reject(reason, comp=c, part=whole, r=ratio):
+            rejected.append(RejectedCandidate(part.centroid, reason, comp["peak"], comp["volume"], r))
+
+        if ratio < _MIN_MASS_FRACTION:
+            small.append((ratio, c))
+            reject(f"too small: {ratio:.2f} seed masses (< {_MIN_MASS_FRACTION:g}): noise, streak or bone edge")
+            continue
+        count = max(1, int(round(ratio)))
+        if count > _MAX_SEEDS_PER_COMPONENT:
+            reject(f"too large: {ratio:.1f} seed masses, {c['volume']:.0f} mm3 (> {_MAX_SEEDS_PER_COMPONENT} "
+                   "seeds): bone or other metal")
+            continue
+        split = _split(c, count, blur)
+        bad = [p for p in split if p.lengths[0] > SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM]
+        plate = [p for p in split if p.lengths[1] > max(_PLATE_RATIO * p.lengths[0], 2.0)]
+        if bad:
+            reject(f"too long: {bad[0].lengths[0]:.1f} mm for {count} seed(s) of {SEED_LENGTH_MM:g} mm: "
+                   "needle, wire or bone")
+        elif plate:
+            reject(f"plate-like: {plate[0].lengths[0]:.1f} x {plate[0].lengths[1]:.1f} mm: bone")
+        else:
+            parts += [(p, ratio / count, count) for p in split]
+
+    parts = [(p, _confidence(p, r, seed_peak, threshold)) for p, r, _count in parts]
+    if expected_count is not None:
+        parts = _meet_count(parts, comps, small, rejected, unit, blur, expected_count, seed_peak, threshold)
+    parts.sort(key=lambda pc: -pc[1])
+    seeds = [Seed(p.centroid, p.axis, strength, f"D{i + 1}") for i, (p, _c) in enumerate(parts)]
+    report(progress, 1.0, "seed detection: done")
+    return DetectionResult(seeds, np.array([c for _p, c in parts]), threshold, seed_peak, unit, rejected,
+                           expected_count)
+
+
+def _split(comp, count, blur):
+    """Split a component into ``count`` measured parts."""
+    if count == 1:
+        return [_Part(comp["points"], comp["weights"], comp["peak"], comp["id"]).measure(blur)]
+    labels = _kmeans_split(comp["points"], comp["weights"], count)
+    return [_Part(comp["points"][labels == g], comp["weights"][labels == g], comp["peak"], comp["id"]).measure(blur)
+            for g in range(count) if np.count_nonzero(labels == g) >= 2]
+
+
+def _confidence(part, mass_ratio, seed_peak, threshold):
+    """0-1: mass near one seed, length near a seed's, peak near the typical seed peak."""
+    c_mass = math.exp(-0.5 * ((mass_ratio - 1.0) / 0.3) ** 2)
+    c_length = 1.0 if part.lengths[0] <= SEED_LENGTH_MM + 1.0 else \
+        math.exp(-0.5 * ((part.lengths[0] - SEED_LENGTH_MM - 1.0) / 1.0) ** 2)
+    c_peak = min(1.0, max(0.0, (part.peak - threshold) / max(seed_peak - threshold, 1.0)) + 0.5)
+    return float(c_mass * c_length * min(c_peak, 1.0))
+
+
+def _meet_count(parts, comps, small, rejected, unit, blur, n, seed_peak, threshold):
+    """Keep the ``n`` most confident parts, or split heavy components / take back small ones to reach ``n``."""
+    parts = sorted(parts, key=lambda pc: -pc[1])
+    for p, conf in parts[n:]:
+        rejected.append(RejectedCandidate(p.centroid, f"beyond the expected count {n} (confidence {conf:.2f})",
+                                          p.peak, 0.0, float("nan")))
+    parts = parts[:n]
+    by_id = {c["id"]: c for c in comps}
+    exhausted = set()
+    while len(parts) < n:
+        counts = {}
+        for p, _conf in parts:
+            if p.component not in exhausted:
+                counts[p.component] = counts.get(p.component, 0) + 1
+        # the component with the most mass per seed left is split into one more seed
+        best = max(counts, key=lambda cid: by_id[cid]["mass"] / unit / (counts[cid] + 1), default=None)
+        if best is not None and by_id[best]["mass"] / unit / (counts[best] + 1) >= 0.6:
+            m = counts[best] + 1
+            ratio = by_id[best]["mass"] / unit / m
+            split = _split(by_id[best], m, blur)
+            if len(split) < m:
+                exhausted.add(best)
+                continue
+            parts = [pc for pc in parts if pc[0].component != best]
+            parts += [(p, _confidence(p, ratio, seed_peak, threshold)) for p in split]
+            continue
+        if not small:
+            break
+        small.sort(key=lambda rc: -rc[0])
+        ratio, comp = small.pop(0)
+        part = _Part(comp["points"], comp["weights"], comp["peak"], comp["id"]).measure(blur)
+        parts.append((part, _confidence(part, ratio, seed_peak, threshold)))
+        rejected[:] = [r for r in rejected if not np.allclose(r.position, part.centroid)]
+    return parts
