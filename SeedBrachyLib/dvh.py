@@ -7,7 +7,8 @@ Public API
   ``volume_at_dose(d_gy)`` -> (cc, %), ``volume_cc``, ``dmin``, ``dmax``, ``dmean`` (Gy),
   ``metric(name, prescription_gy)`` -> (value, unit) for names such as "D90", "D2cc", "D0.1cc",
   "V100" (% of volume at >= 100% of Rx), "V100_cc", "V20Gy", "V20Gy_cc", "Dmax", "Dmean", "Dmin",
-  "Volume", and ``curve()`` (dose axis Gy, cumulative volume % and cc) for plotting.
+  "Volume", and ``curve()`` (dose axis Gy, cumulative volume % and cc) for plotting;
+  :func:`metric_unit` gives a metric name's unit.
 * :func:`conformity_indices` -- CI, EI, HI of a target (definitions and sources below).
 * :func:`evaluate_plan` -> :class:`PlanEvaluation` (per-structure metrics; target set for
   targets, D2cc/D1cc/D0.1cc/Dmax/Dmean for organs at risk and skin); ``value(structure, metric)``.
@@ -297,13 +298,16 @@ class PlanEvaluation:
         return self.structures[name]
 
     def value(self, structure, metric):
-        """(value, unit) of ``metric`` for ``structure``: from the table, else computed from its DVH."""
+        """(value, unit) of ``metric`` for ``structure``: from the table, else computed from its DVH.
+
+        Unknown metric names raise InputError; undefined values (D2cc of a 1 cc structure) are NaN.
+        """
         s = self[structure]
         if metric in s.values:
             return s.values[metric], s.units[metric]
-        if metric in INDEX_NAMES:
+        if metric_unit(metric) == "":
             raise InputError(f"{metric} is only computed for targets; '{structure}' is an {s.role}")
-        return s.dvh.metric(metric, self.prescription_gy)
+        return _safe_metric(s.dvh, metric, self.prescription_gy, s.notes)
 
 
 def _safe_metric(dvh, name, rx, notes):
@@ -311,17 +315,20 @@ def _safe_metric(dvh, name, rx, notes):
         return dvh.metric(name, rx)
     except InputError as err:  # e.g. D2cc of a 1.5 cc structure: undefined, shown as n/a
         notes.append(f"{dvh.name} {name}: {err}")
-        return float("nan"), _unit_of(name)
+        return float("nan"), metric_unit(name)
 
 
-def _unit_of(name):
-    if name in INDEX_NAMES:
+def metric_unit(name):
+    """Unit of a metric name ("Gy", "%", "cc" or "" for CI/EI/HI); InputError for unknown names."""
+    key = str(name).strip()
+    if key in INDEX_NAMES:
         return ""
-    if name == "Volume" or name.endswith("_cc"):
-        return "cc"
-    if name.startswith("V"):
-        return "%"
-    return "Gy"
+    if key in ("Volume", "Dmax", "D0", "Dmin", "Dmean"):
+        return "cc" if key == "Volume" else "Gy"
+    for pattern, kind in _PATTERNS:
+        if pattern.match(key):
+            return "Gy" if kind.startswith("dx") else ("cc" if kind.endswith("_cc") else "%")
+    raise InputError(f"unknown DVH metric {name!r}: use {METRIC_HELP}")
 
 
 def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description="",

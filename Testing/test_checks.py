@@ -1,0 +1,125 @@
+"""Plan checks at their boundaries, with sources, user limits and bad input."""
+
+import math
+
+import numpy as np
+import pytest
+
+from SeedBrachyLib.checks import (
+    available_indications,
+    format_checks,
+    goals_for,
+    run_checks,
+    user_limit,
+)
+from SeedBrachyLib.dvh import evaluate_plan
+from SeedBrachyLib.errors import InputError
+from SeedBrachyLib.grid import Grid
+from SeedBrachyLib.structures import Structure
+
+GRID = Grid.around([0, 0, 0], [20, 20, 20], 1.0)
+
+
+def _plan(target_dose_gy, cold_fraction=0.0, cold_dose_gy=0.0, skin_dose_gy=20.0, rx=100.0):
+    """A 10 x 10 x 10 mm target with uniform dose, optionally a cold slab, and a 20 x 20 x 5 mm skin slab."""
+    dose = np.zeros(GRID.shape)
+    target = np.zeros(GRID.shape, np.float32)
+    target[5:15, 5:15, 5:15] = 1.0
+    dose[5:15, 5:15, 5:15] = target_dose_gy
+    n_cold = int(round(cold_fraction * 10))
+    if n_cold:
+        dose[5:5 + n_cold, 5:15, 5:15] = cold_dose_gy
+    skin = np.zeros(GRID.shape, np.float32)
+    skin[15:20] = 1.0
+    dose[15:20] = skin_dose_gy
+    structures = [Structure("CTV", target, GRID, "target"), Structure("Skin", skin, GRID, "oar")]
+    return evaluate_plan(dose, structures, rx)
+
+
+def _result(results, name):
+    return next(r for r in results if r.goal == name)
+
+
+@pytest.mark.parametrize("d90,passed", [(102.7, False), (102.71, True), (102.69, False), (140.0, True)])
+def test_lymph_node_goal_is_strict_at_102_7_gy(d90, passed):
+    results = run_checks(_plan(d90), "lymph-node-metastases")
+    (r,) = results
+    assert r.passed is passed and r.limit == 102.7 and r.unit == "Gy" and r.comparator == ">"
+    assert r.measured == pytest.approx(d90)
+    assert "Huang" in r.source and "J Cancer 2026" in r.source and "81.5%" in r.source
+
+
+@pytest.mark.parametrize("d90,passed", [(110.0, True), (109.99, False), (110.01, True)])
+def test_esophageal_nodal_recurrence_goal_at_110_gy(d90, passed):
+    (r,) = run_checks(_plan(d90), "esophageal_scc_cervical_nodal_recurrence")
+    assert r.passed is passed and r.comparator == ">=" and r.limit == 110.0
+
+
+def test_general_goals_d90_and_v100_at_their_boundaries():
+    rx = 100.0
+    # exactly 10% of the target cold: V100 = 90.0% passes (>=), D90 lies between the cold and hot doses
+    ev = _plan(120.0, cold_fraction=0.1, cold_dose_gy=80.0, rx=rx)
+    results = run_checks(ev, "general")
+    v100 = _result(results, "V100 >= 90% of the CTV")
+    assert v100.measured == pytest.approx(90.0) and v100.passed and v100.unit == "%"
+    d90 = _result(results, "D90 >= prescription")
+    assert d90.limit == rx and d90.measured == pytest.approx(ev.value("CTV", "D90")[0])
+    # 20% cold: V100 = 80% and D90 = 80 Gy both fail
+    results = run_checks(_plan(120.0, cold_fraction=0.2, cold_dose_gy=80.0, rx=rx), "general")
+    assert not any(r.passed for r in results)
+    assert _result(results, "D90 >= prescription").measured == pytest.approx(80.0)
+    # D90 exactly at the prescription passes
+    (ok, _) = run_checks(_plan(100.0, rx=rx), "general")
+    assert ok.passed and ok.measured == pytest.approx(100.0)
+
+
+def test_user_limits_for_skin_and_oars():
+    ev = _plan(120.0, skin_dose_gy=30.0)
+    results = run_checks(ev, (), user_limits=[user_limit("Skin", "D2cc", 30.0), ("Skin", "Dmax", 29.9)])
+    at_limit, below = results
+    assert at_limit.passed and at_limit.measured == pytest.approx(30.0)
+    assert at_limit.source == "limit entered by the user"
+    assert not below.passed and below.limit == 29.9
+    strict = run_checks(ev, (), user_limits=[user_limit("Skin", "Dmean", 30.0, comparator="<")])
+    assert not strict[0].passed
+
+
+def test_unevaluable_metric_fails_with_nan():
+    ev = _plan(120.0)  # the CTV is 1 cc: D2cc is undefined
+    (r,) = run_checks(ev, (), user_limits=[("CTV", "D2cc", 500.0)])
+    assert not r.passed and math.isnan(r.measured)
+    assert "n/a" in r.describe()
+
+
+def test_format_lists_values_limits_units_and_sources():
+    results = run_checks(_plan(105.0), ("lymph-node-metastases", "general"), target="CTV",
+                         user_limits=[("Skin", "D2cc", 40.0)])
+    text = format_checks(results)
+    assert "PASS  CTV D90 = 105.0 Gy (goal > 102.7 Gy) [1]" in text
+    assert "V100 = 100.0 % (goal >= 90 %)" in text
+    assert "[1] Huang D" in text and "[3] limit entered by the user" in text
+
+
+def test_library_and_bad_inputs():
+    assert set(available_indications()) == {"lymph-node-metastases", "esophageal-scc-cervical-nodal-recurrence",
+                                            "general"}
+    with pytest.raises(InputError, match="known indications are lymph-node-metastases, esophageal"):
+        goals_for("prostate")
+    with pytest.raises(InputError, match="not a dose metric"):
+        user_limit("Skin", "V100", 30.0)
+    with pytest.raises(InputError, match="unknown DVH metric"):
+        user_limit("Skin", "D2ccc", 30.0)
+    with pytest.raises(InputError, match="need a dose > 0 Gy"):
+        user_limit("Skin", "D2cc", -1.0)
+    with pytest.raises(InputError, match="comparator"):
+        user_limit("Skin", "D2cc", 30.0, comparator="=")
+    ev = _plan(120.0)
+    with pytest.raises(InputError, match="no structure 'Cord'"):
+        run_checks(ev, (), user_limits=[("Cord", "Dmax", 45.0)])
+    with pytest.raises(InputError, match="no structure 'GTV'"):
+        run_checks(ev, "general", target="GTV")
+    two_targets = evaluate_plan(np.ones(GRID.shape), [Structure("A", np.ones(GRID.shape, np.float32), GRID, "target"),
+                                                     Structure("B", np.ones(GRID.shape, np.float32), GRID, "target")],
+                                100.0)
+    with pytest.raises(InputError, match="choose the target"):
+        run_checks(two_targets, "general")
