@@ -1,0 +1,403 @@
+"""Inverse optimisation: choose seeds among the candidate positions (all seeds of one strength, U).
+
+Dose model
+----------
+Each candidate's dose (Gy, TG-43 via :func:`SeedBrachyLib.dose.dose_per_u_at_points`, times
+the seed strength in U) is computed once on the voxel centres of the CTV and of each OAR
+(OAR voxels farther than ``oar_reach_mm`` from every candidate are dropped: they cannot hold
+the hottest cc). A plan's dose is then a sum of columns, updated in O(voxels) per seed added,
+removed or moved.
+
+Objective (lower is better)
+---------------------------
+``F = W * violation + n_seeds + c_needle * n_needles + c_hot * (V150 + V200) / 100
++ c_oar * sum(D_oar / limit)`` with
+
+* ``violation`` (in % points) = ``max(0, D90_goal - D90) / Rx * 100 + max(0, V100_goal - V100)
+  + max(0, V150 - V150_max) + max(0, V200 - V200_max) + sum(max(0, D_oar - limit) / limit * 100)``;
+* D90, V100, V150, V200 on the CTV voxels (% of volume, Gy); ``D_oar`` is the OAR's D2cc
+  (dose of the hottest 2 cc), D0.1cc or Dmax as the limit asks;
+* ``W`` (default 10) makes 1 % point of violation cost as much as 10 seeds, so goals come first,
+  then the fewest seeds, then the fewest needles (``c_needle`` 0.5), then the lowest hot spots
+  and OAR doses (``c_hot`` 1, ``c_oar`` 0.5, below one seed).
+
+Algorithm
+---------
+1. Greedy construction: from no seed, add the candidate with the best
+   ``coverage gain - penalties`` until the D90 and V100 goals are met, where the coverage gain
+   is the reduction of the CTV dose deficit ``sum(max(0, Rx - d))`` (normalised), and the
+   penalties are the growth of V150, of V200 (if limited), of the OAR overdose above their
+   limits, and a cost for opening a new needle.
+2. Local search, repeated until a full pass changes nothing (at most ``max_passes``):
+   try removing each seed, then each whole needle, then moving each seed to the best free
+   candidate within ``move_radius_mm`` (mm); accept a change when it lowers F. If the goals
+   are violated after a pass, the greedy step adds the best seed and the search continues.
+3. Iterated local search: ``restarts`` times, remove a random ``perturb_fraction`` of the
+   best plan's seeds, refill greedily and search locally again; keep the best plan (lowest F).
+The order of the trials and the perturbations come from
+``numpy.random.default_rng(random_seed)``: the result is deterministic for a given random seed.
+
+Progress goes through :func:`SeedBrachyLib.progress.report`; a callback returning False
+cancels (raises :class:`SeedBrachyLib.errors.Cancelled`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..dose import dose_per_u_at_points
+from ..errors import InputError
+from ..progress import report
+from ..sources import get_model
+from .plan import Plan
+
+OAR_METRICS = ("D2cc", "D0.1cc", "Dmax")
+
+
+@dataclass(frozen=True)
+class OarLimit:
+    """A dose limit on an organ at risk: ``metric`` ("D2cc", "D0.1cc" or "Dmax") <= ``limit_gy`` (Gy)."""
+
+    name: str
+    metric: str
+    limit_gy: float
+
+    def __post_init__(self):
+        if self.metric not in OAR_METRICS:
+            raise InputError(f"OAR '{self.name}' metric {self.metric!r} unknown: use one of {OAR_METRICS}")
+        if not (np.isfinite(self.limit_gy) and self.limit_gy > 0):
+            raise InputError(f"OAR '{self.name}' limit {self.limit_gy!r} Gy invalid: must be > 0 Gy")
+
+    @property
+    def volume_cc(self):
+        """Volume (cc) the metric refers to (0 for Dmax)."""
+        return {"D2cc": 2.0, "D0.1cc": 0.1, "Dmax": 0.0}[self.metric]
+
+
+@dataclass(frozen=True)
+class Goals:
+    """Plan goals: CTV D90 >= ``d90_min_pct`` % of Rx, V100 >= ``v100_min_pct`` %, V150 <= ``v150_max_pct`` %,
+    V200 <= ``v200_max_pct`` % (None: only kept low), and OAR limits."""
+
+    prescription_gy: float
+    d90_min_pct: float = 100.0
+    v100_min_pct: float = 95.0
+    v150_max_pct: float = 60.0
+    v200_max_pct: float | None = None
+    oar_limits: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if not (np.isfinite(self.prescription_gy) and self.prescription_gy > 0):
+            raise InputError(f"prescription {self.prescription_gy!r} Gy invalid: must be > 0 Gy")
+        for name in ("d90_min_pct", "v100_min_pct", "v150_max_pct"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and 0 <= v <= (200 if name == "d90_min_pct" else 100)):
+                raise InputError(f"goal {name} = {v!r} % invalid: use 0..100 % (D90: 0..200 % of Rx)")
+        object.__setattr__(self, "oar_limits", tuple(self.oar_limits))
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Objective weights (see the module docstring)."""
+
+    violation: float = 10.0
+    needle: float = 0.5
+    hot: float = 1.0
+    oar: float = 0.5
+
+
+class DoseMatrices:
+    """Dose (Gy) of every candidate seed on the CTV and OAR voxel centres, computed once.
+
+    Args:
+        candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
+        strength_u: seed strength (U).
+        model: source model or key.
+        ctv_points: (m, 3) RAS mm of the CTV voxel centres.
+        oar_points: dict name -> (p, 3) RAS mm of OAR voxel centres.
+        voxel_cc: volume (cc) of one voxel (for D2cc).
+        oar_reach_mm: OAR voxels farther (mm) than this from every candidate are dropped.
+        max_points: larger point sets are subsampled (every n-th point, n = ceil(count / max_points));
+            each kept point then stands for n voxels (``voxel_cc`` per structure, cc).
+    """
+
+    def __init__(self, candidates, strength_u, model, ctv_points, oar_points=None, voxel_cc=None,
+                 oar_reach_mm=30.0, max_points=8000, formalism="line", progress=None):
+        model = get_model(model)
+        ctv_points = np.asarray(ctv_points, dtype=float).reshape(-1, 3)
+        if len(ctv_points) == 0:
+            raise InputError("CTV has no voxel: cannot optimise")
+        if voxel_cc is None or not voxel_cc > 0:
+            raise InputError(f"voxel volume {voxel_cc!r} cc invalid: must be > 0 cc")
+        self.n = len(candidates)
+        pos, axes = candidates.positions, candidates.axes
+        lo, hi = pos.min(axis=0) - oar_reach_mm, pos.max(axis=0) + oar_reach_mm
+        sets = {"CTV": ctv_points}
+        self.oar_total = {}
+        for name, pts in (oar_points or {}).items():
+            pts = np.asarray(pts, dtype=float).reshape(-1, 3)
+            self.oar_total[name] = len(pts)
+            near = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
+            if len(near):
+                near = near[_min_distance(near, pos) <= oar_reach_mm]
+            sets[name] = near
+        self.voxel_cc = {}
+        for name, pts in sets.items():
+            stride = max(1, int(np.ceil(len(pts) / max_points)))
+            sets[name] = pts[::stride]
+            self.voxel_cc[name] = float(voxel_cc) * len(pts) / max(len(sets[name]), 1)
+        total = sum(len(p) for p in sets.values()) * self.n
+        self.matrices = {}
+        done = 0
+        for name, pts in sets.items():
+            m = np.empty((len(pts), self.n), dtype=np.float32)
+            for j in range(self.n):
+                m[:, j] = strength_u * dose_per_u_at_points(pts, pos[j], axes[j], model, formalism)
+                done += len(pts)
+                if j % 16 == 0:
+                    report(progress, 0.3 * done / max(total, 1), f"seed dose on {name}")
+            self.matrices[name] = m
+
+
+def _min_distance(points, seeds, chunk=4096):
+    out = np.empty(len(points))
+    for a in range(0, len(points), chunk):
+        d = points[a:a + chunk, None, :] - seeds[None, :, :]
+        out[a:a + chunk] = np.sqrt(np.einsum("pqi,pqi->pq", d, d).min(axis=1))
+    return out
+
+
+class _State:
+    """A selection of candidates with its dose vectors and objective terms."""
+
+    def __init__(self, problem, chosen):
+        self.p = problem
+        self.x = np.zeros(problem.n, dtype=bool)
+        self.x[list(chosen)] = True
+        self.dose = {k: m[:, self.x].sum(axis=1, dtype=np.float64) for k, m in problem.mats.items()}
+        self.per_needle = np.bincount(problem.needle_of[self.x], minlength=problem.n_needles)
+        self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
+
+    def trial(self, add=(), remove=()):
+        """Objective value after adding/removing candidate indices (state unchanged)."""
+        dose = {k: self._shift(v, self.p.mats[k], add, remove) for k, v in self.dose.items()}
+        per = self.per_needle.copy()
+        np.add.at(per, self.p.needle_of[list(add)], 1)
+        np.add.at(per, self.p.needle_of[list(remove)], -1)
+        n_seeds = self.x.sum() + len(add) - len(remove)
+        return self.p.objective(dose, n_seeds, (per > 0).sum()), dose, per
+
+    @staticmethod
+    def _shift(v, m, add, remove):
+        out = v.copy()
+        for j in add:
+            out += m[:, j]
+        for j in remove:
+            out -= m[:, j]
+        return out
+
+    def copy(self):
+        other = object.__new__(_State)
+        other.p, other.x, other.dose = self.p, self.x.copy(), dict(self.dose)
+        other.per_needle, other.value, other.terms = self.per_needle.copy(), self.value, self.terms
+        return other
+
+    def apply(self, add, remove, result):
+        (value, terms), dose, per = result
+        self.x[list(add)] = True
+        self.x[list(remove)] = False
+        self.dose, self.per_needle, self.value, self.terms = dose, per, value, terms
+
+
+class _Problem:
+    def __init__(self, candidates, matrices, goals, weights):
+        self.n = len(candidates)
+        self.mats = matrices.matrices
+        self.goals, self.w = goals, weights
+        self.rx = goals.prescription_gy
+        self.needle_of = candidates.needle_index
+        self.n_needles = len(candidates.needles)
+        self.k_oar = {}
+        for lim in goals.oar_limits:
+            if lim.name not in self.mats:
+                raise InputError(f"OAR limit on '{lim.name}' but no structure of that name was given "
+                                 f"(have: {sorted(k for k in self.mats if k != 'CTV')})")
+            self.k_oar[lim] = max(1, int(round(lim.volume_cc / matrices.voxel_cc[lim.name])))
+
+    def metrics(self, dose):
+        """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
+        d = dose["CTV"]
+        m = len(d)
+        i10 = int(np.floor(0.1 * m))
+        out = {"D90": float(np.partition(d, i10)[i10]), "V100": 100.0 * np.count_nonzero(d >= self.rx) / m,
+               "V150": 100.0 * np.count_nonzero(d >= 1.5 * self.rx) / m,
+               "V200": 100.0 * np.count_nonzero(d >= 2.0 * self.rx) / m}
+        for lim, k in self.k_oar.items():
+            v = dose[lim.name]
+            out[lim] = 0.0 if len(v) == 0 else float(np.partition(v, len(v) - min(k, len(v)))[len(v) - min(k, len(v))])
+        return out
+
+    def objective(self, dose, n_seeds, n_needles):
+        g, w = self.goals, self.w
+        m = self.metrics(dose)
+        viol = (max(0.0, g.d90_min_pct / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
+                + max(0.0, g.v100_min_pct - m["V100"]) + max(0.0, m["V150"] - g.v150_max_pct))
+        if g.v200_max_pct is not None:
+            viol += max(0.0, m["V200"] - g.v200_max_pct)
+        oar = 0.0
+        for lim in self.k_oar:
+            viol += max(0.0, m[lim] - lim.limit_gy) / lim.limit_gy * 100.0
+            oar += m[lim] / lim.limit_gy
+        value = (w.violation * viol + n_seeds + w.needle * n_needles + w.hot * (m["V150"] + m["V200"]) / 100.0
+                 + w.oar * oar)
+        m["violation"] = viol
+        return value, m
+
+    def greedy_pick(self, state):
+        """Best candidate to add: coverage-deficit reduction minus hot-spot, OAR and new-needle penalties."""
+        free = np.flatnonzero(~state.x)
+        if free.size == 0:
+            return None
+        d = state.dose["CTV"]
+        a = self.mats["CTV"][:, free]
+        rx, m = self.rx, len(d)
+        under = d < rx
+        gain = (np.minimum(d[under, None] + a[under], rx) - d[under, None]).sum(axis=0) / (m * rx)
+        cold = d < 1.5 * rx
+        hot = (d[cold, None] + a[cold] >= 1.5 * rx).sum(axis=0) / m
+        if self.goals.v200_max_pct is not None:
+            cold2 = d < 2.0 * rx
+            hot = hot + (d[cold2, None] + a[cold2] >= 2.0 * rx).sum(axis=0) / m
+        score = gain - 0.25 * hot
+        for lim in self.k_oar:
+            v, b = state.dose[lim.name], self.mats[lim.name][:, free]
+            if len(v):
+                over = (np.maximum(v[:, None] + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)[:, None])
+                score -= over.sum(axis=0) / (self.k_oar[lim] * lim.limit_gy)
+        opens = state.per_needle[self.needle_of[free]] == 0
+        score -= opens * 0.2 * np.maximum(gain.max(), 1e-12)
+        return int(free[int(np.argmax(score))])
+
+
+def optimise(candidates, goals, strength_u, model, ctv_points, oar_points=None, voxel_cc=None,
+             random_seed=0, weights=Weights(), move_radius_mm=10.0, max_passes=20, restarts=6,
+             perturb_fraction=0.2, matrices=None, progress=None, name="optimised"):
+    """Choose seeds among ``candidates`` to meet ``goals`` with as few seeds and needles as possible.
+
+    Args:
+        candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
+        goals: :class:`Goals` (Rx in Gy, % goals, OAR limits whose names are keys of ``oar_points``).
+        strength_u: air-kerma strength per seed (U).
+        model: source model or key.
+        ctv_points: (m, 3) RAS mm of the CTV voxel centres.
+        oar_points: dict name -> (p, 3) RAS mm of OAR voxel centres (e.g. "Skin", "Carotid").
+        voxel_cc: volume (cc) of one voxel.
+        random_seed: seed of the trial order (same seed, same plan).
+        move_radius_mm: largest move (mm) of one seed in the local search.
+        max_passes: local-search passes per round.
+        restarts: perturbation rounds after the first local search (iterated local search).
+        perturb_fraction: fraction of the best plan's seeds removed (at random) to start a round.
+        matrices: a :class:`DoseMatrices` to reuse (must match the other arguments).
+        progress: callback(fraction, message); returning False cancels.
+
+    Returns:
+        :class:`~SeedBrachyLib.planning.plan.Plan` whose ``terms`` hold the internal metrics
+        (D90 Gy, V100/V150/V200 %, OAR metrics Gy, ``violation`` 0 when every goal is met).
+    """
+    t0 = time.perf_counter()
+    report(progress, 0.0, "optimiser: seed dose matrices")
+    if matrices is None:
+        matrices = DoseMatrices(candidates, strength_u, model, ctv_points, oar_points, voxel_cc, progress=progress)
+    if matrices.n != len(candidates):
+        raise InputError(f"dose matrices have {matrices.n} candidates, the candidate set {len(candidates)}")
+    problem = _Problem(candidates, matrices, goals, weights)
+    rng = np.random.default_rng(random_seed)
+    diff = candidates.positions[:, None, :] - candidates.positions[None, :, :]
+    neighbours = [np.flatnonzero(row <= move_radius_mm) for row in np.sqrt(np.einsum("abi,abi->ab", diff, diff))]
+
+    state = _State(problem, [])
+    _fill(problem, state, progress, 0.3, 0.45)
+    best = None
+    for restart in range(restarts + 1):
+        _local_search(problem, state, rng, neighbours, candidates, max_passes)
+        if best is None or state.value < best.value - 1e-9:
+            best = state.copy()
+        report(progress, 0.45 + 0.55 * (restart + 1) / (restarts + 1),
+               f"optimiser: round {restart + 1}/{restarts + 1}, best {int(best.x.sum())} seeds")
+        if restart < restarts:
+            state = best.copy()
+            drop = rng.choice(np.flatnonzero(state.x), size=max(1, int(perturb_fraction * state.x.sum())),
+                              replace=False)
+            state.apply([], drop, state.trial(remove=drop))
+            _fill(problem, state, None, 0, 0)
+    return Plan(name, candidates, np.flatnonzero(best.x), strength_u, time.perf_counter() - t0, best.terms)
+
+
+def _local_search(problem, state, rng, neighbours, candidates, max_passes):
+    """Remove seeds, remove needles, move seeds (accepting improvements of F) until nothing changes."""
+    for _ in range(max_passes):
+        changed = _remove_seeds(state, rng) | _remove_needles(state, rng, candidates)
+        changed |= _move_seeds(state, rng, neighbours)
+        if state.terms["violation"] > 0:
+            changed |= _fill(problem, state, None, 0, 0)
+        if not changed:
+            return
+
+
+def _fill(problem, state, progress, f0, f1):
+    """Greedy additions until the D90 and V100 goals hold (or no candidate is left). True if any was added."""
+    added = False
+    g = problem.goals
+    while True:
+        t = state.terms
+        if t["D90"] >= g.d90_min_pct / 100.0 * problem.rx and t["V100"] >= g.v100_min_pct:
+            return added
+        j = problem.greedy_pick(state)
+        if j is None:
+            return added
+        state.apply([j], [], state.trial(add=[j]))
+        added = True
+        frac = min(1.0, t["V100"] / max(g.v100_min_pct, 1e-9))
+        report(progress, f0 + (f1 - f0) * frac, f"optimiser: greedy, {int(state.x.sum())} seeds")
+
+
+def _remove_seeds(state, rng):
+    changed = False
+    for j in rng.permutation(np.flatnonzero(state.x)):
+        result = state.trial(remove=[j])
+        if result[0][0] < state.value - 1e-9:
+            state.apply([], [j], result)
+            changed = True
+    return changed
+
+
+def _remove_needles(state, rng, candidates):
+    changed = False
+    for n in rng.permutation(np.flatnonzero(state.per_needle > 0)):
+        seeds = np.flatnonzero(state.x & (candidates.needle_index == n))
+        result = state.trial(remove=seeds)
+        if result[0][0] < state.value - 1e-9:
+            state.apply([], seeds, result)
+            changed = True
+    return changed
+
+
+def _move_seeds(state, rng, neighbours):
+    changed = False
+    for j in rng.permutation(np.flatnonzero(state.x)):
+        if not state.x[j]:
+            continue
+        best, best_result = None, None
+        for k in neighbours[j]:
+            if state.x[k]:
+                continue
+            result = state.trial(add=[k], remove=[j])
+            if result[0][0] < (best_result[0][0] if best_result else state.value) - 1e-9:
+                best, best_result = k, result
+        if best is not None:
+            state.apply([best], [j], best_result)
+            changed = True
+    return changed
