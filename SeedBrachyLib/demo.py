@@ -1,4 +1,4 @@
-"""The built-in synthetic case, end to end: phantom, seeds on parallel needles, dose, evaluation."""
+"""The built-in synthetic case, end to end: phantom, seeds on parallel needles, dose, evaluation, post-implant check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from . import RESEARCH_NOTICE
 from .dose import compute_dose, dose_at_points
 from .grid import Grid
 from .phantom import neck_phantom
+from .postimplant import demo as postimplant_demo
 from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
 
@@ -64,6 +65,7 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     print_fn(f"GTV D90 = {d90:.1f} Gy, V100 = {v100:.1f} % (Rx {rx:g} Gy; TG-43 line source, "
              f"permanent implant, {len(gtv_points)} CT voxel centres)")
     result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "d90_gy": d90, "v100_pct": v100}
+    result["post_implant"] = postimplant_demo.run(case, seeds, model, print_fn, progress=progress)
     if out_dir is not None:
         result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
     return result
