@@ -146,3 +146,20 @@ def test_simulated_displacements_match_the_error_model():
     assert np.ptp(shift[:, 0]) > 1.0  # ... and needles differ
     with pytest.raises(InputError, match="n_lost"):
         simulate_implant(seeds[:3], n_lost=2, n_migrated=1)
+
+
+def test_thresholds_are_checked_on_the_post_plan_values(plan):
+    implanted = plan["seeds"][::2]
+    comparison, _ = _compare(plan, implanted, user_limits=[("Skin", "D2cc", 45.0)])
+    d90 = comparison.row("GTV", "D90")
+    skin = comparison.row("Skin", "D2cc")
+    print(f"half the seeds: D90 {d90.pre:.1f} -> {d90.post:.1f} Gy, skin D2cc {skin.pre:.1f} -> {skin.post:.1f} Gy")
+    by_goal = {c.goal: c for c in comparison.checks}
+    huang = by_goal["post-implant D90 > 102.7 Gy"]
+    assert huang.measured == d90.post and huang.passed == (d90.post > 102.7)
+    assert by_goal["V100 >= 90% of the CTV"].measured == comparison.row("GTV", "V100").post
+    user = by_goal["Skin D2cc <= 45 Gy"]
+    assert user.measured == skin.post and user.passed == (skin.post <= 45.0)
+    assert d90.pre > 102.7 > d90.post  # the pre-plan would pass, the post-plan fails
+    assert not huang.passed
+    assert "FAIL  GTV D90" in comparison.format()

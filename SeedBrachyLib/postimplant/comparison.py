@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import RESEARCH_NOTICE
+from ..checks import format_checks, run_checks
 from ..dose import compute_dose
 from ..dvh import evaluate_plan
 from ..errors import InputError
@@ -35,6 +36,7 @@ AXIS_SOURCES = {
 }
 TARGET_ROWS = ("D90", "D100", "V90", "V100", "V150", "V200", "CI", "EI", "HI")
 OAR_ROWS = ("D2cc",)
+DEFAULT_INDICATIONS = ("lymph-node-metastases", "general")
 
 
 def oriented_seeds(seeds, axis_source="detection", needles=None, needle_direction=None):
@@ -129,7 +131,7 @@ class Comparison:
         rows: :class:`ComparisonRow` list (targets first, then organs at risk, then the seed count).
         prescription_gy: prescription (Gy).
         pre_description, post_description: how each dose was computed.
-        checks: results of the published thresholds on the post-plan (from :mod:`SeedBrachyLib.checks`).
+        checks: :class:`~SeedBrachyLib.checks.CheckResult` list, the goals checked on the post-plan values.
         notes: undefined metrics and other remarks.
     """
 
@@ -168,7 +170,7 @@ class Comparison:
                          f"{_fmt(r.post, r.unit):>10} {_fmt(r.difference, r.unit, signed=True):>11} {rel:>7}")
         if self.checks:
             lines += ["", "Published thresholds on the post-plan:"]
-            lines += [f"  {_check_text(c)}" for c in self.checks]
+            lines += [f"  {line}" for line in format_checks(self.checks).splitlines()]
         lines += [f"Note: {n}" for n in self.notes]
         lines.append(RESEARCH_NOTICE)
         return "\n".join(lines)
@@ -189,18 +191,17 @@ def _fmt(value, unit, signed=False):
     return f"{value:{sign}.1f}"
 
 
-def _check_text(check):
-    text = getattr(check, "summary", None)
-    return text() if callable(text) else str(check)
-
-
-def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=TARGET_ROWS, oar_rows=OAR_ROWS):
+def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=TARGET_ROWS, oar_rows=OAR_ROWS,
+                        indications=DEFAULT_INDICATIONS, target=None, user_limits=()):
     """Side-by-side comparison of two :class:`~SeedBrachyLib.dvh.PlanEvaluation` of the same structures.
 
     Args:
         pre, post: evaluations of the pre-plan and the post-plan dose (same prescription, Gy).
         pre_seed_count, post_seed_count: planned and implanted (detected) seed counts.
         target_rows, oar_rows: metrics compared for targets and for organs at risk (incl. skin).
+        indications, target, user_limits: the goals checked on ``post``, see
+            :func:`SeedBrachyLib.checks.run_checks` (default: the lymph-node post-implant D90 > 102.7 Gy
+            and the general D90 / V100 aims).
 
     Returns:
         :class:`Comparison`, with the published thresholds checked on ``post``.
@@ -223,11 +224,13 @@ def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=
                 if math.isnan(a) or math.isnan(b):
                     notes.append(f"{name} {metric} undefined (structure too small or outside the dose grid)")
     rows.append(ComparisonRow("Implant", "Seeds", "seeds", float(pre_seed_count), float(post_seed_count)))
-    return Comparison(rows, pre.prescription_gy, pre.dose_description, post.dose_description, notes=notes)
+    return Comparison(rows, pre.prescription_gy, pre.dose_description, post.dose_description,
+                      checks=run_checks(post, indications, target, user_limits), notes=notes)
 
 
 def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_seeds, model, axis_source="detection",
-                    needles=None, needle_direction=None, body=None, pre_dose=None, progress=None):
+                    needles=None, needle_direction=None, body=None, pre_dose=None, progress=None,
+                    indications=DEFAULT_INDICATIONS, target=None, user_limits=()):
     """Pre-plan vs post-plan on one dose grid and one set of structures; returns (Comparison, PostPlanDose).
 
     Args:
@@ -239,6 +242,7 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
         axis_source, needles, needle_direction: post-plan seed axes, see :func:`oriented_seeds`.
         body: optional body Structure limiting the reference isodose volume for CI/EI.
         pre_dose: the pre-plan dose (Gy) on ``grid`` if already computed.
+        indications, target, user_limits: goals checked on the post-plan, see :func:`compare_evaluations`.
         progress: callback(fraction, message); returning False cancels.
     """
     model = get_model(model)
@@ -251,4 +255,6 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
                           (lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
     pre_eval = evaluate_plan(pre_dose, structures, prescription_gy, body=body, dose_description=pre_text)
     post_eval = evaluate_plan(post.dose, structures, prescription_gy, body=body, dose_description=post.description)
-    return compare_evaluations(pre_eval, post_eval, len(plan_seeds), len(implanted_seeds)), post
+    comparison = compare_evaluations(pre_eval, post_eval, len(plan_seeds), len(implanted_seeds),
+                                     indications=indications, target=target, user_limits=user_limits)
+    return comparison, post
