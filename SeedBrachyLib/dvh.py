@@ -94,10 +94,15 @@ class DVH:
         d = dose.ravel()[sel].astype(np.float64)
         if not np.all(np.isfinite(d)):
             raise InputError(f"DVH of '{name}': dose contains non-finite values inside the structure")
-        order = np.argsort(-d, kind="stable")
+        w_sel = w.ravel()[sel].astype(np.float64) * float(voxel_volume_cc)  # cc per sample
         self.name = name
-        self.doses = d[order]  # Gy, hottest first
-        self.volumes = w.ravel()[sel][order].astype(np.float64) * float(voxel_volume_cc)  # cc per voxel
+        if np.all(w_sel == w_sel[0]):  # equal volumes (sub-points, whole voxels): sorting the doses suffices
+            self.doses = np.sort(d)[::-1]  # Gy, hottest first
+            self.volumes = w_sel
+        else:
+            order = np.argsort(-d)
+            self.doses = d[order]
+            self.volumes = w_sel[order]
         self.cumulative = np.cumsum(self.volumes)  # cc of the i+1 hottest voxels
         self.volume_cc = float(self.cumulative[-1])
         self._mid = self.cumulative - 0.5 * self.volumes
@@ -224,7 +229,7 @@ def isodose_reaches_grid_edge(dose, reference_gy):
     return any(bool(np.any(f >= reference_gy)) for f in faces)
 
 
-def conformity_indices(dose, target, reference_gy, body=None):
+def conformity_indices(dose, target, reference_gy, body=None, dvh=None):
     """Conformity, external and homogeneity indices of ``target`` for the reference dose (Gy).
 
     With VT the target volume, VT,ref the target volume receiving >= the reference dose,
@@ -248,6 +253,7 @@ def conformity_indices(dose, target, reference_gy, body=None):
         dose: dose (Gy) on the structures' grid.
         target, body: :class:`~SeedBrachyLib.structures.Structure` on that grid.
         reference_gy: reference (prescription) dose (Gy), > 0.
+        dvh: the target's :class:`DVH` for this dose, if already computed.
 
     Returns:
         dict: CI, EI, HI (dimensionless), VT_cc, VT_ref_cc, VT_1.5ref_cc, Vref_cc, isodose_clipped.
@@ -255,7 +261,7 @@ def conformity_indices(dose, target, reference_gy, body=None):
     ref = float(reference_gy)
     if not ref > 0:
         raise InputError(f"reference dose {reference_gy!r} Gy must be > 0")
-    dvh = DVH.of(dose, target)
+    dvh = DVH.of(dose, target) if dvh is None else dvh
     if body is not None and tuple(body.grid.shape) != tuple(target.grid.shape):
         raise InputError(f"body '{body.name}' is not on the dose grid of '{target.name}'")
     vt = dvh.volume_cc
@@ -362,7 +368,7 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         truncated = s.truncation_note()
         if truncated:
             m.notes.append(truncated)
-        indices = conformity_indices(dose, s, rx, body) if s.role == "target" else None
+        indices = conformity_indices(dose, s, rx, body, dvh) if s.role == "target" else None
         for name in names:
             if name in INDEX_NAMES:
                 value, unit = (indices[name], "") if indices else (float("nan"), "")
