@@ -14,7 +14,8 @@ Objective (lower is better)
 + c_oar * sum(D_oar / limit)`` with
 
 * ``violation`` (in % points) = ``max(0, D90_goal - D90) / Rx * 100 + max(0, V100_goal - V100)
-  + max(0, V150 - V150_max) + max(0, V200 - V200_max) + sum(max(0, D_oar - limit) / limit * 100)``;
+  + max(0, V150 - V150_max) + max(0, V200 - V200_max) + sum(max(0, D_oar - limit) / limit * 100)``,
+  each goal tightened by ``Goals.safety_pct``;
 * D90, V100, V150, V200 on the CTV voxels (% of volume, Gy); ``D_oar`` is the OAR's D2cc
   (dose of the hottest 2 cc), D0.1cc or Dmax as the limit asks;
 * ``W`` (default 10) makes 1 % point of violation cost as much as 10 seeds, so goals come first,
@@ -72,6 +73,11 @@ class OarLimit:
             raise InputError(f"OAR '{self.name}' limit {self.limit_gy!r} Gy invalid: must be > 0 Gy")
 
     @property
+    def key(self):
+        """Name of the metric in the optimiser's terms, e.g. "Skin D2cc"."""
+        return f"{self.name} {self.metric}"
+
+    @property
     def volume_cc(self):
         """Volume (cc) the metric refers to (0 for Dmax)."""
         return {"D2cc": 2.0, "D0.1cc": 0.1, "Dmax": 0.0}[self.metric]
@@ -80,7 +86,12 @@ class OarLimit:
 @dataclass(frozen=True)
 class Goals:
     """Plan goals: CTV D90 >= ``d90_min_pct`` % of Rx, V100 >= ``v100_min_pct`` %, V150 <= ``v150_max_pct`` %,
-    V200 <= ``v200_max_pct`` % (None: only kept low), and OAR limits."""
+    V200 <= ``v200_max_pct`` % (None: only kept low), and OAR limits (:class:`OarLimit`).
+
+    The optimiser aims ``safety_pct`` (% points; % of Rx for D90, % of the limit for OARs)
+    inside every goal: its voxel-centre dose samples differ from the DVH's sub-voxel
+    sampling (:mod:`SeedBrachyLib.dvh`) by up to about 1 %.
+    """
 
     prescription_gy: float
     d90_min_pct: float = 100.0
@@ -88,6 +99,7 @@ class Goals:
     v150_max_pct: float = 60.0
     v200_max_pct: float | None = None
     oar_limits: tuple = field(default_factory=tuple)
+    safety_pct: float = 1.0
 
     def __post_init__(self):
         if not (np.isfinite(self.prescription_gy) and self.prescription_gy > 0):
@@ -133,6 +145,7 @@ class DoseMatrices:
         if voxel_cc is None or not voxel_cc > 0:
             raise InputError(f"voxel volume {voxel_cc!r} cc invalid: must be > 0 cc")
         self.n = len(candidates)
+        self.strength_u = float(strength_u)
         pos, axes = candidates.positions, candidates.axes
         lo, hi = pos.min(axis=0) - oar_reach_mm, pos.max(axis=0) + oar_reach_mm
         sets = {"CTV": ctv_points}
@@ -158,7 +171,7 @@ class DoseMatrices:
                 m[:, j] = strength_u * dose_per_u_at_points(pts, pos[j], axes[j], model, formalism)
                 done += len(pts)
                 if j % 16 == 0:
-                    report(progress, 0.3 * done / max(total, 1), f"seed dose on {name}")
+                    report(progress, done / max(total, 1), f"seed dose on {name}")
             self.matrices[name] = m
 
 
@@ -237,20 +250,21 @@ class _Problem:
                "V200": 100.0 * np.count_nonzero(d >= 2.0 * self.rx) / m}
         for lim, k in self.k_oar.items():
             v = dose[lim.name]
-            out[lim] = 0.0 if len(v) == 0 else float(np.partition(v, len(v) - min(k, len(v)))[len(v) - min(k, len(v))])
+            i = len(v) - min(k, len(v))
+            out[lim.key] = float(np.partition(v, i)[i]) if len(v) else 0.0
         return out
 
     def objective(self, dose, n_seeds, n_needles):
-        g, w = self.goals, self.w
+        g, w, s = self.goals, self.w, self.goals.safety_pct
         m = self.metrics(dose)
-        viol = (max(0.0, g.d90_min_pct / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
-                + max(0.0, g.v100_min_pct - m["V100"]) + max(0.0, m["V150"] - g.v150_max_pct))
+        viol = (max(0.0, (g.d90_min_pct + s) / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
+                + max(0.0, g.v100_min_pct + s - m["V100"]) + max(0.0, m["V150"] - g.v150_max_pct + s))
         if g.v200_max_pct is not None:
-            viol += max(0.0, m["V200"] - g.v200_max_pct)
+            viol += max(0.0, m["V200"] - g.v200_max_pct + s)
         oar = 0.0
         for lim in self.k_oar:
-            viol += max(0.0, m[lim] - lim.limit_gy) / lim.limit_gy * 100.0
-            oar += m[lim] / lim.limit_gy
+            viol += max(0.0, m[lim.key] / lim.limit_gy * 100.0 - 100.0 + s)
+            oar += m[lim.key] / lim.limit_gy
         value = (w.violation * viol + n_seeds + w.needle * n_needles + w.hot * (m["V150"] + m["V200"]) / 100.0
                  + w.oar * oar)
         m["violation"] = viol
@@ -282,25 +296,19 @@ class _Problem:
         return int(free[int(np.argmax(score))])
 
 
-def optimise(candidates, goals, strength_u, model, ctv_points, oar_points=None, voxel_cc=None,
-             random_seed=0, weights=Weights(), move_radius_mm=10.0, max_passes=20, restarts=6,
-             perturb_fraction=0.2, matrices=None, progress=None, name="optimised"):
+def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move_radius_mm=10.0, max_passes=20,
+             restarts=6, perturb_fraction=0.2, progress=None, name="optimised"):
     """Choose seeds among ``candidates`` to meet ``goals`` with as few seeds and needles as possible.
 
     Args:
         candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
-        goals: :class:`Goals` (Rx in Gy, % goals, OAR limits whose names are keys of ``oar_points``).
-        strength_u: air-kerma strength per seed (U).
-        model: source model or key.
-        ctv_points: (m, 3) RAS mm of the CTV voxel centres.
-        oar_points: dict name -> (p, 3) RAS mm of OAR voxel centres (e.g. "Skin", "Carotid").
-        voxel_cc: volume (cc) of one voxel.
-        random_seed: seed of the trial order (same seed, same plan).
+        goals: :class:`Goals` (Rx in Gy, % goals, OAR limits named as in ``matrices``).
+        matrices: :class:`DoseMatrices` of these candidates (seed strength in U, CTV and OAR points).
+        random_seed: seed of the trial order and perturbations (same seed, same plan).
         move_radius_mm: largest move (mm) of one seed in the local search.
         max_passes: local-search passes per round.
         restarts: perturbation rounds after the first local search (iterated local search).
         perturb_fraction: fraction of the best plan's seeds removed (at random) to start a round.
-        matrices: a :class:`DoseMatrices` to reuse (must match the other arguments).
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
@@ -308,9 +316,7 @@ def optimise(candidates, goals, strength_u, model, ctv_points, oar_points=None, 
         (D90 Gy, V100/V150/V200 %, OAR metrics Gy, ``violation`` 0 when every goal is met).
     """
     t0 = time.perf_counter()
-    report(progress, 0.0, "optimiser: seed dose matrices")
-    if matrices is None:
-        matrices = DoseMatrices(candidates, strength_u, model, ctv_points, oar_points, voxel_cc, progress=progress)
+    report(progress, 0.0, "optimiser: start")
     if matrices.n != len(candidates):
         raise InputError(f"dose matrices have {matrices.n} candidates, the candidate set {len(candidates)}")
     problem = _Problem(candidates, matrices, goals, weights)
@@ -319,13 +325,13 @@ def optimise(candidates, goals, strength_u, model, ctv_points, oar_points=None, 
     neighbours = [np.flatnonzero(row <= move_radius_mm) for row in np.sqrt(np.einsum("abi,abi->ab", diff, diff))]
 
     state = _State(problem, [])
-    _fill(problem, state, progress, 0.3, 0.45)
+    _fill(problem, state, progress, 0.0, 0.3)
     best = None
     for restart in range(restarts + 1):
         _local_search(problem, state, rng, neighbours, candidates, max_passes)
         if best is None or state.value < best.value - 1e-9:
             best = state.copy()
-        report(progress, 0.45 + 0.55 * (restart + 1) / (restarts + 1),
+        report(progress, 0.3 + 0.7 * (restart + 1) / (restarts + 1),
                f"optimiser: round {restart + 1}/{restarts + 1}, best {int(best.x.sum())} seeds")
         if restart < restarts:
             state = best.copy()
@@ -333,7 +339,7 @@ def optimise(candidates, goals, strength_u, model, ctv_points, oar_points=None, 
                               replace=False)
             state.apply([], drop, state.trial(remove=drop))
             _fill(problem, state, None, 0, 0)
-    return Plan(name, candidates, np.flatnonzero(best.x), strength_u, time.perf_counter() - t0, best.terms)
+    return Plan(name, candidates, np.flatnonzero(best.x), matrices.strength_u, time.perf_counter() - t0, best.terms)
 
 
 def _local_search(problem, state, rng, neighbours, candidates, max_passes):
@@ -351,9 +357,10 @@ def _fill(problem, state, progress, f0, f1):
     """Greedy additions until the D90 and V100 goals hold (or no candidate is left). True if any was added."""
     added = False
     g = problem.goals
+    d90_aim, v100_aim = (g.d90_min_pct + g.safety_pct) / 100.0 * problem.rx, g.v100_min_pct + g.safety_pct
     while True:
         t = state.terms
-        if t["D90"] >= g.d90_min_pct / 100.0 * problem.rx and t["V100"] >= g.v100_min_pct:
+        if t["D90"] >= d90_aim and t["V100"] >= v100_aim:
             return added
         j = problem.greedy_pick(state)
         if j is None:
