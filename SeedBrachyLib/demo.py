@@ -8,12 +8,18 @@ import os
 import numpy as np
 
 from . import RESEARCH_NOTICE
-from .dose import compute_dose, dose_at_points
+from .checks import format_checks, run_checks
+from .dose import compute_dose
+from .dvh import evaluate_plan, format_evaluation
 from .grid import Grid
 from .phantom import neck_phantom
 from .postimplant import demo as postimplant_demo
 from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
+from .structures import body_from_ct, expand_margin, skin_rind, structure_on_grid
+
+CTV_MARGIN_MM = 5.0
+DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
 
 
 def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_spacing_mm=10.0,
@@ -53,22 +59,50 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     seeds = fixed_seed_arrangement(case)
     grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
     dose = compute_dose(grid, seeds, model, progress=progress)
-    gtv_points = case.grid.points()[case.masks["GTV"]]
-    gtv_dose = dose_at_points(gtv_points, seeds, model)
     rx = case.prescription_gy
-    d90 = float(np.percentile(gtv_dose, 10.0))
-    v100 = float(np.mean(gtv_dose >= rx) * 100.0)
     print_fn(RESEARCH_NOTICE)
     print_fn(f"Case: {case.description}")
     print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), parallel needles 10 mm apart")
     print_fn(f"Dose grid: {grid.describe()}, max {dose.max():.1f} Gy")
-    print_fn(f"GTV D90 = {d90:.1f} Gy, V100 = {v100:.1f} % (Rx {rx:g} Gy; TG-43 line source, "
-             f"permanent implant, {len(gtv_points)} CT voxel centres)")
-    result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "d90_gy": d90, "v100_pct": v100}
+    structures, body = case_structures(case, grid)
+    evaluation = evaluate_plan(dose, structures, rx, body=body, dose_description=(
+        f"TG-43 line source, permanent implant, {grid.describe()}, partial-volume DVH"))
+    checks = (run_checks(evaluation, "lymph-node-metastases", target="GTV")
+              + run_checks(evaluation, "general", target="CTV"))
+    print_fn("")
+    print_fn(f"Structures: CTV = GTV + {CTV_MARGIN_MM:g} mm (clipped to the body); body from the CT "
+             f"(> -300 HU); skin = outer 5 mm of the body; organs at risk from the case contours")
+    print_fn(format_evaluation(evaluation).rstrip())
+    print_fn("")
+    print_fn("Checks (lymph-node metastases on the GTV; general planning aim on the CTV):")
+    print_fn(format_checks(checks).rstrip())
+    d90, v100 = evaluation.value("GTV", "D90")[0], evaluation.value("GTV", "V100")[0]
+    result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "evaluation": evaluation,
+              "checks": checks, "d90_gy": d90, "v100_pct": v100}
     result["post_implant"] = postimplant_demo.run(case, seeds, model, print_fn, progress=progress)
     if out_dir is not None:
         result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
     return result
+
+
+def case_structures(case, grid, margin_mm=CTV_MARGIN_MM, oars=DEMO_OARS):
+    """GTV and CTV (targets), the organs at risk and skin that reach ``grid`` (dose grid), and the body.
+
+    CTV = GTV + ``margin_mm`` (mm) clipped to the body; body from the CT (HU threshold); skin = the
+    body's outer 5 mm; all built on the CT grid, then mapped onto ``grid`` with partial volumes.
+    Returns (list of Structure, body Structure).
+    """
+    body = body_from_ct(case.ct, case.grid)
+    masks = {"GTV": case.masks["GTV"], "CTV": expand_margin(case.masks["GTV"], case.grid, margin_mm, clip_to=body)}
+    masks.update({name: case.masks[name] for name in oars})
+    masks["Skin"] = skin_rind(body, case.grid)
+    points = case.grid.points()
+    out = []
+    for name, mask in masks.items():
+        role = "target" if name in ("GTV", "CTV") else "oar"
+        if role == "target" or grid.contains(points[mask]).any():
+            out.append(structure_on_grid(name, mask, case.grid, grid, role))
+    return out, structure_on_grid("Body", body, case.grid, grid)
 
 
 def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
