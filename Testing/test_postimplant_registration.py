@@ -24,7 +24,7 @@ from SeedBrachyLib.itk_image import (
 from SeedBrachyLib.phantom import neck_phantom
 from SeedBrachyLib.postimplant import synthetic_ct
 from SeedBrachyLib.postimplant.registration import (
-    carry_masks,
+    carry_mask,
     map_points,
     map_seeds,
     metal_mask,
@@ -229,7 +229,7 @@ def test_carried_contours_land_on_the_target_in_the_post_implant_ct(case):
     truth = _rigid([0.0, 8.0, 0.0], [10.0, -5.0, 15.0])
     post_ct, post_grid, _ = _post_ct(truth, 2)
     result = register_post_to_pre(case.ct, case.grid, post_ct, post_grid)
-    carried = carry_masks({"GTV": case.masks["GTV"]}, case.grid, post_grid, result)["GTV"]
+    carried = carry_mask(case.masks["GTV"], case.grid, post_grid, result.post_to_pre)
     exact = resample(case.masks["GTV"], case.grid, post_grid, truth, "linear")
     dice = 2 * (carried & exact).sum() / (carried.sum() + exact.sum())
     pts = post_grid.points()

@@ -251,11 +251,11 @@ def map_seeds(seeds, matrix):
     return [Seed(map_points(m, s.position), m[:3, :3] @ s.axis, s.strength_u, s.label) for s in seeds]
 
 
-def carry_masks(masks, pre_grid, post_grid, result):
-    """Resample pre-plan masks (dict name -> bool [k, j, i] on ``pre_grid``) onto ``post_grid``.
+def carry_mask(mask, pre_grid, post_grid, post_to_pre):
+    """A pre-plan mask (bool [k, j, i] on ``pre_grid``) carried onto ``post_grid`` (bool [k, j, i]).
 
-    Uses ``result.post_to_pre`` (each post-implant voxel samples the pre-plan mask at its mapped
-    point; linear interpolation of 0/1 then a 0.5 threshold). Returns a new dict on the post grid.
+    ``post_to_pre`` is the registration's 4x4 RAS matrix (``RegistrationResult.post_to_pre``): each
+    post-implant voxel samples the pre-plan mask at its mapped point (linear interpolation of 0/1,
+    then a 0.5 threshold).
     """
-    return {name: resample(mask, pre_grid, post_grid, result.post_to_pre, "linear", 0)
-            for name, mask in masks.items()}
+    return resample(np.asarray(mask) != 0, pre_grid, post_grid, post_to_pre, "linear", 0)

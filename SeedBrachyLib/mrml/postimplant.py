@@ -1,0 +1,190 @@
+"""Post-implant verification in the scene: nodes in, nodes out (the Logic's and headless scripts' code path).
+
+1. :func:`detect` -- post-implant CT -> seed markups in the post-implant CT frame (the user corrects
+   them by hand; hand-edited seeds are not replaced without ``overwrite``).
+2. :func:`register` -- post-implant CT -> pre-plan CT: a linear transform node whose matrix-to-parent
+   is ``post_to_pre`` (see :mod:`SeedBrachyLib.postimplant.registration`): placing the post-implant CT
+   under it lays it over the pre-plan CT.
+3. :func:`carry_contours` -- pre-plan segments resampled onto the post-implant CT (new segmentation).
+4. :func:`compute_post_plan_dose` -- detected seeds, mapped to the pre-plan frame by the transform,
+   -> post-plan dose volume on the pre-plan dose grid (Gy; the seed-axis choice in its description).
+5. :func:`compare` -- pre-plan and post-plan doses, same structures, same grid -> comparison table
+   node (pre, post, post - pre) with the published thresholds checked on the post-plan.
+
+Every node given is read or written as it is; nodes under a transform are refused (harden first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..postimplant import comparison as comparison_lib
+from ..postimplant import detection, registration
+from ..progress import report
+from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, markups, plan, segmentations, tables, transforms, volumes
+from ._common import require_node
+
+ROLE_POST_SEEDS = "PostImplantSeeds"
+ROLE_REGISTRATION = "PostImplantRegistration"
+ROLE_COMPARISON = "PrePostComparison"
+CONFIDENCE_ATTRIBUTE = ATTRIBUTE_PREFIX + "DetectionConfidences"
+
+
+def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False, overwrite=False, progress=None):
+    """Find the seeds in ``post_ct_node`` (HU) and write them into fiducial node ``seeds_node``.
+
+    Args:
+        post_ct_node: post-implant CT scalar volume (HU).
+        seeds_node: output fiducial node; points it already holds (possibly hand-corrected) are an
+            InputError unless ``overwrite``.
+        plan_seeds_node: the plan's seeds: their S_K (U) and source model go to the detected seeds.
+        use_plan_count: tell the detector to find exactly the planned number of seeds (off by
+            default: a lost or migrated seed would otherwise be invented).
+        progress: callback(fraction, message); returning False cancels.
+
+    Returns:
+        :class:`~SeedBrachyLib.postimplant.detection.DetectionResult`; confidences (0-1, in
+        point order) are kept on the node as the attribute :data:`CONFIDENCE_ATTRIBUTE`.
+    """
+    require_node(seeds_node, "output seed markups", markups.FIDUCIAL_CLASS)
+    if seeds_node.GetNumberOfControlPoints() and not overwrite:
+        raise InputError(f"seed markups '{seeds_node.GetName()}' already hold {seeds_node.GetNumberOfControlPoints()} "
+                         "points (maybe corrected by hand); choose another node or allow overwriting")
+    ct, grid = volumes.array_from_volume_node(post_ct_node)
+    plan_seeds = markups.read_seeds(plan_seeds_node) if plan_seeds_node is not None else None
+    strength = float(np.median([s.strength_u for s in plan_seeds])) if plan_seeds else None
+    expected = len(plan_seeds) if (plan_seeds and use_plan_count) else None
+    result = detection.detect_seeds(ct, grid, expected_count=expected, strength_u=strength, progress=progress)
+    if not result.seeds:
+        raise InputError(f"no seeds found in '{post_ct_node.GetName()}' (threshold {result.threshold_hu:.0f} HU): "
+                         "check that it is the post-implant CT, or place the seeds by hand")
+    model_key = markups.source_model_key(plan_seeds_node) if plan_seeds_node is not None else None
+    markups.write_seeds(seeds_node, result.seeds, model_key, overwrite=True)
+    seeds_node.SetAttribute(ROLE_ATTRIBUTE, ROLE_POST_SEEDS)
+    seeds_node.SetAttribute(CONFIDENCE_ATTRIBUTE, " ".join(f"{c:.3f}" for c in result.confidences))
+    seeds_node.SetDescription(result.summary())
+    return result
+
+
+def register(pre_ct_node, post_ct_node, transform_node, kind="rigid", metric="mattes", seeds_node=None,
+             progress=None):
+    """Register the post-implant CT to the pre-plan CT; write ``post_to_pre`` into ``transform_node``.
+
+    Args:
+        pre_ct_node, post_ct_node: scalar volumes (HU).
+        transform_node: output vtkMRMLLinearTransformNode (matrix to parent = post-implant -> pre-plan, mm RAS).
+        kind, metric: see :func:`SeedBrachyLib.postimplant.registration.register_post_to_pre`.
+        seeds_node: optional detected seeds (post-implant frame), masked out of the metric as well.
+
+    Returns:
+        :class:`~SeedBrachyLib.postimplant.registration.RegistrationResult`.
+    """
+    require_node(transform_node, "output transform", transforms.TRANSFORM_CLASS)
+    pre_ct, pre_grid = volumes.array_from_volume_node(pre_ct_node)
+    post_ct, post_grid = volumes.array_from_volume_node(post_ct_node)
+    points = None
+    if seeds_node is not None and seeds_node.GetNumberOfControlPoints():
+        points = [s.position for s in markups.read_seeds(seeds_node, 1.0, (0.0, 0.0, 1.0))]
+    result = registration.register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind=kind, metric=metric,
+                                               post_seed_points=points, progress=progress)
+    transforms.write_matrix(transform_node, result.post_to_pre, ROLE_REGISTRATION, result.describe())
+    return result
+
+
+def carry_contours(segmentation_node, segment_ids, transform_node, post_ct_node, output_segmentation_node,
+                   overwrite=False):
+    """Pre-plan segments carried onto the post-implant CT grid through the registration; return the new IDs.
+
+    Each segment is resampled with ``post_to_pre`` (the transform node's matrix to world) onto the
+    post-implant CT's grid and added to ``output_segmentation_node`` under the same name (an
+    existing segment of that name is an InputError unless ``overwrite``).
+    """
+    post_to_pre = transforms.read_matrix_to_world(transform_node)
+    post_grid = volumes.grid_from_volume_node(post_ct_node)
+    if not segment_ids:
+        raise InputError("no segments chosen to carry onto the post-implant CT")
+    ids = []
+    for sid in segment_ids:
+        name = segmentations.segment_name(segmentation_node, sid)
+        mask, grid = segmentations.segment_mask(segmentation_node, sid)
+        carried = registration.carry_mask(mask, grid, post_grid, post_to_pre)
+        if not carried.any():
+            raise InputError(f"segment '{name}' falls outside the post-implant CT after registration")
+        ids.append(segmentations.add_mask_segment(output_segmentation_node, carried, post_grid, name,
+                                                  overwrite=overwrite))
+    return ids
+
+
+def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_node, prescription_gy,
+                           axis_source="detection", plan_seeds_node=None, model_key=None, progress=None):
+    """Post-plan dose (Gy) of the detected seeds, on the pre-plan dose grid, into ``post_dose_node``.
+
+    Args:
+        seeds_node: implanted seeds in the post-implant CT frame (detected and corrected by hand).
+        transform_node: the registration (matrix to world = post-implant -> pre-plan), or None when
+            the seeds are already in the pre-plan frame.
+        pre_dose_node: the pre-plan dose volume: its grid is used, so both doses share every voxel.
+        post_dose_node: output scalar volume (Gy, marked as a dose volume).
+        axis_source: "detection", "needle" (needles of ``plan_seeds_node``) or "unknown" (1D point source).
+        plan_seeds_node: the plan's seeds node (needles; source model when ``model_key`` is None).
+        model_key: TG-43 source model key; default the one stored on ``seeds_node`` or the plan's.
+
+    Returns:
+        :class:`~SeedBrachyLib.postimplant.comparison.PostPlanDose` (seeds in the pre-plan frame).
+    """
+    if not volumes.is_dose_volume(pre_dose_node):
+        raise InputError(f"volume '{pre_dose_node.GetName() if pre_dose_node else None}' is not a dose volume: "
+                         "compute the pre-plan dose first")
+    seeds = markups.read_seeds(seeds_node, default_strength_u=_plan_strength(plan_seeds_node))
+    if transform_node is not None:
+        seeds = registration.map_seeds(seeds, transforms.read_matrix_to_world(transform_node))
+    key = model_key or markups.source_model_key(seeds_node) or (
+        markups.source_model_key(plan_seeds_node) if plan_seeds_node is not None else None)
+    if not key:
+        raise InputError(f"no seed source model given and none stored on '{seeds_node.GetName()}': choose a model")
+    needles = markups.read_needles(plan_seeds_node) if (axis_source == "needle" and plan_seeds_node) else None
+    grid = volumes.grid_from_volume_node(pre_dose_node)
+    post = comparison_lib.post_plan_dose(grid, seeds, key, axis_source, needles=needles, progress=progress)
+    volumes.set_dose_volume(post_dose_node, post.dose, grid, prescription_gy,
+                            post.description + ". Research use only.")
+    return post
+
+
+def _plan_strength(plan_seeds_node):
+    if plan_seeds_node is None:
+        return None
+    return float(np.median([s.strength_u for s in markups.read_seeds(plan_seeds_node)]))
+
+
+def compare(pre_dose_node, post_dose_node, segmentation_node, target_segment_id, prescription_gy, table_node,
+            plan_seeds_node, post_seeds_node, oar_segment_ids=None, ct_node=None,
+            indications=comparison_lib.DEFAULT_INDICATIONS, user_limits=(), progress=None):
+    """Pre-plan vs post-plan table into ``table_node``; returns the :class:`Comparison`.
+
+    Both doses must be on the same grid (:func:`compute_post_plan_dose` does that). Structures come
+    from the segmentation (target and organs at risk), with the skin from ``ct_node`` (the pre-plan
+    CT) as in :func:`.plan.evaluate`. Columns: Structure, Metric, Unit, Pre-plan, Post-plan,
+    Difference (post - pre), Difference [%]; the checks and the dose descriptions go to the
+    table's description.
+    """
+    require_node(table_node, "output comparison table", "vtkMRMLTableNode")
+    pre_grid = volumes.grid_from_volume_node(pre_dose_node)
+    post_grid = volumes.grid_from_volume_node(post_dose_node)
+    if pre_grid.dims != post_grid.dims or not np.allclose(pre_grid.ijk_to_ras, post_grid.ijk_to_ras, atol=1e-6):
+        raise InputError(f"pre-plan dose ({pre_grid.describe()}) and post-plan dose ({post_grid.describe()}) "
+                         "are on different grids: compute the post-plan dose on the pre-plan dose grid")
+    half = (lambda f, m="": progress(0.5 * f, m)) if progress else None
+    pre = plan.evaluate(pre_dose_node, segmentation_node, target_segment_id, prescription_gy,
+                        oar_segment_ids=oar_segment_ids, ct_node=ct_node, progress=half)
+    post = plan.evaluate(post_dose_node, segmentation_node, target_segment_id, prescription_gy,
+                         oar_segment_ids=oar_segment_ids, ct_node=ct_node,
+                         progress=(lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
+    result = comparison_lib.compare_evaluations(
+        pre, post, plan_seeds_node.GetNumberOfControlPoints(), post_seeds_node.GetNumberOfControlPoints(),
+        indications=indications, target=segmentations.segment_name(segmentation_node, target_segment_id),
+        user_limits=user_limits)
+    columns = [(header, values, "") for header, values in result.columns()]
+    tables._fill_table(table_node, columns, ROLE_COMPARISON, result.format())
+    report(progress, 1.0, "comparison done")
+    return result

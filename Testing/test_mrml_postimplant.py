@@ -1,0 +1,134 @@
+"""Post-implant verification with real MRML nodes (slicer-core): detect, register, carry contours,
+post-plan dose, compare -- on the synthetic neck case with a simulated implant and a known patient motion.
+
+Oracles: the simulated implant's true seeds and the known motion (detection error, TRE), the pure
+library on the same inputs (dose, D90), and identical seeds giving zero differences.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+from SeedBrachyLib import dvh, structures  # noqa: E402
+from SeedBrachyLib.dose import compute_dose  # noqa: E402
+from SeedBrachyLib.errors import InputError  # noqa: E402
+from SeedBrachyLib.itk_image import resample  # noqa: E402
+from SeedBrachyLib.mrml import markups, plan, postimplant, segmentations, transforms, volumes  # noqa: E402
+from SeedBrachyLib.postimplant import synthetic_ct  # noqa: E402
+from SeedBrachyLib.postimplant.demo import patient_motion  # noqa: E402
+from SeedBrachyLib.postimplant.detection import match_seeds  # noqa: E402
+from SeedBrachyLib.postimplant.registration import map_points  # noqa: E402
+from SeedBrachyLib.postimplant.simulation import simulate_implant  # noqa: E402
+
+MODEL = "I125_OncoSeed6711"
+
+
+@pytest.fixture
+def flow(case_nodes):
+    """Pre-plan dose, then the implant: a post-implant CT node of the simulated implant, patient moved."""
+    c = case_nodes
+    rx = c.case.prescription_gy
+    plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx, spacing_mm=2.0, margin_mm=8.0)
+    implant = simulate_implant(c.seeds, random_seed=2, needle_direction=c.case.needle_direction)
+    truth = patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0))  # post-implant frame -> pre-plan frame
+    scan = synthetic_ct.post_implant_ct(implant.seeds, spacing_mm=(0.9, 0.9, 2.0), random_seed=2)
+    moved = resample(scan.ct.astype(np.float32), scan.grid, scan.grid, truth, "linear", -1000.0)
+    post_ct = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-implant CT")
+    volumes.update_volume_node(post_ct, np.rint(moved).astype(np.int16), scan.grid)
+    c.implant, c.truth, c.post_ct, c.rx = implant, truth, post_ct, rx
+    return c
+
+
+def test_whole_flow_detect_register_carry_dose_compare(flow):
+    c = flow
+    scene = c.scene
+    # 1. detect: seed markups in the post-implant frame
+    detected = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Post-implant seeds")
+    result = postimplant.detect(c.post_ct, detected, plan_seeds_node=c.seeds_node)
+    true_post = map_points(np.linalg.inv(c.truth), [s.position for s in c.implant.seeds])
+    found = np.array([detected.GetNthControlPointPositionVector(i) for i in range(detected.GetNumberOfControlPoints())])
+    pairs, err = match_seeds(found, true_post)
+    print(f"MRML detection: {len(found)} points for {len(c.implant.seeds)} implanted seeds, {len(pairs)} matched, "
+          f"error mean {err.mean():.2f} mm, max {err.max():.2f} mm")
+    assert len(found) == len(c.implant.seeds) == len(pairs) and err.max() < 1.0
+    assert markups.source_model_key(detected) == MODEL
+    assert len(detected.GetAttribute(postimplant.CONFIDENCE_ATTRIBUTE).split()) == len(result.seeds)
+    with pytest.raises(InputError, match="corrected by hand"):
+        postimplant.detect(c.post_ct, detected, plan_seeds_node=c.seeds_node)
+
+    # 2. register: transform node, matrix to parent = post -> pre
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Post-implant to pre-plan")
+    reg = postimplant.register(c.ct, c.post_ct, transform, seeds_node=detected)
+    m = transforms.read_matrix_to_world(transform)
+    np.testing.assert_allclose(m, reg.post_to_pre, atol=1e-9)
+    gtv = c.case.grid.points()[c.case.masks["GTV"]]
+    tre = np.linalg.norm(map_points(m, map_points(np.linalg.inv(c.truth), gtv)) - gtv, axis=1)
+    print(f"MRML registration: TRE over the GTV mean {tre.mean():.3f} mm, max {tre.max():.3f} mm")
+    assert tre.max() <= 1.0
+
+    # 3. contours carried onto the post-implant CT
+    carried_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Contours on post-implant CT")
+    (sid,) = postimplant.carry_contours(c.segmentation, [c.ids["GTV"]], transform, c.post_ct, carried_node)
+    carried, grid = segmentations.segment_mask(carried_node, sid)
+    pts = grid.points()[carried != 0]
+    assert np.linalg.norm(map_points(c.truth, pts).mean(0) - gtv.mean(0)) < 0.5  # lands on the node
+    with pytest.raises(InputError, match="already has a segment"):
+        postimplant.carry_contours(c.segmentation, [c.ids["GTV"]], transform, c.post_ct, carried_node)
+
+    # 4. post-plan dose on the pre-plan dose grid: the library's dose of the mapped seeds
+    post_dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-plan dose")
+    post = postimplant.compute_post_plan_dose(detected, transform, c.dose, post_dose, c.rx,
+                                              plan_seeds_node=c.seeds_node)
+    dose, dose_grid = volumes.array_from_volume_node(post_dose)
+    assert dose_grid.dims == volumes.grid_from_volume_node(c.dose).dims
+    np.testing.assert_allclose(dose, compute_dose(dose_grid, post.seeds, MODEL, allow_outside=True), rtol=1e-6)
+    assert volumes.is_dose_volume(post_dose) and "seed axes from detection" in post_dose.GetDescription()
+    implanted = [s.position for s in c.implant.seeds]
+    _, err_pre = match_seeds([s.position for s in post.seeds], implanted)
+    assert err_pre.max() < 1.5  # detection + registration, in the pre-plan frame
+
+    # 5. comparison table
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Pre vs post")
+    oars = [c.ids["Carotid"]]
+    comparison = postimplant.compare(c.dose, post_dose, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
+                                     detected, oar_segment_ids=oars, ct_node=c.ct)
+    print(comparison.format())
+    t = table.GetTable()
+    headers = [t.GetColumn(i).GetName() for i in range(t.GetNumberOfColumns())]
+    assert headers == ["Structure", "Metric", "Unit", "Pre-plan", "Post-plan", "Difference (post - pre)",
+                       "Difference [%]"]
+    assert t.GetNumberOfRows() == len(comparison.rows)
+    rows = {(t.GetValue(r, 0).ToString(), t.GetValue(r, 1).ToString()): r for r in range(t.GetNumberOfRows())}
+    assert {("GTV", "D90"), ("GTV", "CI"), ("Carotid", "D2cc"), ("Skin", "D2cc"), ("Implant", "Seeds")} <= set(rows)
+    gtv_structure = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, dose_grid, role="target")
+    expected = dvh.DVH.of(dose, gtv_structure).metric("D90")[0]
+    r = rows[("GTV", "D90")]
+    assert t.GetValue(r, 4).ToDouble() == pytest.approx(expected, rel=1e-9)
+    assert t.GetValue(r, 5).ToDouble() == pytest.approx(t.GetValue(r, 4).ToDouble() - t.GetValue(r, 3).ToDouble())
+    seeds_row = rows[("Implant", "Seeds")]
+    assert t.GetValue(seeds_row, 5).ToDouble() == -len(c.implant.lost)
+    assert "post-implant D90 > 102.7 Gy" in table.GetDescription()
+
+
+def test_compare_identical_seeds_gives_zero_differences_and_point_source_option(flow):
+    c = flow
+    scene = c.scene
+    same = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Same seeds dose")
+    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, same, c.rx)
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Pre vs same")
+    comparison = postimplant.compare(c.dose, same, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
+                                     c.seeds_node, oar_segment_ids=[c.ids["Carotid"]])
+    assert all(r.difference == 0 or np.isnan(r.difference) for r in comparison.rows)
+    point = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Point-source dose")
+    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, point, c.rx, axis_source="unknown")
+    assert "1D point source" in point.GetDescription()
+    grid = volumes.grid_from_volume_node(c.dose)
+    np.testing.assert_allclose(volumes.array_from_volume_node(point)[0],
+                               compute_dose(grid, c.seeds, MODEL, formalism="point", allow_outside=True), rtol=1e-6)
+    other_grid = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Other grid dose")
+    coarse = grid.with_spacing(30.0)
+    volumes.set_dose_volume(other_grid, np.ones(coarse.shape), coarse, c.rx)
+    with pytest.raises(InputError, match="different grids"):
+        postimplant.compare(c.dose, other_grid, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
+                            c.seeds_node)
