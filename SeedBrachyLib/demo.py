@@ -79,7 +79,8 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     d90, v100 = evaluation.value("GTV", "D90")[0], evaluation.value("GTV", "V100")[0]
     result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "evaluation": evaluation,
               "checks": checks, "d90_gy": d90, "v100_pct": v100}
-    result["post_implant"] = postimplant_demo.run(case, seeds, model, print_fn, progress=progress)
+    result["post_implant"] = postimplant_demo.run(case, seeds, model, grid, structures, body, dose, print_fn,
+                                                  progress=progress)
     if out_dir is not None:
         result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
     return result

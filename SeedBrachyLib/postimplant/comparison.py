@@ -199,9 +199,11 @@ def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=
         pre, post: evaluations of the pre-plan and the post-plan dose (same prescription, Gy).
         pre_seed_count, post_seed_count: planned and implanted (detected) seed counts.
         target_rows, oar_rows: metrics compared for targets and for organs at risk (incl. skin).
-        indications, target, user_limits: the goals checked on ``post``, see
-            :func:`SeedBrachyLib.checks.run_checks` (default: the lymph-node post-implant D90 > 102.7 Gy
-            and the general D90 / V100 aims).
+        indications: indication names of :mod:`SeedBrachyLib.checks` checked on ``post``, each alone
+            (applied to ``target``) or as a pair (name, target structure); default: the lymph-node
+            post-implant D90 > 102.7 Gy and the general D90 / V100 aims.
+        target: target structure of the goals given by name alone (default: the only target).
+        user_limits: user limits, see :func:`SeedBrachyLib.checks.run_checks`.
 
     Returns:
         :class:`Comparison`, with the published thresholds checked on ``post``.
@@ -225,7 +227,17 @@ def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=
                     notes.append(f"{name} {metric} undefined (structure too small or outside the dose grid)")
     rows.append(ComparisonRow("Implant", "Seeds", "seeds", float(pre_seed_count), float(post_seed_count)))
     return Comparison(rows, pre.prescription_gy, pre.dose_description, post.dose_description,
-                      checks=run_checks(post, indications, target, user_limits), notes=notes)
+                      checks=_post_checks(post, indications, target, user_limits), notes=notes)
+
+
+def _post_checks(post, indications, target, user_limits):
+    results = []
+    for item in indications:
+        name, structure = (item, target) if isinstance(item, str) else item
+        results += run_checks(post, name, target=structure)
+    if user_limits:
+        results += run_checks(post, (), target=target, user_limits=user_limits)
+    return results
 
 
 def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_seeds, model, axis_source="detection",

@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..grid import Grid
 from ..itk_image import resample
 from ..progress import report
-from ..structures import skin_rind, structure_on_grid
 from . import synthetic_ct
 from .comparison import compare_implant
 from .detection import detect_seeds, match_seeds
@@ -22,6 +20,7 @@ from .simulation import simulate_implant
 
 PATIENT_MOTION_DEG = (0.0, 0.0, 4.0)  # rotation vector (deg) of the post-implant frame
 PATIENT_MOTION_MM = (6.0, -4.0, 9.0)
+POST_CHECKS = (("lymph-node-metastases", "GTV"), ("general", "CTV"))  # as the pre-plan's checks
 
 
 def patient_motion(rotvec_deg=PATIENT_MOTION_DEG, shift_mm=PATIENT_MOTION_MM):
@@ -32,19 +31,12 @@ def patient_motion(rotvec_deg=PATIENT_MOTION_DEG, shift_mm=PATIENT_MOTION_MM):
     return m
 
 
-def _structures(case, grid):
-    """GTV (target), the organs at risk and the skin that reach ``grid``, and the body (for CI/EI)."""
-    masks = dict(case.masks, Skin=skin_rind(case.masks["Body"], case.grid))
-    points = case.grid.points()
-    out = [structure_on_grid("GTV", masks["GTV"], case.grid, grid, role="target")]
-    for name in ("Carotid", "SpinalCord", "Skin"):
-        if grid.contains(points[masks[name]]).any():
-            out.append(structure_on_grid(name, masks[name], case.grid, grid, role="oar"))
-    return out, structure_on_grid("Body", masks["Body"], case.grid, grid, role="oar")
+def run(case, plan_seeds, model, grid, structures, body, pre_dose, print_fn=print, random_seed=1, progress=None):
+    """Simulate the implant of ``plan_seeds``, scan it, find the seeds, register, compare; print and return a dict.
 
-
-def run(case, plan_seeds, model, print_fn=print, random_seed=1, progress=None):
-    """Simulate the implant of ``plan_seeds``, scan it, find the seeds, register, compare; print and return a dict."""
+    ``grid``, ``structures``, ``body`` and ``pre_dose`` (Gy) are the pre-plan's dose grid, structures
+    on it and dose; the post-plan is evaluated on the same grid and structures.
+    """
     report(progress, 0.0, "post-implant: simulating the implant")
     implant = simulate_implant(plan_seeds, random_seed=random_seed, needle_direction=case.needle_direction)
     truth = patient_motion()
@@ -63,11 +55,10 @@ def run(case, plan_seeds, model, print_fn=print, random_seed=1, progress=None):
     tre = np.linalg.norm(map_points(reg.post_to_pre, map_points(np.linalg.inv(truth), gtv)) - gtv, axis=1)
 
     report(progress, 0.7, "post-implant: post-plan dose and comparison")
-    grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 2.0)
-    structures, body = _structures(case, grid)
     seeds_pre_frame = map_seeds(detection.seeds, reg.post_to_pre)
     comparison, post = compare_implant(grid, structures, case.prescription_gy, plan_seeds, seeds_pre_frame,
-                                       model, axis_source="detection", body=body)
+                                       model, axis_source="detection", body=body, pre_dose=pre_dose,
+                                       indications=POST_CHECKS)
     report(progress, 1.0, "post-implant done")
 
     print_fn("")
