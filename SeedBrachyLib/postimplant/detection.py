@@ -41,6 +41,7 @@ _MAX_SEEDS_PER_COMPONENT = 4
 _MIN_MASS_FRACTION = 0.25  # components lighter than this fraction of one seed are not seeds
 _LENGTH_TOLERANCE_MM = 2.5  # allowed excess of a part's length over a seed's
 _PLATE_RATIO = 0.5  # second / first principal length above which a part is plate-like
+_FAINT_MASS_TOLERANCE = 0.4  # a faint object (below the threshold) is a seed within +-40% of one seed mass
 _PSF_SIGMA_MM = 0.4  # typical in-plane point-spread of a CT scanner (mm), removed from the moments
 _THRESHOLD_FRACTION = 0.6  # of the typical seed peak above soft tissue
 _SATURATED_FRACTION = 0.5  # the same when >= 1/4 of the bright peaks are clipped at the top of the range
@@ -93,8 +94,8 @@ class DetectionResult:
         expected = "" if self.expected_count is None else f" (expected {self.expected_count})"
         mean_conf = float(np.mean(self.confidences)) if len(self.confidences) else 0.0
         return (f"{len(self.seeds)} seeds detected{expected}, {len(self.rejected)} candidates rejected; "
-                f"threshold {self.threshold_hu:.0f} HU (half-way to the typical seed peak "
-                f"{self.seed_peak_hu:.0f} HU), mean confidence {mean_conf:.2f}")
+                f"threshold {self.threshold_hu:.0f} HU (a fixed fraction of the typical seed "
+                f"peak {self.seed_peak_hu:.0f} HU above soft tissue), mean confidence {mean_conf:.2f}")
 
 
 @dataclass
@@ -221,7 +222,6 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
         raise InputError(f"threshold_hu {threshold_hu!r} invalid: must be a finite HU value")
     strength = 1.0 if strength_u is None else float(strength_u)
     thickness = float(grid.spacing[2] if slice_thickness_mm is None else slice_thickness_mm)
-    voxel_mm3 = float(np.prod(grid.spacing))
     values = ct.astype(np.float32, copy=False)
     report(progress, 0.0, "seed detection: threshold")
 
@@ -242,25 +242,10 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     threshold = float(threshold_hu) if threshold_hu is not None else background + fraction * (seed_peak - background)
     report(progress, 0.2, "seed detection: components")
 
-    # an object is its voxels above the threshold grown by one voxel into the half-threshold level, so a
-    # faint seed is not broken into fragments and its partial-volume tails count in its mass, while bone
-    # further than one voxel from the metal stays out
-    core = values >= threshold
-    grown = ndimage.binary_dilation(core, _CONNECTIVITY) & (values >= background + 0.5 * (threshold - background))
-    labels, n = ndimage.label(grown | core, _CONNECTIVITY)
-    if n == 0:
-        return DetectionResult([], np.zeros(0), threshold, seed_peak, float("nan"), expected_count=expected_count)
-    index = np.arange(1, n + 1)
-    objects = ndimage.find_objects(labels)
     blur = _blur_covariance(grid, thickness)
-    comps = []
-    for c, box in zip(index, objects):
-        local = labels[box] == c
-        kji = np.argwhere(local) + np.array([s.start for s in box])
-        w = np.maximum(values[box][local] - background, 1e-3)
-        comps.append({"id": int(c), "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
-                      "peak": float(values[box][local].max()), "volume": local.sum() * voxel_mm3,
-                      "mass": float(w.sum()) * voxel_mm3})
+    comps, taken = _objects(values, values >= threshold, threshold, background, grid, 0)
+    if not comps:
+        return DetectionResult([], np.zeros(0), threshold, seed_peak, float("nan"), expected_count=expected_count)
     report(progress, 0.5, "seed detection: sizes")
 
     # single-seed mass: median over components whose length fits one seed
@@ -271,8 +256,51 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     unit = float(np.median(masses[masses >= _MIN_MASS_FRACTION * np.median(masses)]))
 
     parts, rejected, small = [], [], []
+    _classify(comps, unit, blur, parts, rejected, small, lambda f: report(progress, 0.5 + 0.3 * f, "splitting"))
+    # second look, below the threshold: a seed lying between two thick slices peaks far lower than the
+    # typical seed; a faint object away from the others is a seed only if it has one seed's mass and shape
+    if threshold > min_peak_hu:
+        faint_core = (values >= min_peak_hu) & ~ndimage.binary_dilation(taken, _CONNECTIVITY, iterations=2)
+        faint, _ = _objects(values, faint_core, float(min_peak_hu), background, grid, len(comps))
+        faint = [c for c in faint if 1.0 - _FAINT_MASS_TOLERANCE <= c["mass"] / unit <= 1.0 + _FAINT_MASS_TOLERANCE
+                 and _is_thin_rod(_Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur))]
+        _classify(faint, unit, blur, parts, rejected, small, lambda f: report(progress, 0.8 + 0.1 * f, "faint"))
+        comps += faint
+
+    parts = [(p, _confidence(p, r, seed_peak, threshold)) for p, r, _count in parts]
+    if expected_count is not None:
+        parts = _meet_count(parts, comps, small, rejected, unit, blur, expected_count, seed_peak, threshold)
+    parts.sort(key=lambda pc: -pc[1])
+    seeds = [Seed(p.centroid, p.axis, strength, f"D{i + 1}") for i, (p, _c) in enumerate(parts)]
+    report(progress, 1.0, "seed detection: done")
+    return DetectionResult(seeds, np.array([c for _p, c in parts]), threshold, seed_peak, unit, rejected,
+                           expected_count)
+
+
+def _objects(values, core, level_hu, background, grid, first_id):
+    """Objects: ``core`` voxels grown by one voxel into the half-``level_hu`` level (above soft tissue).
+
+    Growing keeps a faint seed in one piece and counts its partial-volume tails in its mass, while bone
+    further than one voxel from the metal stays out. Returns (list of component dicts, object mask).
+    """
+    low = values >= background + 0.5 * (level_hu - background)
+    labels, n = ndimage.label((ndimage.binary_dilation(core, _CONNECTIVITY) & low) | core, _CONNECTIVITY)
+    voxel_mm3 = float(np.prod(grid.spacing))
+    comps = []
+    for c, box in enumerate(ndimage.find_objects(labels), start=1):
+        local = labels[box] == c
+        kji = np.argwhere(local) + np.array([s.start for s in box])
+        w = np.maximum(values[box][local] - background, 1e-3)
+        comps.append({"id": first_id + c, "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
+                      "peak": float(values[box][local].max()), "volume": local.sum() * voxel_mm3,
+                      "mass": float(w.sum()) * voxel_mm3})
+    return comps, labels > 0
+
+
+def _classify(comps, unit, blur, parts, rejected, small, progress):
+    """Count the seeds in each component by mass, split, and reject by size and shape (appends to the lists)."""
     for k, c in enumerate(comps):
-        report(progress, 0.5 + 0.4 * k / len(comps), "seed detection: splitting")
+        progress(k / len(comps))
         ratio = c["mass"] / unit
         whole = _Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur)
 
@@ -299,14 +327,10 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
         else:
             parts += [(p, ratio / count, count) for p in split]
 
-    parts = [(p, _confidence(p, r, seed_peak, threshold)) for p, r, _count in parts]
-    if expected_count is not None:
-        parts = _meet_count(parts, comps, small, rejected, unit, blur, expected_count, seed_peak, threshold)
-    parts.sort(key=lambda pc: -pc[1])
-    seeds = [Seed(p.centroid, p.axis, strength, f"D{i + 1}") for i, (p, _c) in enumerate(parts)]
-    report(progress, 1.0, "seed detection: done")
-    return DetectionResult(seeds, np.array([c for _p, c in parts]), threshold, seed_peak, unit, rejected,
-                           expected_count)
+
+def _is_thin_rod(part):
+    """A seed-like rod: at least 2.5 mm long and at most 1 mm wide after deblurring (a seed: 4.5 x 0.8 mm)."""
+    return part.lengths[0] >= 2.5 and part.lengths[1] <= 1.0
 
 
 def _split(comp, count, blur):
