@@ -72,6 +72,11 @@ class Structure:
             raise InputError(f"structure '{self.name}' weights must be fractions in [0, 1]")
         _require_nonempty(w, self.name)
         self.weights = w
+        if self.subvoxels is not None:
+            flat, inside, n = self.subvoxels
+            if np.shape(inside) != (len(flat), int(n) ** 3) or (len(flat) and not 0 <= min(flat) <= max(flat) < w.size):
+                raise InputError(f"structure '{self.name}' subvoxels invalid: need flat indices into the grid and an "
+                                 f"inside array of shape (voxels, n^3)")
 
     @property
     def volume_cc(self):

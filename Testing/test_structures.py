@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from SeedBrachyLib.errors import InputError
+from SeedBrachyLib.errors import Cancelled, InputError
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.phantom import neck_phantom
 from SeedBrachyLib.structures import (
     Structure,
     body_from_ct,
     default_supersampling,
+    dvh_subdivision,
     expand_margin,
     resample_mask,
     skin_rind,
@@ -79,6 +80,28 @@ def test_labelmap_and_default_supersampling():
     assert default_supersampling(target, source) == 2
     with pytest.raises(InputError, match="label 7 does not occur"):
         structure_on_grid("GTV", labels, source, target, label=7)
+
+
+def test_dvh_subpoints_are_capped():
+    assert dvh_subdivision(2, 50_000) == 2
+    assert dvh_subdivision(8, 50_000) == 4
+    assert dvh_subdivision(4, 2**24) == 1  # beyond 2^24 sub-points: one per voxel (its centre)
+    source = Grid.around([0, 0, 0], 30, 0.5)
+    s = structure_on_grid("GTV", _ball(source, 8.0), source, Grid.around([0, 0, 0], 30, 2.0))
+    flat, inside, n = s.subvoxels
+    assert n == 4 and inside.shape == (flat.size, 64)
+    assert np.allclose(inside.mean(axis=1), s.weights.ravel()[flat], atol=0.2)  # 64 vs 512 sub-points
+    assert np.all((s.weights.ravel()[flat] > 0) & (s.weights.ravel()[flat] < 1))
+
+
+def test_progress_and_cancel():
+    source = Grid.around([0, 0, 0], 30, 0.5)
+    seen = []
+    resample_mask(_ball(source, 8.0), source, Grid.around([0, 0, 0], 30, 1.0),
+                  progress=lambda f, msg: seen.append((f, msg)))
+    assert seen[-1][0] == pytest.approx(1.0) and "resampling" in seen[-1][1]
+    with pytest.raises(Cancelled):
+        resample_mask(_ball(source, 8.0), source, Grid.around([0, 0, 0], 30, 1.0), progress=lambda f, m: False)
 
 
 def test_truncated_structure_is_reported():
@@ -210,3 +233,5 @@ def test_bad_inputs():
         Structure("X", ball * 2.0, grid)
     with pytest.raises(InputError, match="structure 'X' is empty"):
         Structure("X", empty.astype(np.float32), grid)
+    with pytest.raises(InputError, match="subvoxels invalid"):
+        Structure("X", ball.astype(np.float32), grid, subvoxels=(np.array([0]), np.zeros((1, 7), bool), 2))
