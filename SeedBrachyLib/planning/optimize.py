@@ -33,8 +33,11 @@ Algorithm
    try removing each seed, then each whole needle, then moving each seed to the best free
    candidate within ``move_radius_mm`` (mm); accept a change when it lowers F. If the goals
    are violated after a pass, the greedy step adds the best seed and the search continues.
-3. Iterated local search: ``restarts`` times, remove a random ``perturb_fraction`` of the
-   best plan's seeds, refill greedily and search locally again; keep the best plan (lowest F).
+   Steps 1-2 also run from each of the given ``starts`` (e.g. the loading patterns, refilled
+   greedily if they miss the coverage goals); the plan with the lowest F goes on.
+3. Iterated local search: ``restarts`` times (up to 3x as many while the goals are still
+   violated), remove a random ``perturb_fraction`` of the best plan's seeds, refill greedily
+   and search locally again; keep the best plan (lowest F).
 The order of the trials and the perturbations come from
 ``numpy.random.default_rng(random_seed)``: the result is deterministic for a given random seed.
 
@@ -90,7 +93,7 @@ class Goals:
 
     The optimiser aims ``safety_pct`` (% points; % of Rx for D90, % of the limit for OARs)
     inside every goal: its voxel-centre dose samples differ from the DVH's sub-voxel
-    sampling (:mod:`SeedBrachyLib.dvh`) by up to about 1 %.
+    sampling (:mod:`SeedBrachyLib.dvh`) by up to about 1 % point.
     """
 
     prescription_gy: float
@@ -137,7 +140,7 @@ class DoseMatrices:
     """
 
     def __init__(self, candidates, strength_u, model, ctv_points, oar_points=None, voxel_cc=None,
-                 oar_reach_mm=30.0, max_points=8000, formalism="line", progress=None):
+                 oar_reach_mm=30.0, max_points=20000, formalism="line", progress=None):
         model = get_model(model)
         ctv_points = np.asarray(ctv_points, dtype=float).reshape(-1, 3)
         if len(ctv_points) == 0:
@@ -297,7 +300,7 @@ class _Problem:
 
 
 def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move_radius_mm=10.0, max_passes=20,
-             restarts=6, perturb_fraction=0.2, progress=None, name="optimised"):
+             restarts=6, perturb_fraction=0.2, starts=(), progress=None, name="optimised"):
     """Choose seeds among ``candidates`` to meet ``goals`` with as few seeds and needles as possible.
 
     Args:
@@ -309,6 +312,7 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
         max_passes: local-search passes per round.
         restarts: perturbation rounds after the first local search (iterated local search).
         perturb_fraction: fraction of the best plan's seeds removed (at random) to start a round.
+        starts: further starting plans (candidate index arrays, e.g. the loading patterns).
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
@@ -325,20 +329,30 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
     neighbours = [np.flatnonzero(row <= move_radius_mm) for row in np.sqrt(np.einsum("abi,abi->ab", diff, diff))]
 
     state = _State(problem, [])
-    _fill(problem, state, progress, 0.0, 0.3)
+    _fill(problem, state, progress, 0.0, 0.2)
     best = None
-    for restart in range(restarts + 1):
+    for n, start in enumerate([None, *starts]):
+        if start is not None:
+            state = _State(problem, start)
+            _fill(problem, state, None, 0, 0)
         _local_search(problem, state, rng, neighbours, candidates, max_passes)
         if best is None or state.value < best.value - 1e-9:
-            best = state.copy()
-        report(progress, 0.3 + 0.7 * (restart + 1) / (restarts + 1),
-               f"optimiser: round {restart + 1}/{restarts + 1}, best {int(best.x.sum())} seeds")
-        if restart < restarts:
-            state = best.copy()
-            drop = rng.choice(np.flatnonzero(state.x), size=max(1, int(perturb_fraction * state.x.sum())),
-                              replace=False)
-            state.apply([], drop, state.trial(remove=drop))
-            _fill(problem, state, None, 0, 0)
+            best = state
+        report(progress, 0.2 + 0.2 * (n + 1) / (len(starts) + 1), f"optimiser: start {n + 1}/{len(starts) + 1}")
+    rounds = 0
+    while rounds < restarts or (best.terms["violation"] > 0 and rounds < 3 * restarts):
+        rounds += 1
+        state = best.copy()
+        drop = rng.choice(np.flatnonzero(state.x), size=max(1, int(perturb_fraction * state.x.sum())),
+                          replace=False)
+        state.apply([], drop, state.trial(remove=drop))
+        _fill(problem, state, None, 0, 0)
+        _local_search(problem, state, rng, neighbours, candidates, max_passes)
+        if state.value < best.value - 1e-9:
+            best = state
+        report(progress, min(1.0, 0.4 + 0.6 * rounds / restarts),
+               f"optimiser: round {rounds}, best {int(best.x.sum())} seeds")
+    report(progress, 1.0, "optimiser: done")
     return Plan(name, candidates, np.flatnonzero(best.x), matrices.strength_u, time.perf_counter() - t0, best.terms)
 
 

@@ -23,6 +23,7 @@ from ..dvh import evaluate_plan
 from ..errors import InputError
 from ..grid import Grid
 from ..sources import get_model
+from .loading import PATTERNS, load_pattern
 from .optimize import DoseMatrices, Goals, optimise
 from .plan import candidate_positions
 from .template import (
@@ -115,11 +116,17 @@ def dose_matrices(case, candidates, strength_u, model, progress=None):
                         case.grid.voxel_volume_cc, progress=progress)
 
 
-def optimise_plan(case, candidates, strength_u, model, goals=None, random_seed=0, matrices=None, progress=None):
-    """Optimised plan (:func:`~.optimize.optimise`); default goals: D90 >= Rx, V100 >= 95 %, V150 <= 60 %."""
+def optimise_plan(case, candidates, strength_u, model, goals=None, random_seed=0, matrices=None, progress=None,
+                  **options):
+    """Optimised plan (:func:`~.optimize.optimise`), started also from every loading pattern at 5 and 10 mm.
+
+    Default goals: D90 >= Rx, V100 >= 95 %, V150 <= 60 %. ``options`` go to :func:`~.optimize.optimise`.
+    """
     goals = goals or Goals(case.prescription_gy)
     matrices = matrices or dose_matrices(case, candidates, strength_u, model, progress)
-    return optimise(candidates, goals, matrices, random_seed=random_seed, progress=progress)
+    starts = [load_pattern(candidates, p, strength_u, s).chosen for p in PATTERNS for s in (5.0, 10.0)]
+    return optimise(candidates, goals, matrices, random_seed=random_seed, starts=starts, progress=progress,
+                    **options)
 
 
 def dose_grid_for(case, spacing_mm=1.0, margin_mm=15.0):

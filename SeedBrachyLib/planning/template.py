@@ -12,7 +12,8 @@ to a no-go structure (bone from a CT threshold, vessels or OARs the user marks);
 needle whose far end would enter the margin stops short of it (its tip moves back).
 Distances come from a Euclidean distance transform on the structure's own grid
 (voxel spacing in mm, so anisotropic voxels are exact), interpolated along the path
-and reduced by half the smallest voxel size (distance to the voxel's edge, not its centre).
+and reduced by half the largest voxel size: the distance to the structure's voxel edge,
+never overestimated.
 """
 
 from __future__ import annotations
@@ -326,7 +327,7 @@ def _distances(segments, grid, nogo_masks, margin_mm):
     lo = np.maximum(np.floor(ijk.min(axis=0) - pad), 0).astype(int)
     hi = np.minimum(np.ceil(ijk.max(axis=0) + pad) + 1, np.asarray(grid.dims)).astype(int)
     crop = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-    half_voxel = 0.5 * float(grid.spacing.min())
+    half_voxel = 0.5 * float(grid.spacing.max())
     for name, mask in nogo_masks.items():
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tuple(grid.shape):
