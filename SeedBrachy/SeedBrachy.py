@@ -11,6 +11,7 @@ from typing import Annotated
 import slicer
 import vtk
 from slicer import (
+    vtkMRMLLinearTransformNode,
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLPlotChartNode,
     vtkMRMLScalarVolumeNode,
@@ -30,7 +31,7 @@ from slicer.util import VTKObservationMixin
 
 from SeedBrachyLib import RESEARCH_NOTICE
 from SeedBrachyLib.errors import Cancelled, InputError
-from SeedBrachyLib.mrml import markups, plan
+from SeedBrachyLib.mrml import markups, plan, postimplant
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 
 #: Published post-implant D90 thresholds (Gy) shown with the evaluation.
@@ -86,6 +87,9 @@ class SeedBrachyParameterNode:
     hand-placed seeds; prescriptionGy (Gy); seeds - one control point per seed.
     formalism - "line" or "point"; doseSpacingMm, doseMarginMm (mm) - dose grid; doseVolume (Gy).
     dvhTable, dvhChart, checksTable - evaluation outputs.
+    Post-implant: postImplantCt (HU); postImplantSeeds - detected seeds (post-implant CT frame);
+    registrationTransform - post-implant -> pre-plan; carriedSegmentation - target on the post-implant CT;
+    postSeedAxis - "detection", "needle" or "unknown" (1D point source); postDoseVolume (Gy); comparisonTable.
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
@@ -103,6 +107,13 @@ class SeedBrachyParameterNode:
     dvhTable: vtkMRMLTableNode
     dvhChart: vtkMRMLPlotChartNode
     checksTable: vtkMRMLTableNode
+    postImplantCt: vtkMRMLScalarVolumeNode
+    postImplantSeeds: vtkMRMLMarkupsFiducialNode
+    registrationTransform: vtkMRMLLinearTransformNode
+    carriedSegmentation: vtkMRMLSegmentationNode
+    postSeedAxis: Annotated[str, Choice(["detection", "needle", "unknown"])] = "detection"
+    postDoseVolume: vtkMRMLScalarVolumeNode
+    comparisonTable: vtkMRMLTableNode
 
 
 #
@@ -138,6 +149,11 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.targetSegmentSelector.connect("currentSegmentChanged(QString)", self.onTargetSegmentChanged)
         self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDoseButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
+        self.ui.detectSeedsButton.connect("clicked(bool)", self.onDetectSeedsButton)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegisterButton)
+        self.ui.carryContoursButton.connect("clicked(bool)", self.onCarryContoursButton)
+        self.ui.computePostDoseButton.connect("clicked(bool)", self.onComputePostDoseButton)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
 
         self.initializeParameterNode()
 
@@ -196,6 +212,29 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.evaluateButton.enabled = canEvaluate
         self.ui.evaluateButton.toolTip = (_("DVH metrics, curves and checks") if canEvaluate else
                                           _("Select a target segment, a dose volume and an output table"))
+        self.updatePostImplantButtons()
+
+    def updatePostImplantButtons(self) -> None:
+        """Enable each post-implant step when its inputs and output are selected."""
+        p = self._parameterNode
+        found = p.postImplantSeeds.GetNumberOfControlPoints() if p.postImplantSeeds else 0
+        steps = (
+            (self.ui.detectSeedsButton, p.postImplantCt and p.postImplantSeeds,
+             _("Select the post-implant CT and an output seeds node")),
+            (self.ui.registerButton, p.ctVolume and p.postImplantCt and p.registrationTransform,
+             _("Select the pre-plan CT (Inputs), the post-implant CT and an output transform")),
+            (self.ui.carryContoursButton, p.segmentation and p.targetSegmentID and p.registrationTransform
+             and p.postImplantCt and p.carriedSegmentation,
+             _("Select the target segment, the registration, the post-implant CT and an output segmentation")),
+            (self.ui.computePostDoseButton, found and p.doseVolume and p.postDoseVolume,
+             _("Detect (or place) the implanted seeds, compute the pre-plan dose and select an output dose volume")),
+            (self.ui.compareButton, p.doseVolume and p.postDoseVolume and p.segmentation and p.targetSegmentID
+             and p.seeds and found and p.comparisonTable,
+             _("Compute both doses, select the target segment and an output table")),
+        )
+        for button, ready, missing in steps:
+            button.enabled = bool(ready)
+            button.toolTip = "" if ready else missing
 
     def onTargetSegmentChanged(self, *args) -> None:
         if self._parameterNode is None:
@@ -228,6 +267,80 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.resultsLabel.text = self.logic.summary(evaluation)
             if p.dvhChart:
                 slicer.modules.plots.logic().ShowChartInLayout(p.dvhChart)
+
+
+    def _runWithProgress(self, label, errorText, work) -> None:
+        """Run ``work(progress)`` with a progress dialog and error display; a cancel is logged, not an error."""
+        dialog = slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"), labelText=label,
+                                                  maximum=100)
+        try:
+            with slicer.util.tryWithErrorDisplay(errorText, waitCursor=True):
+                work(self.logic.progressCallback(dialog))
+        except Cancelled:
+            logging.info("SeedBrachy: %s cancelled by the user", label)
+        finally:
+            dialog.close()
+
+    def onDetectSeedsButton(self) -> None:
+        p = self._parameterNode
+        if p.postImplantSeeds.GetNumberOfControlPoints() and not slicer.util.confirmYesNoDisplay(
+                _("'{name}' already holds {count} seeds (maybe corrected by hand). Replace them?").format(
+                    name=p.postImplantSeeds.GetName(), count=p.postImplantSeeds.GetNumberOfControlPoints())):
+            return
+
+        def work(progress):
+            result = self.logic.detectSeeds(p.postImplantCt, p.postImplantSeeds, planSeeds=p.seeds, overwrite=True,
+                                            progress=progress)
+            self.ui.postImplantResultsLabel.text = result.summary()
+
+        self._runWithProgress(_("Detecting seeds..."), _("Seed detection failed."), work)
+
+    def onRegisterButton(self) -> None:
+        p = self._parameterNode
+
+        def work(progress):
+            result = self.logic.registerPostImplant(p.ctVolume, p.postImplantCt, p.registrationTransform,
+                                                    postImplantSeeds=p.postImplantSeeds, progress=progress)
+            self.ui.postImplantResultsLabel.text = result.describe()
+
+        self._runWithProgress(_("Registering..."), _("Registration failed."), work)
+
+    def onCarryContoursButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Carrying the contour failed."), waitCursor=True):
+            segment = p.segmentation.GetSegmentation().GetSegment(p.targetSegmentID)
+            if segment is None:
+                raise InputError(_("the target segment no longer exists: choose it again"))
+            overwrite = bool(p.carriedSegmentation.GetSegmentation().GetSegmentIdBySegmentName(segment.GetName()))
+            if overwrite and not slicer.util.confirmYesNoDisplay(
+                    _("'{seg}' already has a segment '{name}'. Replace it?").format(
+                        seg=p.carriedSegmentation.GetName(), name=segment.GetName())):
+                return
+            if p.carriedSegmentation.GetDisplayNode() is None:
+                p.carriedSegmentation.CreateDefaultDisplayNodes()
+            self.logic.carryContours(p.segmentation, [p.targetSegmentID], p.registrationTransform, p.postImplantCt,
+                                     p.carriedSegmentation, overwrite=overwrite)
+
+    def onComputePostDoseButton(self) -> None:
+        p = self._parameterNode
+
+        def work(progress):
+            post = self.logic.computePostPlanDose(p.postImplantSeeds, p.registrationTransform, p.doseVolume,
+                                                  p.postDoseVolume, p.prescriptionGy, axisSource=p.postSeedAxis,
+                                                  planSeeds=p.seeds, progress=progress)
+            self.ui.postImplantResultsLabel.text = post.description
+
+        self._runWithProgress(_("Computing post-plan dose..."), _("Post-plan dose failed."), work)
+
+    def onCompareButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Comparison failed."), waitCursor=True):
+            comparison = self.logic.comparePlans(p.doseVolume, p.postDoseVolume, p.segmentation, p.targetSegmentID,
+                                                 p.prescriptionGy, p.comparisonTable, p.seeds, p.postImplantSeeds,
+                                                 ctVolume=p.ctVolume)
+            self.ui.postImplantResultsLabel.text = self.logic.comparisonSummary(comparison)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(p.comparisonTable.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
 
 
 #
@@ -282,6 +395,59 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
                              ct_node=ctVolume)
 
+    def detectSeeds(self, postImplantCt, postImplantSeeds, planSeeds=None, overwrite=False, progress=None):
+        """Seeds found in ``postImplantCt`` written into ``postImplantSeeds`` (post-implant CT frame).
+
+        Points already in the node are an InputError unless ``overwrite``; S_K and model come from
+        ``planSeeds``. Returns the DetectionResult; see SeedBrachyLib.mrml.postimplant.detect.
+        """
+        return postimplant.detect(postImplantCt, postImplantSeeds, plan_seeds_node=planSeeds, overwrite=overwrite,
+                                  progress=progress)
+
+    def registerPostImplant(self, ctVolume, postImplantCt, registrationTransform, postImplantSeeds=None,
+                            kind="rigid", progress=None):
+        """Rigid (or "affine") registration; ``registrationTransform`` gets post-implant -> pre-plan (mm RAS).
+
+        Returns the RegistrationResult; see SeedBrachyLib.mrml.postimplant.register.
+        """
+        return postimplant.register(ctVolume, postImplantCt, registrationTransform, kind=kind,
+                                    seeds_node=postImplantSeeds, progress=progress)
+
+    def carryContours(self, segmentation, segmentIDs, registrationTransform, postImplantCt, carriedSegmentation,
+                      overwrite=False):
+        """Segments resampled onto the post-implant CT through the registration; returns the new segment IDs."""
+        return postimplant.carry_contours(segmentation, segmentIDs, registrationTransform, postImplantCt,
+                                          carriedSegmentation, overwrite=overwrite)
+
+    def computePostPlanDose(self, postImplantSeeds, registrationTransform, doseVolume, postDoseVolume,
+                            prescriptionGy, axisSource="detection", planSeeds=None, progress=None):
+        """Post-plan dose (Gy) of the implanted seeds on the pre-plan dose grid into ``postDoseVolume``.
+
+        ``axisSource``: "detection", "needle" (the plan's needles) or "unknown" (1D point source); the
+        choice is written into the dose description. See SeedBrachyLib.mrml.postimplant.compute_post_plan_dose.
+        """
+        return postimplant.compute_post_plan_dose(postImplantSeeds, registrationTransform, doseVolume,
+                                                  postDoseVolume, prescriptionGy, axis_source=axisSource,
+                                                  plan_seeds_node=planSeeds, progress=progress)
+
+    def comparePlans(self, doseVolume, postDoseVolume, segmentation, targetSegmentID, prescriptionGy,
+                     comparisonTable, planSeeds, postImplantSeeds, ctVolume=None):
+        """Pre-plan vs post-plan table (differences, thresholds on the post-plan); returns the Comparison."""
+        return postimplant.compare(doseVolume, postDoseVolume, segmentation, targetSegmentID, prescriptionGy,
+                                   comparisonTable, planSeeds, postImplantSeeds, ct_node=ctVolume)
+
+    @staticmethod
+    def comparisonSummary(comparison):
+        """Target D90 and V100 pre -> post and the threshold checks, as text for the panel."""
+        lines = []
+        for row in comparison.rows:
+            if row.metric in ("D90", "V100") and row.unit in ("Gy", "%"):
+                lines.append(_("{s} {m}: {pre:.1f} -> {post:.1f} {u} ({d:+.1f})").format(
+                    s=row.structure, m=row.metric, pre=row.pre, post=row.post, u=row.unit, d=row.difference))
+        lines += [check.describe() for check in comparison.checks]
+        lines.append(RESEARCH_NOTICE)
+        return "\n".join(lines)
+
     @staticmethod
     def summary(evaluation):
         """Target D90 with the published thresholds, as text for the panel."""
@@ -311,6 +477,8 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SyntheticCaseD90()
+        self.setUp()
+        self.test_PostImplant()
 
     def test_SyntheticCaseD90(self):
         import numpy as np
@@ -347,4 +515,59 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.isclose(d90, expected, rtol=1e-6), f"D90 {d90} Gy vs library {expected} Gy")
         with self.assertRaises(InputError):
             logic.computeDose(ct, segmentation, "", seedsNode, doseNode, case.prescription_gy)
+        self.delayDisplay("Test passed")
+
+    def test_PostImplant(self):
+        """Simulated implant, patient moved: detect, register (TRE at the target <= 1 mm), dose, compare."""
+        import numpy as np
+
+        from SeedBrachyLib.demo import fixed_seed_arrangement
+        from SeedBrachyLib.itk_image import resample
+        from SeedBrachyLib.mrml import segmentations, transforms, volumes
+        from SeedBrachyLib.phantom import neck_phantom
+        from SeedBrachyLib.postimplant import synthetic_ct
+        from SeedBrachyLib.postimplant.demo import patient_motion
+        from SeedBrachyLib.postimplant.registration import map_points
+        from SeedBrachyLib.postimplant.simulation import simulate_implant
+
+        self.delayDisplay("Building the synthetic case and a simulated implant")
+        scene = slicer.mrmlScene
+        case = neck_phantom()
+        ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Neck CT")
+        volumes.update_volume_node(ct, case.ct, case.grid)
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Structures")
+        segmentation.CreateDefaultDisplayNodes()
+        gtv = segmentations.add_mask_segment(segmentation, case.masks["GTV"], case.grid, "GTV", (1.0, 0.0, 0.0))
+        planSeeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
+        seeds = fixed_seed_arrangement(case)
+        markups.write_seeds(planSeeds, seeds, "I125_OncoSeed6711")
+        dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
+        logic = SeedBrachyLogic()
+        logic.computeDose(ct, segmentation, gtv, planSeeds, dose, case.prescription_gy, spacingMm=2.0)
+
+        implant = simulate_implant(seeds, random_seed=2, needle_direction=case.needle_direction)
+        truth = patient_motion()  # post-implant frame -> pre-plan frame
+        scan = synthetic_ct.post_implant_ct(implant.seeds, spacing_mm=(0.9, 0.9, 2.0), random_seed=2)
+        moved = resample(scan.ct.astype(np.float32), scan.grid, scan.grid, truth, "linear", -1000.0)
+        postCt = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-implant CT")
+        volumes.update_volume_node(postCt, np.rint(moved).astype(np.int16), scan.grid)
+
+        self.delayDisplay("Detecting and registering")
+        postSeeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Implanted seeds")
+        logic.detectSeeds(postCt, postSeeds, planSeeds=planSeeds)
+        self.assertEqual(postSeeds.GetNumberOfControlPoints(), len(implant.seeds))
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Post-implant to pre-plan")
+        logic.registerPostImplant(ct, postCt, transform, postImplantSeeds=postSeeds)
+        points = case.grid.points()[case.masks["GTV"]]
+        mapped = map_points(transforms.read_matrix_to_world(transform), map_points(np.linalg.inv(truth), points))
+        self.assertLessEqual(float(np.linalg.norm(mapped - points, axis=1).max()), 1.0)
+
+        self.delayDisplay("Post-plan dose and comparison")
+        postDose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-plan dose")
+        logic.computePostPlanDose(postSeeds, transform, dose, postDose, case.prescription_gy, planSeeds=planSeeds)
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Pre vs post")
+        comparison = logic.comparePlans(dose, postDose, segmentation, gtv, case.prescription_gy, table, planSeeds,
+                                        postSeeds)
+        self.assertEqual(table.GetNumberOfRows(), len(comparison.rows))
+        self.assertEqual(comparison.row("Implant", "Seeds").difference, -len(implant.lost))
         self.delayDisplay("Test passed")

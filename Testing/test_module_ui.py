@@ -97,9 +97,10 @@ def test_every_widget_the_module_uses_exists_with_the_expected_class(tree, ui_wi
             assert member in CLASS_API[cls], f"self.ui.{name}.{member}: not an API of {cls}"
 
 
-def test_ui_has_the_five_collapsible_sections(ui_widgets):
+def test_ui_has_the_six_collapsible_sections(ui_widgets):
     sections = {props["text"] for cls, props in ui_widgets.values() if cls == "ctkCollapsibleButton"}
-    assert sections == {"Inputs", "Source and prescription", "Needles and seeds", "Dose", "Evaluation"}
+    assert sections == {"Inputs", "Source and prescription", "Needles and seeds", "Dose", "Evaluation",
+                        "Post-implant"}
 
 
 def test_parameter_bindings_match_the_typed_parameter_node(tree, ui_widgets):

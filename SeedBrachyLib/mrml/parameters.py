@@ -33,6 +33,13 @@ PARAMETERS = {
     "dvhTable": ("vtkMRMLTableNode", None),
     "dvhChart": ("vtkMRMLPlotChartNode", None),
     "checksTable": ("vtkMRMLTableNode", None),
+    "postImplantCt": ("vtkMRMLScalarVolumeNode", None),
+    "postImplantSeeds": ("vtkMRMLMarkupsFiducialNode", None),
+    "registrationTransform": ("vtkMRMLLinearTransformNode", None),
+    "carriedSegmentation": ("vtkMRMLSegmentationNode", None),
+    "postSeedAxis": (str, "detection"),
+    "postDoseVolume": ("vtkMRMLScalarVolumeNode", None),
+    "comparisonTable": ("vtkMRMLTableNode", None),
 }
 
 
