@@ -149,3 +149,32 @@ def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
     expected_ci = dvh.conformity_indices(dose, gtv, c.case.prescription_gy, body)["CI"]
     assert evaluation.value("GTV", "CI")[0] == pytest.approx(expected_ci, rel=1e-12)
     assert [s for s in evaluation.structures] == ["GTV", "Carotid", "Skin"]
+
+
+def test_checks_table_holds_the_published_goals_with_pass_fail(computed):
+    c, dose, grid = computed
+    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy,
+                               oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
+    indications = ("lymph-node-metastases", "esophageal-scc-cervical-nodal-recurrence", "general")
+    d90 = evaluation.value("GTV", "D90")[0]
+    skin_d2cc = evaluation.value("Skin", "D2cc")[0]
+    # a skin limit just below the measured D2cc fails, one just above passes
+    limits = [("Skin", "D2cc", skin_d2cc * 0.99), ("Carotid", "Dmax", evaluation.value("Carotid", "Dmax")[0] * 1.01)]
+    results = plan.check(evaluation, table, indications, limits)
+    t = table.GetTable()
+    assert t.GetNumberOfRows() == len(results) == 6
+    column = {name: t.GetColumnByName(name) for name in ("Check", "Structure", "Metric", "Measured", "Limit", "Unit",
+                                                         "Result", "Source")}
+    rows = {column["Check"].GetValue(r): r for r in range(t.GetNumberOfRows())}
+    r = rows["post-implant D90 > 102.7 Gy"]
+    assert column["Structure"].GetValue(r) == "GTV" and column["Unit"].GetValue(r) == "Gy"
+    assert column["Measured"].GetValue(r) == pytest.approx(d90) and column["Limit"].GetValue(r) == 102.7
+    assert column["Result"].GetValue(r) == ("PASS" if d90 > 102.7 else "FAIL")
+    assert "J Cancer 2026" in column["Source"].GetValue(r)
+    assert column["Result"].GetValue(rows["D90 >= 110 Gy"]) == ("PASS" if d90 >= 110.0 else "FAIL")
+    skin_row = next(i for name, i in rows.items() if name.startswith("Skin D2cc"))
+    assert column["Result"].GetValue(skin_row) == "FAIL"
+    carotid_row = next(i for name, i in rows.items() if name.startswith("Carotid Dmax"))
+    assert column["Result"].GetValue(carotid_row) == "PASS"
+    assert [res.passed for res in results] == [column["Result"].GetValue(i) == "PASS" for i in range(6)]

@@ -4,6 +4,7 @@ The one code path behind the Slicer module's Logic and headless scripts:
 
 * :func:`compute_dose` -- seeds node + CT + target segment -> dose volume node (Gy, SlicerRT-marked).
 * :func:`evaluate` -- dose node + segmentation -> DVH metrics table, DVH curves table and chart.
+* :func:`check` -- an evaluation against published goals (:mod:`SeedBrachyLib.checks`) -> checks table.
 
 Bad input raises :class:`~SeedBrachyLib.errors.InputError` with a message for the user:
 no segment chosen, empty target, no seeds, seeds outside the CT, unknown source model.
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks, dvh
 from .. import dose as dose_engine
-from .. import dvh
 from ..errors import InputError
 from ..progress import report
 from ..sources import get_model
@@ -128,3 +129,21 @@ def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, m
         tables.write_dvh_curves(curves_table_of(chart), chart, evaluation)
     report(progress, 1.0, "evaluation done")
     return evaluation
+
+
+def check(evaluation, checks_table=None, indications=("general",), user_limits=()):
+    """Check an evaluation against published goals and user limits; fill ``checks_table`` if given.
+
+    Args:
+        evaluation: :class:`~SeedBrachyLib.dvh.PlanEvaluation` (from :func:`evaluate`).
+        indications: goal sets of :mod:`SeedBrachyLib.checks` (``checks.available_indications()``).
+        user_limits: user OAR/skin limits, :func:`SeedBrachyLib.checks.user_limit` goals or
+            (structure, metric, limit in Gy) tuples.
+
+    Returns:
+        list of :class:`~SeedBrachyLib.checks.CheckResult`.
+    """
+    results = checks.run_checks(evaluation, indications, user_limits=user_limits)
+    if checks_table is not None:
+        tables.write_checks(checks_table, results)
+    return results

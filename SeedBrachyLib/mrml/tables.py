@@ -6,7 +6,9 @@
 * DVH curves (:func:`write_dvh_curves`): a table with a common dose column "Dose [Gy]" and one
   cumulative volume column "<structure> [%]" per structure, and a plot chart with one line
   series per structure (x: dose in Gy, y: volume in %).
-* Checks table (:func:`write_checks`): one row per check.
+* Checks table (:func:`write_checks`): one row per check: "Check", "Structure", "Metric",
+  "Measured", "Limit" (both in the row's "Unit"), "Comparator", "Result" (PASS/FAIL; FAIL also
+  when the metric is undefined), "Source" (citation).
 
 The numbers come from :mod:`SeedBrachyLib.dvh` (and the checks module); nothing is recomputed here.
 """
@@ -17,7 +19,7 @@ import numpy as np
 import vtk
 
 from ..errors import InputError
-from . import ROLE_ATTRIBUTE, ROLE_DVH_CURVES, ROLE_DVH_METRICS
+from . import ROLE_ATTRIBUTE, ROLE_CHECKS, ROLE_DVH_CURVES, ROLE_DVH_METRICS
 from ._common import require_node, require_scene
 
 DOSE_COLUMN = "Dose [Gy]"
@@ -125,3 +127,17 @@ def write_dvh_curves(table_node, chart_node, evaluation, n_points=CURVE_POINTS):
     chart_node.SetYAxisTitle("Volume (%)")
     chart_node.SetAttribute(ROLE_ATTRIBUTE, ROLE_DVH_CURVES)
     return table_node, chart_node
+
+
+def write_checks(table_node, results):
+    """Fill ``table_node`` with :class:`~SeedBrachyLib.checks.CheckResult` rows (one per goal)."""
+    require_node(table_node, "output checks table", "vtkMRMLTableNode")
+    if not results:
+        raise InputError("no check results to tabulate")
+    columns = [("Check", [r.goal for r in results], ""), ("Structure", [r.structure for r in results], ""),
+               ("Metric", [r.metric for r in results], ""), ("Measured", [r.measured for r in results], ""),
+               ("Limit", [r.limit for r in results], ""), ("Unit", [r.unit for r in results], ""),
+               ("Comparator", [r.comparator for r in results], ""),
+               ("Result", ["PASS" if r.passed else "FAIL" for r in results], ""),
+               ("Source", [r.source for r in results], "")]
+    return _fill_table(table_node, columns, ROLE_CHECKS, "Plan checks against published goals (research use only)")
