@@ -480,12 +480,11 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_PostImplant()
 
-    def test_SyntheticCaseD90(self):
-        import numpy as np
-
-        from SeedBrachyLib import dvh, structures
+    def syntheticCaseNodes(self):
+        """The synthetic neck case in the scene: (case, CT node, segmentation, GTV segment ID, seeds,
+        seeds node, empty dose node)."""
         from SeedBrachyLib.demo import fixed_seed_arrangement
-        from SeedBrachyLib.mrml import segmentations, tables, volumes
+        from SeedBrachyLib.mrml import segmentations, volumes
         from SeedBrachyLib.phantom import neck_phantom
 
         self.delayDisplay("Building the synthetic neck case")
@@ -500,7 +499,16 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         seeds = fixed_seed_arrangement(case)
         markups.write_seeds(seedsNode, seeds, "I125_OncoSeed6711")
         doseNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
+        return case, ct, segmentation, gtv, seeds, seedsNode, doseNode
+
+    def test_SyntheticCaseD90(self):
+        import numpy as np
+
+        from SeedBrachyLib import dvh, structures
+        from SeedBrachyLib.mrml import tables, volumes
+
+        case, ct, segmentation, gtv, _, seedsNode, doseNode = self.syntheticCaseNodes()
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
 
         logic = SeedBrachyLogic()
         self.delayDisplay("Computing dose")
@@ -521,27 +529,15 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         """Simulated implant, patient moved: detect, register (TRE at the target <= 1 mm), dose, compare."""
         import numpy as np
 
-        from SeedBrachyLib.demo import fixed_seed_arrangement
         from SeedBrachyLib.itk_image import resample
-        from SeedBrachyLib.mrml import segmentations, transforms, volumes
-        from SeedBrachyLib.phantom import neck_phantom
+        from SeedBrachyLib.mrml import transforms, volumes
         from SeedBrachyLib.postimplant import synthetic_ct
         from SeedBrachyLib.postimplant.demo import patient_motion
         from SeedBrachyLib.postimplant.registration import map_points
         from SeedBrachyLib.postimplant.simulation import simulate_implant
 
-        self.delayDisplay("Building the synthetic case and a simulated implant")
         scene = slicer.mrmlScene
-        case = neck_phantom()
-        ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Neck CT")
-        volumes.update_volume_node(ct, case.ct, case.grid)
-        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Structures")
-        segmentation.CreateDefaultDisplayNodes()
-        gtv = segmentations.add_mask_segment(segmentation, case.masks["GTV"], case.grid, "GTV", (1.0, 0.0, 0.0))
-        planSeeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
-        seeds = fixed_seed_arrangement(case)
-        markups.write_seeds(planSeeds, seeds, "I125_OncoSeed6711")
-        dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
+        case, ct, segmentation, gtv, seeds, planSeeds, dose = self.syntheticCaseNodes()
         logic = SeedBrachyLogic()
         logic.computeDose(ct, segmentation, gtv, planSeeds, dose, case.prescription_gy, spacingMm=2.0)
 
