@@ -30,15 +30,11 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from SeedBrachyLib import RESEARCH_NOTICE
+from SeedBrachyLib.checks import available_indications, format_checks
 from SeedBrachyLib.errors import Cancelled, InputError
 from SeedBrachyLib.mrml import markups, plan, postimplant
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 
-#: Published post-implant D90 thresholds (Gy) shown with the evaluation.
-D90_THRESHOLDS_GY = (
-    (102.7, ">", "lymph-node metastases: ORR 81.5% vs 31.3% (Huang et al., J Cancer 2026)"),
-    (110.0, ">=", "in-field cervical nodal recurrence of esophageal SCC: better local control and survival"),
-)
 #: Axis (RAS unit vector) given to seeds placed by hand, which carry no stored axis.
 HAND_PLACED_SEED_AXIS = (0.0, 0.0, 1.0)
 
@@ -264,7 +260,8 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Evaluation failed."), waitCursor=True):
             evaluation = self.logic.evaluate(p.doseVolume, p.segmentation, p.targetSegmentID, p.prescriptionGy,
                                              p.dvhTable, p.dvhChart, ctVolume=p.ctVolume)
-            self.ui.resultsLabel.text = self.logic.summary(evaluation)
+            results = self.logic.check(evaluation, p.checksTable)
+            self.ui.resultsLabel.text = self.logic.summary(evaluation, results)
             if p.dvhChart:
                 slicer.modules.plots.logic().ShowChartInLayout(p.dvhChart)
 
@@ -395,6 +392,13 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
                              ct_node=ctVolume)
 
+    def check(self, evaluation, checksTable=None, indications=None, userLimits=()):
+        """Check results of an evaluation against the published goals (default: every indication's goals).
+
+        Fills ``checksTable`` if given; see SeedBrachyLib.mrml.plan.check and SeedBrachyLib.checks.
+        """
+        return plan.check(evaluation, checksTable, indications or available_indications(), userLimits)
+
     def detectSeeds(self, postImplantCt, postImplantSeeds, planSeeds=None, overwrite=False, progress=None):
         """Seeds found in ``postImplantCt`` written into ``postImplantSeeds`` (post-implant CT frame).
 
@@ -449,16 +453,13 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         return "\n".join(lines)
 
     @staticmethod
-    def summary(evaluation):
-        """Target D90 with the published thresholds, as text for the panel."""
+    def summary(evaluation, checkResults=()):
+        """Target D90 and V100 with the check results (PASS/FAIL, value, goal, source), as text for the panel."""
         target = next(s for s in evaluation.structures.values() if s.role == "target")
-        d90 = target.values["D90"]
         lines = [_("{name}: D90 = {d90:.1f} Gy, V100 = {v100:.1f} % (prescription {rx:g} Gy)").format(
-            name=target.name, d90=d90, v100=target.values["V100"], rx=evaluation.prescription_gy)]
-        for threshold, op, meaning in D90_THRESHOLDS_GY:
-            met = d90 > threshold if op == ">" else d90 >= threshold
-            lines.append(_("D90 {op} {threshold:g} Gy: {verdict} ({meaning})").format(
-                op=op, threshold=threshold, verdict=_("met") if met else _("not met"), meaning=meaning))
+            name=target.name, d90=target.values["D90"], v100=target.values["V100"], rx=evaluation.prescription_gy)]
+        if checkResults:
+            lines.append(format_checks(checkResults).rstrip())
         lines.append(RESEARCH_NOTICE)
         return "\n".join(lines)
 
