@@ -30,6 +30,11 @@ def test_demo_bundle_reopens_with_everything(neck_case, tmp_path):
     assert unit == "Gy" and d90 == pytest.approx(evaluation.value("GTV", "D90")[0], rel=1e-5)
     chart = settings["dvhChart"]
     assert chart.GetNumberOfPlotSeriesNodes() == len(evaluation.structures)
+    checks = settings["checksTable"].GetTable()
+    assert checks.GetNumberOfRows() == 3  # lymph-node D90 > 102.7 Gy; general D90 >= Rx, V100 >= 90 %
+    result = {checks.GetColumnByName("Check").GetValue(r): checks.GetColumnByName("Result").GetValue(r)
+              for r in range(3)}
+    assert result["post-implant D90 > 102.7 Gy"] == ("PASS" if d90 > 102.7 else "FAIL")
 
 
 def test_needles_run_from_the_skin_through_their_seeds(neck_case):

@@ -1,4 +1,4 @@
-"""The built-in synthetic case as a Slicer scene bundle (.mrb): CT, structures, seeds, needles, dose, DVH.
+"""The built-in synthetic case as a Slicer scene bundle (.mrb): CT, structures, seeds, needles, dose, DVH, checks.
 
 Used by ``seedbrachy demo`` (``make demo``); open the bundle in Slicer (File > Add Data or drag
 and drop). Everything is computed through the same bridge functions as the Slicer module.
@@ -12,6 +12,7 @@ from ..seeds import Needle
 from . import markups, parameters, plan, segmentations, volumes
 from .scene import headless_application, save_bundle
 
+DEMO_INDICATIONS = ("lymph-node-metastases", "general")
 SEGMENT_COLORS = {"GTV": (1.0, 0.0, 0.0), "Carotid": (0.8, 0.1, 0.6), "SpinalCord": (1.0, 0.9, 0.2),
                   "Trachea": (0.3, 0.7, 1.0), "Bone": (0.95, 0.95, 0.85), "Body": (0.9, 0.7, 0.6)}
 
@@ -84,8 +85,10 @@ def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress
     oars = [ids[name] for name in ids if name not in ("GTV", "Body")]
     evaluation = plan.evaluate(dose, segmentation, ids["GTV"], case.prescription_gy, table, chart,
                                oar_segment_ids=oars, ct_node=ct)
+    checks_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
+    plan.check(evaluation, checks_table, DEMO_INDICATIONS)
     parameters.write_settings(parameters.parameter_node(scene), ctVolume=ct, segmentation=segmentation,
                               targetSegmentID=ids["GTV"], sourceModel=model_key, seeds=seeds_node,
                               prescriptionGy=case.prescription_gy, doseSpacingMm=dose_spacing_mm, doseVolume=dose,
-                              dvhTable=table, dvhChart=chart)
+                              dvhTable=table, dvhChart=chart, checksTable=checks_table)
     return save_bundle(scene, path), evaluation
