@@ -4,12 +4,15 @@ Public API
 ----------
 * :class:`Structure` -- a named fractional mask on a :class:`~SeedBrachyLib.grid.Grid`
   (``weights`` float32 ``[k, j, i]`` in [0, 1], the fraction of each voxel inside) with a
-  ``role`` ("target" or "oar"); ``volume_cc``.
-* :func:`resample_mask` -- a boolean mask or labelmap on ANY grid -> fractional occupancy on
-  another grid (supersampling: n^3 sub-points per target voxel, nearest-neighbour lookup).
-* :func:`structure_on_grid` -- the same, wrapped as a :class:`Structure`.
-* :func:`expand_margin` -- CTV = GTV + margin (mm; isotropic or per RAS axis), distance based,
-  exact for anisotropic voxels, optionally clipped to the body.
+  ``role`` ("target" or "oar"); ``volume_cc``, ``truncation_note()``.
+* :func:`resample_mask` -- a boolean mask on ANY grid -> fractional occupancy on another grid
+  (supersampling: n^3 sub-points per target voxel, nearest-neighbour lookup;
+  :func:`default_supersampling` from the spacing ratio).
+* :func:`structure_on_grid` -- a mask or labelmap (``label=``) as a :class:`Structure`, which also
+  records its inside sub-points for the DVH (:func:`dvh_subdivision`, :func:`subpoint_offsets`).
+* :func:`expand_margin` -- CTV = GTV + margin (mm; isotropic or per R/A/S axis), distance based,
+  exact for anisotropic voxels, optionally clipped to the body. Binary on the input grid: the
+  margin is realised to about half a voxel along each axis, so build it on the CT grid.
 * :func:`body_from_ct` -- body from a CT threshold (HU), largest connected component, holes filled.
 * :func:`skin_rind` -- the outer rind of the body, of a given thickness (mm, default 5).
 
