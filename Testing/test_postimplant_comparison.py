@@ -163,3 +163,13 @@ def test_thresholds_are_checked_on_the_post_plan_values(plan):
     assert d90.pre > 102.7 > d90.post  # the pre-plan would pass, the post-plan fails
     assert not huang.passed
     assert "FAIL  GTV D90" in comparison.format()
+
+
+def test_checks_take_a_target_per_indication(plan):
+    comparison, _ = _compare(plan, plan["seeds"][::2],
+                             indications=(("lymph-node-metastases", "GTV"), ("general", "GTV")))
+    assert [c.goal for c in comparison.checks] == ["post-implant D90 > 102.7 Gy", "D90 >= prescription",
+                                                   "V100 >= 90% of the CTV"]
+    assert all(c.structure == "GTV" for c in comparison.checks)
+    with pytest.raises(InputError, match="indication"):
+        _compare(plan, plan["seeds"], indications=("prostate",))
