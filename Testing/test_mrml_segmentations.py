@@ -122,3 +122,24 @@ def test_body_and_skin_from_ct_node_equal_the_library(case_nodes):
                           structures.structure_on_grid("Skin", expected_skin, ct_grid, dose_grid).weights)
     # the phantom's body is its "Body" mask: the CT threshold finds it
     assert np.array_equal(expected_body, case.masks["Body"])
+
+
+def test_closed_surface_segment_is_rasterised_by_slicer_on_its_reference_geometry(mrml_app, segmentation):
+    import vtk
+
+    reference = mrml_app.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "reference")
+    ref_grid = Grid.around(CENTER, [30.0, 30.0, 30.0], [0.5, 0.5, 1.0])
+    volumes.update_volume_node(reference, np.zeros(ref_grid.shape, np.int16), ref_grid)
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+    segmentation.GetSegmentation().SetSourceRepresentationName("Closed surface")
+    sphere = vtk.vtkSphereSource()
+    sphere.SetCenter(*CENTER)
+    sphere.SetRadius(RADIUS)
+    sphere.SetThetaResolution(96)
+    sphere.SetPhiResolution(96)
+    sphere.Update()
+    sid = segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "RT contour", (0, 1, 0))
+    mask, grid = segmentations.segment_mask(segmentation, sid)
+    assert np.allclose(grid.spacing, ref_grid.spacing)
+    structure = segmentations.structure_from_segment(segmentation, sid, Grid.around(CENTER, [24.0] * 3, 1.0))
+    assert structure.volume_cc == pytest.approx(4.0 / 3.0 * np.pi * RADIUS ** 3 / 1000.0, rel=0.03)
