@@ -93,17 +93,17 @@ class DVH:
         sel = np.flatnonzero(w.ravel() > 0)
         if sel.size == 0:
             raise InputError(f"structure '{name}' is empty: no voxel with a weight > 0 on the dose grid")
-        d = dose.ravel()[sel].astype(np.float64)
+        d = dose.ravel()[sel]
         if not np.all(np.isfinite(d)):
             raise InputError(f"DVH of '{name}': dose contains non-finite values inside the structure")
         w_sel = w.ravel()[sel].astype(np.float64) * float(voxel_volume_cc)  # cc per sample
         self.name = name
         if np.all(w_sel == w_sel[0]):  # equal volumes (sub-points, whole voxels): sorting the doses suffices
-            self.doses = np.sort(d)[::-1]  # Gy, hottest first
+            self.doses = np.sort(d)[::-1].astype(np.float64)  # Gy, hottest first (sorted in the input precision)
             self.volumes = w_sel
         else:
             order = np.argsort(-d)
-            self.doses = d[order]
+            self.doses = d[order].astype(np.float64)
             self.volumes = w_sel[order]
         self.cumulative = np.cumsum(self.volumes)  # cc of the i+1 hottest voxels
         self.volume_cc = float(self.cumulative[-1])
@@ -130,7 +130,8 @@ class DVH:
         voxel = np.concatenate([np.repeat(full, n ** 3), flat[point]])
         sub = np.concatenate([np.tile(np.arange(n ** 3), full.size), sub])
         ijk = np.stack(np.unravel_index(voxel, dose.shape)[::-1], axis=1) + offsets[sub]
-        sub_dose = ndimage.map_coordinates(np.asarray(dose, np.float64), ijk[:, ::-1].T, order=1, mode="nearest")
+        sub_dose = ndimage.map_coordinates(dose, ijk[:, ::-1].T, output=dose.dtype if dose.dtype == np.float32
+                                           else np.float64, order=1, mode="nearest")
         return cls(sub_dose, np.full(sub_dose.size, 1.0 / n ** 3), structure.grid.voxel_volume_cc, structure.name)
 
     # ------------------------------------------------------------ summaries
