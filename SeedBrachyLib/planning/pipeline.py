@@ -118,13 +118,13 @@ def dose_matrices(case, candidates, strength_u, model, progress=None):
 
 def optimise_plan(case, candidates, strength_u, model, goals=None, random_seed=0, matrices=None, progress=None,
                   **options):
-    """Optimised plan (:func:`~.optimize.optimise`), started also from every loading pattern at 5 and 10 mm.
+    """Optimised plan (:func:`~.optimize.optimise`), started also from every loading pattern (10 mm seed spacing).
 
     Default goals: D90 >= Rx, V100 >= 95 %, V150 <= 60 %. ``options`` go to :func:`~.optimize.optimise`.
     """
     goals = goals or Goals(case.prescription_gy)
     matrices = matrices or dose_matrices(case, candidates, strength_u, model, progress)
-    starts = [load_pattern(candidates, p, strength_u, s).chosen for p in PATTERNS for s in (5.0, 10.0)]
+    starts = [load_pattern(candidates, p, strength_u, 10.0).chosen for p in PATTERNS]
     return optimise(candidates, goals, matrices, random_seed=random_seed, starts=starts, progress=progress,
                     **options)
 
