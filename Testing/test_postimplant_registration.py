@@ -198,14 +198,14 @@ def test_rigid_registration_tre_below_1mm(case, rotvec_deg, shift_mm, oblique):
     assert tre.max() <= 1.0
 
 
-def test_affine_and_mean_squares_options_also_register(case):
+def test_affine_mean_squares_and_moments_options_also_register(case):
     truth = _rigid([6.0, 4.0, -5.0], [-15.0, 10.0, 8.0])
     post_ct, post_grid, seeds = _post_ct(truth, 5)
-    for kind, metric in (("affine", "mattes"), ("rigid", "meansquares")):
+    for kind, metric, initializer in (("affine", "mattes", "geometry"), ("rigid", "meansquares", "moments")):
         result = register_post_to_pre(case.ct, case.grid, post_ct, post_grid, kind=kind, metric=metric,
-                                      post_seed_points=seeds)
+                                      post_seed_points=seeds, initializer=initializer)
         tre = _tre(case, truth, result)
-        print(f"{kind}/{metric}: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm")
+        print(f"{kind}/{metric}/{initializer} initialisation: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm")
         assert tre.max() <= 1.0
 
 

@@ -34,7 +34,7 @@ from ..structures import expand_margin
 
 KINDS = ("rigid", "affine")
 METRICS = ("mattes", "meansquares")
-INITIALIZERS = ("geometry", "moments", "none")
+INITIALIZERS = ("geometry", "moments")
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
             masked too (useful when thick slices smear the seeds below the threshold).
         pre_roi: optional boolean mask on the pre-plan grid restricting the metric (e.g. the body, or
             the target region enlarged by a few cm).
-        initializer: "geometry" (image centres), "moments" (centres of the body, HU > -400) or "none".
+        initializer: starting translation and rotation centre: "geometry" (image centres) or
+            "moments" (centres of mass of the body, HU > -400: for scans with different fields of view).
         shrink_factors, smoothing_mm: multi-resolution schedule (voxel shrink factors; Gaussian
             sigma in mm per level).
         sampling_fraction: fraction of voxels sampled by the metric (random, seeded by ``random_seed``
@@ -158,41 +159,44 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     fixed_keep = _metric_mask(pre_ct, pre_grid, pre_roi, metal_threshold_hu, metal_margin_mm, None)
     moving_keep = _metric_mask(post_ct, post_grid, None, metal_threshold_hu, metal_margin_mm, post_seed_points)
 
-    rigid = sitk.Euler3DTransform()
     if initializer == "geometry":
-        rigid = sitk.CenteredTransformInitializer(fixed, moving, rigid,
-                                                  sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    elif initializer == "moments":
-        body = [sitk.Cast(image > -400.0, sitk.sitkFloat32) for image in (fixed, moving)]
-        rigid = sitk.CenteredTransformInitializer(body[0], body[1], rigid,
-                                                  sitk.CenteredTransformInitializerFilter.MOMENTS)
-    rigid = sitk.Euler3DTransform(rigid)
-
-    stages = [("rigid", rigid)] + ([("affine", None)] if kind == "affine" else [])
-    masked = int((~moving_keep).sum())
-    method = None
-    for n_stage, (stage, transform) in enumerate(stages):
-        if stage == "affine":
-            transform = sitk.AffineTransform(3)
-            transform.SetCenter(rigid.GetCenter())
-            transform.SetMatrix(rigid.GetMatrix())
-            transform.SetTranslation(rigid.GetTranslation())
-        method = _method(metric, fixed_keep, moving_keep, pre_grid, post_grid, shrink_factors, smoothing_mm,
-                         sampling_fraction, iterations, random_seed)
-        method.SetInitialTransform(transform, inPlace=True)
-        state = _watch(method, progress, n_stage, len(stages), len(shrink_factors))
-        method.Execute(fixed, moving)
-        if state["cancelled"]:
-            raise Cancelled(f"registration cancelled during the {stage} stage")
-        if stage == "rigid":
-            rigid = transform
-        final = transform
+        images = (fixed, moving)
+        mode = sitk.CenteredTransformInitializerFilter.GEOMETRY
+    else:
+        images = [sitk.Cast(image > -400.0, sitk.sitkFloat32) for image in (fixed, moving)]
+        mode = sitk.CenteredTransformInitializerFilter.MOMENTS
+    transform = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(*images, sitk.Euler3DTransform(), mode))
+    n_stages = 2 if kind == "affine" else 1
+    method = _optimise(fixed, moving, transform, "rigid", 0, n_stages, metric, fixed_keep, moving_keep, pre_grid,
+                       post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations, random_seed, progress)
+    if kind == "affine":
+        rigid, transform = transform, sitk.AffineTransform(3)
+        transform.SetCenter(rigid.GetCenter())
+        transform.SetMatrix(rigid.GetMatrix())
+        transform.SetTranslation(rigid.GetTranslation())
+        method = _optimise(fixed, moving, transform, "affine", 1, n_stages, metric, fixed_keep, moving_keep,
+                           pre_grid, post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations,
+                           random_seed, progress)
     report(progress, 1.0, "registration done")
-    pre_to_post = matrix_lps_to_ras(transform_to_matrix_lps(final))
+    pre_to_post = matrix_lps_to_ras(transform_to_matrix_lps(transform))
     return RegistrationResult(post_to_pre=np.linalg.inv(pre_to_post), kind=kind, metric=metric,
                               metric_value=float(method.GetMetricValue()),
-                              iterations=int(method.GetOptimizerIteration()), masked_voxels=masked,
+                              iterations=int(method.GetOptimizerIteration()),
+                              masked_voxels=int((~moving_keep).sum()),
                               stop_condition=method.GetOptimizerStopConditionDescription())
+
+
+def _optimise(fixed, moving, transform, stage, n_stage, n_stages, metric, fixed_keep, moving_keep, pre_grid,
+              post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations, random_seed, progress):
+    """Optimise ``transform`` in place (one stage); return the finished registration method."""
+    method = _method(metric, fixed_keep, moving_keep, pre_grid, post_grid, shrink_factors, smoothing_mm,
+                     sampling_fraction, iterations, random_seed)
+    method.SetInitialTransform(transform, inPlace=True)
+    state = _watch(method, progress, n_stage, n_stages, len(shrink_factors))
+    method.Execute(fixed, moving)
+    if state["cancelled"]:
+        raise Cancelled(f"registration cancelled during the {stage} stage")
+    return method
 
 
 def _method(metric, fixed_keep, moving_keep, pre_grid, post_grid, shrink_factors, smoothing_mm,
