@@ -126,6 +126,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedSeeds = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -198,6 +199,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.targetSegmentSelector.setCurrentSegmentID(p.targetSegmentID)
         self.ui.targetSegmentSelector.blockSignals(wasBlocked)
         seeds = p.seeds
+        self._observeSeeds(seeds)
         count = seeds.GetNumberOfControlPoints() if seeds else 0
         self.ui.seedsSummaryLabel.text = _("{count} seeds").format(count=count) if seeds else ""
         canDose = bool(p.ctVolume and p.segmentation and p.targetSegmentID and count and p.doseVolume)
@@ -209,6 +211,17 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.evaluateButton.toolTip = (_("DVH metrics, curves and checks") if canEvaluate else
                                           _("Select a target segment, a dose volume and an output table"))
         self.updatePostImplantButtons()
+
+    def _observeSeeds(self, seeds) -> None:
+        """Refresh the panel when seeds are added or removed (points placed by hand)."""
+        if seeds is self._observedSeeds:
+            return
+        events = (slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointRemovedEvent)
+        for event in events if self._observedSeeds is not None else ():
+            self.removeObserver(self._observedSeeds, event, self.updateGUIFromParameterNode)
+        self._observedSeeds = seeds
+        for event in events if seeds is not None else ():
+            self.addObserver(seeds, event, self.updateGUIFromParameterNode)
 
     def updatePostImplantButtons(self) -> None:
         """Enable each post-implant step when its inputs and output are selected."""
