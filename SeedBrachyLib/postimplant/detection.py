@@ -23,6 +23,7 @@ Method (CT values HU, lengths mm, positions RAS):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ _MIN_MASS_FRACTION = 0.25  # components lighter than this fraction of one seed a
 _LENGTH_TOLERANCE_MM = 2.5  # allowed excess of a part's length over a seed's
 _PLATE_RATIO = 0.5  # second / first principal length above which a part is plate-like
 _FAINT_MASS_TOLERANCE = 0.4  # a faint object (below the threshold) is a seed within +-40% of one seed mass
+_REFINE_DEPTH = 2  # times a non-seed-like component is looked at again at a higher level
 _PSF_SIGMA_MM = 0.4  # typical in-plane point-spread of a CT scanner (mm), removed from the moments
 _THRESHOLD_FRACTION = 0.6  # of the typical seed peak above soft tissue
 _SATURATED_FRACTION = 0.5  # the same when >= 1/4 of the bright peaks are clipped at the top of the range
@@ -243,7 +245,8 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     report(progress, 0.2, "seed detection: components")
 
     blur = _blur_covariance(grid, thickness)
-    comps, taken = _objects(values, values >= threshold, threshold, background, grid, 0)
+    ids = itertools.count(1)
+    comps, taken = _objects(values, values >= threshold, threshold, background, grid, ids)
     if not comps:
         return DetectionResult([], np.zeros(0), threshold, seed_peak, float("nan"), expected_count=expected_count)
     report(progress, 0.5, "seed detection: sizes")
@@ -256,16 +259,18 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     unit = float(np.median(masses[masses >= _MIN_MASS_FRACTION * np.median(masses)]))
 
     parts, rejected, small = [], [], []
-    _classify(comps, unit, blur, parts, rejected, small, lambda f: report(progress, 0.5 + 0.3 * f, "splitting"))
+    scene = _Scene(values, grid, background, unit, blur, ids)
+    comps += _classify(scene, comps, parts, rejected, small,
+                       lambda f: report(progress, 0.5 + 0.3 * f, "seed detection: splitting"))
     # second look, below the threshold: a seed lying between two thick slices peaks far lower than the
     # typical seed; a faint object away from the others is a seed only if it has one seed's mass and shape
     if threshold > min_peak_hu:
         faint_core = (values >= min_peak_hu) & ~ndimage.binary_dilation(taken, _CONNECTIVITY, iterations=2)
-        faint, _ = _objects(values, faint_core, float(min_peak_hu), background, grid, len(comps))
+        faint, _ = _objects(values, faint_core, float(min_peak_hu), background, grid, ids)
         faint = [c for c in faint if 1.0 - _FAINT_MASS_TOLERANCE <= c["mass"] / unit <= 1.0 + _FAINT_MASS_TOLERANCE
                  and _is_thin_rod(_Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur))]
-        _classify(faint, unit, blur, parts, rejected, small, lambda f: report(progress, 0.8 + 0.1 * f, "faint"))
-        comps += faint
+        comps += faint + _classify(scene, faint, parts, rejected, small,
+                                   lambda f: report(progress, 0.8 + 0.1 * f, "seed detection: faint seeds"))
 
     parts = [(p, _confidence(p, r, seed_peak, threshold)) for p, r, _count in parts]
     if expected_count is not None:
@@ -277,11 +282,24 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
                            expected_count)
 
 
-def _objects(values, core, level_hu, background, grid, first_id):
+@dataclass
+class _Scene:
+    """What classifying a component needs: the image, its geometry and the single-seed scale."""
+
+    values: np.ndarray
+    grid: Grid
+    background: float
+    unit: float  # single-seed mass (HU mm^3)
+    blur: np.ndarray  # imaging covariance (mm^2)
+    ids: itertools.count
+
+
+def _objects(values, core, level_hu, background, grid, ids, offset=(0, 0, 0)):
     """Objects: ``core`` voxels grown by one voxel into the half-``level_hu`` level (above soft tissue).
 
     Growing keeps a faint seed in one piece and counts its partial-volume tails in its mass, while bone
-    further than one voxel from the metal stays out. Returns (list of component dicts, object mask).
+    further than one voxel from the metal stays out. ``values`` may be a sub-block starting at voxel
+    ``offset`` (k, j, i) of ``grid``. Returns (list of component dicts, object mask).
     """
     low = values >= background + 0.5 * (level_hu - background)
     labels, n = ndimage.label((ndimage.binary_dilation(core, _CONNECTIVITY) & low) | core, _CONNECTIVITY)
@@ -289,16 +307,21 @@ def _objects(values, core, level_hu, background, grid, first_id):
     comps = []
     for c, box in enumerate(ndimage.find_objects(labels), start=1):
         local = labels[box] == c
-        kji = np.argwhere(local) + np.array([s.start for s in box])
+        kji = np.argwhere(local) + np.array([s.start for s in box]) + np.asarray(offset)
         w = np.maximum(values[box][local] - background, 1e-3)
-        comps.append({"id": first_id + c, "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
+        comps.append({"id": next(ids), "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
                       "peak": float(values[box][local].max()), "volume": local.sum() * voxel_mm3,
-                      "mass": float(w.sum()) * voxel_mm3})
+                      "mass": float(w.sum()) * voxel_mm3, "kji": kji, "level": float(level_hu)})
     return comps, labels > 0
 
 
-def _classify(comps, unit, blur, parts, rejected, small, progress):
-    """Count the seeds in each component by mass, split, and reject by size and shape (appends to the lists)."""
+def _classify(scene, comps, parts, rejected, small, progress, depth=0):
+    """Count the seeds in each component by mass, split, and reject by size and shape (appends to the lists).
+
+    A component rejected as too large, too long or plate-like is looked at again at a higher level (half-way
+    to its peak), which separates a seed from bone or metal it touches. Returns the components so made.
+    """
+    unit, blur, made = scene.unit, scene.blur, []
     for k, c in enumerate(comps):
         progress(k / len(comps))
         ratio = c["mass"] / unit
@@ -312,20 +335,41 @@ def _classify(comps, unit, blur, parts, rejected, small, progress):
             reject(f"too small: {ratio:.2f} seed masses (< {_MIN_MASS_FRACTION:g}): noise, streak or bone edge")
             continue
         count = max(1, int(round(ratio)))
+        reason = None
         if count > _MAX_SEEDS_PER_COMPONENT:
-            reject(f"too large: {ratio:.1f} seed masses, {c['volume']:.0f} mm3 (> {_MAX_SEEDS_PER_COMPONENT} "
-                   "seeds): bone or other metal")
-            continue
-        split = _split(c, count, blur)
-        bad = [p for p in split if p.lengths[0] > SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM]
-        plate = [p for p in split if p.lengths[1] > max(_PLATE_RATIO * p.lengths[0], 2.0)]
-        if bad:
-            reject(f"too long: {bad[0].lengths[0]:.1f} mm for {count} seed(s) of {SEED_LENGTH_MM:g} mm: "
-                   "needle, wire or bone")
-        elif plate:
-            reject(f"plate-like: {plate[0].lengths[0]:.1f} x {plate[0].lengths[1]:.1f} mm: bone")
+            reason = (f"too large: {ratio:.1f} seed masses, {c['volume']:.0f} mm3 (> {_MAX_SEEDS_PER_COMPONENT} "
+                      "seeds): bone or other metal")
         else:
+            split = _split(c, count, blur)
+            bad = [p for p in split if p.lengths[0] > SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM]
+            plate = [p for p in split if p.lengths[1] > max(_PLATE_RATIO * p.lengths[0], 2.0)]
+            if bad:
+                reason = (f"too long: {bad[0].lengths[0]:.1f} mm for {count} seed(s) of {SEED_LENGTH_MM:g} mm: "
+                          "needle, wire or bone")
+            elif plate:
+                reason = f"plate-like: {plate[0].lengths[0]:.1f} x {plate[0].lengths[1]:.1f} mm: bone"
+        if reason is None:
             parts += [(p, ratio / count, count) for p in split]
+            continue
+        reject(reason)
+        # metal above the component's own level: a seed touching bone has little (the bone is dimmer), a
+        # needle or wire a lot; only the former is looked at again at a higher level
+        above = c["weights"][scene.values[tuple(c["kji"].T)] >= c["level"]]
+        metal = float(above.sum()) * float(np.prod(scene.grid.spacing)) / unit
+        if depth < _REFINE_DEPTH and metal <= _MAX_SEEDS_PER_COMPONENT:
+            inner = _raise_level(scene, c)
+            made += inner + _classify(scene, inner, parts, rejected, small, lambda f: None, depth + 1)
+    return made
+
+
+def _raise_level(scene, comp):
+    """The objects inside ``comp`` at the level half-way between its own level and its peak (HU)."""
+    kji = comp["kji"]
+    lo, hi = kji.min(axis=0), kji.max(axis=0) + 1
+    block = np.full(tuple(hi - lo), -1024.0, dtype=np.float32)
+    block[tuple((kji - lo).T)] = scene.values[tuple(kji.T)]
+    level = comp["level"] + 0.5 * (comp["peak"] - comp["level"])
+    return _objects(block, block >= level, level, scene.background, scene.grid, scene.ids, offset=lo)[0]
 
 
 def _is_thin_rod(part):
