@@ -15,6 +15,7 @@ from SeedBrachyLib.dose import compute_dose  # noqa: E402
 from SeedBrachyLib.errors import InputError  # noqa: E402
 from SeedBrachyLib.itk_image import resample  # noqa: E402
 from SeedBrachyLib.mrml import markups, plan, postimplant, segmentations, transforms, volumes  # noqa: E402
+from SeedBrachyLib.mrml.demo_scene import needles_through_seeds  # noqa: E402
 from SeedBrachyLib.postimplant import synthetic_ct  # noqa: E402
 from SeedBrachyLib.postimplant.demo import patient_motion  # noqa: E402
 from SeedBrachyLib.postimplant.detection import match_seeds  # noqa: E402
@@ -126,6 +127,18 @@ def test_compare_identical_seeds_gives_zero_differences_and_point_source_option(
     grid = volumes.grid_from_volume_node(c.dose)
     np.testing.assert_allclose(volumes.array_from_volume_node(point)[0],
                                compute_dose(grid, c.seeds, MODEL, formalism="point", allow_outside=True), rtol=1e-6)
+    # a seed added by hand (no stored axis): refused with axes "from detection", fine along the needles
+    corrected = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Corrected seeds")
+    markups.write_seeds(corrected, c.seeds[:-1])
+    corrected.AddControlPoint(*c.seeds[-1].position, "added by hand")
+    with pytest.raises(InputError, match="1D point source"):
+        postimplant.compute_post_plan_dose(corrected, None, c.dose, point, c.rx, plan_seeds_node=c.seeds_node)
+    markups.write_needles(c.seeds_node, needles_through_seeds(c.seeds, c.case.masks["Body"], c.case.grid))
+    by_needle = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Needle-axis dose")
+    postimplant.compute_post_plan_dose(corrected, None, c.dose, by_needle, c.rx, axis_source="needle",
+                                       plan_seeds_node=c.seeds_node)
+    np.testing.assert_allclose(volumes.array_from_volume_node(by_needle)[0], volumes.array_from_volume_node(c.dose)[0],
+                               rtol=1e-5)  # plan seeds lie along the needles: the same dose
     other_grid = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Other grid dose")
     coarse = grid.with_spacing(30.0)
     volumes.set_dose_volume(other_grid, np.ones(coarse.shape), coarse, c.rx)

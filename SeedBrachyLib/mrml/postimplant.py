@@ -121,7 +121,8 @@ def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_
     """Post-plan dose (Gy) of the detected seeds, on the pre-plan dose grid, into ``post_dose_node``.
 
     Args:
-        seeds_node: implanted seeds in the post-implant CT frame (detected and corrected by hand).
+        seeds_node: implanted seeds in the post-implant CT frame (detected and corrected by hand; points
+            added by hand have no axis: use ``axis_source`` "needle" or "unknown" then).
         transform_node: the registration (matrix to world = post-implant -> pre-plan), or None when
             the seeds are already in the pre-plan frame.
         pre_dose_node: the pre-plan dose volume: its grid is used, so both doses share every voxel.
@@ -136,7 +137,14 @@ def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_
     if not volumes.is_dose_volume(pre_dose_node):
         raise InputError(f"volume '{pre_dose_node.GetName() if pre_dose_node else None}' is not a dose volume: "
                          "compute the pre-plan dose first")
-    seeds = markups.read_seeds(seeds_node, default_strength_u=_plan_strength(plan_seeds_node))
+    # points placed by hand have no axis: with "needle" it is replaced, with "unknown" unused
+    placeholder_axis = None if axis_source == "detection" else (0.0, 0.0, 1.0)
+    try:
+        seeds = markups.read_seeds(seeds_node, _plan_strength(plan_seeds_node), placeholder_axis)
+    except InputError as exc:
+        if axis_source != "detection":
+            raise
+        raise InputError(f"{exc}; or take the seed axes from the needles, or as unknown (1D point source)") from exc
     if transform_node is not None:
         seeds = registration.map_seeds(seeds, transforms.read_matrix_to_world(transform_node))
     key = model_key or markups.source_model_key(seeds_node) or (
