@@ -13,6 +13,9 @@ from .dose import compute_dose
 from .dvh import evaluate_plan, format_evaluation
 from .grid import Grid
 from .phantom import neck_phantom
+from .planning import nomogram, pipeline
+from .planning.optimize import Goals, OarLimit
+from .planning.order import seed_order
 from .postimplant import demo as postimplant_demo
 from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
@@ -20,6 +23,9 @@ from .structures import body_from_ct, expand_margin, skin_rind, structure_on_gri
 
 CTV_MARGIN_MM = 5.0
 DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
+DEMO_ACTIVITY_MCI = 0.5
+#: Demo planning aims (user limits for the synthetic case, not clinical guidance): (structure, metric, Gy).
+DEMO_LIMITS = (("Skin", "D2cc", 100.0), ("Carotid", "D2cc", 45.0))
 
 
 def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_spacing_mm=10.0,
@@ -56,13 +62,13 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     """Run the synthetic case and print the results (units with every number); return a dict."""
     case = neck_phantom()
     model = get_model(model_key)
-    seeds = fixed_seed_arrangement(case)
-    grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
-    dose = compute_dose(grid, seeds, model, progress=progress)
     rx = case.prescription_gy
     print_fn(RESEARCH_NOTICE)
     print_fn(f"Case: {case.description}")
-    print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), parallel needles 10 mm apart")
+    seeds = plan_case(case, model_key, print_fn, progress)
+    grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
+    dose = compute_dose(grid, seeds, model, progress=progress)
+    print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), optimised on parallel needles")
     print_fn(f"Dose grid: {grid.describe()}, max {dose.max():.1f} Gy")
     structures, body = case_structures(case, grid)
     evaluation = evaluate_plan(dose, structures, rx, body=body, dose_description=(
@@ -84,6 +90,33 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     if out_dir is not None:
         result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
     return result
+
+
+def plan_case(case, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI):
+    """Pre-plan the case and print it: nomogram estimate, optimised needle/seed plan, seed order; return the seeds.
+
+    Needles through a 10 mm template along the case's needle direction, 3 mm clear of bone (CT
+    threshold) and the carotid; candidates every 5 mm; the optimiser meets D90 >= Rx, V100 >= 95 %,
+    V150 <= 60 % and :data:`DEMO_LIMITS` with seeds of ``activity_mci`` (mCi).
+    """
+    rx = case.prescription_gy
+    planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, CTV_MARGIN_MM,
+                                oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
+    print_fn("")
+    print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, activity_mci).lines()))
+    _, needles, candidates = pipeline.generate_needles(planning, case.needle_direction)
+    goals = Goals(rx, oar_limits=tuple(OarLimit(*limit) for limit in DEMO_LIMITS))
+    plan = pipeline.optimise_plan(planning, candidates, float(mci_to_u(activity_mci)), model_key, goals,
+                                  progress=progress)
+    aims = ", ".join(f"{n} {m} <= {v:g} Gy" for n, m, v in DEMO_LIMITS)
+    print_fn(f"Planning: CTV = GTV + {CTV_MARGIN_MM:g} mm minus bone and carotid; {len(needles.needles)} template "
+             f"needles kept ({len(needles.rejected)} rejected, safety margin 3 mm), {len(candidates)} candidate "
+             f"positions every 5 mm; optimiser goals D90 >= {rx:g} Gy, V100 >= 95 %, V150 <= 60 %, {aims} "
+             f"(demo aims); {plan.seconds:.1f} s")
+    print_fn("\n".join(plan.summary_lines()))
+    print_fn("\n".join(seed_order(plan.n_seeds, activity_mci=activity_mci, model_name=model_key).lines()))
+    print_fn("")
+    return plan.seeds()
 
 
 def case_structures(case, grid, margin_mm=CTV_MARGIN_MM, oars=DEMO_OARS):

@@ -169,9 +169,9 @@ class DoseMatrices:
         self.matrices = {}
         done = 0
         for name, pts in sets.items():
-            m = np.empty((len(pts), self.n), dtype=np.float32)
+            m = np.empty((self.n, len(pts)), dtype=np.float32)  # one contiguous row per candidate
             for j in range(self.n):
-                m[:, j] = strength_u * dose_per_u_at_points(pts, pos[j], axes[j], model, formalism)
+                m[j] = strength_u * dose_per_u_at_points(pts, pos[j], axes[j], model, formalism)
                 done += len(pts)
                 if j % 16 == 0:
                     report(progress, done / max(total, 1), f"seed dose on {name}")
@@ -193,7 +193,7 @@ class _State:
         self.p = problem
         self.x = np.zeros(problem.n, dtype=bool)
         self.x[list(chosen)] = True
-        self.dose = {k: m[:, self.x].sum(axis=1, dtype=np.float64) for k, m in problem.mats.items()}
+        self.dose = {k: m[self.x].sum(axis=0, dtype=np.float32) for k, m in problem.mats.items()}
         self.per_needle = np.bincount(problem.needle_of[self.x], minlength=problem.n_needles)
         self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
 
@@ -208,11 +208,11 @@ class _State:
 
     @staticmethod
     def _shift(v, m, add, remove):
-        out = v.copy()
-        for j in add:
-            out += m[:, j]
+        out = v + m[add[0]] if len(add) else v.copy()
+        for j in add[1:]:
+            out += m[j]
         for j in remove:
-            out -= m[:, j]
+            out -= m[j]
         return out
 
     def copy(self):
@@ -279,21 +279,21 @@ class _Problem:
         if free.size == 0:
             return None
         d = state.dose["CTV"]
-        a = self.mats["CTV"][:, free]
+        a = self.mats["CTV"][free]
         rx, m = self.rx, len(d)
         under = d < rx
-        gain = (np.minimum(d[under, None] + a[under], rx) - d[under, None]).sum(axis=0) / (m * rx)
+        gain = (np.minimum(d[under] + a[:, under], rx) - d[under]).sum(axis=1) / (m * rx)
         cold = d < 1.5 * rx
-        hot = (d[cold, None] + a[cold] >= 1.5 * rx).sum(axis=0) / m
+        hot = (d[cold] + a[:, cold] >= 1.5 * rx).sum(axis=1) / m
         if self.goals.v200_max_pct is not None:
             cold2 = d < 2.0 * rx
-            hot = hot + (d[cold2, None] + a[cold2] >= 2.0 * rx).sum(axis=0) / m
+            hot = hot + (d[cold2] + a[:, cold2] >= 2.0 * rx).sum(axis=1) / m
         score = gain - 0.25 * hot
         for lim in self.k_oar:
-            v, b = state.dose[lim.name], self.mats[lim.name][:, free]
+            v, b = state.dose[lim.name], self.mats[lim.name][free]
             if len(v):
-                over = (np.maximum(v[:, None] + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)[:, None])
-                score -= over.sum(axis=0) / (self.k_oar[lim] * lim.limit_gy)
+                over = np.maximum(v + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)
+                score -= over.sum(axis=1) / (self.k_oar[lim] * lim.limit_gy)
         opens = state.per_needle[self.needle_of[free]] == 0
         score -= opens * 0.2 * np.maximum(gain.max(), 1e-12)
         return int(free[int(np.argmax(score))])

@@ -17,7 +17,7 @@ import numpy as np
 from SeedBrachyLib.phantom import neck_phantom
 from SeedBrachyLib.planning import pipeline
 from SeedBrachyLib.planning.loading import PATTERNS, load_pattern
-from SeedBrachyLib.planning.optimize import Goals, OarLimit, Weights, _Problem, _State, optimise
+from SeedBrachyLib.planning.optimize import Goals, OarLimit, Weights, _Problem, _State
 from SeedBrachyLib.sources import mci_to_u
 
 MODEL = "I125_OncoSeed6711"
@@ -79,10 +79,10 @@ def main():
         plan = pipeline.optimise_plan(case, cands, strength, MODEL, goals)
         row("optimiser", plan, case, goals, time.perf_counter() - t)
 
-    diameter, centre, skin, carotid = CASES["2.5 cm node beside carotid"]
+    diameter, centre, skin, carotid = CASES["4 cm node near skin"]
     case, cands, goals = build(diameter, centre, skin, carotid)
-    strength = float(mci_to_u(0.4))
-    print("\n~40-seed plan (2.5 cm node beside the carotid, 0.4 mCi seeds):")
+    strength = float(mci_to_u(0.8))
+    print("\n~40-seed plan (4 cm node near the skin, 0.8 mCi seeds):")
     t = time.perf_counter()
     matrices = pipeline.dose_matrices(case, cands, strength, MODEL)
     t_matrices = time.perf_counter() - t
