@@ -32,7 +32,7 @@ from slicer.util import VTKObservationMixin
 from SeedBrachyLib import RESEARCH_NOTICE
 from SeedBrachyLib.checks import available_indications, format_checks
 from SeedBrachyLib.errors import Cancelled, InputError
-from SeedBrachyLib.mrml import markups, plan, postimplant
+from SeedBrachyLib.mrml import markups, plan, planning, postimplant
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 
 #: Axis (RAS unit vector) given to seeds placed by hand, which carry no stored axis.
@@ -144,6 +144,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The segment selector is not a parameter-node widget: keep segmentation and segment ID in sync by hand.
         self.ui.targetSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetSegmentChanged)
         self.ui.targetSegmentSelector.connect("currentSegmentChanged(QString)", self.onTargetSegmentChanged)
+        self.ui.planSeedsButton.connect("clicked(bool)", self.onPlanSeedsButton)
         self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDoseButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
         self.ui.detectSeedsButton.connect("clicked(bool)", self.onDetectSeedsButton)
@@ -202,6 +203,11 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observeSeeds(seeds)
         count = seeds.GetNumberOfControlPoints() if seeds else 0
         self.ui.seedsSummaryLabel.text = _("{count} seeds").format(count=count) if seeds else ""
+        canPlan = bool(p.ctVolume and p.segmentation and p.targetSegmentID and seeds)
+        self.ui.planSeedsButton.enabled = canPlan
+        self.ui.planSeedsButton.toolTip = (_("Template needles (10 mm holes, 3 mm clear of bone) and seeds by the "
+                                             "chosen method, into the seeds point list") if canPlan else
+                                           _("Select a CT, a target segment and a seeds point list"))
         canDose = bool(p.ctVolume and p.segmentation and p.targetSegmentID and count and p.doseVolume)
         self.ui.computeDoseButton.enabled = canDose
         self.ui.computeDoseButton.toolTip = (_("Compute the TG-43U1 dose of the seeds") if canDose else
@@ -250,6 +256,26 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._parameterNode.segmentation = self.ui.targetSegmentSelector.currentNode()
         self._parameterNode.targetSegmentID = self.ui.targetSegmentSelector.currentSegmentID() or ""
+
+    def onPlanSeedsButton(self) -> None:
+        """Plan needles and seeds into the seeds node; seeds edited by hand are replaced only if the user agrees."""
+        p = self._parameterNode
+        overwrite = False
+        if self.logic.seedsEditedByHand(p.seeds):
+            overwrite = slicer.util.confirmYesNoDisplay(
+                _("'{name}' holds seeds edited by hand (or not made by the planner). Replace them?\n"
+                  "No: write the new plan into a new point list.").format(name=p.seeds.GetName()))
+            if not overwrite:
+                p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("Planned seeds"))
+        method = ("optimise", "uniform", "peripheral", "modified_peripheral")[self.ui.planMethodComboBox.currentIndex]
+
+        def work(progress):
+            result = self.logic.planSeeds(p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.prescriptionGy,
+                                          method=method, activityMci=p.seedActivityMci, uPerMci=p.uPerMci,
+                                          modelKey=p.sourceModel, overwrite=overwrite, progress=progress)
+            self.ui.resultsLabel.text = "\n".join(result.summary_lines(p.uPerMci))
+
+        self._runWithProgress(_("Planning needles and seeds..."), _("Planning failed."), work)
 
     def onComputeDoseButton(self) -> None:
         p = self._parameterNode
@@ -395,6 +421,28 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
                                  model_key=modelKey, spacing_mm=spacingMm, margin_mm=marginMm,
                                  formalism=formalism, default_strength_u=handPlacedStrengthU,
                                  default_axis=HAND_PLACED_SEED_AXIS, progress=progress)
+
+    @staticmethod
+    def seedsEditedByHand(seeds):
+        """True if ``seeds`` holds points that differ from the last plan generated into it (see planSeeds)."""
+        return planning.edited_by_hand(seeds)
+
+    def planSeeds(self, ctVolume, segmentation, targetSegmentID, seeds, prescriptionGy, method="optimise",
+                  activityMci=0.5, uPerMci=DEFAULT_U_PER_MCI, modelKey="I125_OncoSeed6711", ctvMarginMm=0.0,
+                  needleDirection=(-1.0, 0.0, 0.0), nogoSegmentIDs=(), oarLimits=(), randomSeed=0, overwrite=False,
+                  progress=None):
+        """Template needles and seeds for the target into ``seeds`` (point list) and needle line nodes.
+
+        The target segment is the CTV (``ctvMarginMm`` grows it); needles run along ``needleDirection``
+        (RAS), 3 mm clear of bone (CT) and of ``nogoSegmentIDs``; ``method`` is "optimise" or a loading
+        pattern. Seeds edited by hand are an InputError unless ``overwrite``. Returns the Plan; see
+        SeedBrachyLib.mrml.planning.plan_seeds.
+        """
+        return planning.plan_seeds(ctVolume, segmentation, targetSegmentID, seeds, prescriptionGy, method=method,
+                                   activity_mci=activityMci, u_per_mci=uPerMci, model_key=modelKey,
+                                   needle_direction=needleDirection, ctv_margin_mm=ctvMarginMm,
+                                   nogo_segment_ids=nogoSegmentIDs, oar_limits=oarLimits, random_seed=randomSeed,
+                                   overwrite=overwrite, progress=progress)
 
     def evaluate(self, doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable=None, dvhChart=None,
                  ctVolume=None):

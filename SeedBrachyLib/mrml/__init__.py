@@ -14,6 +14,8 @@ Submodules, one concern each:
   dose grid; masks -> segments; CT -> body and skin.
 * :mod:`.markups` -- seeds <-> one fiducial node per plan (axis and S_K kept per control point);
   needles <-> line nodes (entry -> tip).
+* :mod:`.planning` -- template needles and seeds (optimised or a loading pattern) into markups; the
+  generated plan is kept on the node so seeds edited by hand are never replaced without asking.
 * :mod:`.tables` -- DVH metrics, DVH curves (table + plot chart) and plan checks -> table nodes.
 * :mod:`.parameters` -- plan settings kept in the scene (the module's parameter node).
 * :mod:`.scene` -- headless application set-up for slicer-core; saving and loading .mrb bundles.
