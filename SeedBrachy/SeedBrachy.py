@@ -541,6 +541,8 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         self.test_SyntheticCaseD90()
         self.setUp()
         self.test_PostImplant()
+        self.setUp()
+        self.test_Planning()
 
     def syntheticCaseNodes(self):
         """The synthetic neck case in the scene: (case, CT node, segmentation, GTV segment ID, seeds,
@@ -585,6 +587,24 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.isclose(d90, expected, rtol=1e-6), f"D90 {d90} Gy vs library {expected} Gy")
         with self.assertRaises(InputError):
             logic.computeDose(ct, segmentation, "", seedsNode, doseNode, case.prescription_gy)
+        self.delayDisplay("Test passed")
+
+    def test_Planning(self):
+        """Optimised plan into the seeds node; a seed moved by hand is protected from re-planning."""
+        case, ct, segmentation, gtv, _, _, doseNode = self.syntheticCaseNodes()
+        logic = SeedBrachyLogic()
+        seedsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Planned seeds")
+        self.delayDisplay("Planning needles and seeds")
+        result = logic.planSeeds(ct, segmentation, gtv, seedsNode, case.prescription_gy, ctvMarginMm=5.0)
+        self.assertEqual(seedsNode.GetNumberOfControlPoints(), result.n_seeds)
+        self.assertEqual(result.terms["violation"], 0)
+        self.assertFalse(logic.seedsEditedByHand(seedsNode))
+        p = seedsNode.GetNthControlPointPositionVector(0)
+        seedsNode.SetNthControlPointPosition(0, vtk.vtkVector3d(p[0], p[1], p[2] + 3.0))
+        self.assertTrue(logic.seedsEditedByHand(seedsNode))
+        with self.assertRaises(InputError):
+            logic.planSeeds(ct, segmentation, gtv, seedsNode, case.prescription_gy, method="uniform")
+        logic.computeDose(ct, segmentation, gtv, seedsNode, doseNode, case.prescription_gy, spacingMm=2.0)
         self.delayDisplay("Test passed")
 
     def test_PostImplant(self):
