@@ -43,6 +43,7 @@ _MIN_MASS_FRACTION = 0.25  # components lighter than this fraction of one seed a
 _LENGTH_TOLERANCE_MM = 2.5  # allowed excess of a part's length over a seed's
 _PLATE_RATIO = 0.5  # second / first principal length above which a part is plate-like
 _FAINT_MASS_TOLERANCE = 0.4  # a faint object (below the threshold) is a seed within +-40% of one seed mass
+_MIN_PART_DISTANCE_MM = 3.0  # 2/3 of a seed: closer split parts are one seed cut in two (side-by-side pairs stay one)
 _REFINE_DEPTH = 2  # times a non-seed-like component is looked at again at a higher level
 _PSF_SIGMA_MM = 0.4  # typical in-plane point-spread of a CT scanner (mm), removed from the moments
 _THRESHOLD_FRACTION = 0.6  # of the typical seed peak above soft tissue
@@ -341,6 +342,13 @@ def _classify(scene, comps, parts, rejected, small, progress, depth=0):
                       "seeds): bone or other metal")
         else:
             split = _split(c, count, blur)
+            # every seed in a component reaches its level; a part that does not is bone or tails counted
+            # as a seed's worth of mass: one seed fewer
+            # as are two parts closer than _MIN_PART_DISTANCE_MM (k-means cutting one seed across its length)
+            while count > 1 and (any(p.peak < c["level"] for p in split) or _closest_pair_mm(split)
+                                 < _MIN_PART_DISTANCE_MM):
+                count -= 1
+                split = _split(c, count, blur)
             bad = [p for p in split if p.lengths[0] > SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM]
             plate = [p for p in split if p.lengths[1] > max(_PLATE_RATIO * p.lengths[0], 2.0)]
             if bad:
@@ -372,6 +380,15 @@ def _raise_level(scene, comp):
     return _objects(block, block >= level, level, scene.background, scene.grid, scene.ids, offset=lo)[0]
 
 
+def _closest_pair_mm(parts):
+    """Smallest distance (mm) between the centroids of ``parts`` (inf for fewer than two)."""
+    c = np.array([p.centroid for p in parts])
+    if len(c) < 2:
+        return math.inf
+    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
+    return float(d[np.triu_indices(len(c), 1)].min())
+
+
 def _is_thin_rod(part):
     """A seed-like rod: at least 2.5 mm long and at most 1 mm wide after deblurring (a seed: 4.5 x 0.8 mm)."""
     return part.lengths[0] >= 2.5 and part.lengths[1] <= 1.0
@@ -382,7 +399,9 @@ def _split(comp, count, blur):
     if count == 1:
         return [_Part(comp["points"], comp["weights"], comp["peak"], comp["id"]).measure(blur)]
     labels = _kmeans_split(comp["points"], comp["weights"], count)
-    return [_Part(comp["points"][labels == g], comp["weights"][labels == g], comp["peak"], comp["id"]).measure(blur)
+    top = comp["weights"].max()
+    return [_Part(comp["points"][labels == g], comp["weights"][labels == g],
+                  comp["peak"] - (top - comp["weights"][labels == g].max()), comp["id"]).measure(blur)
             for g in range(count) if np.count_nonzero(labels == g) >= 2]
 
 
