@@ -129,10 +129,11 @@ class Plan:
     def seeds(self):
         """The plan's seeds, labelled "<needle>-<k>" with k = 1 at the tip."""
         c = self.candidates
+        chosen = set(self.chosen.tolist())
         out = []
         for n in self.needle_indices:
             pn = c.needles[n]
-            on = [i for i in c.on_needle(n) if i in set(self.chosen.tolist())]
+            on = [i for i in c.on_needle(n) if i in chosen]
             out += [Seed(c.positions[i], pn.needle.direction, self.strength_u, f"{pn.label}-{k + 1}")
                     for k, i in enumerate(on)]
         return out
