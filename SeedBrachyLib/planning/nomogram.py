@@ -17,6 +17,10 @@ of model 6711 seeds, which is 145 Gy in TG-43 dosimetry (the reason the I-125 mo
 prescription became 145 Gy). For another prescription the activity is scaled linearly:
 A(Rx) = A * Rx / 145 Gy. The seed count is ceil(A(Rx) / activity per seed).
 
+Only the review's abstract could be consulted when this module was written: the coefficients
+above (5 mCi/cm, 1.525 and 2.2, 145 Gy) are as commonly quoted from it and should be checked
+against its full text before research use.
+
 The target dimensions here are its extents (mm) along its principal axes (eigenvectors of
 the voxel-position covariance), each voxel counted with its full size.
 """
