@@ -4,21 +4,31 @@ Method (CT values HU, lengths mm, positions RAS):
 
 1. Adaptive threshold. Bright objects are the connected components above ``min_peak_hu``; the
    typical seed peak ``P`` is the median peak of the brighter half of them (seeds are the brightest
-   objects; thin slices clip at the top of the range, thick or interpolated slices peak at only
-   ~1500-2000 HU). The threshold is half-way between soft tissue and ``P``.
-2. Connected components (26-connected) above the threshold. Each component's *mass*, the sum of
-   (HU - soft tissue) x voxel volume, is conserved by partial volume and slice blur; the median mass of
-   seed-sized components is the single-seed mass, and round(mass / single-seed mass) is the number of
-   seeds in a component. Touching seeds are split into that many parts by weighted k-means started
-   along the principal axis.
+   objects; thin slices clip at the top of the stored range, thick or interpolated slices peak at only
+   ~1500-2000 HU). The threshold is 60% of the way from soft tissue to ``P`` (50% when a quarter or
+   more of the peaks are clipped, since clipping hides how much the peaks vary).
+2. Objects: 26-connected voxels above the threshold, grown by one voxel into half the threshold so a
+   faint seed stays in one piece. An object's *mass*, the sum of (HU - soft tissue) x voxel volume, is
+   conserved by partial volume and slice blur; the median mass of seed-length objects is the
+   single-seed mass and round(mass / single-seed mass) the number of seeds in an object. Touching
+   seeds are split into that many parts by weighted k-means started along the principal axis; the
+   count is lowered while a part does not reach the threshold or two parts are < 3 mm apart.
 3. Each seed's position is the intensity-weighted centroid (sub-voxel), its axis the principal
-   component of the weighted second moments after subtracting the blur of the voxel and slice
-   profile (a thick slice smears every object along K).
+   component of the weighted second moments after subtracting the blur of voxel, slice profile,
+   sampling and scanner PSF (a thick slice smears every object along K).
 4. Rejection by size and shape: too little mass (noise, streak or bone edge), too much (bone, other
-   metal), too long for its seed count (needle or wire), plate-like (cortical bone).
-5. A confidence per seed (0-1) from how well its mass, peak and length match a single seed.
-6. With an expected count from the plan: keep the n most confident, or split components whose mass
+   metal), too long for its seed count (needle or wire), plate-like (cortical bone). An object so
+   rejected that holds no more than a few seeds' worth of metal above the threshold (a seed touching
+   bone, not a needle) is looked at again at a level half-way to its peak.
+5. A second look below the threshold, away from the objects found: a thin rod with one seed's mass
+   is a seed (a seed lying between two thick slices peaks far below the others).
+6. A confidence per seed (0-1) from how well its mass, peak and length match a single seed.
+7. With an expected count from the plan: keep the n most confident, or split objects whose mass
    allows another seed (then take back the best small candidates) until n are found.
+
+Limits: a seed lying exactly between two contiguous thick slices (e.g. 3 mm) can peak below bone and
+be missed; side-by-side touching seeds (< 3 mm apart) count as one; with contiguous 5 mm slices the
+position along K is known only to about the slice thickness.
 """
 
 from __future__ import annotations
