@@ -181,9 +181,13 @@ def test_match_seeds_gate_and_assignment():
 @pytest.mark.parametrize("ct_shape, kwargs", [((0, 4, 4), {}), ((4, 4), {}), ((5, 6, 7), {}),
                                               (None, {"expected_count": 0}), (None, {"expected_count": -3}),
                                               (None, {"strength_u": 0}), (None, {"slice_thickness_mm": 0}),
-                                              (None, {"plan_seeds": []})])
+                                              (None, {"plan_seeds": []}), ("nan", {})])
 def test_bad_input(ct_shape, kwargs):
     scan = post_implant_ct([], spacing_mm=(2.0, 2.0, 4.0))
-    ct = scan.ct if ct_shape is None else np.zeros(ct_shape, dtype=np.int16)
+    if ct_shape == "nan":
+        ct = scan.ct.astype(float)
+        ct[0, 0, 0] = np.nan
+    else:
+        ct = scan.ct if ct_shape is None else np.zeros(ct_shape, dtype=np.int16)
     with pytest.raises(InputError):
         detect_seeds(ct, scan.grid, **kwargs)

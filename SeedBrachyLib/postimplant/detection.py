@@ -146,6 +146,8 @@ def _validate(ct, grid, expected_count, strength_u, slice_thickness_mm):
         raise InputError(f"CT array shape {ct.shape} does not match the grid shape {grid.shape} (nk, nj, ni)")
     if not np.issubdtype(ct.dtype, np.number) or np.issubdtype(ct.dtype, np.complexfloating):
         raise InputError(f"CT array dtype {ct.dtype} invalid: need real CT numbers (HU)")
+    if np.issubdtype(ct.dtype, np.floating) and not np.all(np.isfinite(ct)):
+        raise InputError("CT array holds NaN or infinite values: need finite CT numbers (HU)")
     if expected_count is not None and (isinstance(expected_count, bool)
                                        or not isinstance(expected_count, (int, np.integer)) or expected_count < 1):
         raise InputError(f"expected_count {expected_count!r} invalid: need an integer >= 1 or None")
