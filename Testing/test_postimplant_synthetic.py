@@ -131,3 +131,5 @@ def test_post_implant_ct_bad_input():
         post_implant_ct([], slice_thickness_mm=0)
     with pytest.raises(InputError):
         post_implant_ct([], noise_hu=-1)
+    with pytest.raises(InputError):
+        post_implant_ct([], max_hu=40000)

@@ -405,6 +405,8 @@ def post_implant_ct(seeds, spacing_mm=(0.8, 0.8, 1.0), slice_thickness_mm=None, 
     if noise_hu < 0 or streak_hu < 0 or psf_sigma_mm < 0:
         raise InputError(f"noise_hu {noise_hu!r}, streak_hu {streak_hu!r} and psf_sigma_mm {psf_sigma_mm!r} "
                          "must be >= 0")
+    if not -1024 < max_hu <= 32767:
+        raise InputError(f"max_hu {max_hu!r} invalid: the stored range ends between -1024 and 32767 HU (int16)")
     if bone_fragments and not seeds:
         raise InputError(f"bone_fragments {bone_fragments} need seeds to be placed near")
     seeds = list(seeds)
