@@ -19,7 +19,7 @@ from .planning.order import seed_order
 from .postimplant import demo as postimplant_demo
 from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
-from .structures import body_from_ct, expand_margin, skin_rind, structure_on_grid
+from .structures import structure_on_grid
 
 CTV_MARGIN_MM = 5.0
 DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
@@ -65,19 +65,21 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     rx = case.prescription_gy
     print_fn(RESEARCH_NOTICE)
     print_fn(f"Case: {case.description}")
-    seeds = plan_case(case, model_key, print_fn, progress)
+    planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, CTV_MARGIN_MM,
+                                oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
+    seeds = plan_case(case, planning, model_key, print_fn, progress)
     grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
     dose = compute_dose(grid, seeds, model, progress=progress)
     print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), optimised on parallel needles")
     print_fn(f"Dose grid: {grid.describe()}, max {dose.max():.1f} Gy")
-    structures, body = case_structures(case, grid)
+    structures, body = case_structures(case, planning, grid)
     evaluation = evaluate_plan(dose, structures, rx, body=body, dose_description=(
         f"TG-43 line source, permanent implant, {grid.describe()}, partial-volume DVH"))
     checks = (run_checks(evaluation, "lymph-node-metastases", target="GTV")
               + run_checks(evaluation, "general", target="CTV"))
     print_fn("")
-    print_fn(f"Structures: CTV = GTV + {CTV_MARGIN_MM:g} mm (clipped to the body); body from the CT "
-             f"(> -300 HU); skin = outer 5 mm of the body; organs at risk from the case contours")
+    print_fn(f"Structures: CTV = GTV + {CTV_MARGIN_MM:g} mm (clipped to the body, minus bone and carotid); body "
+             f"from the CT (> -300 HU); skin = outer 5 mm of the body; organs at risk from the case contours")
     print_fn(format_evaluation(evaluation).rstrip())
     print_fn("")
     print_fn("Checks (lymph-node metastases on the GTV; general planning aim on the CTV):")
@@ -92,16 +94,16 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     return result
 
 
-def plan_case(case, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI):
+def plan_case(case, planning, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI):
     """Pre-plan the case and print it: nomogram estimate, optimised needle/seed plan, seed order; return the seeds.
+
+    ``planning`` is the :func:`~.planning.pipeline.prepare` result (CTV, body, skin, no-go structures).
 
     Needles through a 10 mm template along the case's needle direction, 3 mm clear of bone (CT
     threshold) and the carotid; candidates every 5 mm; the optimiser meets D90 >= Rx, V100 >= 95 %,
     V150 <= 60 % and :data:`DEMO_LIMITS` with seeds of ``activity_mci`` (mCi).
     """
     rx = case.prescription_gy
-    planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, CTV_MARGIN_MM,
-                                oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
     print_fn("")
     print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, activity_mci).lines()))
     _, needles, candidates = pipeline.generate_needles(planning, case.needle_direction)
@@ -119,24 +121,22 @@ def plan_case(case, model_key, print_fn=print, progress=None, activity_mci=DEMO_
     return plan.seeds()
 
 
-def case_structures(case, grid, margin_mm=CTV_MARGIN_MM, oars=DEMO_OARS):
+def case_structures(case, planning, grid, oars=DEMO_OARS):
     """GTV and CTV (targets), the organs at risk and skin that reach ``grid`` (dose grid), and the body.
 
-    CTV = GTV + ``margin_mm`` (mm) clipped to the body; body from the CT (HU threshold); skin = the
-    body's outer 5 mm; all built on the CT grid, then mapped onto ``grid`` with partial volumes.
-    Returns (list of Structure, body Structure).
+    CTV, body and skin come from ``planning`` (:func:`~.planning.pipeline.prepare`, on the CT grid);
+    all are mapped onto ``grid`` with partial volumes. Returns (list of Structure, body Structure).
     """
-    body = body_from_ct(case.ct, case.grid)
-    masks = {"GTV": case.masks["GTV"], "CTV": expand_margin(case.masks["GTV"], case.grid, margin_mm, clip_to=body)}
+    masks = {"GTV": case.masks["GTV"], "CTV": planning.ctv}
     masks.update({name: case.masks[name] for name in oars})
-    masks["Skin"] = skin_rind(body, case.grid)
+    masks["Skin"] = planning.skin
     points = case.grid.points()
     out = []
     for name, mask in masks.items():
         role = "target" if name in ("GTV", "CTV") else "oar"
         if role == "target" or grid.contains(points[mask]).any():
             out.append(structure_on_grid(name, mask, case.grid, grid, role))
-    return out, structure_on_grid("Body", body, case.grid, grid)
+    return out, structure_on_grid("Body", planning.body, case.grid, grid)
 
 
 def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
@@ -151,6 +151,7 @@ def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
 
     path, evaluation = write_case_scene(os.path.join(out_dir, "SeedBrachyDemo.mrb"), case, seeds, model_key)
     d90, unit = evaluation.value("GTV", "D90")
-    print_fn(f"Slicer scene (CT, structures, seeds, needles, dose, DVH table and plot; GTV D90 = {d90:.1f} {unit}): "
-             f"{path}")
+    print_fn(f"Slicer scene (CT, structures, seeds, needles, dose, DVH table and plot): {path}")
+    print_fn(f"  the scene's dose is recomputed as the module does it (grid = GTV and seeds + 10 mm, CT direction, "
+             f"1 mm): GTV D90 = {d90:.1f} {unit}")
     return path
