@@ -8,15 +8,16 @@ import sys
 from . import RESEARCH_NOTICE, __version__
 from .errors import InputError
 from .progress import TextProgressBar
+from .sources import DEFAULT_U_PER_MCI
 
 
 def _models(args):
-    from .sources import DEFAULT_U_PER_MCI, add_user_model, available_models, get_model, user_source_dir
+    from .sources import add_user_model, available_models, get_model, user_source_dir
     if args.add:
         model = add_user_model(args.add, overwrite=args.force)
         print(f"added {model.key} to {user_source_dir()}")
     print(f"Seed models (S_K in U; apparent activity converted at {DEFAULT_U_PER_MCI:.3f} U/mCi by "
-          "convention, settable with --u-per-mci where activities are given):")
+          "convention, settable with demo --u-per-mci):")
     for key in available_models():
         model = get_model(key)
         print(f"  {model.summary()}")
@@ -26,7 +27,8 @@ def _models(args):
 
 def _demo(args):
     from . import demo
-    demo.run(out_dir=args.out, progress=None if args.quiet else TextProgressBar())
+    demo.run(out_dir=args.out, progress=None if args.quiet else TextProgressBar(), model_key=args.model,
+             activity_mci=args.activity_mci, u_per_mci=args.u_per_mci)
     return 0
 
 
@@ -41,6 +43,10 @@ def main(argv=None):
     p = sub.add_parser("demo", help="run the built-in synthetic case")
     p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--model", default="I125_OncoSeed6711", help="seed model key (see 'seedbrachy models')")
+    p.add_argument("--activity-mci", type=float, default=0.5, help="apparent activity per seed, mCi (default 0.5)")
+    p.add_argument("--u-per-mci", type=float, default=DEFAULT_U_PER_MCI,
+                   help=f"S_K per apparent activity, U/mCi (default {DEFAULT_U_PER_MCI:.3f}, the I-125 convention)")
     p.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     try:

@@ -58,8 +58,12 @@ def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_
     return seeds
 
 
-def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=print):
-    """Run the synthetic case and print the results (units with every number); return a dict."""
+def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=print,
+        activity_mci=DEMO_ACTIVITY_MCI, u_per_mci=DEFAULT_U_PER_MCI):
+    """Run the synthetic case and print the results (units with every number); return a dict.
+
+    Seeds of ``activity_mci`` (mCi) converted to S_K with ``u_per_mci`` (U/mCi); ``model_key`` the seed model.
+    """
     case = neck_phantom()
     model = get_model(model_key)
     rx = case.prescription_gy
@@ -67,7 +71,7 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     print_fn(f"Case: {case.description}")
     planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, CTV_MARGIN_MM,
                                 oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
-    seeds = plan_case(case, planning, model_key, print_fn, progress)
+    seeds = plan_case(case, planning, model_key, print_fn, progress, activity_mci, u_per_mci)
     grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
     dose = compute_dose(grid, seeds, model, progress=progress)
     print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), optimised on parallel needles")
@@ -94,7 +98,8 @@ def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=pri
     return result
 
 
-def plan_case(case, planning, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI):
+def plan_case(case, planning, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI,
+              u_per_mci=DEFAULT_U_PER_MCI):
     """Pre-plan the case and print it: nomogram estimate, optimised needle/seed plan, seed order; return the seeds.
 
     ``planning`` is the :func:`~.planning.pipeline.prepare` result (CTV, body, skin, no-go structures).
@@ -105,18 +110,19 @@ def plan_case(case, planning, model_key, print_fn=print, progress=None, activity
     """
     rx = case.prescription_gy
     print_fn("")
-    print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, activity_mci).lines()))
+    print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, activity_mci, u_per_mci).lines()))
     _, needles, candidates = pipeline.generate_needles(planning, case.needle_direction)
     goals = Goals(rx, oar_limits=tuple(OarLimit(*limit) for limit in DEMO_LIMITS))
-    plan = pipeline.optimise_plan(planning, candidates, float(mci_to_u(activity_mci)), model_key, goals,
+    plan = pipeline.optimise_plan(planning, candidates, float(mci_to_u(activity_mci, u_per_mci)), model_key, goals,
                                   progress=progress)
     aims = ", ".join(f"{n} {m} <= {v:g} Gy" for n, m, v in DEMO_LIMITS)
     print_fn(f"Planning: CTV = GTV + {CTV_MARGIN_MM:g} mm minus bone and carotid; {len(needles.needles)} template "
              f"needles kept ({len(needles.rejected)} rejected, safety margin 3 mm), {len(candidates)} candidate "
              f"positions every 5 mm; optimiser goals D90 >= {rx:g} Gy, V100 >= 95 %, V150 <= 60 %, {aims} "
              f"(demo aims); {plan.seconds:.1f} s")
-    print_fn("\n".join(plan.summary_lines()))
-    print_fn("\n".join(seed_order(plan.n_seeds, activity_mci=activity_mci, model_name=model_key).lines()))
+    print_fn("\n".join(plan.summary_lines(u_per_mci)))
+    order = seed_order(plan.n_seeds, activity_mci=activity_mci, u_per_mci=u_per_mci, model_name=model_key)
+    print_fn("\n".join(order.lines()))
     print_fn("")
     return plan.seeds()
 
