@@ -254,8 +254,12 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTargetSegmentChanged(self, *args) -> None:
         if self._parameterNode is None:
             return
-        self._parameterNode.segmentation = self.ui.targetSegmentSelector.currentNode()
-        self._parameterNode.targetSegmentID = self.ui.targetSegmentSelector.currentSegmentID() or ""
+        # Read both first and write them as one change: the first write refreshes the selector.
+        segmentation = self.ui.targetSegmentSelector.currentNode()
+        segmentID = self.ui.targetSegmentSelector.currentSegmentID() or ""
+        with slicer.util.NodeModify(self._parameterNode):
+            self._parameterNode.segmentation = segmentation
+            self._parameterNode.targetSegmentID = segmentID
 
     def onPlanSeedsButton(self) -> None:
         """Plan needles and seeds into the seeds node; seeds edited by hand are replaced only if the user agrees."""
@@ -279,20 +283,16 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onComputeDoseButton(self) -> None:
         p = self._parameterNode
-        progress = slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"),
-                                                    labelText=_("Computing dose..."), maximum=100)
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Dose computation failed."), waitCursor=True):
-                self.logic.computeDose(
-                    p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.doseVolume, p.prescriptionGy,
-                    modelKey=p.sourceModel, spacingMm=p.doseSpacingMm, marginMm=p.doseMarginMm,
-                    formalism=p.formalism, handPlacedStrengthU=float(mci_to_u(p.seedActivityMci, p.uPerMci)),
-                    progress=self.logic.progressCallback(progress))
-                slicer.util.setSliceViewerLayers(background=p.ctVolume, foreground=p.doseVolume, foregroundOpacity=0.5)
-        except Cancelled:
-            logging.info("SeedBrachy: dose computation cancelled by the user")
-        finally:
-            progress.close()
+
+        def work(progress):
+            self.logic.computeDose(
+                p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.doseVolume, p.prescriptionGy,
+                modelKey=p.sourceModel, spacingMm=p.doseSpacingMm, marginMm=p.doseMarginMm,
+                formalism=p.formalism, handPlacedStrengthU=float(mci_to_u(p.seedActivityMci, p.uPerMci)),
+                progress=progress)
+            slicer.util.setSliceViewerLayers(background=p.ctVolume, foreground=p.doseVolume, foregroundOpacity=0.5)
+
+        self._runWithProgress(_("Computing dose..."), _("Dose computation failed."), work)
 
     def onEvaluateButton(self) -> None:
         p = self._parameterNode
@@ -304,16 +304,16 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if p.dvhChart:
                 slicer.modules.plots.logic().ShowChartInLayout(p.dvhChart)
 
-
     def _runWithProgress(self, label, errorText, work) -> None:
         """Run ``work(progress)`` with a progress dialog and error display; a cancel is logged, not an error."""
         dialog = slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"), labelText=label,
                                                   maximum=100)
         try:
             with slicer.util.tryWithErrorDisplay(errorText, waitCursor=True):
-                work(self.logic.progressCallback(dialog))
-        except Cancelled:
-            logging.info("SeedBrachy: %s cancelled by the user", label)
+                try:
+                    work(self.logic.progressCallback(dialog))
+                except Cancelled:  # caught inside: tryWithErrorDisplay would show it as an error
+                    logging.info("SeedBrachy: %s cancelled by the user", label)
         finally:
             dialog.close()
 

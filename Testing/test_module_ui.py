@@ -155,3 +155,96 @@ def test_module_follows_the_template_and_cites_its_sources(tree):
     logic = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SeedBrachyLogic")
     assert "self.ui" not in ast.unparse(logic), "the Logic must work without the widget"
     assert "slicer.mrmlScene" not in ast.unparse(logic)
+
+
+def test_every_mrml_widget_gets_the_scene_from_the_top_level_widget():
+    """As Slicer's template .ui: qMRMLWidget's mrmlSceneChanged(vtkMRMLScene*) -> each MRML widget's setMRMLScene."""
+    root = ET.parse(UI).getroot()
+    top = root.find("widget")
+    classes = {w.get("name"): w.get("class") for w in top.iter("widget")}
+    connections = {(c.findtext("sender"), c.findtext("signal"), c.findtext("receiver"), c.findtext("slot"))
+                   for c in root.iter("connection")}
+    mrml_widgets = {name for name, cls in classes.items() if cls.startswith("qMRML") and name != top.get("name")}
+    assert top.get("class") == "qMRMLWidget" and len(mrml_widgets) >= 10
+    for name in mrml_widgets:
+        assert (top.get("name"), "mrmlSceneChanged(vtkMRMLScene*)", name, "setMRMLScene(vtkMRMLScene*)") \
+            in connections, f"{name} never gets the scene: add the mrmlSceneChanged connection"
+    assert {c[2] for c in connections} <= set(classes), "a connection names a widget missing from the .ui"
+    declared = {c.findtext("class"): c.findtext("header") for c in root.iter("customwidget")}
+    for cls in set(classes.values()) - {"QLabel", "QPushButton", "QComboBox", "QDoubleSpinBox", "QLineEdit"}:
+        assert declared.get(cls) == f"{cls}.h", f"custom widget {cls} needs <customwidget> with header {cls}.h"
+
+
+def _signature(function, method):
+    """inspect.Signature of an ast.FunctionDef (defaults as placeholders); ``method`` drops ``self``."""
+    import inspect
+
+    a = function.args
+    positional = a.posonlyargs + a.args
+    if method and not any(getattr(d, "id", "") == "staticmethod" for d in function.decorator_list):
+        positional = positional[1:]
+    first_default = len(positional) - len(a.defaults)
+    params = [inspect.Parameter(arg.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                default=None if i >= first_default else inspect.Parameter.empty)
+              for i, arg in enumerate(positional)]
+    if a.vararg:
+        params.append(inspect.Parameter(a.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
+    params += [inspect.Parameter(arg.arg, inspect.Parameter.KEYWORD_ONLY,
+                                 default=inspect.Parameter.empty if d is None else None)
+               for arg, d in zip(a.kwonlyargs, a.kw_defaults)]
+    if a.kwarg:
+        params.append(inspect.Parameter(a.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+def _bind(signature, call, where):
+    """Bind a call's argument count and keyword names to ``signature`` (TypeError -> test failure)."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return
+    try:
+        signature.bind(*call.args, **{k.arg: k.value for k in call.keywords})
+    except TypeError as exc:
+        pytest.fail(f"{where} (line {call.lineno}): {ast.unparse(call)[:100]}: {exc}")
+
+
+def test_widget_and_test_calls_to_the_logic_match_its_methods(tree):
+    logic = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SeedBrachyLogic")
+    methods = {f.name: _signature(f, method=True) for f in logic.body if isinstance(f, ast.FunctionDef)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and ast.unparse(n.func.value) in ("self.logic", "logic")]
+    assert len(calls) >= 15
+    for call in calls:
+        assert call.func.attr in methods, f"line {call.lineno}: SeedBrachyLogic has no method {call.func.attr}"
+        _bind(methods[call.func.attr], call, f"SeedBrachyLogic.{call.func.attr}")
+
+
+def test_calls_into_seedbrachylib_match_the_library(tree):
+    """Every name imported from SeedBrachyLib exists, and every call to it binds to the real signature."""
+    import importlib
+    import inspect
+
+    pytest.importorskip("slicer", reason="SeedBrachyLib.mrml needs slicer-core")
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "SeedBrachyLib":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    bound[alias.asname or alias.name] = getattr(module, alias.name)
+                else:  # a submodule
+                    bound[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
+    assert {"markups", "plan", "planning", "postimplant", "mci_to_u"} <= set(bound)
+    checked = 0
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        target = None
+        if isinstance(call.func, ast.Name) and call.func.id in bound:
+            target, name = bound[call.func.id], call.func.id
+        elif isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) \
+                and inspect.ismodule(bound.get(call.func.value.id)):
+            name = f"{call.func.value.id}.{call.func.attr}"
+            assert hasattr(bound[call.func.value.id], call.func.attr), f"line {call.lineno}: {name} does not exist"
+            target = getattr(bound[call.func.value.id], call.func.attr)
+        if target is not None and callable(target) and not inspect.isclass(target):
+            _bind(inspect.signature(target), call, name)
+            checked += 1
+    assert checked >= 20
