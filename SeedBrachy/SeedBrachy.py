@@ -33,6 +33,7 @@ from SeedBrachyLib import RESEARCH_NOTICE
 from SeedBrachyLib.checks import available_indications, format_checks
 from SeedBrachyLib.errors import Cancelled, InputError
 from SeedBrachyLib.mrml import markups, plan, planning, postimplant
+from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 
 #: Axis (RAS unit vector) given to seeds placed by hand, which carry no stored axis.
@@ -81,6 +82,8 @@ class SeedBrachyParameterNode:
     ctVolume - CT (HU); segmentation, targetSegmentID - the target (CTV) segment.
     sourceModel - TG-43 seed model key; seedActivityMci (mCi) and uPerMci (U/mCi) - strength of
     hand-placed seeds; prescriptionGy (Gy); seeds - one control point per seed.
+    needleEntry - side the planned needles enter from (see NEEDLE_ENTRY_DIRECTIONS); nogoSegmentIDs -
+    segments the needles must avoid (bone from the CT always is).
     formalism - "line" or "point"; doseSpacingMm, doseMarginMm (mm) - dose grid; doseVolume (Gy).
     dvhTable, dvhChart, checksTable - evaluation outputs.
     Post-implant: postImplantCt (HU); postImplantSeeds - detected seeds (post-implant CT frame);
@@ -96,6 +99,8 @@ class SeedBrachyParameterNode:
     uPerMci: Annotated[float, WithinRange(0.5, 2.0)] = DEFAULT_U_PER_MCI
     prescriptionGy: Annotated[float, WithinRange(1.0, 300.0)] = 120.0
     seeds: vtkMRMLMarkupsFiducialNode
+    needleEntry: Annotated[str, Choice(list(NEEDLE_ENTRY_DIRECTIONS))] = "right"
+    nogoSegmentIDs: list[str]
     formalism: Annotated[str, Choice(["line", "point"])] = "line"
     doseSpacingMm: Annotated[float, WithinRange(0.25, 5.0)] = 1.0
     doseMarginMm: Annotated[float, WithinRange(0.0, 50.0)] = 10.0
@@ -144,6 +149,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The segment selector is not a parameter-node widget: keep segmentation and segment ID in sync by hand.
         self.ui.targetSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetSegmentChanged)
         self.ui.targetSegmentSelector.connect("currentSegmentChanged(QString)", self.onTargetSegmentChanged)
+        self.ui.nogoSegmentSelector.connect("segmentSelectionChanged(QStringList)", self.onNogoSegmentsChanged)
         self.ui.planSeedsButton.connect("clicked(bool)", self.onPlanSeedsButton)
         self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDoseButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
@@ -199,15 +205,20 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.targetSegmentSelector.setCurrentNode(p.segmentation)
         self.ui.targetSegmentSelector.setCurrentSegmentID(p.targetSegmentID)
         self.ui.targetSegmentSelector.blockSignals(wasBlocked)
+        wasBlocked = self.ui.nogoSegmentSelector.blockSignals(True)
+        self.ui.nogoSegmentSelector.setCurrentNode(p.segmentation)
+        if p.segmentation:
+            self.ui.nogoSegmentSelector.setSelectedSegmentIDs(list(p.nogoSegmentIDs))
+        self.ui.nogoSegmentSelector.blockSignals(wasBlocked)
         seeds = p.seeds
         self._observeSeeds(seeds)
         count = seeds.GetNumberOfControlPoints() if seeds else 0
         self.ui.seedsSummaryLabel.text = _("{count} seeds").format(count=count) if seeds else ""
         canPlan = bool(p.ctVolume and p.segmentation and p.targetSegmentID and seeds)
         self.ui.planSeedsButton.enabled = canPlan
-        self.ui.planSeedsButton.toolTip = (_("Template needles (10 mm holes, 3 mm clear of bone) and seeds by the "
-                                             "chosen method, into the seeds point list") if canPlan else
-                                           _("Select a CT, a target segment and a seeds point list"))
+        self.ui.planSeedsButton.toolTip = (_("Template needles (10 mm holes, 3 mm clear of bone and the no-go "
+                                             "segments) and seeds by the chosen method, into the seeds point list")
+                                           if canPlan else _("Select a CT, a target segment and a seeds point list"))
         canDose = bool(p.ctVolume and p.segmentation and p.targetSegmentID and count and p.doseVolume)
         self.ui.computeDoseButton.enabled = canDose
         self.ui.computeDoseButton.toolTip = (_("Compute the TG-43U1 dose of the seeds") if canDose else
@@ -258,8 +269,14 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segmentation = self.ui.targetSegmentSelector.currentNode()
         segmentID = self.ui.targetSegmentSelector.currentSegmentID() or ""
         with slicer.util.NodeModify(self._parameterNode):
+            if segmentation is not self._parameterNode.segmentation:
+                self._parameterNode.nogoSegmentIDs = []  # segment IDs of another segmentation
             self._parameterNode.segmentation = segmentation
             self._parameterNode.targetSegmentID = segmentID
+
+    def onNogoSegmentsChanged(self, *args) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.nogoSegmentIDs = list(self.ui.nogoSegmentSelector.selectedSegmentIDs())
 
     def onPlanSeedsButton(self) -> None:
         """Plan needles and seeds into the seeds node; seeds edited by hand are replaced only if the user agrees."""
@@ -276,7 +293,10 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         def work(progress):
             result = self.logic.planSeeds(p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.prescriptionGy,
                                           method=method, activityMci=p.seedActivityMci, uPerMci=p.uPerMci,
-                                          modelKey=p.sourceModel, overwrite=overwrite, progress=progress)
+                                          modelKey=p.sourceModel,
+                                          needleDirection=NEEDLE_ENTRY_DIRECTIONS[p.needleEntry],
+                                          nogoSegmentIDs=tuple(p.nogoSegmentIDs), overwrite=overwrite,
+                                          progress=progress)
             self.ui.resultsLabel.text = "\n".join(result.summary_lines(p.uPerMci))
 
         self._runWithProgress(_("Planning needles and seeds..."), _("Planning failed."), work)
@@ -590,12 +610,18 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_Planning(self):
-        """Optimised plan into the seeds node; a seed moved by hand is protected from re-planning."""
+        """Optimised plan into the seeds node, needles clear of the carotid (no-go); a seed moved by hand is
+        protected from re-planning."""
+        from SeedBrachyLib.mrml import segmentations
+
         case, ct, segmentation, gtv, _, _, doseNode = self.syntheticCaseNodes()
+        carotid = segmentations.add_mask_segment(segmentation, case.masks["Carotid"], case.grid, "Carotid",
+                                                 (0.8, 0.2, 0.2))
         logic = SeedBrachyLogic()
         seedsNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Planned seeds")
         self.delayDisplay("Planning needles and seeds")
-        result = logic.planSeeds(ct, segmentation, gtv, seedsNode, case.prescription_gy, ctvMarginMm=5.0)
+        result = logic.planSeeds(ct, segmentation, gtv, seedsNode, case.prescription_gy, ctvMarginMm=5.0,
+                                 needleDirection=NEEDLE_ENTRY_DIRECTIONS["right"], nogoSegmentIDs=(carotid,))
         self.assertEqual(seedsNode.GetNumberOfControlPoints(), result.n_seeds)
         self.assertEqual(result.terms["violation"], 0)
         self.assertFalse(logic.seedsEditedByHand(seedsNode))

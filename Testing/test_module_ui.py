@@ -23,10 +23,11 @@ CLASS_API = {
     "QLabel": {"text", "toolTip"},
     "qMRMLSegmentSelectorWidget": {"connect", "currentNodeChanged(vtkMRMLNode*)", "currentSegmentChanged(QString)",
                                    "setCurrentNode", "setCurrentSegmentID", "currentNode", "currentSegmentID",
-                                   "blockSignals"},
+                                   "blockSignals", "segmentSelectionChanged(QStringList)", "selectedSegmentIDs",
+                                   "setSelectedSegmentIDs"},
 }
 #: Parameters bound by hand (their widget cannot carry SlicerParameterName).
-MANUAL_PARAMETERS = {"segmentation", "targetSegmentID"}
+MANUAL_PARAMETERS = {"segmentation", "targetSegmentID", "nogoSegmentIDs"}
 
 
 def expected_class(name):
@@ -77,8 +78,9 @@ def _wrapper_fields(tree):
     for item in cls.body:
         if isinstance(item, ast.AnnAssign):
             ann = item.annotation
-            base = ann.slice.elts[0] if isinstance(ann, ast.Subscript) else ann
-            default = None
+            annotated = isinstance(ann, ast.Subscript) and ann.value.id == "Annotated"
+            base = ann.slice.elts[0] if annotated else ann.value if isinstance(ann, ast.Subscript) else ann
+            default = [] if base.id == "list" else None  # the wrapper's default list is empty
             if item.value is not None:
                 default = DEFAULT_U_PER_MCI if getattr(item.value, "id", None) == "DEFAULT_U_PER_MCI" \
                     else ast.literal_eval(item.value)
@@ -248,3 +250,50 @@ def test_calls_into_seedbrachylib_match_the_library(tree):
             _bind(inspect.signature(target), call, name)
             checked += 1
     assert checked >= 20
+
+
+def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_nodes):
+    """Settings stored as the wrapper stores them; entry "anterior" gives needles along -A clear of the no-go."""
+    import numpy as np
+
+    from SeedBrachyLib.errors import InputError
+    from SeedBrachyLib.mrml import markups, parameters, planning
+
+    c = case_nodes
+    node = parameters.parameter_node(c.scene)
+    assert parameters.read_settings(node)["nogoSegmentIDs"] == []
+    parameters.write_settings(node, needleEntry="anterior", nogoSegmentIDs=[c.ids["Carotid"], c.ids["Trachea"]])
+    parameters.write_settings(node, nogoSegmentIDs=[c.ids["Carotid"]])  # shorter list: stale items removed
+    assert (node.GetParameter("nogoSegmentIDs_len"), node.GetParameter("nogoSegmentIDs_1")) == ("1", "")
+    settings = parameters.read_settings(node)
+    assert settings["needleEntry"] == "anterior" and settings["nogoSegmentIDs"] == [c.ids["Carotid"]]
+    with pytest.raises(InputError, match="list of strings"):
+        parameters.write_settings(node, nogoSegmentIDs=c.ids["Carotid"])
+    for side, direction in parameters.NEEDLE_ENTRY_DIRECTIONS.items():
+        assert np.isclose(np.linalg.norm(direction), 1.0), side
+
+    carotid = c.case.masks["Carotid"]
+
+    def plan(entry, nogo):
+        seeds_node = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"Planned from {entry}")
+        planning.plan_seeds(c.ct, c.segmentation, c.ids["GTV"], seeds_node, c.case.prescription_gy,
+                            method="uniform", needle_direction=parameters.NEEDLE_ENTRY_DIRECTIONS[entry],
+                            nogo_segment_ids=nogo)
+        needles = markups.read_needles(seeds_node)
+        assert needles
+        crossing = 0
+        for needle in needles:
+            entry_ras, tip = np.asarray(needle.entry), np.asarray(needle.tip)
+            assert np.allclose((tip - entry_ras) / np.linalg.norm(tip - entry_ras),
+                               parameters.NEEDLE_ENTRY_DIRECTIONS[entry], atol=1e-6)
+            path = entry_ras + np.linspace(0.0, 1.0, 200)[:, None] * (tip - entry_ras)
+            ijk = np.rint(c.case.grid.to_ijk(path)).astype(int)
+            inside = np.all((ijk >= 0) & (ijk < np.array(c.case.grid.dims)), axis=1)
+            crossing += bool(carotid[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]].any())
+        return needles, crossing
+
+    needles, _ = plan(settings["needleEntry"], ())
+    assert all(n.entry[1] > n.tip[1] for n in needles)  # "anterior": entered from the anterior side
+    # from the right, some template needle crosses the carotid unless it is a no-go segment
+    assert plan("right", ())[1] > 0
+    assert plan("right", settings["nogoSegmentIDs"])[1] == 0

@@ -4,9 +4,10 @@ The parameter node is the scene's singleton ``vtkMRMLScriptedModuleNode`` tagged
 the node Slicer's ``ScriptedLoadableModuleLogic.getParameterNode()`` returns for the module.
 Values are stored exactly as Slicer's ``parameterNodeWrapper`` stores them (numbers with
 ``str``, booleans as "True"/"False", nodes as node references whose role is the parameter
-name), so a scene written headless opens in the module with every setting in place, and the
-module's typed wrapper (``SeedBrachyParameterNode``) declares the same names, types and defaults
-as :data:`PARAMETERS` (a test checks this).
+name, lists of strings as ``<name>_len`` and ``<name>_0``, ``<name>_1``, ...), so a scene
+written headless opens in the module with every setting in place, and the module's typed
+wrapper (``SeedBrachyParameterNode``) declares the same names, types and defaults as
+:data:`PARAMETERS` (a test checks this).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from ..errors import InputError
 from ..sources import DEFAULT_U_PER_MCI
 
 MODULE_NAME = "SeedBrachy"
+#: Side the needles enter from -> needle direction (RAS unit vector, entry -> tip).
+NEEDLE_ENTRY_DIRECTIONS = {"right": (-1.0, 0.0, 0.0), "left": (1.0, 0.0, 0.0),
+                           "anterior": (0.0, -1.0, 0.0), "posterior": (0.0, 1.0, 0.0)}
 
-#: name -> (type, default). Node-valued parameters have the MRML class name (str) as type.
+#: name -> (type, default). Node-valued parameters have the MRML class name (str) as type; ``list`` is a
+#: list of strings. ``needleEntry`` is a key of :data:`NEEDLE_ENTRY_DIRECTIONS`; ``nogoSegmentIDs`` are the
+#: segments needles must avoid.
 PARAMETERS = {
     "ctVolume": ("vtkMRMLScalarVolumeNode", None),
     "segmentation": ("vtkMRMLSegmentationNode", None),
@@ -26,6 +32,8 @@ PARAMETERS = {
     "uPerMci": (float, DEFAULT_U_PER_MCI),
     "prescriptionGy": (float, 120.0),
     "seeds": ("vtkMRMLMarkupsFiducialNode", None),
+    "needleEntry": (str, "right"),
+    "nogoSegmentIDs": (list, []),
     "formalism": (str, "line"),
     "doseSpacingMm": (float, 1.0),
     "doseMarginMm": (float, 10.0),
@@ -69,6 +77,15 @@ def write_settings(node, **values):
             node.SetNodeReferenceID(name, value.GetID() if value is not None else None)
         elif kind is bool:
             node.SetParameter(name, "True" if value else "False")
+        elif kind is list:
+            if isinstance(value, str):
+                raise InputError(f"setting '{name}' needs a list of strings, got the string {value!r}")
+            old_length = int(node.GetParameter(f"{name}_len") or 0)
+            for i, item in enumerate(value):
+                node.SetParameter(f"{name}_{i}", str(item))
+            node.SetParameter(f"{name}_len", str(len(value)))
+            for i in range(len(value), old_length):
+                node.UnsetParameter(f"{name}_{i}")
         else:
             node.SetParameter(name, str(kind(value)))
 
@@ -77,7 +94,9 @@ def read_settings(node):
     """All settings of :data:`PARAMETERS` from parameter node ``node`` (defaults where unset)."""
     values = {}
     for name, (kind, default) in PARAMETERS.items():
-        if not node.HasParameter(name):
+        if kind is list:
+            values[name] = [node.GetParameter(f"{name}_{i}") for i in range(int(node.GetParameter(f"{name}_len") or 0))]
+        elif not node.HasParameter(name):
             values[name] = default
         elif isinstance(kind, str):
             values[name] = node.GetNodeReference(name)
