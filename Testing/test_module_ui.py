@@ -297,3 +297,19 @@ def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_no
     # from the right, some template needle crosses the carotid unless it is a no-go segment
     assert plan("right", ())[1] > 0
     assert plan("right", settings["nogoSegmentIDs"])[1] == 0
+
+
+def test_choice_defaults_are_among_the_choices(tree):
+    """The wrapper validates defaults when it creates the parameter node: one outside its Choice would fail."""
+    from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
+    from SeedBrachyLib.sources import available_models
+
+    names = {"available_models": available_models, "NEEDLE_ENTRY_DIRECTIONS": NEEDLE_ENTRY_DIRECTIONS}
+    checked = 0
+    for name, (_, default, ann) in _wrapper_fields(tree).items():
+        for a in (ann.slice.elts[1:] if isinstance(ann, ast.Subscript) and ann.value.id == "Annotated" else ()):
+            if getattr(a.func, "id", "") == "Choice":
+                choices = eval(compile(ast.Expression(a.args[0]), "<choice>", "eval"), {"list": list}, names)
+                assert default in choices, f"{name}: default {default!r} not in {choices}"
+                checked += 1
+    assert checked >= 4
