@@ -288,7 +288,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   "No: write the new plan into a new point list.").format(name=p.seeds.GetName()))
             if not overwrite:
                 p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("Planned seeds"))
-        method = ("optimise", "uniform", "peripheral", "modified_peripheral")[self.ui.planMethodComboBox.currentIndex]
+        method = planning.METHODS[self.ui.planMethodComboBox.currentIndex]  # the .ui lists them in this order
 
         def work(progress):
             result = self.logic.planSeeds(p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.prescriptionGy,

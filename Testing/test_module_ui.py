@@ -313,3 +313,15 @@ def test_choice_defaults_are_among_the_choices(tree):
                 assert default in choices, f"{name}: default {default!r} not in {choices}"
                 checked += 1
     assert checked >= 4
+
+
+def test_plan_method_combo_lists_the_planner_methods_in_order():
+    """The Widget takes planning.METHODS[currentIndex]: the .ui items must be those methods, in that order."""
+    pytest.importorskip("slicer", reason="SeedBrachyLib.mrml needs slicer-core")
+    from SeedBrachyLib.mrml.planning import METHODS
+
+    combo = next(w for w in ET.parse(UI).getroot().iter("widget") if w.get("name") == "planMethodComboBox")
+    texts = [item.find("property/string").text.lower() for item in combo.findall("item")]
+    assert len(texts) == len(METHODS)
+    for method, text in zip(METHODS, texts):
+        assert text.startswith(method.replace("_", " ").replace("optimise", "optimis")), (method, text)
