@@ -325,3 +325,42 @@ def test_plan_method_combo_lists_the_planner_methods_in_order():
     assert len(texts) == len(METHODS)
     for method, text in zip(METHODS, texts):
         assert text.startswith(method.replace("_", " ").replace("optimise", "optimis")), (method, text)
+
+
+def test_module_self_test_runs_headless(monkeypatch, mrml_app):
+    """SeedBrachyTest's methods (Logic only) on slicer-core, with minimal stand-ins for the Slicer-only
+    ScriptedLoadableModule, parameterNodeWrapper and i18n modules."""
+    import importlib.util
+    import sys
+    import types
+    import unittest
+
+    import slicer
+
+    def module(name, **members):
+        stand_in = types.ModuleType(name)
+        stand_in.__dict__.update(members)
+        monkeypatch.setitem(sys.modules, name, stand_in)
+
+    class Base:
+        def __init__(self, *args):
+            pass
+
+    class Test(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            pass
+
+    module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
+    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleWidget=Base,
+           ScriptedLoadableModuleLogic=Base, ScriptedLoadableModuleTest=Test)
+    module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: choices,
+           WithinRange=lambda low, high: (low, high))
+    monkeypatch.setattr(slicer, "mrmlScene", mrml_app.scene, raising=False)
+    spec = importlib.util.spec_from_file_location("SeedBrachyModuleUnderTest", MODULE)
+    seedbrachy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seedbrachy)
+    names = [n for n in dir(seedbrachy.SeedBrachyTest) if n.startswith("test_")]
+    assert set(names) == {"test_SyntheticCaseD90", "test_Planning", "test_PostImplant"}
+    result = unittest.TestResult()
+    seedbrachy.SeedBrachyTest("runTest").run(result)
+    assert result.wasSuccessful() and result.testsRun == 1, result.errors + result.failures
