@@ -30,14 +30,19 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from SeedBrachyLib import RESEARCH_NOTICE
-from SeedBrachyLib.checks import available_indications, format_checks
+from SeedBrachyLib.checks import available_indications, format_checks, user_limit
 from SeedBrachyLib.errors import Cancelled, InputError
-from SeedBrachyLib.mrml import markups, plan, planning, postimplant
+from SeedBrachyLib.mrml import markups, plan, planning, postimplant, segmentations
 from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
+from SeedBrachyLib.planning.optimize import OAR_METRICS
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 
 #: Axis (RAS unit vector) given to seeds placed by hand, which carry no stored axis.
 HAND_PLACED_SEED_AXIS = (0.0, 0.0, 1.0)
+#: Goal set checked with every indication: the planning aim (D90 >= prescription, V100 >= 90 % of the CTV).
+PLANNING_AIM = "general"
+#: Name of the skin rind the evaluation finds from the CT (SeedBrachyLib.mrml.segmentations.body_and_skin).
+SKIN = "Skin"
 
 
 #
@@ -85,7 +90,8 @@ class SeedBrachyParameterNode:
     needleEntry - side the planned needles enter from (see NEEDLE_ENTRY_DIRECTIONS); nogoSegmentIDs -
     segments the needles must avoid (bone from the CT always is).
     formalism - "line" or "point"; doseSpacingMm, doseMarginMm (mm) - dose grid; doseVolume (Gy).
-    dvhTable, dvhChart, checksTable - evaluation outputs.
+    dvhTable, dvhChart, checksTable - evaluation outputs; indication - goal set checked (with the planning aim);
+    skinD2ccLimitGy, oarLimitGy (Gy, 0 = no limit) - user limits, the latter on segment oarSegmentID (metric oarMetric).
     Post-implant: postImplantCt (HU); postImplantSeeds - detected seeds (post-implant CT frame);
     registrationTransform - post-implant -> pre-plan; carriedSegmentation - target on the post-implant CT;
     postSeedAxis - "detection", "needle" or "unknown" (1D point source); postDoseVolume (Gy); comparisonTable.
@@ -108,6 +114,11 @@ class SeedBrachyParameterNode:
     dvhTable: vtkMRMLTableNode
     dvhChart: vtkMRMLPlotChartNode
     checksTable: vtkMRMLTableNode
+    indication: Annotated[str, Choice(list(available_indications()))] = "lymph-node-metastases"
+    skinD2ccLimitGy: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
+    oarSegmentID: str = ""
+    oarMetric: Annotated[str, Choice(list(OAR_METRICS))] = "D2cc"
+    oarLimitGy: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
     postImplantCt: vtkMRMLScalarVolumeNode
     postImplantSeeds: vtkMRMLMarkupsFiducialNode
     registrationTransform: vtkMRMLLinearTransformNode
@@ -150,6 +161,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.targetSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetSegmentChanged)
         self.ui.targetSegmentSelector.connect("currentSegmentChanged(QString)", self.onTargetSegmentChanged)
         self.ui.nogoSegmentSelector.connect("segmentSelectionChanged(QStringList)", self.onNogoSegmentsChanged)
+        self.ui.oarSegmentSelector.connect("currentSegmentChanged(QString)", self.onOarSegmentChanged)
         self.ui.planSeedsButton.connect("clicked(bool)", self.onPlanSeedsButton)
         self.ui.computeDoseButton.connect("clicked(bool)", self.onComputeDoseButton)
         self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
@@ -210,6 +222,10 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p.segmentation:
             self.ui.nogoSegmentSelector.setSelectedSegmentIDs(list(p.nogoSegmentIDs))
         self.ui.nogoSegmentSelector.blockSignals(wasBlocked)
+        wasBlocked = self.ui.oarSegmentSelector.blockSignals(True)
+        self.ui.oarSegmentSelector.setCurrentNode(p.segmentation)
+        self.ui.oarSegmentSelector.setCurrentSegmentID(p.oarSegmentID)
+        self.ui.oarSegmentSelector.blockSignals(wasBlocked)
         seeds = p.seeds
         self._observeSeeds(seeds)
         count = seeds.GetNumberOfControlPoints() if seeds else 0
@@ -271,12 +287,17 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.NodeModify(self._parameterNode):
             if segmentation is not self._parameterNode.segmentation:
                 self._parameterNode.nogoSegmentIDs = []  # segment IDs of another segmentation
+                self._parameterNode.oarSegmentID = ""
             self._parameterNode.segmentation = segmentation
             self._parameterNode.targetSegmentID = segmentID
 
     def onNogoSegmentsChanged(self, *args) -> None:
         if self._parameterNode is not None:
             self._parameterNode.nogoSegmentIDs = list(self.ui.nogoSegmentSelector.selectedSegmentIDs())
+
+    def onOarSegmentChanged(self, *args) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.oarSegmentID = self.ui.oarSegmentSelector.currentSegmentID() or ""
 
     def onPlanSeedsButton(self) -> None:
         """Plan needles and seeds into the seeds node; seeds edited by hand are replaced only if the user agrees."""
@@ -319,7 +340,10 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Evaluation failed."), waitCursor=True):
             evaluation = self.logic.evaluate(p.doseVolume, p.segmentation, p.targetSegmentID, p.prescriptionGy,
                                              p.dvhTable, p.dvhChart, ctVolume=p.ctVolume)
-            results = self.logic.check(evaluation, p.checksTable)
+            userLimits = self.logic.userLimits(p.skinD2ccLimitGy, p.segmentation, p.oarSegmentID, p.oarMetric,
+                                               p.oarLimitGy)
+            results = self.logic.check(evaluation, p.checksTable, self.logic.indicationsToCheck(p.indication),
+                                       userLimits)
             self.ui.resultsLabel.text = self.logic.summary(evaluation, results)
             if p.dvhChart:
                 slicer.modules.plots.logic().ShowChartInLayout(p.dvhChart)
@@ -473,12 +497,36 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
                              ct_node=ctVolume)
 
-    def check(self, evaluation, checksTable=None, indications=None, userLimits=()):
-        """Check results of an evaluation against the published goals (default: every indication's goals).
+    def check(self, evaluation, checksTable=None, indications=(PLANNING_AIM,), userLimits=()):
+        """Check results of an evaluation against the goals of ``indications`` and the user's limits.
 
-        Fills ``checksTable`` if given; see SeedBrachyLib.mrml.plan.check and SeedBrachyLib.checks.
+        ``indications``: goal sets of SeedBrachyLib.checks (see indicationsToCheck); ``userLimits``: from
+        userLimits. Fills ``checksTable`` if given; see SeedBrachyLib.mrml.plan.check.
         """
-        return plan.check(evaluation, checksTable, indications or available_indications(), userLimits)
+        return plan.check(evaluation, checksTable, indications, userLimits)
+
+    @staticmethod
+    def indicationsToCheck(indication):
+        """The goal sets checked for ``indication``: its own published goals and the planning aim."""
+        return tuple(dict.fromkeys((indication, PLANNING_AIM)))
+
+    @staticmethod
+    def userLimits(skinD2ccLimitGy=0.0, segmentation=None, oarSegmentID="", oarMetric="D2cc", oarLimitGy=0.0):
+        """The user's limits as SeedBrachyLib.checks.user_limit goals (measured <= limit passes).
+
+        ``skinD2ccLimitGy`` (Gy): skin D2cc (the skin rind found from the CT); ``oarLimitGy`` (Gy): ``oarMetric``
+        (a dose metric: D2cc, D0.1cc, Dmax, ...) of segment ``oarSegmentID`` of ``segmentation``.
+        A limit of 0 Gy means none.
+        """
+        limits = []
+        if skinD2ccLimitGy > 0:
+            limits.append(user_limit(SKIN, "D2cc", skinD2ccLimitGy))
+        if oarLimitGy > 0:
+            if segmentation is None or not oarSegmentID:
+                raise InputError(_("an organ-at-risk limit of {limit:g} Gy needs its segment: choose one, or set the "
+                                   "limit to 0 (no limit)").format(limit=oarLimitGy))
+            limits.append(user_limit(segmentations.segment_name(segmentation, oarSegmentID), oarMetric, oarLimitGy))
+        return limits
 
     def detectSeeds(self, postImplantCt, postImplantSeeds, planSeeds=None, overwrite=False, progress=None):
         """Seeds found in ``postImplantCt`` written into ``postImplantSeeds`` (post-implant CT frame).

@@ -43,3 +43,41 @@ def case_nodes(mrml_app, neck_case):
     dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
     return SimpleNamespace(scene=scene, app=mrml_app, case=neck_case, ct=ct, segmentation=seg, ids=ids,
                            seeds=seeds, seeds_node=seeds_node, dose=dose)
+
+
+@pytest.fixture
+def seedbrachy_module(monkeypatch, mrml_app):
+    """SeedBrachy/SeedBrachy.py loaded on slicer-core (slicer.mrmlScene = mrml_app.scene), with minimal stand-ins
+    for the Slicer-only ScriptedLoadableModule, parameterNodeWrapper and i18n modules."""
+    import importlib.util
+    import sys
+    import types
+    import unittest
+    from pathlib import Path
+
+    import slicer
+
+    def module(name, **members):
+        stand_in = types.ModuleType(name)
+        stand_in.__dict__.update(members)
+        monkeypatch.setitem(sys.modules, name, stand_in)
+
+    class Base:
+        def __init__(self, *args):
+            pass
+
+    class Test(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            pass
+
+    module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
+    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleWidget=Base,
+           ScriptedLoadableModuleLogic=Base, ScriptedLoadableModuleTest=Test)
+    module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: choices,
+           WithinRange=lambda low, high: (low, high))
+    monkeypatch.setattr(slicer, "mrmlScene", mrml_app.scene, raising=False)
+    path = Path(__file__).resolve().parents[1] / "SeedBrachy" / "SeedBrachy.py"
+    spec = importlib.util.spec_from_file_location("SeedBrachyModuleUnderTest", path)
+    seedbrachy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seedbrachy)
+    return seedbrachy

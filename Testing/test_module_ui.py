@@ -27,7 +27,7 @@ CLASS_API = {
                                    "setSelectedSegmentIDs"},
 }
 #: Parameters bound by hand (their widget cannot carry SlicerParameterName).
-MANUAL_PARAMETERS = {"segmentation", "targetSegmentID", "nogoSegmentIDs"}
+MANUAL_PARAMETERS = {"segmentation", "targetSegmentID", "nogoSegmentIDs", "oarSegmentID"}
 
 
 def expected_class(name):
@@ -301,10 +301,13 @@ def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_no
 
 def test_choice_defaults_are_among_the_choices(tree):
     """The wrapper validates defaults when it creates the parameter node: one outside its Choice would fail."""
+    from SeedBrachyLib.checks import available_indications
     from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
+    from SeedBrachyLib.planning.optimize import OAR_METRICS
     from SeedBrachyLib.sources import available_models
 
-    names = {"available_models": available_models, "NEEDLE_ENTRY_DIRECTIONS": NEEDLE_ENTRY_DIRECTIONS}
+    names = {"available_models": available_models, "NEEDLE_ENTRY_DIRECTIONS": NEEDLE_ENTRY_DIRECTIONS,
+             "available_indications": available_indications, "OAR_METRICS": OAR_METRICS}
     checked = 0
     for name, (_, default, ann) in _wrapper_fields(tree).items():
         for a in (ann.slice.elts[1:] if isinstance(ann, ast.Subscript) and ann.value.id == "Annotated" else ()):
@@ -312,7 +315,7 @@ def test_choice_defaults_are_among_the_choices(tree):
                 choices = eval(compile(ast.Expression(a.args[0]), "<choice>", "eval"), {"list": list}, names)
                 assert default in choices, f"{name}: default {default!r} not in {choices}"
                 checked += 1
-    assert checked >= 4
+    assert checked >= 6
 
 
 def test_plan_method_combo_lists_the_planner_methods_in_order():
@@ -327,40 +330,13 @@ def test_plan_method_combo_lists_the_planner_methods_in_order():
         assert text.startswith(method.replace("_", " ").replace("optimise", "optimis")), (method, text)
 
 
-def test_module_self_test_runs_headless(monkeypatch, mrml_app):
+def test_module_self_test_runs_headless(seedbrachy_module):
     """SeedBrachyTest's methods (Logic only) on slicer-core, with minimal stand-ins for the Slicer-only
-    ScriptedLoadableModule, parameterNodeWrapper and i18n modules."""
-    import importlib.util
-    import sys
-    import types
+    ScriptedLoadableModule, parameterNodeWrapper and i18n modules (conftest.seedbrachy_module)."""
     import unittest
 
-    import slicer
-
-    def module(name, **members):
-        stand_in = types.ModuleType(name)
-        stand_in.__dict__.update(members)
-        monkeypatch.setitem(sys.modules, name, stand_in)
-
-    class Base:
-        def __init__(self, *args):
-            pass
-
-    class Test(unittest.TestCase):
-        def delayDisplay(self, message, msec=None):
-            pass
-
-    module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
-    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleWidget=Base,
-           ScriptedLoadableModuleLogic=Base, ScriptedLoadableModuleTest=Test)
-    module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: choices,
-           WithinRange=lambda low, high: (low, high))
-    monkeypatch.setattr(slicer, "mrmlScene", mrml_app.scene, raising=False)
-    spec = importlib.util.spec_from_file_location("SeedBrachyModuleUnderTest", MODULE)
-    seedbrachy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seedbrachy)
-    names = [n for n in dir(seedbrachy.SeedBrachyTest) if n.startswith("test_")]
+    names = [n for n in dir(seedbrachy_module.SeedBrachyTest) if n.startswith("test_")]
     assert set(names) == {"test_SyntheticCaseD90", "test_Planning", "test_PostImplant"}
     result = unittest.TestResult()
-    seedbrachy.SeedBrachyTest("runTest").run(result)
+    seedbrachy_module.SeedBrachyTest("runTest").run(result)
     assert result.wasSuccessful() and result.testsRun == 1, result.errors + result.failures

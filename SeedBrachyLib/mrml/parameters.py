@@ -22,7 +22,9 @@ NEEDLE_ENTRY_DIRECTIONS = {"right": (-1.0, 0.0, 0.0), "left": (1.0, 0.0, 0.0),
 
 #: name -> (type, default). Node-valued parameters have the MRML class name (str) as type; ``list`` is a
 #: list of strings. ``needleEntry`` is a key of :data:`NEEDLE_ENTRY_DIRECTIONS`; ``nogoSegmentIDs`` are the
-#: segments needles must avoid.
+#: segments needles must avoid. Checks: ``indication`` is a key of ``checks.available_indications()``;
+#: ``skinD2ccLimitGy`` and ``oarLimitGy`` (Gy, 0 = no limit) are user limits, the latter on segment
+#: ``oarSegmentID`` for metric ``oarMetric`` (one of ``planning.optimize.OAR_METRICS``).
 PARAMETERS = {
     "ctVolume": ("vtkMRMLScalarVolumeNode", None),
     "segmentation": ("vtkMRMLSegmentationNode", None),
@@ -41,6 +43,11 @@ PARAMETERS = {
     "dvhTable": ("vtkMRMLTableNode", None),
     "dvhChart": ("vtkMRMLPlotChartNode", None),
     "checksTable": ("vtkMRMLTableNode", None),
+    "indication": (str, "lymph-node-metastases"),
+    "skinD2ccLimitGy": (float, 0.0),
+    "oarSegmentID": (str, ""),
+    "oarMetric": (str, "D2cc"),
+    "oarLimitGy": (float, 0.0),
     "postImplantCt": ("vtkMRMLScalarVolumeNode", None),
     "postImplantSeeds": ("vtkMRMLMarkupsFiducialNode", None),
     "registrationTransform": ("vtkMRMLLinearTransformNode", None),
