@@ -310,13 +310,18 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not overwrite:
                 p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("Planned seeds"))
         method = planning.METHODS[self.ui.planMethodComboBox.currentIndex]  # the .ui lists them in this order
+        # the Evaluation section's limits (0 Gy = none) are also the optimiser's OAR limits
+        oarLimits = [("Skin", "D2cc", p.skinD2ccLimitGy)] if p.skinD2ccLimitGy > 0 else []
+        if p.oarLimitGy > 0 and p.oarSegmentID:
+            oarLimits.append((p.oarSegmentID, p.oarMetric, p.oarLimitGy))
 
         def work(progress):
             result = self.logic.planSeeds(p.ctVolume, p.segmentation, p.targetSegmentID, p.seeds, p.prescriptionGy,
                                           method=method, activityMci=p.seedActivityMci, uPerMci=p.uPerMci,
                                           modelKey=p.sourceModel,
                                           needleDirection=NEEDLE_ENTRY_DIRECTIONS[p.needleEntry],
-                                          nogoSegmentIDs=tuple(p.nogoSegmentIDs), overwrite=overwrite,
+                                          nogoSegmentIDs=tuple(p.nogoSegmentIDs), oarLimits=tuple(oarLimits),
+                                          overwrite=overwrite,
                                           progress=progress)
             self.ui.resultsLabel.text = "\n".join(result.summary_lines(p.uPerMci))
 
