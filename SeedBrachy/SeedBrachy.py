@@ -620,9 +620,8 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
     def syntheticCaseNodes(self):
         """The synthetic neck case in the scene: (case, CT node, segmentation, GTV segment ID, seeds,
         seeds node, empty dose node)."""
-        from SeedBrachyLib.demo import fixed_seed_arrangement
         from SeedBrachyLib.mrml import segmentations, volumes
-        from SeedBrachyLib.phantom import neck_phantom
+        from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
 
         self.delayDisplay("Building the synthetic neck case")
         scene = slicer.mrmlScene

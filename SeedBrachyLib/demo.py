@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import numpy as np
-
 from . import RESEARCH_NOTICE
 from .checks import format_checks, run_checks
 from .dose import compute_dose
@@ -17,7 +15,6 @@ from .planning import nomogram, pipeline
 from .planning.optimize import Goals, OarLimit
 from .planning.order import seed_order
 from .postimplant import demo as postimplant_demo
-from .seeds import Seed
 from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
 from .structures import structure_on_grid
 
@@ -26,36 +23,6 @@ DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
 DEMO_ACTIVITY_MCI = 0.5
 #: Demo planning aims (user limits for the synthetic case, not clinical guidance): (structure, metric, Gy).
 DEMO_LIMITS = (("Skin", "D2cc", 100.0), ("Carotid", "D2cc", 45.0))
-
-
-def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_spacing_mm=10.0,
-                           margin_mm=3.0, u_per_mci=DEFAULT_U_PER_MCI):
-    """Seeds on parallel needles (along the case's needle direction) every ``needle_spacing_mm``.
-
-    Seed positions on neighbouring needles are staggered by half the seed spacing.
-
-    Seeds sit every ``seed_spacing_mm`` along each needle wherever they fall inside the
-    node enlarged by ``margin_mm``; strength from ``activity_mci`` (mCi) with ``u_per_mci``.
-    """
-    c = case.node_center
-    gtv_ras = case.grid.points()[case.masks["GTV"]]
-    radius = np.linalg.norm(gtv_ras - c, axis=1).max() + margin_mm
-    axis = np.asarray(case.needle_direction, float)
-    u = np.cross(axis, [0.0, 0.0, 1.0])
-    u /= np.linalg.norm(u)
-    v = np.cross(axis, u)
-    strength = float(mci_to_u(activity_mci, u_per_mci))
-    seeds = []
-    offsets = np.arange(-2, 3) * needle_spacing_mm
-    for a in offsets:
-        for b in offsets:
-            base = c + a * u + b * v
-            stagger = 0.5 * seed_spacing_mm * (round((a + b) / needle_spacing_mm) % 2)
-            for t in np.arange(-radius, radius, seed_spacing_mm) + stagger:
-                p = base + t * axis
-                if np.linalg.norm(p - c) <= radius:
-                    seeds.append(Seed(p, axis, strength, f"N{len(seeds)}"))
-    return seeds
 
 
 def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=print,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .grid import Grid
+from .seeds import Seed
+from .sources import DEFAULT_U_PER_MCI, mci_to_u
 
 HU = {"air": -1000, "fat": -90, "soft": 40, "node": 60, "bone": 700, "cord": 35, "vessel": 250}
 
@@ -75,3 +77,33 @@ def neck_phantom(spacing_mm=(1.0, 1.0, 2.0), node_diameter_mm=25.0, node_center=
         ct=ct, grid=grid, masks=masks, node_center=c,
         description=(f"synthetic neck phantom, {node_diameter_mm:g} mm right cervical node, "
                      f"CT {grid.describe()}"))
+
+
+def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_spacing_mm=10.0,
+                           margin_mm=3.0, u_per_mci=DEFAULT_U_PER_MCI):
+    """Seeds on parallel needles (along the case's needle direction) every ``needle_spacing_mm``.
+
+    Seed positions on neighbouring needles are staggered by half the seed spacing.
+
+    Seeds sit every ``seed_spacing_mm`` along each needle wherever they fall inside the
+    node enlarged by ``margin_mm``; strength from ``activity_mci`` (mCi) with ``u_per_mci``.
+    """
+    c = case.node_center
+    gtv_ras = case.grid.points()[case.masks["GTV"]]
+    radius = np.linalg.norm(gtv_ras - c, axis=1).max() + margin_mm
+    axis = np.asarray(case.needle_direction, float)
+    u = np.cross(axis, [0.0, 0.0, 1.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(axis, u)
+    strength = float(mci_to_u(activity_mci, u_per_mci))
+    seeds = []
+    offsets = np.arange(-2, 3) * needle_spacing_mm
+    for a in offsets:
+        for b in offsets:
+            base = c + a * u + b * v
+            stagger = 0.5 * seed_spacing_mm * (round((a + b) / needle_spacing_mm) % 2)
+            for t in np.arange(-radius, radius, seed_spacing_mm) + stagger:
+                p = base + t * axis
+                if np.linalg.norm(p - c) <= radius:
+                    seeds.append(Seed(p, axis, strength, f"N{len(seeds)}"))
+    return seeds

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from SeedBrachyLib.demo import fixed_seed_arrangement
-from SeedBrachyLib.phantom import neck_phantom
+from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ from SeedBrachyLib import demo  # noqa: E402
 from SeedBrachyLib.mrml import markups, parameters, segmentations, tables, volumes  # noqa: E402
 from SeedBrachyLib.mrml.demo_scene import needles_through_seeds, write_case_scene  # noqa: E402
 from SeedBrachyLib.mrml.scene import load_bundle  # noqa: E402
+from SeedBrachyLib.phantom import fixed_seed_arrangement  # noqa: E402
 
 
 def test_demo_bundle_reopens_with_everything(neck_case, tmp_path):
-    seeds = demo.fixed_seed_arrangement(neck_case)
+    seeds = fixed_seed_arrangement(neck_case)
     path, evaluation = write_case_scene(tmp_path / "demo.mrb", neck_case, seeds, "I125_OncoSeed6711",
                                         dose_spacing_mm=2.0)
     scene = load_bundle(path).scene
@@ -38,7 +39,7 @@ def test_demo_bundle_reopens_with_everything(neck_case, tmp_path):
 
 
 def test_needles_run_from_the_skin_through_their_seeds(neck_case):
-    seeds = demo.fixed_seed_arrangement(neck_case)
+    seeds = fixed_seed_arrangement(neck_case)
     body = neck_case.masks["Body"]
     needles = needles_through_seeds(seeds, body, neck_case.grid)
     covered = 0

@@ -10,11 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from SeedBrachyLib.demo import fixed_seed_arrangement
 from SeedBrachyLib.dose import compute_dose
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.phantom import neck_phantom
+from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
 from SeedBrachyLib.postimplant.comparison import compare_implant, oriented_seeds, post_plan_dose
 from SeedBrachyLib.postimplant.simulation import needle_tracks, simulate_implant
 from SeedBrachyLib.seeds import Needle, Seed
