@@ -113,12 +113,6 @@ class Grid:
                               np.arange(self.dims[0]), indexing="ij")
         return self.to_ras(np.stack([i, j, k], axis=-1))
 
-    def corners_ras(self):
-        """RAS mm of the 8 outer voxel-edge corners, shape (8, 3)."""
-        lo, hi = -0.5, np.asarray(self.dims) - 0.5
-        c = np.array([[x, y, z] for x in (lo, hi[0]) for y in (lo, hi[1]) for z in (lo, hi[2])])
-        return self.to_ras(c)
-
     # ---------------------------------------------------------- constructors
     @classmethod
     def around(cls, center_ras, size_mm, spacing_mm, direction=None):
