@@ -126,26 +126,23 @@ class Plan:
     def n_needles(self):
         return int(len(self.needle_indices))
 
+    def _loaded_needles(self):
+        """(planned needle, indices of its chosen candidates, tip first) for each needle in use."""
+        c = self.candidates
+        chosen = set(self.chosen.tolist())
+        return [(c.needles[n], [i for i in c.on_needle(n) if i in chosen]) for n in self.needle_indices]
+
     def seeds(self):
         """The plan's seeds, labelled "<needle>-<k>" with k = 1 at the tip."""
         c = self.candidates
-        chosen = set(self.chosen.tolist())
-        out = []
-        for n in self.needle_indices:
-            pn = c.needles[n]
-            on = [i for i in c.on_needle(n) if i in chosen]
-            out += [Seed(c.positions[i], pn.needle.direction, self.strength_u, f"{pn.label}-{k + 1}")
-                    for k, i in enumerate(on)]
-        return out
+        return [Seed(c.positions[i], pn.needle.direction, self.strength_u, f"{pn.label}-{k + 1}")
+                for pn, on in self._loaded_needles() for k, i in enumerate(on)]
 
     def needle_table(self):
         """Per needle: label, hole, entry, tip, depth (mm), and seed depths from the entry (mm)."""
         c = self.candidates
-        chosen = set(self.chosen.tolist())
         rows = []
-        for n in self.needle_indices:
-            pn = c.needles[n]
-            seeds = [i for i in c.on_needle(n) if i in chosen]
+        for pn, seeds in self._loaded_needles():
             rows.append({"needle": pn.label, "hole": None if pn.hole is None else pn.hole.copy(),
                          "entry_mm": pn.needle.entry.copy(), "tip_mm": pn.needle.tip.copy(),
                          "depth_mm": pn.needle.depth_mm, "clearance_mm": pn.clearance_mm,
