@@ -32,7 +32,7 @@ from slicer.util import VTKObservationMixin
 from SeedBrachyLib import RESEARCH_NOTICE
 from SeedBrachyLib.checks import available_indications, format_checks, user_limit
 from SeedBrachyLib.errors import Cancelled, InputError
-from SeedBrachyLib.mrml import markups, plan, planning, postimplant, segmentations
+from SeedBrachyLib.mrml import dosimetry, markups, planning, postimplant, segmentations
 from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
 from SeedBrachyLib.planning.optimize import OAR_METRICS
 from SeedBrachyLib.sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
@@ -458,7 +458,7 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     def computeDose(self, ctVolume, segmentation, targetSegmentID, seeds, doseVolume, prescriptionGy,
                     modelKey=None, spacingMm=1.0, marginMm=10.0, formalism="line", handPlacedStrengthU=None,
                     progress=None):
-        """TG-43U1 dose (Gy) of ``seeds`` into ``doseVolume``; see SeedBrachyLib.mrml.plan.compute_dose.
+        """TG-43U1 dose (Gy) of ``seeds`` into ``doseVolume``; see SeedBrachyLib.mrml.dosimetry.compute_dose.
 
         Raises InputError (no segment chosen, empty target, no seeds, seeds outside the CT, ...) and
         Cancelled when ``progress`` returns False.
@@ -466,7 +466,7 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         """
         if doseVolume is None:
             raise InputError(_("no output dose volume selected: choose or create one"))
-        return plan.compute_dose(ctVolume, segmentation, targetSegmentID, seeds, doseVolume, prescriptionGy,
+        return dosimetry.compute_dose(ctVolume, segmentation, targetSegmentID, seeds, doseVolume, prescriptionGy,
                                  model_key=modelKey, spacing_mm=spacingMm, margin_mm=marginMm,
                                  formalism=formalism, default_strength_u=handPlacedStrengthU,
                                  default_axis=HAND_PLACED_SEED_AXIS, progress=progress)
@@ -497,18 +497,18 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
                  ctVolume=None):
         """DVH metrics (PlanEvaluation) of the target, the other segments and (with ``ctVolume``) the skin.
 
-        Fills the given output table and chart; see SeedBrachyLib.mrml.plan.evaluate.
+        Fills the given output table and chart; see SeedBrachyLib.mrml.dosimetry.evaluate.
         """
-        return plan.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
+        return dosimetry.evaluate(doseVolume, segmentation, targetSegmentID, prescriptionGy, dvhTable, dvhChart,
                              ct_node=ctVolume)
 
     def check(self, evaluation, checksTable=None, indications=(PLANNING_AIM,), userLimits=()):
         """Check results of an evaluation against the goals of ``indications`` and the user's limits.
 
         ``indications``: goal sets of SeedBrachyLib.checks (see indicationsToCheck); ``userLimits``: from
-        userLimits. Fills ``checksTable`` if given; see SeedBrachyLib.mrml.plan.check.
+        userLimits. Fills ``checksTable`` if given; see SeedBrachyLib.mrml.dosimetry.check.
         """
-        return plan.check(evaluation, checksTable, indications, userLimits)
+        return dosimetry.check(evaluation, checksTable, indications, userLimits)
 
     @staticmethod
     def indicationsToCheck(indication):
@@ -621,7 +621,7 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         """The synthetic neck case in the scene: (case, CT node, segmentation, GTV segment ID, seeds,
         seeds node, empty dose node)."""
         from SeedBrachyLib.mrml import segmentations, volumes
-        from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
+        from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
         self.delayDisplay("Building the synthetic neck case")
         scene = slicer.mrmlScene
@@ -689,12 +689,12 @@ class SeedBrachyTest(ScriptedLoadableModuleTest):
         """Simulated implant, patient moved: detect, register (TRE at the target <= 1 mm), dose, compare."""
         import numpy as np
 
+        from SeedBrachyLib.demo.postimplant import patient_motion
         from SeedBrachyLib.itk_image import resample
         from SeedBrachyLib.mrml import transforms, volumes
-        from SeedBrachyLib.postimplant import synthetic_ct
-        from SeedBrachyLib.postimplant.demo import patient_motion
         from SeedBrachyLib.postimplant.registration import map_points
-        from SeedBrachyLib.postimplant.simulation import simulate_implant
+        from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct
+        from SeedBrachyLib.synthetic.implant import simulate_implant
 
         scene = slicer.mrmlScene
         case, ct, segmentation, gtv, seeds, planSeeds, dose = self.syntheticCaseNodes()

@@ -26,7 +26,7 @@ def _models(args):
 
 
 def _demo(args):
-    from . import demo
+    from .demo import case as demo
     demo.run(out_dir=args.out, progress=None if args.quiet else TextProgressBar(), model_key=args.model,
              activity_mci=args.activity_mci, u_per_mci=args.u_per_mci)
     return 0

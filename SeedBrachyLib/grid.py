@@ -102,6 +102,16 @@ class Grid:
         upper = np.asarray(self.dims) - 1 + margin_voxels
         return np.all((ijk >= -margin_voxels) & (ijk <= upper), axis=-1)
 
+    def mask_at(self, mask, ras):
+        """Nearest-voxel values of bool ``mask`` ``[k, j, i]`` (on this grid) at RAS points (..., 3) mm;
+        False outside the grid."""
+        ijk = np.rint(self.to_ijk(ras)).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(self.dims)), axis=-1)
+        out = np.zeros(inside.shape, dtype=bool)
+        i, j, k = ijk[inside].T
+        out[inside] = np.asarray(mask)[k, j, i]
+        return out
+
     def axis_coordinates(self):
         """Per-axis offsets (mm) of voxel centres along I, J, K: three 1D arrays."""
         return [np.arange(n) * s for n, s in zip(self.dims, self.spacing)]
@@ -123,6 +133,22 @@ class Grid:
         direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
         half = direction @ (spacing * (dims - 1) / 2.0)
         return cls(np.asarray(center_ras, dtype=float) - half, spacing, direction, tuple(dims))
+
+    @classmethod
+    def covering(cls, points_ras, spacing_mm, direction=None, margin_mm=0.0):
+        """The smallest grid in ``direction`` (3x3, default axis-aligned) with ``spacing_mm`` voxels whose
+        voxel centres span every RAS point (N, 3) plus ``margin_mm`` (mm) on each side."""
+        points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
+        if len(points) == 0:
+            raise InputError("no points to cover: a dose grid needs at least a target or a seed")
+        direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+        spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+        local = points @ direction  # coordinates along the grid axes (mm)
+        lo, hi = local.min(axis=0) - margin_mm, local.max(axis=0) + margin_mm
+        dims = np.floor((hi - lo) / spacing + 1e-9).astype(int) + 2
+        size = (dims - 1) * spacing
+        origin = direction @ ((lo + hi) / 2.0 - size / 2.0)
+        return cls(origin, spacing, direction, tuple(dims))
 
     def with_spacing(self, spacing_mm):
         """A grid covering the same box with another spacing (mm), same direction."""

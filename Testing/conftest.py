@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
+from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
 
 @pytest.fixture(scope="session")

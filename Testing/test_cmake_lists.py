@@ -24,18 +24,21 @@ def _files(folder, pattern):
             if p.is_file() and "__pycache__" not in p.parts}
 
 
-def test_every_lib_python_file_and_data_file_is_listed():
+def test_lib_build_installs_every_python_file_and_seed_model():
+    """The Lib's CMake globs *.py and data/*.json; every data file on disk matches the glob and pip ships it."""
     lib = ROOT / "SeedBrachyLib"
-    scripts = _cmake_list(lib / "CMakeLists.txt", "MODULE_PYTHON_SCRIPTS")
-    resources = _cmake_list(lib / "CMakeLists.txt", "MODULE_PYTHON_RESOURCES")
-    missing = sorted(_files(lib, "*.py") - scripts)
-    assert not missing, f"add to MODULE_PYTHON_SCRIPTS in SeedBrachyLib/CMakeLists.txt: {missing}"
+    text = (lib / "CMakeLists.txt").read_text()
+    assert re.search(r"file\(GLOB_RECURSE MODULE_PYTHON_SCRIPTS RELATIVE \$\{CMAKE_CURRENT_SOURCE_DIR\}"
+                     r" CONFIGURE_DEPENDS \*\.py\)", text)
+    assert re.search(r"file\(GLOB_RECURSE MODULE_PYTHON_RESOURCES RELATIVE \$\{CMAKE_CURRENT_SOURCE_DIR\}"
+                     r" CONFIGURE_DEPENDS data/\*\.json\)", text)
+    assert "SCRIPTS ${MODULE_PYTHON_SCRIPTS}" in text and "RESOURCES ${MODULE_PYTHON_RESOURCES}" in text
+    assert "WITH_SUBDIR" in text
     data = _files(lib, "data/**/*")
-    assert any(f.startswith("data/sources/") and f.endswith(".json") for f in data)
-    assert not sorted(data - resources), f"add to MODULE_PYTHON_RESOURCES: {sorted(data - resources)}"
-    stale = sorted(f for f in scripts | resources if not (lib / f).is_file())
-    assert not stale, f"listed in SeedBrachyLib/CMakeLists.txt but missing on disk: {stale}"
-    assert "WITH_SUBDIR" in (lib / "CMakeLists.txt").read_text()
+    assert data and all(f.endswith(".json") for f in data), f"data files the glob would miss: {sorted(data)}"
+    package_data = (ROOT / "pyproject.toml").read_text()
+    assert 'SeedBrachyLib = ["data/sources/*.json"]' in package_data
+    assert {f.split("/")[1] for f in data} == {"sources"}
 
 
 def test_every_module_script_and_resource_is_listed():

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from SeedBrachyLib import demo
+from SeedBrachyLib.demo import case as demo
 from SeedBrachyLib.dose import dose_at_points
 
 

@@ -235,7 +235,7 @@ def test_calls_into_seedbrachylib_match_the_library(tree):
                     bound[alias.asname or alias.name] = getattr(module, alias.name)
                 else:  # a submodule
                     bound[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
-    assert {"markups", "plan", "planning", "postimplant", "mci_to_u"} <= set(bound)
+    assert {"markups", "dosimetry", "planning", "postimplant"} <= set(bound)
     checked = 0
     for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         target = None

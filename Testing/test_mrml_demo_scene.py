@@ -5,11 +5,11 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from SeedBrachyLib import demo  # noqa: E402
+from SeedBrachyLib.demo import case as demo  # noqa: E402
+from SeedBrachyLib.demo.scene import needles_through_seeds, write_case_scene  # noqa: E402
 from SeedBrachyLib.mrml import markups, parameters, segmentations, tables, volumes  # noqa: E402
-from SeedBrachyLib.mrml.demo_scene import needles_through_seeds, write_case_scene  # noqa: E402
 from SeedBrachyLib.mrml.scene import load_bundle  # noqa: E402
-from SeedBrachyLib.phantom import fixed_seed_arrangement  # noqa: E402
+from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement  # noqa: E402
 
 
 def test_demo_bundle_reopens_with_everything(neck_case, tmp_path):

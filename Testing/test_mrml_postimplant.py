@@ -11,16 +11,16 @@ import pytest
 pytest.importorskip("slicer")
 
 from SeedBrachyLib import dvh, structures  # noqa: E402
+from SeedBrachyLib.demo.postimplant import patient_motion  # noqa: E402
+from SeedBrachyLib.demo.scene import needles_through_seeds  # noqa: E402
 from SeedBrachyLib.dose import compute_dose  # noqa: E402
 from SeedBrachyLib.errors import InputError  # noqa: E402
 from SeedBrachyLib.itk_image import resample  # noqa: E402
-from SeedBrachyLib.mrml import markups, plan, postimplant, segmentations, transforms, volumes  # noqa: E402
-from SeedBrachyLib.mrml.demo_scene import needles_through_seeds  # noqa: E402
-from SeedBrachyLib.postimplant import synthetic_ct  # noqa: E402
-from SeedBrachyLib.postimplant.demo import patient_motion  # noqa: E402
+from SeedBrachyLib.mrml import dosimetry, markups, postimplant, segmentations, transforms, volumes  # noqa: E402
 from SeedBrachyLib.postimplant.detection import match_seeds  # noqa: E402
 from SeedBrachyLib.postimplant.registration import map_points  # noqa: E402
-from SeedBrachyLib.postimplant.simulation import simulate_implant  # noqa: E402
+from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct  # noqa: E402
+from SeedBrachyLib.synthetic.implant import simulate_implant  # noqa: E402
 
 MODEL = "I125_OncoSeed6711"
 
@@ -30,7 +30,7 @@ def flow(case_nodes):
     """Pre-plan dose, then the implant: a post-implant CT node of the simulated implant, patient moved."""
     c = case_nodes
     rx = c.case.prescription_gy
-    plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx, spacing_mm=2.0, margin_mm=8.0)
+    dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx, spacing_mm=2.0, margin_mm=8.0)
     implant = simulate_implant(c.seeds, random_seed=2, needle_direction=c.case.needle_direction)
     truth = patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0))  # post-implant frame -> pre-plan frame
     scan = synthetic_ct.post_implant_ct(implant.seeds, spacing_mm=(0.9, 0.9, 2.0), random_seed=2)

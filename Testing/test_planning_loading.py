@@ -8,9 +8,9 @@ import pytest
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.planning import nomogram
+from SeedBrachyLib.planning.candidates import candidate_positions
 from SeedBrachyLib.planning.loading import load_pattern
 from SeedBrachyLib.planning.order import seed_order
-from SeedBrachyLib.planning.plan import candidate_positions
 from SeedBrachyLib.planning.template import plan_needles, template_for_target
 
 

@@ -8,7 +8,7 @@ pytest.importorskip("slicer")
 import vtk  # noqa: E402
 
 from SeedBrachyLib.errors import InputError  # noqa: E402
-from SeedBrachyLib.mrml import markups, plan, planning  # noqa: E402
+from SeedBrachyLib.mrml import dosimetry, markups, planning  # noqa: E402
 
 
 def test_plan_into_markups_and_hand_edits_protected(case_nodes):
@@ -36,11 +36,11 @@ def test_plan_into_markups_and_hand_edits_protected(case_nodes):
     # unchanged plan: re-running replaces it without asking
     planning.plan_seeds(c.ct, c.segmentation, c.ids["GTV"], node, rx, method="peripheral")
     # the user moves a seed by hand: the dose follows, and re-planning refuses to overwrite
-    dose_before, _ = plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], node, c.dose, rx, spacing_mm=2.0)
+    dose_before, _ = dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], node, c.dose, rx, spacing_mm=2.0)
     p = np.array(node.GetNthControlPointPositionVector(0)) + [0.0, 0.0, 4.0]
     node.SetNthControlPointPosition(0, vtk.vtkVector3d(*p))
     assert planning.edited_by_hand(node)
-    dose_after, _ = plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], node, c.dose, rx, spacing_mm=2.0)
+    dose_after, _ = dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], node, c.dose, rx, spacing_mm=2.0)
     assert dose_before.shape != dose_after.shape or not np.allclose(dose_before, dose_after)
     with pytest.raises(InputError, match="edited by hand"):
         planning.plan_seeds(c.ct, c.segmentation, c.ids["GTV"], node, rx, method="uniform")

@@ -13,11 +13,11 @@ import pytest
 from SeedBrachyLib.dose import compute_dose
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
 from SeedBrachyLib.postimplant.comparison import compare_implant, oriented_seeds, post_plan_dose
-from SeedBrachyLib.postimplant.simulation import needle_tracks, simulate_implant
 from SeedBrachyLib.seeds import Needle, Seed
 from SeedBrachyLib.structures import skin_rind, structure_on_grid
+from SeedBrachyLib.synthetic.implant import needle_tracks, simulate_implant
+from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
 MODEL = "I125_OncoSeed6711"
 

@@ -14,8 +14,8 @@ from scipy.optimize import linear_sum_assignment
 
 from SeedBrachyLib.errors import Cancelled, InputError
 from SeedBrachyLib.postimplant.detection import detect_seeds, match_seeds
-from SeedBrachyLib.postimplant.synthetic_ct import post_implant_ct, random_implant
 from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.synthetic.post_implant_ct import post_implant_ct, random_implant
 
 
 def _rotation(deg_x, deg_z):

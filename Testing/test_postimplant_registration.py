@@ -21,8 +21,6 @@ from SeedBrachyLib.itk_image import (
     to_sitk,
     transform_to_matrix_lps,
 )
-from SeedBrachyLib.phantom import neck_phantom
-from SeedBrachyLib.postimplant import synthetic_ct
 from SeedBrachyLib.postimplant.registration import (
     carry_mask,
     map_points,
@@ -31,6 +29,8 @@ from SeedBrachyLib.postimplant.registration import (
     register_post_to_pre,
 )
 from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct
+from SeedBrachyLib.synthetic.phantom import neck_phantom
 
 
 def _oblique_direction(seed=0):

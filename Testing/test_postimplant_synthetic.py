@@ -7,7 +7,8 @@ import pytest
 
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.postimplant.synthetic_ct import (
+from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.synthetic.post_implant_ct import (
     SEED_DIAMETER_MM,
     SEED_LENGTH_MM,
     post_implant_ct,
@@ -15,7 +16,6 @@ from SeedBrachyLib.postimplant.synthetic_ct import (
     render_capsule,
     segment_distance,
 )
-from SeedBrachyLib.seeds import Seed
 
 CAPSULE_VOLUME_MM3 = (math.pi * (SEED_DIAMETER_MM / 2) ** 2 * (SEED_LENGTH_MM - SEED_DIAMETER_MM)
                       + 4.0 / 3.0 * math.pi * (SEED_DIAMETER_MM / 2) ** 3)

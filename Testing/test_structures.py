@@ -8,7 +8,6 @@ from scipy.spatial.transform import Rotation
 
 from SeedBrachyLib.errors import Cancelled, InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.phantom import neck_phantom
 from SeedBrachyLib.structures import (
     Structure,
     body_from_ct,
@@ -19,6 +18,7 @@ from SeedBrachyLib.structures import (
     skin_rind,
     structure_on_grid,
 )
+from SeedBrachyLib.synthetic.phantom import neck_phantom
 
 OBLIQUE = Rotation.from_euler("zyx", [25, -15, 35], degrees=True).as_matrix()
 CENTER = np.array([1.3, -0.7, 0.4])

@@ -77,7 +77,7 @@ def plan_seeds(ct_node, segmentation_node, gtv_segment_id, seeds_node, prescript
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
-        the :class:`~SeedBrachyLib.planning.plan.Plan`.
+        the :class:`~SeedBrachyLib.planning.candidates.Plan`.
     """
     require_node(seeds_node, "seed markups", markups.FIDUCIAL_CLASS)
     if method not in METHODS:

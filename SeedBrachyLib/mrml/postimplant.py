@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..postimplant import comparison as comparison_lib
 from ..postimplant import detection, registration
 from ..progress import report
-from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, markups, plan, segmentations, tables, transforms, volumes
+from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, dosimetry, markups, segmentations, tables, transforms, volumes
 from ._common import require_node
 
 ROLE_POST_SEEDS = "PostImplantSeeds"
@@ -172,7 +172,7 @@ def compare(pre_dose_node, post_dose_node, segmentation_node, target_segment_id,
 
     Both doses must be on the same grid (:func:`compute_post_plan_dose` does that). Structures come
     from the segmentation (target and organs at risk), with the skin from ``ct_node`` (the pre-plan
-    CT) as in :func:`.plan.evaluate`. Columns: Structure, Metric, Unit, Pre-plan, Post-plan,
+    CT) as in :func:`.dosimetry.evaluate`. Columns: Structure, Metric, Unit, Pre-plan, Post-plan,
     Difference (post - pre), Difference [%]; the checks and the dose descriptions go to the
     table's description.
     """
@@ -183,9 +183,9 @@ def compare(pre_dose_node, post_dose_node, segmentation_node, target_segment_id,
         raise InputError(f"pre-plan dose ({pre_grid.describe()}) and post-plan dose ({post_grid.describe()}) "
                          "are on different grids: compute the post-plan dose on the pre-plan dose grid")
     half = (lambda f, m="": progress(0.5 * f, m)) if progress else None
-    pre = plan.evaluate(pre_dose_node, segmentation_node, target_segment_id, prescription_gy,
+    pre = dosimetry.evaluate(pre_dose_node, segmentation_node, target_segment_id, prescription_gy,
                         oar_segment_ids=oar_segment_ids, ct_node=ct_node, progress=half)
-    post = plan.evaluate(post_dose_node, segmentation_node, target_segment_id, prescription_gy,
+    post = dosimetry.evaluate(post_dose_node, segmentation_node, target_segment_id, prescription_gy,
                          oar_segment_ids=oar_segment_ids, ct_node=ct_node,
                          progress=(lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
     result = comparison_lib.compare_evaluations(

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from .plan import Plan
+from .candidates import Plan
 
 PATTERNS = ("uniform", "peripheral", "modified_peripheral")
 DEFAULT_SEED_SPACING_MM = 10.0
@@ -45,7 +45,7 @@ def load_pattern(candidates, pattern, strength_u, seed_spacing_mm=DEFAULT_SEED_S
     """A complete plan loading ``candidates`` with ``pattern`` (one of :data:`PATTERNS`).
 
     Args:
-        candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
+        candidates: :class:`~SeedBrachyLib.planning.candidates.Candidates`.
         pattern: "uniform", "peripheral" or "modified_peripheral".
         strength_u: air-kerma strength per seed (U).
         seed_spacing_mm: spacing (mm) between seeds on a needle, >= the candidate spacing.

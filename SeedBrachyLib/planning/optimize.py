@@ -56,7 +56,7 @@ from ..dose import dose_per_u_at_points
 from ..errors import InputError
 from ..progress import report
 from ..sources import get_model
-from .plan import Plan
+from .candidates import Plan
 
 OAR_METRICS = ("D2cc", "D0.1cc", "Dmax")
 
@@ -128,7 +128,7 @@ class DoseMatrices:
     """Dose (Gy) of every candidate seed on the CTV and OAR voxel centres, computed once.
 
     Args:
-        candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
+        candidates: :class:`~SeedBrachyLib.planning.candidates.Candidates`.
         strength_u: seed strength (U).
         model: source model or key.
         ctv_points: (m, 3) RAS mm of the CTV voxel centres.
@@ -304,7 +304,7 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
     """Choose seeds among ``candidates`` to meet ``goals`` with as few seeds and needles as possible.
 
     Args:
-        candidates: :class:`~SeedBrachyLib.planning.plan.Candidates`.
+        candidates: :class:`~SeedBrachyLib.planning.candidates.Candidates`.
         goals: :class:`Goals` (Rx in Gy, % goals, OAR limits named as in ``matrices``).
         matrices: :class:`DoseMatrices` of these candidates (seed strength in U, CTV and OAR points).
         random_seed: seed of the trial order and perturbations (same seed, same plan).
@@ -316,7 +316,7 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
-        :class:`~SeedBrachyLib.planning.plan.Plan` whose ``terms`` hold the internal metrics
+        :class:`~SeedBrachyLib.planning.candidates.Plan` whose ``terms`` hold the internal metrics
         (D90 Gy, V100/V150/V200 %, OAR metrics Gy, ``violation`` 0 when every goal is met).
     """
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ The steps a Slicer user and a headless script share (positions mm RAS, dose Gy, 
 1. :func:`prepare` -- body from the CT, CTV = GTV + margin clipped to the body and outside the
    no-go structures, skin rind, bone from a CT threshold (:mod:`SeedBrachyLib.structures`).
 2. :func:`generate_needles` -- template facing the needle direction, needles with obstacle
-   avoidance (:mod:`.template`), candidate positions (:mod:`.plan`).
+   avoidance (:mod:`.template`), candidate positions (:mod:`.candidates`).
 3. :func:`load_pattern` (:mod:`.loading`) or :func:`optimise_plan` (:mod:`.optimize`).
 4. :func:`evaluate` -- TG-43 dose on a dose grid around the CTV and the DVH metrics from
    :func:`SeedBrachyLib.dvh.evaluate_plan`.
@@ -23,9 +23,9 @@ from ..dvh import evaluate_plan
 from ..errors import InputError
 from ..grid import Grid
 from ..sources import get_model
+from .candidates import candidate_positions
 from .loading import PATTERNS, load_pattern
 from .optimize import DoseMatrices, Goals, optimise
-from .plan import candidate_positions
 from .template import (
     DEFAULT_BONE_THRESHOLD_HU,
     DEFAULT_HOLE_SPACING_MM,

@@ -25,19 +25,12 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..seeds import Needle
+from ..vectors import unit
 
 COLUMN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 DEFAULT_HOLE_SPACING_MM = 10.0
 DEFAULT_SAFETY_MARGIN_MM = 3.0
 DEFAULT_BONE_THRESHOLD_HU = 300.0
-
-
-def _unit(v, name):
-    v = np.asarray(v, dtype=float).reshape(3)
-    n = float(np.linalg.norm(v))
-    if not np.isfinite(n) or n < 1e-9:
-        raise InputError(f"{name} {v.tolist()} invalid: must be a non-zero vector")
-    return v / n
 
 
 @dataclass(frozen=True)
@@ -60,9 +53,9 @@ class Template:
     n_cols: int = 7
 
     def __post_init__(self):
-        normal = _unit(self.normal, "template normal")
+        normal = unit(self.normal, "template normal")
         col = np.asarray(self.col_axis, dtype=float).reshape(3)
-        col = _unit(col - (col @ normal) * normal, "template column axis (parallel to the normal?)")
+        col = unit(col - (col @ normal) * normal, "template column axis (parallel to the normal?)")
         if not (np.isfinite(self.spacing_mm) and self.spacing_mm > 0):
             raise InputError(f"template hole spacing {self.spacing_mm!r} mm invalid: must be > 0")
         if not (1 <= self.n_cols <= len(COLUMN_LETTERS)) or self.n_rows < 1:
@@ -100,7 +93,7 @@ class Template:
 
 def default_col_axis(normal):
     """Column axis for a template facing ``normal``: the patient's S axis projected on the plane (A if parallel)."""
-    normal = _unit(normal, "template normal")
+    normal = unit(normal, "template normal")
     for axis in ([0.0, 0.0, 1.0], [0.0, 1.0, 0.0]):
         a = np.asarray(axis)
         proj = a - (a @ normal) * normal
@@ -124,7 +117,7 @@ def template_for_target(target_mask, grid, direction, body_mask=None, spacing_mm
         body_mask: optional bool ``[k, j, i]`` body on ``grid``.
         spacing_mm: hole spacing (mm).
     """
-    normal = _unit(direction, "needle direction")
+    normal = unit(direction, "needle direction")
     target = _mask_points(target_mask, grid, "target")
     col = default_col_axis(normal)
     row = np.cross(normal, col)
@@ -159,7 +152,7 @@ class NeedlePath:
 
     def __post_init__(self):
         object.__setattr__(self, "origin", np.asarray(self.origin, dtype=float).reshape(3))
-        object.__setattr__(self, "direction", _unit(self.direction, f"needle {self.label} direction"))
+        object.__setattr__(self, "direction", unit(self.direction, f"needle {self.label} direction"))
 
 
 def paths_from_points(entries, targets, labels=None):
@@ -230,16 +223,6 @@ def _line_box(grid, origin, direction):
     return (t0, t1) if t1 > t0 else None
 
 
-def _lookup(mask, grid, points):
-    """Nearest-voxel values of a bool mask at RAS points (False outside the grid)."""
-    ijk = np.rint(grid.to_ijk(points)).astype(np.int64)
-    inside = np.all((ijk >= 0) & (ijk < np.asarray(grid.dims)), axis=-1)
-    out = np.zeros(len(points), dtype=bool)
-    i, j, k = ijk[inside].T
-    out[inside] = mask[k, j, i]
-    return out
-
-
 def nogo_masks_from_ct(ct_hu, grid, bone_threshold_hu=DEFAULT_BONE_THRESHOLD_HU, user_masks=None):
     """No-go structures: ``{"Bone": CT >= bone_threshold_hu (HU)}`` plus the user's masks (name -> bool [k,j,i])."""
     ct = np.asarray(ct_hu)
@@ -287,12 +270,12 @@ def plan_needles(paths, ctv_mask, body_mask, grid, nogo_masks=None, margin_mm=DE
         box = _line_box(grid, path.origin, path.direction)
         t = np.arange(box[0], box[1], step) if box is not None else np.zeros(0)
         pts = path.origin + t[:, None] * path.direction
-        in_ctv = _lookup(ctv, grid, pts)
+        in_ctv = grid.mask_at(ctv, pts)
         if not in_ctv.any():
             result.missed.append(path.label)
             continue
         first_ctv = int(np.flatnonzero(in_ctv)[0])
-        body_before = np.flatnonzero(_lookup(body, grid, pts[:first_ctv + 1]))
+        body_before = np.flatnonzero(grid.mask_at(body, pts[:first_ctv + 1]))
         if body_before.size == 0:
             result.rejected.append((path.label, "reaches the CTV without entering the body"))
             continue

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from SeedBrachyLib.postimplant.detection import detect_seeds, match_seeds
-from SeedBrachyLib.postimplant.synthetic_ct import post_implant_ct, random_implant
+from SeedBrachyLib.synthetic.post_implant_ct import post_implant_ct, random_implant
 
 IMPLANTS = range(20, 25)
 FIXED_THRESHOLD_HU = 1500.0

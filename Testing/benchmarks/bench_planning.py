@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from SeedBrachyLib.phantom import neck_phantom
 from SeedBrachyLib.planning import pipeline
 from SeedBrachyLib.planning.loading import PATTERNS, load_pattern
 from SeedBrachyLib.planning.optimize import Goals, OarLimit, Weights, _Problem, _State
 from SeedBrachyLib.sources import mci_to_u
+from SeedBrachyLib.synthetic.phantom import neck_phantom
 
 MODEL = "I125_OncoSeed6711"
 RX = 120.0

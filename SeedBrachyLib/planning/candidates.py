@@ -10,7 +10,6 @@ from scipy import ndimage
 from ..errors import InputError
 from ..seeds import Seed
 from ..sources import DEFAULT_U_PER_MCI, u_to_mci
-from .template import _lookup
 
 MIN_CANDIDATE_SPACING_MM = 5.0
 MAX_CANDIDATE_SPACING_MM = 10.0
@@ -75,7 +74,7 @@ def candidate_positions(needles, ctv_mask, grid, spacing_mm=MIN_CANDIDATE_SPACIN
         count = int(np.floor((b - a) / s + 1e-9)) + 1
         t = 0.5 * (a + b) + (np.arange(count) - 0.5 * (count - 1)) * s
         p = pn.point_at(t)
-        keep = _lookup(ctv, grid, p)
+        keep = grid.mask_at(ctv, p)
         pos.append(p[keep])
         depth.append(t[keep])
         idx.append(np.full(int(keep.sum()), n))

@@ -11,14 +11,15 @@ from vtk.util import numpy_support  # noqa: E402
 from SeedBrachyLib import dvh, structures  # noqa: E402
 from SeedBrachyLib.dose import compute_dose  # noqa: E402
 from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
-from SeedBrachyLib.mrml import markups, parameters, plan, tables, volumes  # noqa: E402
+from SeedBrachyLib.mrml import dosimetry, markups, parameters, tables, volumes  # noqa: E402
 from SeedBrachyLib.mrml.scene import load_bundle, save_bundle  # noqa: E402
 
 
 @pytest.fixture
 def computed(case_nodes):
     c = case_nodes
-    dose, grid = plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, c.case.prescription_gy,
+    dose, grid = dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose,
+                                        c.case.prescription_gy,
                                    spacing_mm=1.5, margin_mm=8.0)
     return c, dose, grid
 
@@ -41,7 +42,7 @@ def test_dvh_table_d90_equals_the_pure_library(computed):
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH chart")
     oars = [c.ids["Carotid"], c.ids["Body"]]
-    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart,
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart,
                                oar_segment_ids=oars)
     gtv = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, grid, role="target")
     expected_d90 = dvh.DVH.of(dose, gtv).metric("D90")[0]
@@ -59,13 +60,13 @@ def test_dvh_table_d90_equals_the_pure_library(computed):
     assert evaluation.value("GTV", "D90")[0] == pytest.approx(d90)
     # chart: one series per structure, on a curve table whose GTV column is the library's curve
     assert chart.GetNumberOfPlotSeriesNodes() == 3
-    curves = plan.curves_table_of(chart)
+    curves = dosimetry.curves_table_of(chart)
     dose_axis = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName(tables.DOSE_COLUMN))
     gtv_curve = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName("GTV [%]"))
     assert np.allclose(gtv_curve, dvh.DVH.of(dose, gtv).curve(dose_axis)[1])
     assert gtv_curve[0] == pytest.approx(100.0) and np.all(np.diff(gtv_curve) <= 1e-9)
     # evaluating again replaces the series instead of adding more
-    plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart, oar_segment_ids=oars)
+    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart, oar_segment_ids=oars)
     assert chart.GetNumberOfPlotSeriesNodes() == 3
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 3
 
@@ -74,7 +75,7 @@ def test_saved_scene_reopens_with_settings_dose_and_table(computed, tmp_path):
     c, dose, _ = computed
     scene = c.scene
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
-    plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
+    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
                   oar_segment_ids=[c.ids["Carotid"]])
     node = parameters.parameter_node(scene)
     parameters.write_settings(node, ctVolume=c.ct, segmentation=c.segmentation, targetSegmentID=c.ids["GTV"],
@@ -109,36 +110,36 @@ def test_no_segment_empty_target_and_seeds_outside_the_ct_are_input_errors(case_
     c = case_nodes
     rx = c.case.prescription_gy
     with pytest.raises(InputError, match="no segment chosen"):
-        plan.compute_dose(c.ct, c.segmentation, "", c.seeds_node, c.dose, rx)
+        dosimetry.compute_dose(c.ct, c.segmentation, "", c.seeds_node, c.dose, rx)
     empty = c.segmentation.GetSegmentation().AddEmptySegment("", "CTV")
     with pytest.raises(InputError, match="'CTV'.*empty"):
-        plan.compute_dose(c.ct, c.segmentation, empty, c.seeds_node, c.dose, rx)
+        dosimetry.compute_dose(c.ct, c.segmentation, empty, c.seeds_node, c.dose, rx)
     c.seeds_node.AddControlPoint(vtk.vtkVector3d(500.0, 0.0, 0.0), "stray")
     c.seeds_node.SetNthControlPointDescription(c.seeds_node.GetNumberOfControlPoints() - 1,
                                                '{"axis": [1, 0, 0], "strength_u": 0.6}')
     with pytest.raises(InputError, match="seed 'stray'.*outside the CT"):
-        plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx)
+        dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx)
     not_dose = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "plain")
     with pytest.raises(InputError, match="not a dose volume"):
-        plan.evaluate(not_dose, c.segmentation, c.ids["GTV"], rx)
+        dosimetry.evaluate(not_dose, c.segmentation, c.ids["GTV"], rx)
     assert c.dose.GetImageData() is None  # nothing was written by the failed calls
 
 
 def test_progress_reaches_one_and_cancel_stops(case_nodes):
     c = case_nodes
     seen = []
-    plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
+    dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
                       progress=lambda f, m="": seen.append(f))
     assert seen[-1] == pytest.approx(1.0) and all(b >= a - 1e-12 for a, b in zip(seen, seen[1:]))
     with pytest.raises(Cancelled):
-        plan.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
+        dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
                           progress=lambda f, m="": f < 0.5)
 
 
 def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
     c, dose, grid = computed
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
-    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
                                oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
     ct_body = structures.body_from_ct(c.case.ct, c.case.grid)
     skin = structures.structure_on_grid("Skin", structures.skin_rind(ct_body, c.case.grid), c.case.grid, grid)
@@ -153,7 +154,7 @@ def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
 
 def test_checks_table_holds_the_published_goals_with_pass_fail(computed):
     c, dose, grid = computed
-    evaluation = plan.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy,
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy,
                                oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
     indications = ("lymph-node-metastases", "esophageal-scc-cervical-nodal-recurrence", "general")
@@ -161,7 +162,7 @@ def test_checks_table_holds_the_published_goals_with_pass_fail(computed):
     skin_d2cc = evaluation.value("Skin", "D2cc")[0]
     # a skin limit just below the measured D2cc fails, one just above passes
     limits = [("Skin", "D2cc", skin_d2cc * 0.99), ("Carotid", "Dmax", evaluation.value("Carotid", "Dmax")[0] * 1.01)]
-    results = plan.check(evaluation, table, indications, limits)
+    results = dosimetry.check(evaluation, table, indications, limits)
     t = table.GetTable()
     assert t.GetNumberOfRows() == len(results) == 6
     column = {name: t.GetColumnByName(name) for name in ("Check", "Structure", "Metric", "Measured", "Limit", "Unit",

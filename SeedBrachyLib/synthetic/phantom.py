@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .grid import Grid
-from .seeds import Seed
-from .sources import DEFAULT_U_PER_MCI, mci_to_u
+from ..grid import Grid
+from ..seeds import Seed
+from ..sources import DEFAULT_U_PER_MCI, mci_to_u
 
 HU = {"air": -1000, "fat": -90, "soft": 40, "node": 60, "bone": 700, "cord": 35, "vessel": 250}
 

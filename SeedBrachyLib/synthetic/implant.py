@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..seeds import Seed, seed_arrays
+from ..vectors import perpendicular_basis, tilted
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,8 @@ def needle_tracks(positions, direction, tolerance_mm=2.0):
     return track
 
 
-def _perpendicular_basis(d):
-    u = np.cross(d, [1.0, 0.0, 0.0] if abs(d[0]) < 0.9 else [0.0, 1.0, 0.0])
-    u /= np.linalg.norm(u)
-    return u, np.cross(d, u)
-
-
 def _tilted(axis, tilt_rad, rng):
-    u, v = _perpendicular_basis(axis)
-    phi = rng.uniform(0.0, 2.0 * np.pi)
-    return np.cos(tilt_rad) * axis + np.sin(tilt_rad) * (np.cos(phi) * u + np.sin(phi) * v)
+    return tilted(axis, tilt_rad, rng.uniform(0.0, 2.0 * np.pi))
 
 
 def simulate_implant(plan_seeds, random_seed=0, placement_sd_mm=1.5, depth_sd_mm=2.0, lateral_sd_mm=1.0,
@@ -127,7 +120,7 @@ def simulate_implant(plan_seeds, random_seed=0, placement_sd_mm=1.5, depth_sd_mm
 
     track = needle_tracks(positions, d)
     n_tracks = int(track.max()) + 1
-    u, v = _perpendicular_basis(d)
+    u, v = perpendicular_basis(d)
     shift = (rng.normal(0.0, depth_sd_mm, n_tracks)[:, None] * d
              + rng.normal(0.0, lateral_sd_mm, n_tracks)[:, None] * u
              + rng.normal(0.0, lateral_sd_mm, n_tracks)[:, None] * v)

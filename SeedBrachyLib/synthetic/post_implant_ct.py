@@ -14,7 +14,7 @@ Physics of the rendering (all lengths mm, CT values HU):
   metal (needle fragments 1.2 mm x 20 mm) away from the seeds.
 * Gaussian image noise, then the stored range (``max_hu``, 3071 HU for 12-bit scanners) clips.
 
-The anatomy comes from :func:`SeedBrachyLib.phantom.neck_phantom`; the grid may be oblique.
+The anatomy comes from :func:`SeedBrachyLib.synthetic.phantom.neck_phantom`; the grid may be oblique.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..grid import Grid
-from ..phantom import neck_phantom
 from ..seeds import Seed
+from ..vectors import perpendicular_basis, tilted, unit
+from .phantom import neck_phantom
 
 SEED_LENGTH_MM = 4.5
 SEED_DIAMETER_MM = 0.8
@@ -61,30 +62,11 @@ class PostImplantScan:
 
 
 # ---------------------------------------------------------------- geometry helpers
-def _unit(v):
-    v = np.asarray(v, dtype=float).reshape(3)
-    n = np.linalg.norm(v)
-    if not np.isfinite(n) or n < 1e-9:
-        raise InputError(f"direction {v.tolist()} invalid: must be a non-zero finite vector")
-    return v / n
-
-
-def _perpendicular_basis(u):
-    """Two unit vectors perpendicular to unit ``u`` and to each other."""
-    helper = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    a = np.cross(u, helper)
-    a /= np.linalg.norm(a)
-    return a, np.cross(u, a)
-
-
 def _tilted(u, max_tilt_deg, rng):
     """A unit vector within ``max_tilt_deg`` of ``u``, uniform over the spherical cap."""
     cos_max = math.cos(math.radians(max_tilt_deg))
     cos_t = 1.0 - rng.random() * (1.0 - cos_max)
-    sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
-    phi = rng.random() * 2 * math.pi
-    a, b = _perpendicular_basis(u)
-    return cos_t * u + sin_t * (math.cos(phi) * a + math.sin(phi) * b)
+    return tilted(u, math.acos(cos_t), rng.random() * 2 * math.pi)
 
 
 def segment_distance(p1, q1, p2, q2):
@@ -151,7 +133,7 @@ def random_implant(n_seeds, center_ras, radius_mm, needle_direction=(-1.0, 0.0, 
     if not radius_mm > 0:
         raise InputError(f"radius_mm {radius_mm!r} invalid: must be > 0 mm")
     center = np.asarray(center_ras, dtype=float).reshape(3)
-    needle = _unit(needle_direction)
+    needle = unit(needle_direction)
     rng = np.random.default_rng(random_seed)
 
     def region_ok(p):
@@ -196,7 +178,7 @@ def _touching_partner(seed, end_to_end, rng):
     if end_to_end:
         axis = sign * seed.axis
     else:
-        a, b = _perpendicular_basis(seed.axis)
+        a, b = perpendicular_basis(seed.axis)
         angle = math.radians(rng.uniform(30.0, 90.0))
         phi = rng.random() * 2 * math.pi
         axis = math.cos(angle) * sign * seed.axis + math.sin(angle) * (math.cos(phi) * a + math.sin(phi) * b)
@@ -268,7 +250,7 @@ def render_capsule(values, grid, center, axis, length_mm, diameter_mm, hu, slice
 
     Returns the occupancy (0-1) of the painted box and its index slices, or None when off the grid.
     """
-    axis = _unit(axis)
+    axis = unit(axis)
     h = (length_mm - diameter_mm) / 2.0
     p, q = np.asarray(center, float) - axis * h, np.asarray(center, float) + axis * h
     r = diameter_mm / 2.0
@@ -341,11 +323,11 @@ def _place_bone(seeds, rng, count):
         if len(fragments) == count:
             break
         seed = seeds[rng.integers(len(seeds))]
-        a, b = _perpendicular_basis(seed.axis)
+        a, b = perpendicular_basis(seed.axis)
         phi = rng.random() * 2 * math.pi
         u = math.cos(phi) * a + math.sin(phi) * b
         semi = rng.uniform([2.0, 3.0, 3.0], [3.0, 6.0, 6.0])
-        v = _tilted(_perpendicular_basis(u)[0], 90.0, rng)
+        v = _tilted(perpendicular_basis(u)[0], 90.0, rng)
         v = v - (v @ u) * u
         v /= np.linalg.norm(v)
         rotation = np.stack([u, v, np.cross(u, v)], axis=1)
@@ -365,7 +347,7 @@ def _place_needles(seeds, rng, count, center, radius_mm):
         if len(placed) == count:
             break
         c = center + (radius_mm + 10.0) * rng.uniform(-1, 1, 3)
-        axis = _unit(rng.normal(size=3))
+        axis = unit(rng.normal(size=3))
         p, q = c - axis * length / 2, c + axis * length / 2
         if all(segment_distance(p, q, *_seed_ends(s)) > 8.0 for s in seeds):
             placed.append((c, axis))

@@ -5,18 +5,18 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from . import RESEARCH_NOTICE
-from .checks import format_checks, run_checks
-from .dose import compute_dose
-from .dvh import evaluate_plan, format_evaluation
-from .grid import Grid
-from .phantom import neck_phantom
-from .planning import nomogram, pipeline
-from .planning.optimize import Goals, OarLimit
-from .planning.order import seed_order
-from .postimplant import demo as postimplant_demo
-from .sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
-from .structures import structure_on_grid
+from .. import RESEARCH_NOTICE
+from ..checks import format_checks, run_checks
+from ..dose import compute_dose
+from ..dvh import evaluate_plan, format_evaluation
+from ..grid import Grid
+from ..planning import nomogram, pipeline
+from ..planning.optimize import Goals, OarLimit
+from ..planning.order import seed_order
+from ..sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
+from ..structures import structure_on_grid
+from ..synthetic.phantom import neck_phantom
+from . import postimplant as postimplant_demo
 
 CTV_MARGIN_MM = 5.0
 DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
@@ -120,7 +120,7 @@ def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
     if importlib.util.find_spec("slicer") is None:
         print_fn("Slicer scene skipped: slicer-core is not installed (pip install 'SeedBrachyLib[slicer]').")
         return None
-    from .mrml.demo_scene import write_case_scene
+    from .scene import write_case_scene
 
     path, evaluation = write_case_scene(os.path.join(out_dir, "SeedBrachyDemo.mrb"), case, seeds, model_key)
     d90, unit = evaluation.value("GTV", "D90")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..mrml import dosimetry, markups, parameters, segmentations, volumes
+from ..mrml.scene import headless_application, save_bundle
 from ..seeds import Needle
-from . import markups, parameters, plan, segmentations, volumes
-from .scene import headless_application, save_bundle
 
 DEMO_INDICATIONS = ("lymph-node-metastases", "general")
 SEGMENT_COLORS = {"GTV": (1.0, 0.0, 0.0), "Carotid": (0.8, 0.1, 0.6), "SpinalCord": (1.0, 0.9, 0.2),
@@ -35,16 +35,10 @@ def needles_through_seeds(seeds, body_mask, grid, step_mm=1.0):
         depths = [s.position @ axis for s in group]
         tip = group[int(np.argmax(depths))].position
         entry = group[int(np.argmin(depths))].position.copy()
-        while _inside(body_mask, grid, entry - step_mm * axis):
+        while grid.mask_at(body_mask, entry - step_mm * axis):
             entry = entry - step_mm * axis
         needles.append(Needle(entry - step_mm * axis, tip, f"Needle {n + 1}"))
     return needles
-
-
-def _inside(mask, grid, point):
-    i, j, k = np.rint(grid.to_ijk(point)).astype(int)
-    ni, nj, nk = grid.dims
-    return 0 <= i < ni and 0 <= j < nj and 0 <= k < nk and bool(mask[k, j, i])
 
 
 def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress=None):
@@ -52,7 +46,7 @@ def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress
 
     Args:
         path: output .mrb file.
-        case: :class:`~SeedBrachyLib.phantom.SyntheticCase` (CT in HU, masks, prescription in Gy).
+        case: :class:`~SeedBrachyLib.synthetic.phantom.SyntheticCase` (CT in HU, masks, prescription in Gy).
         seeds: the plan's seeds (mm RAS, unit axis, S_K in U).
         model_key: TG-43 source model key.
         dose_spacing_mm: dose voxel size (mm).
@@ -80,13 +74,13 @@ def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress
     dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH")
-    plan.compute_dose(ct, segmentation, ids["GTV"], seeds_node, dose, case.prescription_gy, model_key=model_key,
+    dosimetry.compute_dose(ct, segmentation, ids["GTV"], seeds_node, dose, case.prescription_gy, model_key=model_key,
                       spacing_mm=dose_spacing_mm, progress=progress)
     oars = [ids[name] for name in ids if name not in ("GTV", "Body")]
-    evaluation = plan.evaluate(dose, segmentation, ids["GTV"], case.prescription_gy, table, chart,
+    evaluation = dosimetry.evaluate(dose, segmentation, ids["GTV"], case.prescription_gy, table, chart,
                                oar_segment_ids=oars, ct_node=ct)
     checks_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
-    plan.check(evaluation, checks_table, DEMO_INDICATIONS)
+    dosimetry.check(evaluation, checks_table, DEMO_INDICATIONS)
     parameters.write_settings(parameters.parameter_node(scene), ctVolume=ct, segmentation=segmentation,
                               targetSegmentID=ids["GTV"], sourceModel=model_key, seeds=seeds_node,
                               prescriptionGy=case.prescription_gy, doseSpacingMm=dose_spacing_mm, doseVolume=dose,

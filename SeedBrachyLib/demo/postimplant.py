@@ -1,6 +1,6 @@
 """The post-implant part of the built-in demo: simulated implant, post-implant CT, detection, registration, comparison.
 
-Called by :func:`SeedBrachyLib.demo.run` after the pre-plan. The patient lies differently on the
+Called by :func:`SeedBrachyLib.demo.case.run` after the pre-plan. The patient lies differently on the
 post-implant scan (a known rigid motion), so the registration has something to find and its
 target registration error (TRE) can be printed against the truth.
 """
@@ -11,12 +11,12 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..itk_image import resample
+from ..postimplant.comparison import compare_implant
+from ..postimplant.detection import detect_seeds, match_seeds
+from ..postimplant.registration import map_points, map_seeds, register_post_to_pre
 from ..progress import report
-from . import synthetic_ct
-from .comparison import compare_implant
-from .detection import detect_seeds, match_seeds
-from .registration import map_points, map_seeds, register_post_to_pre
-from .simulation import simulate_implant
+from ..synthetic import post_implant_ct as synthetic_ct
+from ..synthetic.implant import simulate_implant
 
 PATIENT_MOTION_DEG = (0.0, 0.0, 4.0)  # rotation vector (deg) of the post-implant frame
 PATIENT_MOTION_MM = (6.0, -4.0, 9.0)

@@ -1,0 +1,37 @@
+"""Small 3D vector helpers shared by the library (positions and directions in mm RAS)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InputError
+
+
+def unit(v, name="direction"):
+    """``v`` (3 values) scaled to length 1; InputError naming ``name`` if it is not a finite non-zero 3-vector."""
+    try:
+        v = np.asarray(v, dtype=float).reshape(3)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{name} {v!r} invalid: must be 3 numbers (RAS)") from error
+    n = float(np.linalg.norm(v))
+    if not math.isfinite(n) or n < 1e-9:
+        raise InputError(f"{name} {v.tolist()} invalid: must be a finite non-zero vector")
+    return v / n
+
+
+def perpendicular_basis(u):
+    """Two unit vectors perpendicular to unit vector ``u`` and to each other, (a, b) with a x b = u."""
+    u = np.asarray(u, dtype=float)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    a = np.cross(u, helper)
+    a /= np.linalg.norm(a)
+    return a, np.cross(u, a)
+
+
+def tilted(u, tilt_rad, phi_rad):
+    """Unit vector at polar angle ``tilt_rad`` from unit ``u`` and azimuth ``phi_rad`` about it (radians)."""
+    a, b = perpendicular_basis(u)
+    return math.cos(tilt_rad) * np.asarray(u, float) + math.sin(tilt_rad) * (math.cos(phi_rad) * a
+                                                                              + math.sin(phi_rad) * b)
