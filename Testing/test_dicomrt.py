@@ -36,8 +36,8 @@ from SeedBrachyLib.dicomrt.contours import fill_fraction, mask_contours, polygon
 from SeedBrachyLib.dicomrt.geometry import ras_to_lps
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.phantom import fixed_seed_arrangement, neck_phantom
 from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
 OBLIQUE = Rotation.from_euler("xyz", [12.0, -25.0, 33.0], degrees=True).as_matrix()
 IMPLANT = datetime.datetime(2026, 3, 2, 9, 30)

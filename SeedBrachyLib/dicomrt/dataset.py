@@ -157,6 +157,9 @@ def read_dataset(path, what="DICOM file", stop_before_pixels=False):
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=False)
             # parse every element now (pydicom reads lazily), so a damaged file fails here, named
             _walk(ds, 0)
+            syntax = ds.file_meta.get("TransferSyntaxUID")
+            if syntax is None or syntax not in pydicom.uid.AllTransferSyntaxes:
+                raise InputError(f"{what} {str(path)!r}: transfer syntax {syntax!r} is not a DICOM transfer syntax")
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged file
