@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/seedbrachy demo --out build/demo
+	$(BIN)/seedbrachy demo --out build/demo --force
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .

@@ -7,7 +7,7 @@ import sys
 
 from . import RESEARCH_NOTICE, __version__
 from .errors import InputError
-from .progress import TextProgressBar
+from .progress import close, console_progress
 from .sources import DEFAULT_U_PER_MCI
 
 
@@ -26,15 +26,23 @@ def _models(args):
 
 
 def _demo(args):
+    import os
+
     from .demo import case as demo
-    demo.run(out_dir=args.out, progress=None if args.quiet else TextProgressBar(), model_key=args.model,
-             activity_mci=args.activity_mci, u_per_mci=args.u_per_mci)
+    from .outputs import check_output
+    check_output(args.out, "folder", force=True)
+    check_output(os.path.join(args.out, demo.SCENE_FILE), "file", force=args.force)
+    progress = console_progress(quiet=args.quiet)
+    demo.run(out_dir=args.out, progress=progress, model_key=args.model, activity_mci=args.activity_mci,
+             u_per_mci=args.u_per_mci)
+    close(progress)
     return 0
 
 
 def main(argv=None):
     """Entry point of the ``seedbrachy`` console command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="seedbrachy", description=f"SeedBrachy {__version__}. {RESEARCH_NOTICE}")
+    parser.add_argument("--version", action="version", version=f"seedbrachy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("models", help="list the seed source models (and add your own)")
     p.add_argument("--add", metavar="FILE", help="validate a model JSON file and add it to the user folder")
@@ -42,6 +50,7 @@ def main(argv=None):
     p.set_defaults(func=_models)
     p = sub.add_parser("demo", help="run the built-in synthetic case")
     p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
+    p.add_argument("--force", action="store_true", help="replace the scene bundle of an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--model", default="I125_OncoSeed6711", help="seed model key (see 'seedbrachy models')")
     p.add_argument("--activity-mci", type=float, default=0.5, help="apparent activity per seed, mCi (default 0.5)")

@@ -23,6 +23,7 @@ DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
 DEMO_ACTIVITY_MCI = 0.5
 #: Demo planning aims (user limits for the synthetic case, not clinical guidance): (structure, metric, Gy).
 DEMO_LIMITS = (("Skin", "D2cc", 100.0), ("Carotid", "D2cc", 45.0))
+SCENE_FILE = "SeedBrachyDemo.mrb"  # the scene bundle written into the output folder
 
 
 def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=print,
@@ -113,7 +114,7 @@ def case_structures(case, planning, grid, oars=DEMO_OARS):
 
 
 def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
-    """Write the case as a Slicer scene bundle ``<out_dir>/SeedBrachyDemo.mrb`` and print its path.
+    """Write the case as a Slicer scene bundle ``<out_dir>/<SCENE_FILE>`` and print its path.
 
     Needs slicer-core (``pip install 'SeedBrachyLib[slicer]'``); without it, says so and returns None.
     """
@@ -122,7 +123,7 @@ def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
         return None
     from .scene import write_case_scene
 
-    path, evaluation = write_case_scene(os.path.join(out_dir, "SeedBrachyDemo.mrb"), case, seeds, model_key)
+    path, evaluation = write_case_scene(os.path.join(out_dir, SCENE_FILE), case, seeds, model_key)
     d90, unit = evaluation.value("GTV", "D90")
     print_fn(f"Slicer scene (CT, structures, seeds, needles, dose, DVH table and plot): {path}")
     print_fn(f"  the scene's dose is recomputed as the module does it (grid = GTV and seeds + 10 mm, CT direction, "
