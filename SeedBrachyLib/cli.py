@@ -57,6 +57,9 @@ def main(argv=None):
     p.add_argument("--u-per-mci", type=float, default=DEFAULT_U_PER_MCI,
                    help=f"S_K per apparent activity, U/mCi (default {DEFAULT_U_PER_MCI:.3f}, the I-125 convention)")
     p.set_defaults(func=_demo)
+    from .commands import detect
+    for command in (detect,):
+        command.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

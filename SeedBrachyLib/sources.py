@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,22 +227,44 @@ def available_models():
     return sorted(_model_files())
 
 
-def get_model(name):
-    """Return the model whose key is ``name``, or whose key or name uniquely contains it.
+def _normal(text):
+    return re.sub(r"[\s_\-.]+", "", str(text)).lower()
 
-    Raises InputError naming the available models when none or several match.
+
+def model_aliases(key, name):
+    """Aliases of a model (normalised: lower case, no spaces, '_', '-' or '.'): its key, the key without the
+    radionuclide prefix, its name up to the first '(' and each word of the name with a digit in it (the model
+    number), e.g. "I125_OncoSeed6711" / "OncoSeed 6711 (...)" -> i125oncoseed6711, oncoseed6711, 6711."""
+    head = str(name).split("(", 1)[0]
+    words = [w for w in head.split() if any(c.isdigit() for c in w)]
+    return {_normal(key), _normal(str(key).split("_", 1)[-1]), _normal(head), *(_normal(w) for w in words)}
+
+
+def get_model(name):
+    """Return the model whose key is ``name``, or whose alias (:func:`model_aliases`) is uniquely ``name``.
+
+    Names are never matched by a part (substring). Raises InputError naming the available models
+    when none or several match.
     """
     if isinstance(name, SourceModel):
         return name
     files = _model_files()
     if name in files:
         return load_model_file(files[name])
-    needle = str(name).lower()
-    hits = [k for k in files if needle and needle in k.lower()]
+    wanted = _normal(name)
+    hits = [k for k, path in files.items() if wanted and wanted in model_aliases(k, _model_name(path))]
     if len(hits) == 1:
         return load_model_file(files[hits[0]])
-    what = "matches several models" if hits else "is not a known seed model"
-    raise InputError(f"seed model {name!r} {what}; available: {', '.join(sorted(files))}")
+    what = f"matches several models ({', '.join(sorted(hits))})" if hits else "is not a known seed model"
+    raise InputError(f"seed model {name!r} {what}; give a key or a unique alias (model name or number), "
+                     f"never a part of one; available: {', '.join(sorted(files))}")
+
+
+def _model_name(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("model", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def add_user_model(path, overwrite=False):

@@ -69,12 +69,24 @@ def test_user_model_add_list_and_no_silent_overwrite(tmp_path, monkeypatch, caps
     assert main(["models", "--add", str(tmp_path / "nope.json")]) == 2
 
 
-def test_model_lookup():
-    assert sources.get_model("6711").key == "I125_OncoSeed6711"
+def test_model_lookup_exact_or_unique_alias_never_a_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEEDBRACHY_SOURCE_DIR", str(tmp_path / "user"))
+    for alias in ("I125_OncoSeed6711", "6711", "OncoSeed 6711", "oncoseed6711", "i125_oncoseed6711"):
+        assert sources.get_model(alias).key == "I125_OncoSeed6711"
+    assert sources.get_model("IAI-125A").key == "I125_IsoAid_IAI-125A"
+    assert sources.get_model("selectSeed 130.002").key == "I125_selectSeed_130002"
+    for part in ("I125", "Onco", "671", "Seed", "IsoAid_IAI"):  # parts of names are never matched
+        with pytest.raises(InputError, match="not a known seed model"):
+            sources.get_model(part)
     with pytest.raises(InputError, match="available: "):
         sources.get_model("Cs131")
+    twin = json.loads((sources.PACKAGED_DIR / "I125_OncoSeed6711.json").read_text())
+    twin["model"] = "OncoSeed 6711 (a user's own copy)"
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "My_copy.json").write_text(json.dumps(twin))
     with pytest.raises(InputError, match="several"):
-        sources.get_model("I125")
+        sources.get_model("OncoSeed 6711")
+    assert sources.get_model("I125_OncoSeed6711").key == "I125_OncoSeed6711"  # the key stays exact
 
 
 def test_strength_conversion_is_explicit():

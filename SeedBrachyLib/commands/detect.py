@@ -1,0 +1,44 @@
+"""``seedbrachy detect CT``: the seeds in a post-implant CT (DICOM folder or volume file), centre, axis, confidence."""
+
+from __future__ import annotations
+
+from ..progress import close
+from ..report.records import seed_records
+from .common import EXIT_OK, add_output_options, check_outputs, progress_of, write_json
+from .inputs import read_image
+
+
+def add_parser(sub):
+    p = sub.add_parser("detect", help="find the seeds in a post-implant CT (DICOM folder or NRRD, NIfTI...)")
+    p.add_argument("ct", help="post-implant CT: a folder of DICOM slices or a volume file (HU)")
+    p.add_argument("--count", type=int, help="number of seeds implanted (helps split touching seeds)")
+    p.add_argument("--strength-u", type=float, help="S_K (U) given to each detected seed (default 1 U)")
+    add_output_options(p, report=False)
+    p.set_defaults(func=run)
+    return p
+
+
+def detect(image, count=None, strength_u=None, progress=None):
+    """:class:`~SeedBrachyLib.postimplant.detection.DetectionResult` of an :class:`~.inputs.Image` (HU)."""
+    from ..postimplant.detection import detect_seeds
+    return detect_seeds(image.array, image.grid, expected_count=count, strength_u=strength_u, progress=progress)
+
+
+def run(args):
+    check_outputs(args, inputs=[args.ct])
+    progress = progress_of(args)
+    image = read_image(args.ct, "post-implant CT")
+    result = detect(image, args.count, args.strength_u, progress)
+    close(progress)
+    print(result.summary())
+    for seed, c in zip(result.seeds, result.confidences):
+        p, a = seed.position, seed.axis
+        print(f"  {seed.label:>4}: centre ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm RAS, axis ({a[0]:.2f}, "
+              f"{a[1]:.2f}, {a[2]:.2f}), confidence {c:.2f}")
+    for r in result.rejected:
+        print(f"  rejected at ({r.position[0]:.1f}, {r.position[1]:.1f}, {r.position[2]:.1f}) mm: {r.reason}")
+    write_json(args.json, "detect", {"input": str(args.ct), "summary": result.summary(),
+                                     **seed_records(result.seeds, result.confidences),
+                                     "rejected": [{"center_ras_mm": r.position, "reason": r.reason}
+                                                  for r in result.rejected]})
+    return EXIT_OK

@@ -1,0 +1,205 @@
+"""Reading a case from disk for the commands: CT (DICOM folder or a volume file), structures, plan, dose.
+
+* Images: a folder of DICOM slices (:func:`SeedBrachyLib.dicomrt.read_ct_series`) or one volume file
+  SimpleITK reads (NRRD, NIfTI, MetaImage...; geometry converted from LPS to RAS at this boundary).
+* Structures: an RT Structure Set file, a folder holding one, or a folder of labelmap files (one per
+  structure, named by the file stem, every non-zero voxel inside), resampled (nearest) onto the CT grid.
+* Plans: an RT Plan file (brachy, seeds) or a seeds JSON (``{"space": "RAS", "seeds": [...]}`` as
+  ``detect`` and ``plan`` write it).
+* Dose: an RT Dose file or a dose volume file (Gy).
+
+Structure names are matched exactly, or without regard to case when that is unique.
+Positions mm RAS, dose Gy, strength U.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..grid import Grid
+
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+@dataclass
+class Image:
+    """A 3D image: ``array`` ``[k, j, i]`` on ``grid``, where it came from, and the identification it carries."""
+
+    array: np.ndarray
+    grid: Grid
+    source: str
+    identification: dict = field(default_factory=dict)
+    series: object = None  # the dicomrt ImageSeries when read from DICOM
+
+
+def _exists(path, what):
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    return p
+
+
+def is_volume_file(path):
+    return str(path).lower().endswith(VOLUME_SUFFIXES)
+
+
+def is_dicom_file(path):
+    """True for a file with the DICOM preamble ('DICM' at byte 128)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def study_identification(study):
+    """Patient and study identification of a dicomrt Study, as labels -> text (empty values left out)."""
+    items = (("Patient name", str(study.patient_name).replace("^", " ").strip()), ("Patient ID", study.patient_id),
+             ("Birth date", study.patient_birth_date), ("Study date", study.study_date),
+             ("Study ID", study.study_id), ("Accession number", study.accession_number),
+             ("Study description", study.study_description), ("Study UID", study.study_instance_uid))
+    return {k: str(v) for k, v in items if v}
+
+
+def read_image(path, what="CT", progress=None):
+    """The :class:`Image` at ``path``: a DICOM series folder or a volume file (HU for a CT)."""
+    p = _exists(path, what)
+    if p.is_dir():
+        from ..dicomrt import read_ct_series
+        array, grid, series = read_ct_series(p, progress=progress)
+        ident = study_identification(series.study)
+        if series.description:
+            ident[f"{what} series"] = series.description
+        return Image(array, grid, str(p), ident, series)
+    if is_volume_file(p):
+        import SimpleITK as sitk
+
+        from ..itk_image import from_sitk
+        try:
+            image = sitk.ReadImage(str(p))
+        except RuntimeError as exc:
+            raise InputError(f"{what} {str(p)!r} could not be read: {str(exc).splitlines()[-1][:160]}") from None
+        array, grid = from_sitk(image)
+        return Image(array, grid, str(p), {f"{what} file": p.name})
+    raise InputError(f"{what} {str(p)!r} is neither a folder of DICOM slices nor a volume file "
+                     f"({', '.join(VOLUME_SUFFIXES)})")
+
+
+def _rtstruct_in(folder):
+    hits = [f for f in sorted(Path(folder).iterdir())
+            if f.is_file() and is_dicom_file(f) and _modality(f) == "RTSTRUCT"]
+    if len(hits) > 1:
+        raise InputError(f"{str(folder)!r} holds {len(hits)} RT Structure Sets: name the file")
+    return hits[0] if hits else None
+
+
+def _modality(path):
+    import pydicom
+    try:
+        return str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"]).Modality)
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not the one sought
+        return ""
+
+
+def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
+    """Structures on ``grid`` (the CT's): name -> bool mask ``[k, j, i]`` (voxel at least half inside)."""
+    p = _exists(path, "structures")
+    rtstruct = p if p.is_file() and is_dicom_file(p) else (_rtstruct_in(p) if p.is_dir() else None)
+    if rtstruct is not None:
+        from ..dicomrt import read_rtstruct
+        rois = read_rtstruct(rtstruct, grid, frame_of_reference_uid=frame_of_reference_uid, progress=progress)
+        return {roi.name: np.asarray(roi.fraction) >= 0.5 for roi in rois}
+    files = [p] if p.is_file() else [f for f in sorted(p.iterdir()) if f.is_file() and is_volume_file(f)]
+    if not files:
+        raise InputError(f"structures {str(p)!r}: no RT Structure Set and no labelmap files "
+                         f"({', '.join(VOLUME_SUFFIXES)}) found")
+    out = {}
+    for f in files:
+        image = read_image(f, "labelmap")
+        mask = np.asarray(image.array) != 0
+        if not _same_geometry(image.grid, grid):
+            from ..itk_image import resample
+            mask = resample(mask, image.grid, grid, interpolator="nearest")
+        name = f.name[: -len(next(s for s in VOLUME_SUFFIXES if f.name.lower().endswith(s)))]
+        if not mask.any():
+            raise InputError(f"labelmap {str(f)!r} ({name}) has no voxel inside the CT")
+        out[name] = mask
+    return out
+
+
+def _same_geometry(a, b, tol=1e-4):
+    return (tuple(a.dims) == tuple(b.dims) and np.allclose(a.origin, b.origin, atol=tol)
+            and np.allclose(a.spacing, b.spacing, atol=tol) and np.allclose(a.direction, b.direction, atol=tol))
+
+
+def pick(structures, name, what="structure"):
+    """The key of ``structures`` named ``name``: exact, else unique without regard to case; InputError else."""
+    if name in structures:
+        return name
+    hits = [k for k in structures if k.lower() == str(name).lower()]
+    if len(hits) == 1:
+        return hits[0]
+    raise InputError(f"{what} {name!r} not found among the structures: have {', '.join(sorted(structures))}")
+
+
+@dataclass
+class PlanInput:
+    """Seeds of an existing plan (mm RAS, U), the seed model key if the file names one, and its notes."""
+
+    seeds: list
+    model_key: str = None
+    prescription_gy: float = None
+    source: str = ""
+    notes: list = field(default_factory=list)
+    frame_of_reference_uid: str = None
+
+
+def read_plan(path, default_axis=(0.0, 0.0, 1.0)):
+    """Seeds from an RT Plan file or a seeds JSON file (:func:`SeedBrachyLib.report.records.seed_records`)."""
+    p = _exists(path, "plan")
+    if p.is_file() and is_dicom_file(p):
+        from ..dicomrt import read_rtplan
+        plan = read_rtplan(p, default_axis=default_axis)
+        return PlanInput(plan.seeds, plan.model_key, plan.prescription_gy, str(p), list(plan.notes),
+                         plan.frame_of_reference_uid)
+    if p.suffix.lower() == ".json":
+        return PlanInput(seeds_from_json(p), source=str(p))
+    raise InputError(f"plan {str(p)!r} is neither an RT Plan (DICOM) nor a seeds JSON file")
+
+
+def seeds_from_json(path, strength_u=None):
+    """Seeds of a ``{"space": "RAS", "seeds": [...]}`` file; ``strength_u`` (U) for entries that carry none."""
+    from ..seeds import Seed
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"seeds file {str(path)!r} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("space") != "RAS" or not isinstance(data.get("seeds"), list):
+        raise InputError(f"seeds file {str(path)!r}: need {{\"space\": \"RAS\", \"seeds\": [...]}}")
+    seeds = []
+    for n, item in enumerate(data["seeds"]):
+        s = item.get("strength_u", strength_u)
+        if s is None:
+            raise InputError(f"seeds file {str(path)!r}: seed {n + 1} has no strength_u (U); give one")
+        seeds.append(Seed(item["center_ras_mm"], item.get("axis_ras") or (0.0, 0.0, 1.0), float(s),
+                          item.get("label") or f"S{n + 1}"))
+    if not seeds:
+        raise InputError(f"seeds file {str(path)!r} holds no seed")
+    return seeds
+
+
+def read_dose(path, frame_of_reference_uid=None):
+    """(dose Gy ``[k, j, i]``, Grid, description) from an RT Dose file or a dose volume file (Gy)."""
+    p = _exists(path, "dose")
+    if p.is_file() and is_dicom_file(p):
+        from ..dicomrt import read_rtdose
+        dose, grid, info = read_rtdose(p, frame_of_reference_uid=frame_of_reference_uid)
+        return np.asarray(dose, dtype=np.float32), grid, f"RT Dose {p.name} ({info.dose_type}, {info.summation})"
+    image = read_image(p, "dose")
+    return np.asarray(image.array, dtype=np.float32), image.grid, f"dose volume {p.name} (Gy)"
