@@ -1,4 +1,4 @@
-"""Command line: ``seedbrachy models`` and ``seedbrachy demo``."""
+"""Command line: ``seedbrachy models``, ``demo`` and the subcommands on real data (:mod:`SeedBrachyLib.commands`)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ Names (stable: the cohort table's columns and the ``--json`` keys are built from
   ``D100``, ``Dmin``, ``Dmax``, ``Dmean``, ``D2cc``, ``D1cc``, ``D0.1cc`` (Gy), ``V90``, ``V100``,
   ``V150``, ``V200`` (% of the structure at >= x % of the prescription); ``None`` where undefined
   (D2cc of a structure under 2 cc).
-* Checks: ``goal``, ``structure``, ``metric``, ``passed``, ``measured``, ``comparator``, ``limit``,
-  ``unit``, ``source``.
+* Checks: ``goal``, ``structure``, ``metric``, ``passed``, ``status`` (PASS, FAIL, NOT EVALUATED),
+  ``note``, ``measured``, ``comparator``, ``limit``, ``unit``, ``source``.
 * Seeds: ``{"space": "RAS", "seeds": [{"center_ras_mm": [x, y, z], "axis_ras": [ax, ay, az],
   "confidence": c}, ...]}`` (positions in mm).
 """
@@ -55,6 +55,7 @@ def evaluation_record(evaluation):
 def check_records(results):
     """Check results (:class:`~SeedBrachyLib.checks.CheckResult`) as records."""
     return [{"goal": r.goal, "structure": r.structure, "metric": r.metric, "passed": bool(r.passed),
+             "status": getattr(r, "status", "PASS" if r.passed else "FAIL"), "note": getattr(r, "note", ""),
              "measured": number(r.measured), "comparator": r.comparator, "limit": number(r.limit), "unit": r.unit,
              "source": r.source} for r in results]
 
