@@ -1,13 +1,18 @@
 """Dose from a set of seeds on a grid or at points (TG-43U1, see :mod:`SeedBrachyLib.tg43`).
 
-Output is absorbed dose to water in Gy (float32 on grids):
+Output is absorbed dose to water in Gy (float32 on grids, float64 at points):
 
 * permanent implant (default): D = Ddot_0 * tau, tau = T1/2 / ln 2 (mean life);
 * a time window [t0, t1] in days after implant: D = Ddot_0 * (exp(-lambda t0) - exp(-lambda t1)) / lambda.
 
-Grid evaluation is chunked over K slices (bounded memory) and spread over the
-machine's cores with threads; the grid geometry is separable, so distances are
-built from per-axis terms without ever forming the voxel coordinates.
+Engines (:mod:`SeedBrachyLib.kernel`): the compiled engine (numba) when it can be
+imported, else the exact numpy evaluation; ``engine=`` chooses, and
+:func:`SeedBrachyLib.kernel.describe` says which one runs. On grids the compiled engine
+uses an (r, theta) table within 0.1 % of exact TG-43 (measured: < 0.02 %); dose at
+points is exact on both engines. Grid evaluation is chunked over K slices (bounded
+memory, checked before any work) and multi-threaded; distances are built in each
+seed's own frame, so rho^2 = x^2 + y^2 is never negative and a seed on a voxel centre
+is an ordinary point (the capsule rule of :mod:`SeedBrachyLib.tg43` applies).
 """
 
 from __future__ import annotations
@@ -18,14 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import tg43
+from . import kernel
 from .errors import InputError
 from .progress import report
 from .seeds import seed_arrays
 from .sources import get_model
 
-CHUNK_VOXELS = 1 << 18  # voxels per work item: ~30 MB of float64 temporaries
-TEMP_BYTES_PER_VOXEL = 120  # float64 temporaries alive per voxel of a chunk
+CHUNK_VOXELS = 1 << 18  # voxels per numpy work item: ~30 MB of float64 temporaries
+TEMP_BYTES_PER_VOXEL = 120  # float64 temporaries alive per voxel of a numpy chunk
+COMPILED_CHUNK_VOXELS = 1 << 19  # voxels per compiled slab: a 4 MB float64 accumulator
 
 
 def time_factor_h(model, time_window_days=None):
@@ -58,10 +64,13 @@ def available_memory_bytes():
         return 8 << 30
 
 
-def check_memory(grid, max_bytes=None, workers=1):
+def check_memory(grid, max_bytes=None, workers=1, engine="numpy"):
     """Raise InputError before any work if the dose array and temporaries will not fit in memory."""
-    chunk = min(grid.n_voxels, CHUNK_VOXELS)
-    need = grid.n_voxels * 4 + workers * chunk * TEMP_BYTES_PER_VOXEL
+    if engine == "compiled":
+        temporaries = min(grid.n_voxels, COMPILED_CHUNK_VOXELS) * 8
+    else:
+        temporaries = workers * min(grid.n_voxels, CHUNK_VOXELS) * TEMP_BYTES_PER_VOXEL
+    need = grid.n_voxels * 4 + temporaries
     limit = available_memory_bytes() if max_bytes is None else int(max_bytes)
     if need > limit:
         raise InputError(
@@ -83,38 +92,55 @@ def _validated(grid, seeds, model, allow_outside):
     return model, positions, axes, strengths
 
 
-def dose_per_u_at_points(points_ras, position, axis, model, formalism="line", time_window_days=None):
-    """Dose (Gy per U of S_K) from one seed at ``position``/``axis`` to points (..., 3) mm RAS."""
+def finite_points(points_ras, what="point"):
+    """Points as a float array (..., 3) mm; InputError naming the first non-finite one."""
+    pts = np.asarray(points_ras, dtype=float)
+    if pts.ndim == 0 or pts.shape[-1] != 3:
+        raise InputError(f"{what}s must be an array (..., 3) of RAS mm; got shape {pts.shape}")
+    bad = ~np.all(np.isfinite(pts), axis=-1)
+    if np.any(bad):
+        first = np.argwhere(bad)[0]
+        raise InputError(f"{what} {tuple(int(i) for i in first)} = {pts[tuple(first)].tolist()} mm is not finite: "
+                         "every coordinate must be a finite number (mm RAS)")
+    return pts
+
+
+def _points_dose(points_ras, positions, axes, strengths, model, formalism, time_window_days, engine, each):
+    pts = finite_points(points_ras)
+    engine = kernel.resolve(engine)
+    flat = pts.reshape(-1, 3)
+    frames = kernel.seed_frames(axes)
+    rate = kernel.points_rate(engine, flat, positions, frames, strengths, model, formalism, each=each)
+    rate *= time_factor_h(model, time_window_days) / 100.0
+    return rate.reshape(((len(strengths),) if each else ()) + pts.shape[:-1])
+
+
+def dose_per_u_at_points(points_ras, position, axis, model, formalism="line", time_window_days=None,
+                         engine="auto"):
+    """Dose (Gy per U of S_K) from one seed at ``position``/``axis`` (mm RAS, unit) at points (..., 3) mm RAS."""
     model = get_model(model)
-    d = np.asarray(points_ras, dtype=float) - np.asarray(position, dtype=float)
-    r = np.sqrt(np.einsum("...i,...i->...", d, d))
-    z = d @ np.asarray(axis, dtype=float)
-    scale = time_factor_h(model, time_window_days) / 100.0
-    return tg43.dose_rate_per_u(model, r, z, formalism) * scale
+    position = finite_points(np.reshape(position, 3), "seed position")
+    axis = np.asarray(axis, dtype=float).reshape(3)
+    if not (np.all(np.isfinite(axis)) and abs(np.linalg.norm(axis) - 1.0) < 1e-6):
+        raise InputError(f"seed axis {axis.tolist()} invalid: must be a finite unit vector (RAS)")
+    return _points_dose(points_ras, position[None], axis[None], np.ones(1), model, formalism,
+                        time_window_days, engine, False)
 
 
-def dose_at_points(points_ras, seeds, model, formalism="line", time_window_days=None):
-    """Total dose (Gy, float64) from ``seeds`` at points (..., 3) mm RAS."""
+def dose_at_points(points_ras, seeds, model, formalism="line", time_window_days=None, engine="auto"):
+    """Total dose (Gy, float64) from ``seeds`` at points (..., 3) mm RAS: exact TG-43 on either engine."""
     model, positions, axes, strengths = _validated(None, seeds, model, True)
-    total = np.zeros(np.shape(points_ras)[:-1])
-    for p, a, s in zip(positions, axes, strengths):
-        total += s * dose_per_u_at_points(points_ras, p, a, model, formalism, time_window_days)
-    return total
+    return _points_dose(points_ras, positions, axes, strengths, model, formalism, time_window_days, engine, False)
 
 
-def _separable_terms(grid, position, axis):
-    """Per-axis terms so that r^2 = sum of r2 terms and z = sum of z terms over (i, j, k)."""
-    offset = grid.origin - position
-    r2_terms, z_terms = [], []
-    for m, coords in enumerate(grid.axis_coordinates()):
-        u = grid.direction[:, m]
-        r2_terms.append(2.0 * coords * (u @ offset) + coords * coords)
-        z_terms.append(coords * (u @ axis))
-    return float(offset @ offset), float(offset @ axis), r2_terms, z_terms
+def dose_each_at_points(points_ras, seeds, model, formalism="line", time_window_days=None, engine="auto"):
+    """Dose (Gy, float64) of each seed at points (..., 3) mm RAS: shape (n_seeds, ...), exact TG-43."""
+    model, positions, axes, strengths = _validated(None, seeds, model, True)
+    return _points_dose(points_ras, positions, axes, strengths, model, formalism, time_window_days, engine, True)
 
 
 def compute_dose(grid, seeds, model, formalism="line", time_window_days=None,
-                 progress=None, max_bytes=None, allow_outside=False, workers=None):
+                 progress=None, max_bytes=None, allow_outside=False, workers=None, engine="auto"):
     """Dose (Gy) on ``grid`` from ``seeds``: float32 array indexed [k, j, i].
 
     Args:
@@ -127,31 +153,43 @@ def compute_dose(grid, seeds, model, formalism="line", time_window_days=None,
         max_bytes: memory limit (bytes) checked before work; default: available memory.
         allow_outside: accept seeds outside the grid (default: error).
         workers: threads (default: number of CPUs).
+        engine: "auto" (compiled if numba imports, else numpy), "compiled" or "numpy".
     """
     model, positions, axes, strengths = _validated(grid, seeds, model, allow_outside)
+    engine = kernel.resolve(engine)
     workers = workers or os.cpu_count() or 1
-    check_memory(grid, max_bytes, workers)
+    check_memory(grid, max_bytes, workers, engine)
     scale = time_factor_h(model, time_window_days) / 100.0
-    terms = [_separable_terms(grid, p, a) for p, a in zip(positions, axes)]
+    frames = kernel.seed_frames(axes)
     ni, nj, nk = grid.dims
-    k_step = max(1, CHUNK_VOXELS // (ni * nj))
-    chunks = [(k0, min(nk, k0 + k_step)) for k0 in range(0, nk, k_step)]
     out = np.empty(grid.shape, dtype=np.float32)
+    label = f"dose: {len(seeds)} seeds, {kernel.describe(engine).split(' (')[0]}"
+    report(progress, 0.0, label)
+
+    if engine == "compiled":
+        kernel.set_threads(workers, grid.n_voxels * len(seeds))
+        table = kernel.table_for(model, formalism, kernel.grid_reach_mm(grid, positions))
+        k_step = max(1, COMPILED_CHUNK_VOXELS // (ni * nj))
+        for k0 in range(0, nk, k_step):
+            k1 = min(nk, k0 + k_step)
+            slab = np.zeros((k1 - k0, nj, ni))
+            kernel.grid_rate_slab(engine, slab, k0, grid, positions, frames, strengths, model, formalism, table)
+            out[k0:k1] = slab * scale
+            report(progress, k1 / nk, f"{label}, slice {k1}/{nk}")
+        return out
 
     def work(chunk):
         k0, k1 = chunk
-        acc = np.zeros((k1 - k0, nj, ni))
-        for (r20, z0, r2t, zt), strength in zip(terms, strengths):
-            r2 = (r2t[2][k0:k1, None, None] + r20) + r2t[1][None, :, None] + r2t[0][None, None, :]
-            z = (zt[2][k0:k1, None, None] + z0) + zt[1][None, :, None] + zt[0][None, None, :]
-            acc += strength * tg43.dose_rate_per_u(model, np.sqrt(r2), z, formalism)
-        out[k0:k1] = acc * scale
+        slab = np.zeros((k1 - k0, nj, ni))
+        kernel.grid_rate_slab(engine, slab, k0, grid, positions, frames, strengths, model, formalism)
+        out[k0:k1] = slab * scale
         return k1 - k0
 
+    k_step = max(1, CHUNK_VOXELS // (ni * nj))
+    chunks = [(k0, min(nk, k0 + k_step)) for k0 in range(0, nk, k_step)]
     done = 0
-    report(progress, 0.0, "dose")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for n in pool.map(work, chunks):
             done += n
-            report(progress, done / nk, f"dose: {len(seeds)} seeds, slice {done}/{nk}")
+            report(progress, done / nk, f"{label}, slice {done}/{nk}")
     return out

@@ -44,8 +44,10 @@ class Grid:
             raise InputError(f"grid dims {self.dims} invalid: need three counts >= 1")
         if not np.all(np.isfinite(origin)):
             raise InputError(f"grid origin {origin.tolist()} must be finite (mm)")
-        if not np.all(spacing > 0):
-            raise InputError(f"grid spacing {spacing.tolist()} mm invalid: each must be > 0")
+        if not np.all(np.isfinite(spacing) & (spacing > 0)):
+            raise InputError(f"grid spacing {spacing.tolist()} mm invalid: each must be a finite number > 0")
+        if not np.all(np.isfinite(direction)):
+            raise InputError(f"grid direction {direction.tolist()} must be finite (unit column vectors)")
         if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-5):
             raise InputError(
                 f"grid direction {direction.tolist()} is not orthonormal: "

@@ -16,7 +16,22 @@ Required fields (TG-43 tables in cm, converted to mm once here):
 
 Optional: ``Sk_per_mCi`` (> 0, informative only: the conversion in use is the
 caller's, default :data:`DEFAULT_U_PER_MCI`), ``anisotropy_factor_1d`` (``r_cm``,
-``phi_an``, for the 1D formalism), ``physical_seed`` (``outer_length_cm``).
+``phi_an``, for the 1D formalism), ``physical_seed`` (``outer_length_cm``,
+``outer_diameter_cm``: the capsule; defaults 0.45 cm and 0.08 cm, the I-125 seeds'
+common size).
+
+Consistency rules (TG-43U1 definitions; each refusal names the field and the allowed values):
+
+* g_L(r0 = 1 cm) = 1 and F(r, 90 deg) = 1 at every tabulated r, within
+  :data:`NORMALISATION_TOLERANCE` (0.0005: 1.000 to the tables' three decimals); F needs
+  its 0 and 90 degree rows.
+* Radial coverage: g_L tabulated over at least [0.5, 5] cm, F (and phi_an) over at least
+  [1, 5] cm (:data:`MIN_RADIAL_RANGE_CM`). Outside the tabulated range the
+  extrapolation rules of :mod:`SeedBrachyLib.tg43` apply; a table covering less is
+  refused rather than extrapolated over centimetres.
+* The active length is shorter than the capsule's outer length (the active core lies
+  inside the capsule; on the axis the line-source geometry function is infinite at the
+  end of the active length).
 
 Strength units: air-kerma strength S_K in U (1 U = 1 uGy m^2 h^-1 = 1 cGy cm^2 h^-1).
 Apparent activity in mCi exists only at the user boundary: S_K [U] = A [mCi] x f,
@@ -41,6 +56,13 @@ from .errors import InputError
 DEFAULT_U_PER_MCI = 1.270
 #: Outer capsule length (mm) assumed when a model file does not give one (I-125 seeds: 4.5 mm).
 DEFAULT_OUTER_LENGTH_MM = 4.5
+#: Outer capsule diameter (mm) assumed when a model file does not give one (I-125 seeds: 0.8 mm).
+DEFAULT_OUTER_DIAMETER_MM = 0.8
+#: Allowed deviation of g_L(1 cm) and F(r, 90 deg) from 1 (the tables' last decimal, +/- 0.0005).
+NORMALISATION_TOLERANCE = 5e-4
+#: Minimum radial coverage (cm) of each table: (largest allowed first radius, smallest allowed last radius).
+MIN_RADIAL_RANGE_CM = {"radial_dose_function": (0.5, 5.0), "anisotropy_function": (1.0, 5.0),
+                       "anisotropy_factor_1d": (1.0, 5.0)}
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "sources"
 
@@ -85,6 +107,7 @@ class SourceModel:
     f_theta_deg: np.ndarray
     f_table: np.ndarray  # shape (n_theta, n_r)
     outer_length_mm: float = DEFAULT_OUTER_LENGTH_MM
+    outer_radius_mm: float = DEFAULT_OUTER_DIAMETER_MM / 2
     phi_r_mm: np.ndarray | None = None
     phi_an: np.ndarray | None = None
     nominal_u_per_mci: float = DEFAULT_U_PER_MCI
@@ -156,6 +179,29 @@ def _vector(data, dotted, where, positive=True, increasing=False, length=None):
     return arr
 
 
+def _check_range(table, r_cm, where):
+    first_max, last_min = MIN_RADIAL_RANGE_CM[table]
+    if r_cm[0] > first_max or r_cm[-1] < last_min:
+        raise InputError(f"{where}: {table}.r_cm covers {r_cm[0]:g}..{r_cm[-1]:g} cm; it must cover at least "
+                         f"{first_max:g}..{last_min:g} cm (first radius <= {first_max:g} cm, last >= {last_min:g} cm)")
+
+
+def _check_normalisation(gl_r, gl, theta, f_r, f_table, where):
+    tol = NORMALISATION_TOLERANCE
+    g1 = float(np.exp(np.interp(1.0, gl_r, np.log(gl))))  # log-linear, as the kernel interpolates
+    if abs(g1 - 1.0) > tol:
+        raise InputError(f"{where}: radial_dose_function gives g_L(1 cm) = {g1:.4f}; "
+                         f"TG-43 normalises it to 1 (allowed 1 +/- {tol:g})")
+    if theta[0] != 0.0 or theta[-1] != 90.0:
+        raise InputError(f"{where}: anisotropy_function.theta_deg runs {theta[0]:g}..{theta[-1]:g} deg; "
+                         "it must start at 0 and end at 90 deg (rows for the axis and the transverse plane)")
+    bad = np.flatnonzero(np.abs(f_table[-1] - 1.0) > tol)
+    if bad.size:
+        j = bad[0]
+        raise InputError(f"{where}: anisotropy_function.F at 90 deg, r = {f_r[j]:g} cm is {f_table[-1, j]:g}; "
+                         f"TG-43 normalises F(r, 90 deg) to 1 (allowed 1 +/- {tol:g})")
+
+
 def model_from_dict(data, key, where="model file"):
     """Validate a model dictionary (schema in the module docstring) and build a SourceModel."""
     if not isinstance(data, dict):
@@ -180,23 +226,36 @@ def model_from_dict(data, key, where="model file"):
     if bad.size:
         i, j = bad[0]
         raise InputError(f"{where}: anisotropy_function.F[{i}][{j}] = {f_table[i, j]:g} invalid: must be > 0")
+    _check_range("radial_dose_function", gl_r, where)
+    _check_range("anisotropy_function", f_r, where)
+    _check_normalisation(gl_r, gl, theta, f_r, f_table, where)
     phi_r = phi = None
     if "anisotropy_factor_1d" in data:
-        phi_r = _vector(data, "anisotropy_factor_1d.r_cm", where, increasing=True) * 10.0
+        phi_r = _vector(data, "anisotropy_factor_1d.r_cm", where, increasing=True)
+        _check_range("anisotropy_factor_1d", phi_r, where)
+        phi_r = phi_r * 10.0
         phi = _vector(data, "anisotropy_factor_1d.phi_an", where, length=phi_r.size)
+    capsule = data.get("physical_seed", {})
     outer = DEFAULT_OUTER_LENGTH_MM
-    if "physical_seed" in data and "outer_length_cm" in data["physical_seed"]:
+    if "outer_length_cm" in capsule:
         outer = _number(data, "physical_seed.outer_length_cm", where) * 10.0
+    diameter = DEFAULT_OUTER_DIAMETER_MM
+    if "outer_diameter_cm" in capsule:
+        diameter = _number(data, "physical_seed.outer_diameter_cm", where) * 10.0
+    active = _number(data, "active_length_cm", where) * 10.0
+    if active >= outer:
+        raise InputError(f"{where}: active_length_cm = {active / 10:g} must be shorter than the capsule's "
+                         f"outer length physical_seed.outer_length_cm = {outer / 10:g} cm")
     nominal = _number(data, "Sk_per_mCi", where) if "Sk_per_mCi" in data else DEFAULT_U_PER_MCI
     return SourceModel(
         key=key, name=name,
         radionuclide=_text(data, "radionuclide", where),
         citation=_text(data, "source", where),
         dose_rate_constant=_number(data, "dose_rate_constant_cGy_per_h_per_U", where),
-        active_length_mm=_number(data, "active_length_cm", where) * 10.0,
+        active_length_mm=active,
         half_life_days=_number(data, "half_life_days", where),
         gl_r_mm=gl_r * 10.0, gl=gl, f_r_mm=f_r * 10.0, f_theta_deg=theta, f_table=f_table,
-        outer_length_mm=outer, phi_r_mm=phi_r, phi_an=phi, nominal_u_per_mci=nominal,
+        outer_length_mm=outer, outer_radius_mm=diameter / 2, phi_r_mm=phi_r, phi_an=phi, nominal_u_per_mci=nominal,
         path=str(where), extra={k: v for k, v in data.items() if k in ("reference_points", "verification_level")},
     )
 

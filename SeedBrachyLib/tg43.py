@@ -12,24 +12,33 @@ with r0 = 1 cm = 10 mm, theta0 = 90 deg. Units: distances in mm (tables are
 converted from cm when a model is loaded), S_K in U, Lambda in cGy h^-1 U^-1,
 dose rate in cGy h^-1. Every function here returns dose rate *per unit S_K*.
 
-Interpolation and extrapolation rules (TG-43U1 Sec. IV and Appendix C):
+Interpolation and extrapolation rules (TG-43U1, Rivard et al. 2004, Sec. IV and
+Appendix C; restated in the 2007 supplement TG-43U1S1, Rivard et al., Med Phys 34:2187):
 
 * g_L(r): log-linear interpolation (log g_L linear in r) between tabulated radii.
-  Below the first tabulated radius: nearest neighbour, g_L(r) = g_L(r_min)
-  (TG-43U1 recommends this for the line-source g_L, whose short-distance
-  behaviour the geometry function already carries). Beyond the last tabulated
-  radius: log-linear extrapolation from the last two tabulated points (an
-  exponential fall-off that stays positive).
-* F(r, theta): bilinear in r and theta (degrees) inside the table; theta is
-  folded into [0, 90] deg by the symmetry F(r, 180 - theta) = F(r, theta). Outside
-  the tabulated radii: nearest neighbour in r, F(r, theta) = F(r_min or r_max, theta).
+  Below the first tabulated radius: nearest neighbour, g_L(r) = g_L(r_min), the rule
+  TG-43U1 gives for the line-source g_L, whose short-distance behaviour the geometry
+  function already carries. Beyond the last tabulated radius: log-linear extrapolation
+  from the last two tabulated points (an exponential fall-off that stays positive).
+* F(r, theta): bilinear in r and theta (degrees) inside the table; theta is folded
+  into [0, 90] deg by the symmetry F(r, 180 - theta) = F(r, theta). Outside the
+  tabulated radii: nearest neighbour in r, F(r, theta) = F(r_min or r_max, theta).
 * phi_an(r): linear in r, nearest neighbour outside the tabulated radii.
-* G_L(r, theta) = beta / (L r sin theta) with beta the angle subtended by the
-  active length; on the axis (theta = 0 or 180 deg) G_L = 1 / (r^2 - L^2 / 4).
-* Inside the seed: TG-43 is not defined within the capsule. Points closer to the
-  seed centre than half its outer length (2.25 mm for a 4.5 mm capsule) are
-  evaluated at that distance along the same direction, which keeps the dose
-  finite and continuous there.
+* G_L(r, theta) = beta / (L r sin theta) with beta the angle subtended by the active
+  length; on the axis (theta = 0 or 180 deg) G_L = 1 / (r^2 - L^2 / 4).
+
+Near the seed: the formula above holds everywhere outside the capsule, down to its
+surface (a cylinder of the model's outer diameter and outer length, 0.8 mm x 4.5 mm
+for the shipped I-125 seeds; the rounded end welds are not modelled). Beside a seed
+the dose is therefore the TG-43 value at 0.4 mm from the axis, not a value held at
+some larger radius. TG-43 defines no dose inside the capsule (the consensus data
+start at r = 0.1 cm and describe water outside the source). There, as a stated
+engineering choice rather than a TG-43 rule, a point takes the TG-43 value at the
+nearest point of the capsule surface (side wall or end face): the dose stays finite
+and continuous, and no point inside exceeds the surface value next to it. So Dmax of
+a structure that holds a seed is the TG-43 dose at the capsule surface (about
+4600 Gy per U of S_K for a 6711 seed, permanent implant), and D0.1cc next to a seed is
+an average over the steep field around the capsule, not a dose inside it.
 """
 
 from __future__ import annotations
@@ -43,22 +52,31 @@ from .errors import InputError
 R0_MM = 10.0  # reference distance r0 = 1 cm
 
 
-def geometry_line(r_mm, z_mm, length_mm):
-    """Line-source geometry function G_L (mm^-2) at distance r and axial coordinate z (mm).
-
-    Uses beta = atan2(L rho, rho^2 + z^2 - L^2/4), rho = sqrt(r^2 - z^2), which is
-    exact for the angle subtended by the segment and stable near the axis.
-    """
+def _rho(r_mm, z_mm):
+    """Distance from the seed axis (mm) from r and z (mm); never NaN from rounding."""
     r = np.asarray(r_mm, dtype=float)
     z = np.asarray(z_mm, dtype=float)
-    rho2 = np.maximum(r * r - z * z, 0.0)
-    rho = np.sqrt(rho2)
+    return np.sqrt(np.maximum(r * r - z * z, 0.0))
+
+
+def geometry_line_cyl(rho_mm, z_mm, length_mm):
+    """Line-source geometry function G_L (mm^-2) at distance rho from the axis and axial coordinate z (mm).
+
+    beta = atan2(L rho, rho^2 + z^2 - L^2/4) is the angle the active length subtends;
+    G_L = beta / (L rho) off the axis (= beta / (L r sin theta)) and 1 / (z^2 - L^2/4)
+    on it. Both are exact and stable as rho -> 0.
+    """
+    rho = np.asarray(rho_mm, dtype=float)
+    z = np.asarray(z_mm, dtype=float)
     half2 = 0.25 * length_mm * length_mm
-    beta = np.arctan2(length_mm * rho, rho2 + z * z - half2)
+    beta = np.arctan2(length_mm * rho, rho * rho + z * z - half2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        off_axis = beta / (length_mm * rho)
-        on_axis = 1.0 / (r * r - half2)
-    return np.where(rho > 1e-9 * np.maximum(r, 1.0), off_axis, on_axis)
+        return np.where(rho > 0, beta / (length_mm * rho), 1.0 / (z * z - half2))
+
+
+def geometry_line(r_mm, z_mm, length_mm):
+    """Line-source geometry function G_L (mm^-2) at distance r and axial coordinate z (mm)."""
+    return geometry_line_cyl(_rho(r_mm, z_mm), z_mm, length_mm)
 
 
 def geometry_line_transverse(r_mm, length_mm):
@@ -102,10 +120,15 @@ class _UniformTable:
 _TABLES = {}
 
 
+def _tables_key(model):
+    """Identity of a model's tables (their content)."""
+    return (model.key, model.gl.tobytes(), model.gl_r_mm.tobytes(), model.f_table.tobytes(),
+            model.f_r_mm.tobytes(), model.f_theta_deg.tobytes())
+
+
 def _tables(model):
     """Uniform refinements of g_L (log) and F for a model, built once per table content."""
-    key = (model.key, model.gl.tobytes(), model.gl_r_mm.tobytes(), model.f_table.tobytes(),
-           model.f_r_mm.tobytes(), model.f_theta_deg.tobytes())
+    key = _tables_key(model)
     if key not in _TABLES:
         g_axis = _UniformTable(model.gl_r_mm)
         log_g = np.interp(g_axis.nodes, model.gl_r_mm, np.log(model.gl))
@@ -147,33 +170,58 @@ def anisotropy_factor(model, r_mm):
     return np.interp(r_mm, model.phi_r_mm, model.phi_an)
 
 
-def clamp_inside_seed(model, r_mm, z_mm):
-    """Move points closer than half the outer seed length out to that distance (same direction)."""
-    r = np.asarray(r_mm, dtype=float)
-    r_min = 0.5 * model.outer_length_mm
-    scale = np.where(r < r_min, r_min / np.maximum(r, 1e-12), 1.0)
-    z = np.where(r > 0, np.asarray(z_mm, dtype=float) * scale, 0.0)
-    return np.maximum(r, r_min), z
+def capsule_surface(model, rho_mm, z_mm):
+    """Points inside the capsule moved to the nearest point of its surface (rho, z in mm); others unchanged.
+
+    The capsule is the cylinder rho <= outer radius, |z| <= outer length / 2 (see the
+    module docstring: TG-43 defines no dose inside it).
+    """
+    rho = np.asarray(rho_mm, dtype=float)
+    z = np.asarray(z_mm, dtype=float)
+    radius, half = model.outer_radius_mm, 0.5 * model.outer_length_mm
+    inside = (rho < radius) & (np.abs(z) < half)
+    to_side = inside & (radius - rho <= half - np.abs(z))
+    return (np.where(to_side, radius, rho),
+            np.where(inside & ~to_side, np.where(z < 0, -half, half), z))
 
 
-def dose_rate_per_u(model, r_mm, z_mm, formalism="line"):
-    """Dose rate per unit air-kerma strength (cGy h^-1 U^-1).
+def dose_rate_per_u_cyl(model, rho_mm, z_mm, formalism="line"):
+    """Dose rate per unit air-kerma strength (cGy h^-1 U^-1) at (rho, z) in the seed's frame (mm).
 
     Args:
         model: a SourceModel.
-        r_mm: distance from the seed centre (mm), any shape.
-        z_mm: coordinate along the seed axis (mm), same shape (ignored for "point").
+        rho_mm: distance from the seed axis (mm, >= 0), any shape.
+        z_mm: coordinate along the seed axis from the seed centre (mm), same shape.
         formalism: "line" (2D, TG-43U1 Eq. 1) or "point" (1D, TG-43U1 Eq. 11).
     """
-    r, z = clamp_inside_seed(model, r_mm, z_mm)
+    return formula_per_u(model, *capsule_surface(model, rho_mm, z_mm), formalism)
+
+
+def formula_per_u(model, rho_mm, z_mm, formalism="line"):
+    """The TG-43U1 formula (cGy h^-1 U^-1) at (rho, z) mm as it stands, without the capsule rule.
+
+    Inside the capsule this is the formula's smooth continuation (infinite on the active
+    segment itself); dose evaluation goes through :func:`dose_rate_per_u_cyl`.
+    """
+    rho = np.asarray(rho_mm, dtype=float)
+    z = np.asarray(z_mm, dtype=float)
+    r = np.hypot(rho, z)
     length = model.active_length_mm
     g0 = geometry_line_transverse(R0_MM, length)
-    if formalism == "line":
-        cos_t = np.clip(np.abs(z) / r, 0.0, 1.0)
-        theta = np.degrees(np.arccos(cos_t))
-        shape = geometry_line(r, z, length) * anisotropy_function(model, r, theta)
-    elif formalism == "point":
-        shape = geometry_line_transverse(r, length) * anisotropy_factor(model, r)
-    else:
-        raise InputError(f"formalism {formalism!r} unknown: use 'line' (2D) or 'point' (1D)")
-    return model.dose_rate_constant * shape / g0 * radial_dose_function(model, r)
+    with np.errstate(divide="ignore", invalid="ignore"):  # only on the active segment (r = 0 for "point")
+        if formalism == "line":
+            theta = np.degrees(np.arctan2(rho, np.abs(z)))
+            shape = geometry_line_cyl(rho, z, length) * anisotropy_function(model, r, theta)
+        elif formalism == "point":
+            shape = geometry_line_transverse(r, length) * anisotropy_factor(model, r)
+        else:
+            raise InputError(f"formalism {formalism!r} unknown: use 'line' (2D) or 'point' (1D)")
+        return model.dose_rate_constant * shape / g0 * radial_dose_function(model, r)
+
+
+def dose_rate_per_u(model, r_mm, z_mm, formalism="line"):
+    """Dose rate per unit air-kerma strength (cGy h^-1 U^-1) at distance r and axial coordinate z (mm).
+
+    Same as :func:`dose_rate_per_u_cyl` with rho = sqrt(r^2 - z^2) (|z| <= r).
+    """
+    return dose_rate_per_u_cyl(model, _rho(r_mm, z_mm), z_mm, formalism)

@@ -9,6 +9,12 @@ import pytest
 from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def engine(request):
+    """Each dose engine in turn (the compiled one needs numba, a runtime dependency: no skip)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def neck_case():
     """The built-in synthetic neck case (pure library objects)."""

@@ -96,3 +96,46 @@ def test_strength_conversion_is_explicit():
     with pytest.raises(InputError, match="u_per_mci"):
         sources.mci_to_u(0.5, u_per_mci=0)
     assert sources.get_model("6711").mean_life_h == pytest.approx(2056.7, abs=0.05)
+
+
+def _set(path, value):
+    def mutate(d):
+        node = d
+        *parents, last = path
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate,match", [
+    # g_L(1 cm) = 2 would double every dose
+    (lambda d: d["radial_dose_function"].__setitem__("gL", [2 * g for g in d["radial_dose_function"]["gL"]]),
+     r"g_L\(1 cm\) = 2.0000; TG-43 normalises it to 1 \(allowed 1 \+/- 0.0005\)"),
+    # a table only to 0.5 cm would be extrapolated 25-fold at 5 cm
+    (lambda d: d.__setitem__("radial_dose_function", {"r_cm": [0.1, 0.25, 0.5], "gL": [1.05, 1.08, 1.07]}),
+     r"radial_dose_function.r_cm covers 0.1..0.5 cm; it must cover at least 0.5..5 cm"),
+    (lambda d: d["anisotropy_function"].update(r_cm=[2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+     r"anisotropy_function.r_cm covers 2..7 cm; it must cover at least 1..5 cm"),
+    (lambda d: d["anisotropy_factor_1d"].update(r_cm=[0.5, 1, 2, 3, 3.5, 4]),
+     r"anisotropy_factor_1d.r_cm covers 0.5..4 cm"),
+    # an active length longer than the capsule gives negative dose on the axis
+    (_set(["active_length_cm"], 0.5), r"active_length_cm = 0.5 must be shorter than the capsule's outer length "
+                                      r"physical_seed.outer_length_cm = 0.45 cm"),
+    # no 90-degree row: the dose at 1 cm on the transverse axis would no longer be Lambda x S_K
+    (lambda d: (d["anisotropy_function"]["theta_deg"].pop(), d["anisotropy_function"]["F"].pop()),
+     r"theta_deg runs 0..80 deg; it must start at 0 and end at 90 deg"),
+    (lambda d: d["anisotropy_function"]["F"][10].__setitem__(2, 0.98),
+     r"F at 90 deg, r = 2 cm is 0.98; TG-43 normalises F\(r, 90 deg\) to 1"),
+    (_set(["physical_seed", "outer_diameter_cm"], -0.08), r"'physical_seed.outer_diameter_cm' = -0.08 invalid"),
+])
+def test_physically_inconsistent_models_are_refused_naming_field_and_allowed_values(mutate, match):
+    with pytest.raises(InputError, match=match):
+        sources.model_from_dict(broken(mutate), "bad")
+
+
+def test_shipped_models_pass_the_consistency_rules_with_their_capsule():
+    for key in ("I125_IsoAid_IAI-125A", "I125_Model6702", "I125_OncoSeed6711", "I125_selectSeed_130002"):
+        model = sources.get_model(key)
+        assert model.active_length_mm < model.outer_length_mm
+        assert model.outer_radius_mm == pytest.approx(0.4)  # 0.8 mm diameter: given, or the I-125 default

@@ -4,8 +4,9 @@ Written separately from SeedBrachyLib.tg43: works in cm straight from the JSON m
 files, one (point, seed) pair at a time with the math module, with the geometry
 function from the law of cosines. Same published rules: log-linear g_L (nearest
 neighbour below r_min, log-linear extrapolation from the last two points above
-r_max), bilinear F with nearest neighbour outside the radii, dose clamped at half
-the outer seed length inside the capsule.
+r_max), bilinear F with nearest neighbour outside the radii; a point inside the
+capsule (cylinder of the outer diameter and outer length) takes the value at the
+nearest point of the capsule surface.
 """
 
 import json
@@ -65,12 +66,18 @@ def geometry(r, theta, length):
 def dose_rate(m, point_cm, seed_cm, axis, formalism="line"):
     """Dose rate per U (cGy/h/U) at point_cm from a seed at seed_cm with unit axis."""
     d = [p - s for p, s in zip(point_cm, seed_cm)]
-    r = math.sqrt(sum(c * c for c in d))
     z = sum(c * a for c, a in zip(d, axis))
-    r_min = m.get("physical_seed", {}).get("outer_length_cm", 0.45) / 2
-    if r < r_min:
-        z = z * r_min / r if r > 0 else 0.0
-        r = r_min
+    across = [c - z * a for c, a in zip(d, axis)]
+    rho = math.sqrt(sum(c * c for c in across))
+    capsule = m.get("physical_seed", {})
+    radius = capsule.get("outer_diameter_cm", 0.08) / 2
+    half = capsule.get("outer_length_cm", 0.45) / 2
+    if rho < radius and abs(z) < half:  # inside: nearest surface point (side wall or end face)
+        if radius - rho <= half - abs(z):
+            rho = radius
+        else:
+            z = math.copysign(half, z)
+    r = math.hypot(rho, z)
     theta = math.acos(max(-1.0, min(1.0, z / r)))
     length = m["active_length_cm"]
     g0 = geometry(1.0, math.pi / 2, length)

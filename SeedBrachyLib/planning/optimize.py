@@ -2,11 +2,11 @@
 
 Dose model
 ----------
-Each candidate's dose (Gy, TG-43 via :func:`SeedBrachyLib.dose.dose_per_u_at_points`, times
-the seed strength in U) is computed once on the voxel centres of the CTV and of each OAR
-(OAR voxels farther than ``oar_reach_mm`` from every candidate are dropped: they cannot hold
-the hottest cc). A plan's dose is then a sum of columns, updated in O(voxels) per seed added,
-removed or moved.
+Each candidate's dose (Gy, exact TG-43 via :func:`SeedBrachyLib.dose.dose_each_at_points`, the
+compiled engine when numba is installed, times the seed strength in U) is computed once on the
+voxel centres of the CTV and of each OAR (OAR voxels farther than ``oar_reach_mm`` from every
+candidate are dropped: they cannot hold the hottest cc). A plan's dose is then a sum of columns,
+updated in O(voxels) per seed added, removed or moved.
 
 Objective (lower is better)
 ---------------------------
@@ -52,9 +52,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dose import dose_per_u_at_points
+from ..dose import dose_each_at_points
 from ..errors import InputError
 from ..progress import report
+from ..seeds import Seed
 from ..sources import get_model
 from .candidates import Plan
 
@@ -165,17 +166,15 @@ class DoseMatrices:
             stride = max(1, int(np.ceil(len(pts) / max_points)))
             sets[name] = pts[::stride]
             self.voxel_cc[name] = float(voxel_cc) * len(pts) / max(len(sets[name]), 1)
-        total = sum(len(p) for p in sets.values()) * self.n
+        total = sum(len(p) for p in sets.values())
+        seeds = [Seed(p, a, self.strength_u) for p, a in zip(pos, axes)]
         self.matrices = {}
         done = 0
         for name, pts in sets.items():
-            m = np.empty((self.n, len(pts)), dtype=np.float32)  # one contiguous row per candidate
-            for j in range(self.n):
-                m[j] = strength_u * dose_per_u_at_points(pts, pos[j], axes[j], model, formalism)
-                done += len(pts)
-                if j % 16 == 0:
-                    report(progress, done / max(total, 1), f"seed dose on {name}")
-            self.matrices[name] = m
+            report(progress, done / max(total, 1), f"seed dose on {name}")
+            # one contiguous float32 row per candidate
+            self.matrices[name] = dose_each_at_points(pts, seeds, model, formalism).astype(np.float32)
+            done += len(pts)
 
 
 def _min_distance(points, seeds, chunk=4096):

@@ -1,0 +1,209 @@
+"""Compiled TG-43 kernels (numba). Imported only by :mod:`SeedBrachyLib.kernel`, and only when numba is installed.
+
+Every kernel works in each seed's own frame: ``frames[s]`` is a 3x3 matrix whose rows
+are two unit vectors across the seed and its axis, so a point's local coordinates
+(x, y, z) give rho^2 = x^2 + y^2 (never negative) and z directly. Points inside the
+capsule are moved to its surface exactly as :func:`SeedBrachyLib.tg43.capsule_surface`
+does. Lengths in mm; the returned values are dose rates per U (cGy h^-1 U^-1) times the
+given strengths (U), i.e. cGy h^-1 (the caller turns them into Gy).
+
+Two evaluations of one (point, seed) pair:
+
+* ``_exact``: the TG-43U1 formula with the same piecewise tables and rules as
+  :mod:`SeedBrachyLib.tg43` (same results to rounding);
+* ``_tabled``: bilinear lookup of Q = r^2 x dose rate on an (r, theta) table built by
+  :func:`SeedBrachyLib.kernel.build_table`, divided by r^2 (the table's accuracy is
+  stated and tested there).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _project(rho2, az, radius, half):
+    """(rho^2, |z|) moved to the nearest capsule-surface point when inside the capsule."""
+    inside = (rho2 < radius * radius) & (az < half)
+    gap = radius - (half - az)
+    to_side = inside & ((gap <= 0.0) | (rho2 >= gap * gap))
+    rho2 = radius * radius if to_side else rho2
+    az = half if (inside & (not to_side)) else az
+    return rho2, az
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _tabled(rho2, az, table, nt, rp, c):
+    """Q(r, theta) / r^2 by bilinear lookup; rp = r-index mapping, c = theta-index polynomial."""
+    b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max = rp
+    r2 = rho2 + az * az
+    r = math.sqrt(r2)
+    t = rho2 / (r * (r + az))  # u^2 = 1 - cos(theta), free of cancellation
+    u = math.sqrt(t)
+    ft = u * (c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * (c[6] + t * (
+        c[7] + t * (c[8] + t * c[9])))))))))
+    it = min(int(ft), nt - 2)
+    wt = ft - it
+    fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
+    fr = min(fr, f_max)
+    ir = int(fr)
+    wr = fr - ir
+    base = ir * nt + it
+    q0 = table[base] + wt * (table[base + 1] - table[base])
+    q1 = table[base + nt] + wt * (table[base + nt + 1] - table[base + nt])
+    return (q0 + wr * (q1 - q0)) / r2
+
+
+@njit(inline="always")
+def _locate(x, x0, step, n):
+    t = (x - x0) / step
+    i = min(max(int(math.floor(t)), 0), n - 2)
+    return i, t - i
+
+
+@njit(inline="always")
+def _exact(rho2, az, line, ex, log_g, f_flat, phi_r, phi):
+    """TG-43U1 dose rate per U (cGy/h/U) at (rho^2, |z|) outside the capsule, tg43's rules."""
+    (length, scale, gx0, gstep, gn, fr_min, fr_max, rx0, rstep, rn, tx0, tstep, tn) = ex
+    r2 = rho2 + az * az
+    r = math.sqrt(r2)
+    i, w = _locate(max(r, gx0), gx0, gstep, gn)
+    g = math.exp(log_g[i] + w * (log_g[i + 1] - log_g[i]))
+    if line:
+        rho = math.sqrt(rho2)
+        half2 = 0.25 * length * length
+        if rho > 0.0:
+            geom = math.atan2(length * rho, r2 - half2) / (length * rho)
+        else:
+            geom = 1.0 / (az * az - half2)
+        theta = math.degrees(math.atan2(rho, az))
+        ri, rw = _locate(min(max(r, fr_min), fr_max), rx0, rstep, rn)
+        ti, tw = _locate(min(max(theta, tx0), 90.0), tx0, tstep, tn)
+        base = ti * rn + ri
+        f0 = f_flat[base] + rw * (f_flat[base + 1] - f_flat[base])
+        f1 = f_flat[base + rn] + rw * (f_flat[base + rn + 1] - f_flat[base + rn])
+        shape = geom * (f0 * (1.0 - tw) + f1 * tw)
+    else:
+        geom = 2.0 * math.atan(0.5 * length / r) / (length * r)
+        n = phi_r.size
+        if r <= phi_r[0]:
+            a = phi[0]
+        elif r >= phi_r[n - 1]:
+            a = phi[n - 1]
+        else:
+            k = 0
+            while phi_r[k + 1] < r:
+                k += 1
+            a = phi[k] + (r - phi_r[k]) / (phi_r[k + 1] - phi_r[k]) * (phi[k + 1] - phi[k])
+        shape = geom * a
+    return scale * shape * g
+
+
+@njit(inline="always")
+def _local(px, py, pz, s, centres, frames):
+    dx, dy, dz = px - centres[s, 0], py - centres[s, 1], pz - centres[s, 2]
+    f = frames[s]
+    x = f[0, 0] * dx + f[0, 1] * dy + f[0, 2] * dz
+    y = f[1, 0] * dx + f[1, 1] * dy + f[1, 2] * dz
+    z = f[2, 0] * dx + f[2, 1] * dy + f[2, 2] * dz
+    return x * x + y * y, abs(z)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half, table, nt, rp, c):
+    """Add sum_s S_s Ddot_s (cGy/h) to ``out`` (float64 [k, j, i] slab starting at slice k0).
+
+    ``start[s]`` is voxel (0, 0, 0) in seed s's frame, ``step_i/j/k[s]`` one voxel step
+    along I, J, K in that frame (mm). Each row of voxels is done in two passes so that the
+    first vectorises: float32 local coordinates (exact voxel counters, rounding < 1e-5 mm
+    at 200 mm), capsule rule, table indices and weights; then the table lookups.
+    """
+    nk, nj, ni = out.shape
+    f32 = np.float32
+    b1, b2, inv_h1, inv_h2, inv_h3 = f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4])
+    n1, n2, f_max = f32(rp[5]), f32(rp[6]), f32(rp[7])
+    c0, c1, c2, c3, c4 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3]), f32(c[4])
+    c5, c6, c7, c8, c9 = f32(c[5]), f32(c[6]), f32(c[7]), f32(c[8]), f32(c[9])
+    a, h = f32(radius), f32(half)
+    a2, one, zero = a * a, f32(1.0), f32(0.0)
+    last_t, nt32 = np.int32(nt - 2), np.int32(nt)
+    for kk in prange(nk):
+        k = k0 + kk
+        base = np.empty(ni, dtype=np.int32)
+        wr = np.empty(ni, dtype=np.float32)
+        wt = np.empty(ni, dtype=np.float32)
+        w = np.empty(ni, dtype=np.float32)
+        for s in range(strengths.size):
+            strength = f32(strengths[s])
+            ux, uy, uz = f32(step_i[s, 0]), f32(step_i[s, 1]), f32(step_i[s, 2])
+            for j in range(nj):
+                bx = f32(start[s, 0] + k * step_k[s, 0] + j * step_j[s, 0])
+                by = f32(start[s, 1] + k * step_k[s, 1] + j * step_j[s, 1])
+                bz = f32(start[s, 2] + k * step_k[s, 2] + j * step_j[s, 2])
+                fi = -one
+                for i in range(ni):
+                    fi += one
+                    x = bx + fi * ux
+                    y = by + fi * uy
+                    rho2 = x * x + y * y
+                    az = abs(bz + fi * uz)
+                    inside = (rho2 < a2) & (az < h)  # capsule rule, as _project
+                    gap = a - (h - az)
+                    to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
+                    rho2 = a2 if to_side else rho2
+                    az = h if (inside & (not to_side)) else az
+                    r2 = rho2 + az * az
+                    inv_r = one / math.sqrt(r2)
+                    r = r2 * inv_r
+                    t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
+                    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (
+                        c7 + t * (c8 + t * c9)))))))))
+                    it = min(np.int32(ft), last_t)
+                    fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
+                    fr = min(fr, f_max)
+                    ir = np.int32(fr)
+                    wt[i] = ft - f32(it)
+                    wr[i] = fr - f32(ir)
+                    base[i] = ir * nt32 + it
+                    w[i] = strength * inv_r * inv_r
+                row = out[kk, j]
+                for i in range(ni):
+                    b = base[i]
+                    q0 = table[b] + wt[i] * (table[b + 1] - table[b])
+                    q1 = table[b + nt] + wt[i] * (table[b + nt + 1] - table[b + nt])
+                    row[i] += w[i] * (q0 + wr[i] * (q1 - q0))
+
+
+@njit(parallel=True, cache=True)
+def points_exact(points, centres, frames, strengths, radius, half, line, ex, log_g, f_flat, phi_r, phi, out):
+    """out[p] = sum_s S_s Ddot_s(point p) (cGy/h), exact TG-43."""
+    for p in prange(points.shape[0]):
+        acc = 0.0
+        for s in range(strengths.size):
+            rho2, az = _local(points[p, 0], points[p, 1], points[p, 2], s, centres, frames)
+            rho2, az = _project(rho2, az, radius, half)
+            acc += strengths[s] * _exact(rho2, az, line, ex, log_g, f_flat, phi_r, phi)
+        out[p] = acc
+
+
+@njit(parallel=True, cache=True)
+def points_exact_each(points, centres, frames, strengths, radius, half, line, ex, log_g, f_flat, phi_r, phi, out):
+    """out[s, p] = S_s Ddot_s(point p) (cGy/h), exact TG-43, one row per seed."""
+    for p in prange(points.shape[0]):
+        for s in range(strengths.size):
+            rho2, az = _local(points[p, 0], points[p, 1], points[p, 2], s, centres, frames)
+            rho2, az = _project(rho2, az, radius, half)
+            out[s, p] = strengths[s] * _exact(rho2, az, line, ex, log_g, f_flat, phi_r, phi)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def points_tabled_each(points, centres, frames, strengths, radius, half, table, nt, rp, c, out):
+    """out[s, p] = S_s Ddot_s(point p) (cGy/h) from the (r, theta) table, one row per seed."""
+    for p in prange(points.shape[0]):
+        for s in range(strengths.size):
+            rho2, az = _local(points[p, 0], points[p, 1], points[p, 2], s, centres, frames)
+            rho2, az = _project(rho2, az, radius, half)
+            out[s, p] = strengths[s] * _tabled(rho2, az, table, nt, rp, c)
