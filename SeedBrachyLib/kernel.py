@@ -42,6 +42,7 @@ import numpy as np
 
 from . import tg43
 from .errors import InputError
+from .vectors import perpendicular_basis
 
 ENGINES = ("auto", "compiled", "numpy")
 #: r-table sections: (end of section in mm, node spacing in mm); the last one runs to the needed radius.
@@ -106,13 +107,9 @@ def set_threads(workers, pairs=None):
 
 
 def seed_frames(axes):
-    """Rotation matrices (n, 3, 3): rows e1, e2 across each unit axis (RAS) and the axis itself."""
+    """Rotation matrices (n, 3, 3): rows a, b across each unit axis (RAS) and the axis itself."""
     axes = np.asarray(axes, dtype=float).reshape(-1, 3)
-    helper = np.where(np.abs(axes[:, [0]]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    e1 = np.cross(axes, helper)
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-    e2 = np.cross(axes, e1)
-    return np.ascontiguousarray(np.stack([e1, e2, axes], axis=1))
+    return np.ascontiguousarray([np.stack([*perpendicular_basis(u), u]) for u in axes]).reshape(-1, 3, 3)
 
 
 # ------------------------------------------------------------------ the table
