@@ -87,8 +87,13 @@ def fmt(value, unit=""):
     """A number for a table: Gy and % with 1 decimal, cc with 2, indices with 3; 'n/a' if undefined."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    digits = {"cc": 2, "": 3}.get(unit, 1)
+    digits = {"cc": 2, "": 3, "seeds": 0}.get(unit, 1)
     return f"{value:.{digits}f}"
+
+
+def _sentence(text):
+    """``text`` ending with exactly one full stop."""
+    return text.rstrip().rstrip(".") + "."
 
 
 def _header(name):
@@ -138,7 +143,7 @@ def _summary(content):
         failed = [c for c in content.checks if not c.passed]
         lines.append(f"Checks: {len(content.checks) - len(failed)} of {len(content.checks)} pass"
                      + (f"; failing: {', '.join(f'{c.structure} {c.goal}' for c in failed)}." if failed else "."))
-    lines.append(f"Dose: {ev.dose_description}." if ev.dose_description else "")
+    lines.append(_sentence(f"Dose: {ev.dose_description}") if ev.dose_description else "")
     return [Paragraph(line) for line in lines if line]
 
 
@@ -173,9 +178,9 @@ def _source(content):
         blocks.append(Table(("Item", "Value"), tuple(rows), key="source-table"))
     else:
         blocks.append(Paragraph("Dose from another system (no seed model used here)."))
-    blocks.append(Paragraph(f"Dose calculation: {content.evaluation.dose_description or 'as given'}. DVH metrics "
-                            "are exact for the sampled dose (no dose bins); partial-volume voxels count only their "
-                            "inside part."))
+    blocks.append(Paragraph(_sentence(f"Dose calculation: {content.evaluation.dose_description or 'as given'}")
+                            + " DVH metrics are exact for the sampled dose (no dose bins); partial-volume voxels "
+                            "count only their inside part."))
     blocks += [Paragraph(line) for line in content.method]
     return blocks
 
@@ -256,12 +261,12 @@ def _order(order):
 def _comparison(comparison):
     rows = []
     for r in comparison.rows:
-        unit = "" if r.unit == "seeds" else r.unit
+        label = f" [{r.unit}]" if r.unit not in ("", "seeds") else ""
         rel = "" if math.isnan(r.relative_pct) else f"{r.relative_pct:+.1f}"
-        rows.append((r.structure, r.metric + (f" [{unit}]" if unit else ""), fmt(r.pre, unit if unit else "seeds"),
-                     fmt(r.post, unit if unit else "seeds"), fmt(r.difference, unit if unit else "seeds"), rel))
-    blocks = [Paragraph(f"Pre-plan: {comparison.pre_description}."), Paragraph(f"Post-plan: "
-                                                                             f"{comparison.post_description}."),
+        rows.append((r.structure, r.metric + label, fmt(r.pre, r.unit), fmt(r.post, r.unit),
+                     fmt(r.difference, r.unit), rel))
+    blocks = [Paragraph(_sentence(f"Pre-plan: {comparison.pre_description}")),
+              Paragraph(_sentence(f"Post-plan: {comparison.post_description}")),
               Table(("Structure", "Metric", "Pre-plan", "Post-plan", "Post - pre", "Change [%]"), tuple(rows),
                     key="comparison-table", caption="Same structures and dose grid for both plans.")]
     if comparison.checks:
