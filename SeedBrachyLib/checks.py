@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from .dvh import metric_unit
 from .errors import InputError
 
-TARGET = "target"  # Goal.structure value meaning "the evaluated target"
+GTV = "GTV"  # Goal.structure value: the gross tumour volume the user names
+CTV = "CTV"  # Goal.structure value: the clinical target volume (GTV + margin, a segment the user sees)
+TARGET_ROLES = (GTV, CTV)
 COMPARATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 HUANG_2026 = ("Huang D, Zhong Z, Zhang F, Lin L. Clinical outcomes and individualized seed implantation planning "
@@ -48,7 +50,8 @@ class Goal:
 
     Attributes:
         name: short label, e.g. "post-implant D90 > 102.7 Gy".
-        structure: structure name, or ``TARGET`` for the evaluated target.
+        structure: ``GTV`` or ``CTV`` (the target the source reads the metric on; mapped to the user's
+            structure names by :func:`run_checks`), or an organ-at-risk structure name.
         metric: DVH metric name ("D90", "V100", "D2cc", "Dmax", ...; see ``dvh.METRIC_HELP``).
         comparator: ">", ">=", "<" or "<=" (measured <comparator> limit passes).
         limit: limit in ``unit``; ignored when ``fraction_of_rx`` is set.
@@ -73,14 +76,16 @@ class Goal:
 
 INDICATIONS = {
     "lymph-node-metastases": (
-        Goal("post-implant D90 > 102.7 Gy", TARGET, "D90", ">", 102.7, "Gy", HUANG_2026),
+        # the study reads D90 on the metastatic node itself (the GTV)
+        Goal("post-implant D90 > 102.7 Gy", GTV, "D90", ">", 102.7, "Gy", HUANG_2026),
     ),
     "esophageal-scc-cervical-nodal-recurrence": (
-        Goal("D90 >= 110 Gy", TARGET, "D90", ">=", 110.0, "Gy", ESCC_NODAL),
+        # D90 of the recurrent node (GTV), as the study reports it
+        Goal("D90 >= 110 Gy", GTV, "D90", ">=", 110.0, "Gy", ESCC_NODAL),
     ),
     "general": (
-        Goal("D90 >= prescription", TARGET, "D90", ">=", None, "Gy", GENERAL_AIM, fraction_of_rx=1.0),
-        Goal("V100 >= 90% of the CTV", TARGET, "V100", ">=", 90.0, "%", GENERAL_AIM),
+        Goal("D90 >= prescription", CTV, "D90", ">=", None, "Gy", GENERAL_AIM, fraction_of_rx=1.0),
+        Goal("V100 >= 90% of the CTV", CTV, "V100", ">=", 90.0, "%", GENERAL_AIM),
     ),
 }
 
@@ -119,7 +124,8 @@ def user_limit(structure, metric, limit_gy, comparator="<=", source=USER_SOURCE)
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one goal: ``passed`` is False when the metric could not be evaluated (``measured`` NaN)."""
+    """Outcome of one goal. ``status`` is "PASS", "FAIL" or "NOT EVALUATED" (structure missing, only partly
+    evaluated, or metric undefined: ``measured`` NaN, ``note`` says why); ``passed`` is True only for PASS."""
 
     goal: str
     structure: str
@@ -128,52 +134,92 @@ class CheckResult:
     limit: float
     comparator: str
     unit: str
-    passed: bool
+    status: str
     source: str
+    note: str = ""
+
+    @property
+    def passed(self):
+        """True only when the goal was evaluated on the whole structure and met."""
+        return self.status == "PASS"
 
     def describe(self):
-        """One line with units, e.g. 'PASS  CTV D90 = 112.4 Gy (goal > 102.7 Gy)'."""
-        status = "PASS" if self.passed else "FAIL"
+        """One line with units, e.g. 'PASS  GTV D90 = 112.4 Gy (goal > 102.7 Gy)'."""
         value = "n/a" if math.isnan(self.measured) else f"{self.measured:.1f} {self.unit}"
-        return f"{status}  {self.structure} {self.metric} = {value} (goal {self.comparator} {self.limit:g} {self.unit})"
+        line = f"{self.status}  {self.structure} {self.metric} = {value} (goal {self.comparator} {self.limit:g} " \
+               f"{self.unit})"
+        return f"{line}: {self.note}" if self.note else line
 
 
-def _target_name(evaluation, target):
-    if target is not None:
-        return evaluation[target].name  # InputError for unknown names
-    targets = [s.name for s in evaluation.structures.values() if s.role == "target"]
-    if len(targets) != 1:
-        raise InputError(f"choose the target for the checks: the evaluation has targets {targets}")
-    return targets[0]
+#: Goal set checked with every indication: D90 >= Rx and V100 >= 90 % of the CTV.
+PLANNING_AIM = "general"
 
 
-def run_checks(evaluation, indications=("general",), target=None, user_limits=()):
+def indications_to_check(indication):
+    """The goal sets checked for ``indication``: its own published goals, then the planning aim."""
+    goals_for(indication)
+    return tuple(dict.fromkeys((indication, PLANNING_AIM)))
+
+
+def user_limits(skin_d2cc_limit_gy=0.0, oar_name="", oar_metric="D2cc", oar_limit_gy=0.0, skin_name="Skin"):
+    """The user's limits (settings skinD2ccLimitGy, oarMetric, oarLimitGy; 0 Gy = none) as :func:`user_limit`
+    goals: skin D2cc on ``skin_name``, and ``oar_metric`` on organ ``oar_name``."""
+    limits = []
+    if skin_d2cc_limit_gy > 0:
+        limits.append(user_limit(skin_name, "D2cc", skin_d2cc_limit_gy))
+    if oar_limit_gy > 0:
+        if not oar_name:
+            raise InputError(f"an organ-at-risk limit of {oar_limit_gy:g} Gy needs its structure: choose one, or "
+                             "set the limit to 0 (no limit)")
+        limits.append(user_limit(oar_name, oar_metric, oar_limit_gy))
+    return limits
+
+
+def run_checks(evaluation, indications=(PLANNING_AIM,), targets=None, user_limits=()):
     """Check a plan evaluation against the goals of ``indications`` and the user's limits.
 
     Args:
         evaluation: :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
         indications: indication names (see :func:`available_indications`), or one name.
-        target: structure the target goals apply to (default: the evaluation's only target).
+        targets: {"GTV": structure name, "CTV": structure name}: the user's structures the published
+            goals are read on (each goal names which one its source uses). Default: structures named
+            "GTV" and "CTV" if the evaluation has them.
         user_limits: :class:`Goal` objects from :func:`user_limit` (or (structure, metric, limit_gy) tuples).
 
     Returns:
-        list of :class:`CheckResult`, in the order of the goals.
+        list of :class:`CheckResult`, in the order of the goals. A goal on a structure that is not in the
+        evaluation, or was evaluated on only a part of itself, is NOT EVALUATED, never PASS.
     """
     if isinstance(indications, str):
         indications = (indications,)
     goals = [g for ind in indications for g in goals_for(ind)]
     goals += [g if isinstance(g, Goal) else user_limit(*g) for g in user_limits]
-    target_name = _target_name(evaluation, target) if any(g.structure == TARGET for g in goals) else None
+    names = {role: role for role in TARGET_ROLES}
+    names.update(targets or {})
     results = []
     for g in goals:
-        name = target_name if g.structure == TARGET else g.structure
-        value, unit = evaluation.value(name, g.metric)
-        if unit != g.unit:
-            raise InputError(f"goal '{g.name}' is in {g.unit} but {g.metric} is in {unit}")
+        name = names.get(g.structure, g.structure)
         limit = g.limit_for(evaluation.prescription_gy)
-        passed = (not math.isnan(value)) and COMPARATORS[g.comparator](value, limit)
-        results.append(CheckResult(g.name, name, g.metric, float(value), float(limit), g.comparator, unit,
-                                   bool(passed), g.source))
+        note, value = "", float("nan")
+        if name not in evaluation.structures:
+            role = f" ({g.structure} of this goal)" if g.structure in TARGET_ROLES else ""
+            note = f"no structure '{name}'{role} in the evaluation"
+        else:
+            metrics = evaluation[name]
+            value, unit = evaluation.value(name, g.metric)
+            if unit != g.unit:
+                raise InputError(f"goal '{g.name}' is in {g.unit} but {g.metric} is in {unit}")
+            partial = getattr(metrics, "evaluated_fraction", 1.0)
+            if partial < 0.99:
+                note = f"only {100 * partial:.1f}% of {name} was evaluated (outside the dose grid)"
+            elif math.isnan(value):
+                note = f"{g.metric} undefined for {name}"
+        if note:
+            status = "NOT EVALUATED"
+        else:
+            status = "PASS" if COMPARATORS[g.comparator](value, limit) else "FAIL"
+        results.append(CheckResult(g.name, name, g.metric, float(value), float(limit), g.comparator, g.unit,
+                                   status, g.source, note))
     return results
 
 

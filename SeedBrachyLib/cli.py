@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import RESEARCH_NOTICE, __version__
+from . import RESEARCH_NOTICE, __version__, settings
 from .errors import InputError
 from .progress import close, console_progress
 from .sources import DEFAULT_U_PER_MCI
@@ -17,12 +17,16 @@ def _models(args):
         model = add_user_model(args.add, overwrite=args.force)
         print(f"added {model.key} to {user_source_dir()}")
     print(f"Seed models (S_K in U; apparent activity converted at {DEFAULT_U_PER_MCI:.3f} U/mCi by "
-          "convention, settable with demo --u-per-mci):")
+          f"convention, settable with {settings.SETTINGS['uPerMci'].option}):")
     for key in available_models():
         model = get_model(key)
         print(f"  {model.summary()}")
         print(f"      source: {model.citation}")
     return 0
+
+
+#: Settings the demo takes from the command line.
+DEMO_OPTIONS = ("sourceModel", "seedActivityMci", "uPerMci")
 
 
 def _demo(args):
@@ -32,9 +36,9 @@ def _demo(args):
     from .outputs import check_output
     check_output(args.out, "folder", force=True)
     check_output(os.path.join(args.out, demo.SCENE_FILE), "file", force=args.force)
+    changes = settings.from_arguments(args, DEMO_OPTIONS).as_dict()
     progress = console_progress(quiet=args.quiet)
-    demo.run(out_dir=args.out, progress=progress, model_key=args.model, activity_mci=args.activity_mci,
-             u_per_mci=args.u_per_mci)
+    demo.run(out_dir=args.out, progress=progress, **{name: changes[name] for name in DEMO_OPTIONS})
     close(progress)
     return 0
 
@@ -52,10 +56,7 @@ def main(argv=None):
     p.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
     p.add_argument("--force", action="store_true", help="replace the scene bundle of an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--model", default="I125_OncoSeed6711", help="seed model key (see 'seedbrachy models')")
-    p.add_argument("--activity-mci", type=float, default=0.5, help="apparent activity per seed, mCi (default 0.5)")
-    p.add_argument("--u-per-mci", type=float, default=DEFAULT_U_PER_MCI,
-                   help=f"S_K per apparent activity, U/mCi (default {DEFAULT_U_PER_MCI:.3f}, the I-125 convention)")
+    settings.add_arguments(p, DEMO_OPTIONS)
     p.set_defaults(func=_demo)
     from .commands import detect
     for command in (detect,):

@@ -290,6 +290,7 @@ class StructureMetrics:
     values: dict = field(default_factory=dict)
     units: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    evaluated_fraction: float = 1.0  # of the structure's volume (checks on less than all are NOT EVALUATED)
 
 
 @dataclass
@@ -371,6 +372,7 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         truncated = s.truncation_note()
         if truncated:
             m.notes.append(truncated)
+            m.evaluated_fraction = s.volume_cc / s.source_volume_cc
         indices = conformity_indices(dose, s, rx, body, dvh) if s.role == "target" else None
         for name in names:
             if name in INDEX_NAMES:

@@ -18,6 +18,14 @@ def report(callback, fraction, message=""):
         raise Cancelled(f"cancelled at {100 * fraction:.0f}%: {message}")
 
 
+def scaled(callback, start, stop):
+    """A callback mapping 0..1 onto ``start``..``stop`` of ``callback`` (None stays None), for a step of a
+    longer operation."""
+    if callback is None:
+        return None
+    return lambda fraction, message="": callback(start + (stop - start) * min(max(fraction, 0.0), 1.0), message)
+
+
 class TextProgressBar:
     """A progress callback that draws a bar on a terminal stream (stderr by default); 100% only on :meth:`close`."""
 

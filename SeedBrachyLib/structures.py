@@ -37,6 +37,7 @@ MAX_DVH_SUBPOINTS = 1 << 24
 RESAMPLE_CHUNK_VOXELS = 1 << 18  # target voxels per vectorised step (bounded memory)
 DEFAULT_BODY_THRESHOLD_HU = -300.0
 DEFAULT_SKIN_THICKNESS_MM = 5.0
+DEFAULT_CTV_MARGIN_MM = 5.0  # CTV = GTV + 5 mm, as in the seed studies
 
 
 @dataclass

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom
+from SeedBrachyLib.synthetic.phantom import neck_phantom
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -32,22 +32,14 @@ def mrml_app():
 
 @pytest.fixture
 def case_nodes(mrml_app, neck_case):
-    """The neck case in a scene: CT volume, segmentation (one segment per mask), seeds node, empty dose node."""
-    from SeedBrachyLib.mrml import markups, segmentations, volumes
+    """The neck case in a scene (SeedBrachyLib.demo.scene.add_case_nodes, as the module's self-test): CT volume,
+    segmentation (GTV, CTV made from it, one segment per other mask), seeds node, empty dose node."""
+    from SeedBrachyLib.demo.scene import add_case_nodes
 
-    scene = mrml_app.scene
-    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Neck CT")
-    volumes.update_volume_node(ct, neck_case.ct, neck_case.grid)
-    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Structures")
-    seg.CreateDefaultDisplayNodes()
-    ids = {name: segmentations.add_mask_segment(seg, mask, neck_case.grid, name)
-           for name, mask in neck_case.masks.items()}
-    seeds = fixed_seed_arrangement(neck_case)
-    seeds_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
-    markups.write_seeds(seeds_node, seeds, "I125_OncoSeed6711")
-    dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
-    return SimpleNamespace(scene=scene, app=mrml_app, case=neck_case, ct=ct, segmentation=seg, ids=ids,
-                           seeds=seeds, seeds_node=seeds_node, dose=dose)
+    c = add_case_nodes(mrml_app.scene, neck_case)
+    return SimpleNamespace(scene=mrml_app.scene, app=mrml_app, case=neck_case, ct=c.ct, segmentation=c.segmentation,
+                           ids=c.ids, seeds=c.seeds, seeds_node=c.seedsNode, dose=c.dose, model=c.model,
+                           values=c.values)
 
 
 @pytest.fixture
@@ -67,19 +59,58 @@ def seedbrachy_module(monkeypatch, mrml_app):
         stand_in.__dict__.update(members)
         monkeypatch.setitem(sys.modules, name, stand_in)
 
+    from SeedBrachyLib.mrml import parameters
+
     class Base:
         def __init__(self, *args):
             pass
+
+    class Module(Base):
+        def __init__(self, parent):
+            self.parent = parent
+
+    class Logic(Base):
+        def getParameterNode(self):
+            return parameters.parameter_node(slicer.mrmlScene)
 
     class Test(unittest.TestCase):
         def delayDisplay(self, message, msec=None):
             pass
 
+    class Choice:
+        def __init__(self, choices):
+            self.choices = list(choices)
+
+    class WithinRange:
+        def __init__(self, minimum, maximum):
+            self.minimum, self.maximum = minimum, maximum
+
+    def parameter_node_wrapper(cls):
+        """Typed access stored as Slicer's wrapper stores it (SeedBrachyLib.mrml.parameters), defaults from ``cls``."""
+
+        class Wrapper:
+            __annotations__ = dict(cls.__annotations__)
+            wrapped = cls
+
+            def __init__(self, node):
+                object.__setattr__(self, "parameterNode", node)
+                unset = {n: getattr(cls, n) for n in cls.__annotations__ if hasattr(cls, n)
+                         and not node.HasParameter(n)}
+                parameters.write_settings(node, **unset)
+
+            def __getattr__(self, name):
+                return parameters.read_settings(self.parameterNode)[name]
+
+            def __setattr__(self, name, value):
+                parameters.write_settings(self.parameterNode, **{name: value})
+
+        return Wrapper
+
     module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
-    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleWidget=Base,
-           ScriptedLoadableModuleLogic=Base, ScriptedLoadableModuleTest=Test)
-    module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: choices,
-           WithinRange=lambda low, high: (low, high))
+    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Module, ScriptedLoadableModuleWidget=Base,
+           ScriptedLoadableModuleLogic=Logic, ScriptedLoadableModuleTest=Test)
+    module("slicer.parameterNodeWrapper", parameterNodeWrapper=parameter_node_wrapper, Choice=Choice,
+           WithinRange=WithinRange)
     monkeypatch.setattr(slicer, "mrmlScene", mrml_app.scene, raising=False)
     path = Path(__file__).resolve().parents[1] / "SeedBrachy" / "SeedBrachy.py"
     spec = importlib.util.spec_from_file_location("SeedBrachyModuleUnderTest", path)

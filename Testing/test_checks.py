@@ -11,6 +11,7 @@ from SeedBrachyLib.checks import (
     goals_for,
     run_checks,
     user_limit,
+    user_limits,
 )
 from SeedBrachyLib.dvh import evaluate_plan
 from SeedBrachyLib.errors import InputError
@@ -36,13 +37,17 @@ def _plan(target_dose_gy, cold_fraction=0.0, cold_dose_gy=0.0, skin_dose_gy=20.0
     return evaluate_plan(dose, structures, rx)
 
 
+#: The test plan has one target, "CTV"; the GTV goals are read on it too.
+ON_CTV = {"GTV": "CTV"}
+
+
 def _result(results, name):
     return next(r for r in results if r.goal == name)
 
 
 @pytest.mark.parametrize("d90,passed", [(102.7, False), (102.71, True), (102.69, False), (140.0, True)])
 def test_lymph_node_goal_is_strict_at_102_7_gy(d90, passed):
-    results = run_checks(_plan(d90), "lymph-node-metastases")
+    results = run_checks(_plan(d90), "lymph-node-metastases", targets=ON_CTV)
     (r,) = results
     assert r.passed is passed and r.limit == 102.7 and r.unit == "Gy" and r.comparator == ">"
     assert r.measured == pytest.approx(d90)
@@ -51,7 +56,7 @@ def test_lymph_node_goal_is_strict_at_102_7_gy(d90, passed):
 
 @pytest.mark.parametrize("d90,passed", [(110.0, True), (109.99, False), (110.01, True)])
 def test_esophageal_nodal_recurrence_goal_at_110_gy(d90, passed):
-    (r,) = run_checks(_plan(d90), "esophageal_scc_cervical_nodal_recurrence")
+    (r,) = run_checks(_plan(d90), "esophageal_scc_cervical_nodal_recurrence", targets=ON_CTV)
     assert r.passed is passed and r.comparator == ">=" and r.limit == 110.0
 
 
@@ -84,15 +89,41 @@ def test_user_limits_for_skin_and_oars():
     assert not strict[0].passed
 
 
-def test_unevaluable_metric_fails_with_nan():
+def test_unevaluable_metric_is_not_evaluated_never_passed():
     ev = _plan(120.0)  # the CTV is 1 cc: D2cc is undefined
     (r,) = run_checks(ev, (), user_limits=[("CTV", "D2cc", 500.0)])
-    assert not r.passed and math.isnan(r.measured)
-    assert "n/a" in r.describe()
+    assert not r.passed and math.isnan(r.measured) and r.status == "NOT EVALUATED"
+    assert "n/a" in r.describe() and "undefined" in r.note
+
+
+def test_a_structure_partly_outside_the_dose_grid_is_not_evaluated():
+    """A limit that the part inside the grid meets is NOT EVALUATED, not PASS (the rest may be hotter)."""
+    inside = np.zeros(GRID.shape, np.float32)
+    inside[0:5] = 1.0  # 20 x 20 x 5 mm = 2 cc inside the grid ...
+    cord = Structure("Cord", inside, GRID, "oar", source_volume_cc=9.4)  # ... of a 9.4 cc cord
+    ev = evaluate_plan(np.full(GRID.shape, 10.0), [Structure("CTV", np.ones(GRID.shape, np.float32), GRID,
+                                                              "target"), cord], 100.0)
+    (r,) = run_checks(ev, (), user_limits=[("Cord", "Dmax", 45.0)])
+    assert r.measured == pytest.approx(10.0) and r.status == "NOT EVALUATED" and not r.passed
+    assert "only 21.3% of Cord" in r.note
+
+
+def test_published_goals_say_which_target_they_are_read_on():
+    gtv = np.zeros(GRID.shape, np.float32)
+    gtv[8:12, 8:12, 8:12] = 1.0
+    ctv = np.zeros(GRID.shape, np.float32)
+    ctv[5:15, 5:15, 5:15] = 1.0
+    dose = np.where(gtv > 0, 130.0, 95.0)
+    ev = evaluate_plan(dose, [Structure("Node", gtv, GRID, "target"), Structure("Node+5", ctv, GRID, "target")],
+                       100.0)
+    results = run_checks(ev, ("lymph-node-metastases", "general"), targets={"GTV": "Node", "CTV": "Node+5"})
+    assert [(r.structure, r.status) for r in results] == [("Node", "PASS"), ("Node+5", "FAIL"), ("Node+5", "FAIL")]
+    missing = run_checks(ev, "lymph-node-metastases")  # no structure is the GTV
+    assert missing[0].status == "NOT EVALUATED" and "no structure 'GTV'" in missing[0].note
 
 
 def test_format_lists_values_limits_units_and_sources():
-    results = run_checks(_plan(105.0), ("lymph-node-metastases", "general"), target="CTV",
+    results = run_checks(_plan(105.0), ("lymph-node-metastases", "general"), targets=ON_CTV,
                          user_limits=[("Skin", "D2cc", 40.0)])
     text = format_checks(results)
     assert "PASS  CTV D90 = 105.0 Gy (goal > 102.7 Gy) [1]" in text
@@ -114,12 +145,9 @@ def test_library_and_bad_inputs():
     with pytest.raises(InputError, match="comparator"):
         user_limit("Skin", "D2cc", 30.0, comparator="=")
     ev = _plan(120.0)
-    with pytest.raises(InputError, match="no structure 'Cord'"):
-        run_checks(ev, (), user_limits=[("Cord", "Dmax", 45.0)])
-    with pytest.raises(InputError, match="no structure 'GTV'"):
-        run_checks(ev, "general", target="GTV")
-    two_targets = evaluate_plan(np.ones(GRID.shape), [Structure("A", np.ones(GRID.shape, np.float32), GRID, "target"),
-                                                     Structure("B", np.ones(GRID.shape, np.float32), GRID, "target")],
-                                100.0)
-    with pytest.raises(InputError, match="choose the target"):
-        run_checks(two_targets, "general")
+    (cord,) = run_checks(ev, (), user_limits=[("Cord", "Dmax", 45.0)])
+    assert cord.status == "NOT EVALUATED" and "no structure 'Cord'" in cord.note
+    with pytest.raises(InputError, match="needs its structure"):
+        user_limits(oar_limit_gy=45.0)
+    assert [g.structure for g in user_limits(30.0, "Cord", "Dmax", 45.0)] == ["Skin", "Cord"]
+    assert user_limits() == []

@@ -54,10 +54,44 @@ def test_every_module_script_and_resource_is_listed():
     assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 
-def test_top_level_cmake_adds_the_lib_and_the_module():
+def test_top_level_cmake_follows_the_extension_template():
+    """As Slicer's Utilities/Templates/Extensions/Default/CMakeLists.txt: its cmake_minimum_required, no
+    EXTENSION_CATEGORY (the category is in the catalog entry), contributors as "Name (Affiliation)"."""
     text = (ROOT / "CMakeLists.txt").read_text()
+    assert text.startswith("cmake_minimum_required(VERSION 3.28.0...3.28.0 FATAL_ERROR)\n")
+    assert "EXTENSION_CATEGORY" not in text
     assert "add_subdirectory(SeedBrachyLib)" in text and "add_subdirectory(SeedBrachy)" in text
-    assert 'set(EXTENSION_CATEGORY "Radiotherapy")' in text
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', text).group(1)
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", c.strip()) for c in contributors.split(",")), contributors
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+                     "EXTENSION_DEPENDS"):
+        assert re.search(rf'set\({variable} "[^"]+"\)', text), variable
+    for include in ("${Slicer_USE_FILE}", "${Slicer_EXTENSION_GENERATE_CONFIG}", "${Slicer_EXTENSION_CPACK}"):
+        assert f"include({include})" in text
+
+
+def test_extensions_index_checker_rules():
+    """The rules of the ExtensionsIndex's scripts/check_description_files.py that can be checked offline:
+    project name = description file name, repository name starts with "Slicer", extension name does not,
+    https scm_url, LF line endings, a licence file, and icon and screenshot URLs that name files of this
+    repository (raw.githubusercontent.com/<owner>/<repo>/<revision>/<path>)."""
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    entry_file = ROOT / "SeedBrachy.json"
+    entry = json.loads(entry_file.read_text())
+    assert b"\r" not in entry_file.read_bytes()
+    project = re.search(r"project\s*\(\s*([^\s\)]+)", cmake).group(1)
+    assert project == entry_file.stem == "SeedBrachy" and not project.lower().startswith("slicer")
+    repo = entry["scm_url"].rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    assert repo.startswith("Slicer") and entry["scm_url"].startswith("https://")
+    assert (ROOT / "LICENSE").is_file()
+    owner = entry["scm_url"].split("/")[3]
+    prefix = f"https://raw.githubusercontent.com/{owner}/{repo}/{entry['scm_revision']}/"
+    icon = re.search(r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)', cmake).group(1)
+    shots = re.search(r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)', cmake).group(1).split()
+    for url in [icon, *shots]:
+        assert url.startswith(prefix) and url.endswith(".png"), url
+        path = ROOT / url[len(prefix):]
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
 
 
 def test_extensions_index_entry_follows_the_catalog_schema():
@@ -69,3 +103,35 @@ def test_extensions_index_entry_follows_the_catalog_schema():
     assert isinstance(entry["build_dependencies"], list) and 1 <= entry["tier"] <= 5
     homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]+)"\)', (ROOT / "CMakeLists.txt").read_text()).group(1)
     assert entry["scm_url"] == homepage + ".git"
+
+
+def test_development_install_finds_the_library_as_slicer_sets_sys_path(tmp_path):
+    """Slicer appends only the module file's folder to sys.path (qSlicerScriptedLoadableModuleFactory.cxx):
+    with that path alone, the module's start-up code finds SeedBrachyLib in a source checkout (beside
+    SeedBrachy/) and in an installed extension (inside the module folder), and adds nothing otherwise."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = (ROOT / "SeedBrachy" / "SeedBrachy.py").read_text()
+    finder = source[source.index("def _findSeedBrachyLib():"):source.index("_findSeedBrachyLib()\n")]
+    probe = ("import os, sys\n" + finder + "found = _findSeedBrachyLib()\n"
+             "import importlib.util\nprint(found, importlib.util.find_spec('SeedBrachyLib') is not None)\n")
+    layouts = {"checkout": ("SeedBrachy", "."), "installed": ("qt-scripted-modules", "qt-scripted-modules"),
+               "missing": ("lonely", None)}
+    for name, (module_dir, lib_parent) in layouts.items():
+        root = tmp_path / name
+        (root / module_dir).mkdir(parents=True)
+        (root / module_dir / "SeedBrachy.py").write_text(probe)
+        if lib_parent is not None:
+            shutil.copytree(ROOT / "SeedBrachyLib", root / lib_parent / "SeedBrachyLib",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+        module_file = root / module_dir / "SeedBrachy.py"
+        code = f"import sys; sys.path.append({str(module_file.parent)!r}); __file__ = {str(module_file)!r}; " \
+               "exec(open(__file__).read())"
+        out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env=env,
+                             check=True)
+        found, importable = out.stdout.split()
+        assert importable == ("False" if lib_parent is None else "True"), (name, out.stdout, out.stderr)
+        assert (found == "None") == (lib_parent is None), name

@@ -24,6 +24,10 @@ def test_dose_rate_at_reference_point_is_lambda(key):
     assert tg43.dose_rate_per_u(m, 10.0, 0.0) == pytest.approx(m.dose_rate_constant, rel=1e-12)
 
 
+#: Shipped models whose consensus file carries no independent reference point (see their "reference_points").
+MODELS_WITHOUT_REFERENCE_POINTS = {"I125_selectSeed_130002"}
+
+
 def test_total_dose_per_u_6711_published():
     m = get_model("I125_OncoSeed6711")
     total_cgy = tg43.dose_rate_per_u(m, 10.0, 0.0) * m.mean_life_h
@@ -32,16 +36,27 @@ def test_total_dose_per_u_6711_published():
 
 @pytest.mark.parametrize("key", PACKAGED)
 def test_reference_points_from_model_files(key):
+    """Every reference point a model file carries is reproduced; a file without any is named (it is checked
+    only by the definition Ddot(1 cm, 90 deg) = Lambda x S_K, which every model must meet)."""
     m = get_model(key)
+    assert tg43.dose_rate_per_u(m, 10.0, 0.0) == pytest.approx(m.dose_rate_constant, rel=1e-9)
+    checked = 0
     for point in m.extra.get("reference_points", []):
+        keys = {"total_dose_cGy_per_U", "dose_rate_cGy_per_h_per_U", "values"} & set(point)
+        assert keys, f"{key}: reference point {point.get('desc')!r} has no value the test knows how to check"
         if "total_dose_cGy_per_U" in point:
             got = tg43.dose_rate_per_u(m, 10.0, 0.0) * m.mean_life_h
             assert got == pytest.approx(point["total_dose_cGy_per_U"], rel=1e-9)
+        if "dose_rate_cGy_per_h_per_U" in point:
+            assert tg43.dose_rate_per_u(m, 10.0, 0.0) == pytest.approx(point["dose_rate_cGy_per_h_per_U"], rel=1e-9)
         for value in point.get("values", []):
             theta = math.radians(value["theta_deg"])
             r_mm = value["r_cm"] * 10
             g = tg43.geometry_line(r_mm, r_mm * math.cos(theta), m.active_length_mm) * 100  # cm^-2
             assert g == pytest.approx(value["G_L_cm^-2"], rel=1e-9)
+        checked += 1
+    assert checked == len(m.extra.get("reference_points", []))
+    assert checked > 0 or key in MODELS_WITHOUT_REFERENCE_POINTS, f"{key} carries no reference points"
 
 
 @pytest.mark.parametrize("r_mm,theta_deg", [(5, 10), (10, 45), (20, 90), (7, 0), (30, 170), (3, 60), (50, 2)])

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from SeedBrachyLib.sources import DEFAULT_U_PER_MCI
-
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "SeedBrachy" / "SeedBrachy.py"
 UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
@@ -16,7 +14,7 @@ UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
 #: Widget class expected from a widget name's suffix (first match wins).
 SUFFIX_CLASSES = (("CollapsibleButton", "ctkCollapsibleButton"), ("Button", "QPushButton"), ("Label", "QLabel"),
                   ("SegmentSelector", "qMRMLSegmentSelectorWidget"), ("Selector", "qMRMLNodeComboBox"),
-                  ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"))
+                  ("SeedSpinBox", "QSpinBox"), ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"))
 #: Signals, methods and properties the module may use on each widget class (Slicer/Qt API).
 CLASS_API = {
     "QPushButton": {"connect", "enabled", "toolTip", "text", "clicked(bool)"},
@@ -26,8 +24,8 @@ CLASS_API = {
                                    "blockSignals", "segmentSelectionChanged(QStringList)", "selectedSegmentIDs",
                                    "setSelectedSegmentIDs"},
 }
-#: Parameters bound by hand (their widget cannot carry SlicerParameterName).
-MANUAL_PARAMETERS = {"segmentation", "targetSegmentID", "nogoSegmentIDs", "oarSegmentID"}
+#: Parameters bound by hand (their widget cannot carry SlicerParameterName): the segment selectors.
+MANUAL_PARAMETERS = {"segmentation", "gtvSegmentID", "ctvSegmentID", "nogoSegmentIDs", "oarSegmentID"}
 
 
 def expected_class(name):
@@ -70,24 +68,6 @@ def _ui_uses(tree):
     return uses
 
 
-def _wrapper_fields(tree):
-    """name -> (type name, default) of the @parameterNodeWrapper class."""
-    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
-               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
-    fields = {}
-    for item in cls.body:
-        if isinstance(item, ast.AnnAssign):
-            ann = item.annotation
-            annotated = isinstance(ann, ast.Subscript) and ann.value.id == "Annotated"
-            base = ann.slice.elts[0] if annotated else ann.value if isinstance(ann, ast.Subscript) else ann
-            default = [] if base.id == "list" else None  # the wrapper's default list is empty
-            if item.value is not None:
-                default = DEFAULT_U_PER_MCI if getattr(item.value, "id", None) == "DEFAULT_U_PER_MCI" \
-                    else ast.literal_eval(item.value)
-            fields[item.target.id] = (base.id, default, ann)
-    return fields
-
-
 def test_every_widget_the_module_uses_exists_with_the_expected_class(tree, ui_widgets):
     uses = _ui_uses(tree)
     assert len({name for name, _ in uses}) >= 5
@@ -105,39 +85,63 @@ def test_ui_has_the_six_collapsible_sections(ui_widgets):
                         "Post-implant"}
 
 
-def test_parameter_bindings_match_the_typed_parameter_node(tree, ui_widgets):
-    fields = _wrapper_fields(tree)
+def test_every_setting_has_its_widget_with_the_settings_range_and_choices(ui_widgets):
+    """Each SlicerParameterName binds a setting or node parameter; spin boxes carry the setting's range, combo
+    boxes bind settings with choices (the connector fills them from the Choice); every setting is in the panel."""
+    from SeedBrachyLib.mrml.parameters import NODE_PARAMETERS
+    from SeedBrachyLib.settings import SETTINGS
+
     bound = {}
     for name, (cls, props) in ui_widgets.items():
         parameter = props.get("SlicerParameterName")
         if parameter is None:
             continue
-        assert parameter in fields, f"widget {name} binds unknown parameter '{parameter}'"
-        type_name, _, ann = fields[parameter]
+        assert parameter in SETTINGS or parameter in NODE_PARAMETERS, f"widget {name} binds unknown '{parameter}'"
         if cls == "qMRMLNodeComboBox":
-            assert type_name.startswith("vtkMRML") and props["nodeTypes"] == [type_name], name
-        elif cls == "QDoubleSpinBox":
-            assert type_name == "float", name
-            within = next(a for a in ann.slice.elts[1:] if a.func.id == "WithinRange")
-            lo, hi = (ast.literal_eval(a) for a in within.args)
-            assert (float(props["minimum"]), float(props["maximum"])) == (lo, hi), name
+            assert props["nodeTypes"] == [NODE_PARAMETERS[parameter]], name
+        elif cls in ("QDoubleSpinBox", "QSpinBox"):
+            setting = SETTINGS[parameter]
+            assert setting.kind is (float if cls == "QDoubleSpinBox" else int), name
+            assert (float(props["minimum"]), float(props["maximum"])) == (setting.minimum, setting.maximum), name
         elif cls == "QComboBox":
-            assert type_name == "str" and any(getattr(a.func, "id", "") == "Choice" for a in ann.slice.elts[1:]), name
+            assert SETTINGS[parameter].allowed(), name
         else:
             pytest.fail(f"widget {name} of class {cls} cannot be bound by parameterNodeWrapper")
+        assert parameter not in bound, f"{parameter} bound twice ({bound.get(parameter)}, {name})"
         bound[parameter] = name
-    assert set(bound) | MANUAL_PARAMETERS == set(fields)
+    assert set(bound) | MANUAL_PARAMETERS == set(SETTINGS) | set(NODE_PARAMETERS)
 
 
-def test_parameter_node_matches_the_headless_settings(tree):
-    from SeedBrachyLib.mrml.parameters import PARAMETERS  # imports no slicer
+def test_the_typed_parameter_node_is_generated_from_the_settings(seedbrachy_module):
+    """The wrapper class holds every setting with its type, Choice or WithinRange and default, and the nodes."""
+    import typing
 
-    fields = _wrapper_fields(tree)
-    assert list(fields) == list(PARAMETERS)
-    for name, (type_name, default, _) in fields.items():
-        kind, expected_default = PARAMETERS[name]
-        assert type_name == (kind if isinstance(kind, str) else kind.__name__), name
-        assert default == expected_default, name
+    from SeedBrachyLib.mrml.parameters import NODE_PARAMETERS, PARAMETERS
+    from SeedBrachyLib.settings import SETTINGS
+
+    cls = seedbrachy_module.SeedBrachyParameterNode.wrapped
+    hints = typing.get_type_hints(cls, include_extras=True)  # what Slicer's parameterNodeWrapper reads
+    assert list(hints) == list(PARAMETERS)
+    checked = 0
+    for name, setting in SETTINGS.items():
+        base, *extras = typing.get_args(hints[name]) or (hints[name],)
+        assert base is setting.kind and getattr(cls, name) == setting.default, name
+        (extra,) = extras
+        if setting.allowed():
+            assert extra.choices == list(setting.allowed()) and setting.default in extra.choices, name
+        else:
+            assert (extra.minimum, extra.maximum) == (setting.minimum, setting.maximum), name
+            assert extra.minimum <= setting.default <= extra.maximum, name
+        checked += 1
+    assert checked == len(SETTINGS) >= 20
+    for name, kind in NODE_PARAMETERS.items():
+        hint = hints[name]
+        if kind is list:
+            assert typing.get_args(hint) == (str,), name
+        elif kind is str:
+            assert hint is str and getattr(cls, name) == "", name
+        else:
+            assert hint.__name__ == kind, name
 
 
 def test_module_follows_the_template_and_cites_its_sources(tree):
@@ -145,9 +149,6 @@ def test_module_follows_the_template_and_cites_its_sources(tree):
     assert "self._parameterNode.connectGui(self.ui)" in source
     assert "from slicer.i18n import tr as _" in source
     assert 'loadUI(self.resourcePath("UI/SeedBrachy.ui"))' in source
-    for needed in ("TG-43U1", "Rivard", "2004", "102.7 Gy", "110 Gy", "Huang et al., J Cancer 2026",
-                   "Research use only"):
-        assert needed in source, needed
     classes = {n.name: [b.id for b in n.bases if isinstance(b, ast.Name)] for n in ast.walk(tree)
                if isinstance(n, ast.ClassDef)}
     assert classes["SeedBrachy"] == ["ScriptedLoadableModule"]
@@ -157,6 +158,25 @@ def test_module_follows_the_template_and_cites_its_sources(tree):
     logic = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SeedBrachyLogic")
     assert "self.ui" not in ast.unparse(logic), "the Logic must work without the widget"
     assert "slicer.mrmlScene" not in ast.unparse(logic)
+
+
+def test_module_help_states_every_published_goal_and_the_dose_formalism(seedbrachy_module):
+    """The help text a user reads names each indication's published limit and first author, and TG-43U1."""
+    from types import SimpleNamespace
+
+    from SeedBrachyLib.checks import INDICATIONS
+
+    parent = SimpleNamespace()
+    seedbrachy_module.SeedBrachy(parent)
+    text = " ".join((parent.helpText + parent.acknowledgementText).split())
+    for indication, goals in INDICATIONS.items():
+        for goal in goals:
+            if goal.fraction_of_rx is None and goal.unit == "Gy":
+                assert f"{goal.limit:g} Gy" in text, (indication, goal.name)
+                assert goal.source.split()[0] in text, (indication, goal.source.split()[0])
+    for needed in ("TG-43U1", "Rivard MJ", "Med Phys 2004", "Research use only"):
+        assert needed in text, needed
+    assert parent.categories == ["Radiotherapy"]
 
 
 def test_every_mrml_widget_gets_the_scene_from_the_top_level_widget():
@@ -173,7 +193,8 @@ def test_every_mrml_widget_gets_the_scene_from_the_top_level_widget():
             in connections, f"{name} never gets the scene: add the mrmlSceneChanged connection"
     assert {c[2] for c in connections} <= set(classes), "a connection names a widget missing from the .ui"
     declared = {c.findtext("class"): c.findtext("header") for c in root.iter("customwidget")}
-    for cls in set(classes.values()) - {"QLabel", "QPushButton", "QComboBox", "QDoubleSpinBox", "QLineEdit"}:
+    plain = {"QLabel", "QPushButton", "QComboBox", "QDoubleSpinBox", "QSpinBox", "QLineEdit"}
+    for cls in set(classes.values()) - plain:
         assert declared.get(cls) == f"{cls}.h", f"custom widget {cls} needs <customwidget> with header {cls}.h"
 
 
@@ -235,7 +256,7 @@ def test_calls_into_seedbrachylib_match_the_library(tree):
                     bound[alias.asname or alias.name] = getattr(module, alias.name)
                 else:  # a submodule
                     bound[alias.asname or alias.name] = importlib.import_module(f"{node.module}.{alias.name}")
-    assert {"markups", "dosimetry", "planning", "postimplant"} <= set(bound)
+    assert {"dosimetry", "planning", "postimplant", "segmentations", "settings"} <= set(bound)
     checked = 0
     for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         target = None
@@ -256,8 +277,10 @@ def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_no
     """Settings stored as the wrapper stores them; entry "anterior" gives needles along -A clear of the no-go."""
     import numpy as np
 
+    from SeedBrachyLib import settings
     from SeedBrachyLib.errors import InputError
     from SeedBrachyLib.mrml import markups, parameters, planning
+    from SeedBrachyLib.planning.template import NEEDLE_ENTRY_DIRECTIONS
 
     c = case_nodes
     node = parameters.parameter_node(c.scene)
@@ -265,69 +288,37 @@ def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_no
     parameters.write_settings(node, needleEntry="anterior", nogoSegmentIDs=[c.ids["Carotid"], c.ids["Trachea"]])
     parameters.write_settings(node, nogoSegmentIDs=[c.ids["Carotid"]])  # shorter list: stale items removed
     assert (node.GetParameter("nogoSegmentIDs_len"), node.GetParameter("nogoSegmentIDs_1")) == ("1", "")
-    settings = parameters.read_settings(node)
-    assert settings["needleEntry"] == "anterior" and settings["nogoSegmentIDs"] == [c.ids["Carotid"]]
+    stored = parameters.read_settings(node)
+    assert stored["needleEntry"] == "anterior" and stored["nogoSegmentIDs"] == [c.ids["Carotid"]]
     with pytest.raises(InputError, match="list of strings"):
         parameters.write_settings(node, nogoSegmentIDs=c.ids["Carotid"])
-    for side, direction in parameters.NEEDLE_ENTRY_DIRECTIONS.items():
+    for side, direction in NEEDLE_ENTRY_DIRECTIONS.items():
         assert np.isclose(np.linalg.norm(direction), 1.0), side
 
     carotid = c.case.masks["Carotid"]
 
     def plan(entry, nogo):
         seeds_node = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"Planned from {entry}")
-        planning.plan_seeds(c.ct, c.segmentation, c.ids["GTV"], seeds_node, c.case.prescription_gy,
-                            method="uniform", needle_direction=parameters.NEEDLE_ENTRY_DIRECTIONS[entry],
-                            nogo_segment_ids=nogo)
+        planning.plan_seeds(c.ct, c.segmentation, c.ids["CTV"], seeds_node,
+                            settings.resolve(planningMethod="uniform", needleEntry=entry), nogo_segment_ids=nogo)
         needles = markups.read_needles(seeds_node)
         assert needles
         crossing = 0
         for needle in needles:
             entry_ras, tip = np.asarray(needle.entry), np.asarray(needle.tip)
             assert np.allclose((tip - entry_ras) / np.linalg.norm(tip - entry_ras),
-                               parameters.NEEDLE_ENTRY_DIRECTIONS[entry], atol=1e-6)
+                               NEEDLE_ENTRY_DIRECTIONS[entry], atol=1e-6)
             path = entry_ras + np.linspace(0.0, 1.0, 200)[:, None] * (tip - entry_ras)
             ijk = np.rint(c.case.grid.to_ijk(path)).astype(int)
             inside = np.all((ijk >= 0) & (ijk < np.array(c.case.grid.dims)), axis=1)
             crossing += bool(carotid[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]].any())
         return needles, crossing
 
-    needles, _ = plan(settings["needleEntry"], ())
+    needles, _ = plan(stored["needleEntry"], ())
     assert all(n.entry[1] > n.tip[1] for n in needles)  # "anterior": entered from the anterior side
     # from the right, some template needle crosses the carotid unless it is a no-go segment
     assert plan("right", ())[1] > 0
-    assert plan("right", settings["nogoSegmentIDs"])[1] == 0
-
-
-def test_choice_defaults_are_among_the_choices(tree):
-    """The wrapper validates defaults when it creates the parameter node: one outside its Choice would fail."""
-    from SeedBrachyLib.checks import available_indications
-    from SeedBrachyLib.mrml.parameters import NEEDLE_ENTRY_DIRECTIONS
-    from SeedBrachyLib.planning.optimize import OAR_METRICS
-    from SeedBrachyLib.sources import available_models
-
-    names = {"available_models": available_models, "NEEDLE_ENTRY_DIRECTIONS": NEEDLE_ENTRY_DIRECTIONS,
-             "available_indications": available_indications, "OAR_METRICS": OAR_METRICS}
-    checked = 0
-    for name, (_, default, ann) in _wrapper_fields(tree).items():
-        for a in (ann.slice.elts[1:] if isinstance(ann, ast.Subscript) and ann.value.id == "Annotated" else ()):
-            if getattr(a.func, "id", "") == "Choice":
-                choices = eval(compile(ast.Expression(a.args[0]), "<choice>", "eval"), {"list": list}, names)
-                assert default in choices, f"{name}: default {default!r} not in {choices}"
-                checked += 1
-    assert checked >= 6
-
-
-def test_plan_method_combo_lists_the_planner_methods_in_order():
-    """The Widget takes planning.METHODS[currentIndex]: the .ui items must be those methods, in that order."""
-    pytest.importorskip("slicer", reason="SeedBrachyLib.mrml needs slicer-core")
-    from SeedBrachyLib.mrml.planning import METHODS
-
-    combo = next(w for w in ET.parse(UI).getroot().iter("widget") if w.get("name") == "planMethodComboBox")
-    texts = [item.find("property/string").text.lower() for item in combo.findall("item")]
-    assert len(texts) == len(METHODS)
-    for method, text in zip(METHODS, texts):
-        assert text.startswith(method.replace("_", " ").replace("optimise", "optimis")), (method, text)
+    assert plan("right", stored["nogoSegmentIDs"])[1] == 0
 
 
 def test_module_self_test_runs_headless(seedbrachy_module):
@@ -336,7 +327,7 @@ def test_module_self_test_runs_headless(seedbrachy_module):
     import unittest
 
     names = [n for n in dir(seedbrachy_module.SeedBrachyTest) if n.startswith("test_")]
-    assert set(names) == {"test_SyntheticCaseD90", "test_Planning", "test_PostImplant"}
+    assert set(names) == {"test_DoseAndChecks", "test_Planning", "test_PostImplant"}
     result = unittest.TestResult()
     seedbrachy_module.SeedBrachyTest("runTest").run(result)
     assert result.wasSuccessful() and result.testsRun == 1, result.errors + result.failures

@@ -1,26 +1,31 @@
-"""The module's Evaluation checks on real MRML nodes: the chosen indication decides which published goals are
-checked, and the user's skin and organ-at-risk limits become PASS/FAIL rows with the measured dose."""
+"""The module's Evaluation on real MRML nodes through the parameter node, as the panel runs it: the chosen
+indication decides which published goals are checked (each on the structure its source uses), and the user's
+skin and organ-at-risk limits become PASS/FAIL rows with the measured dose."""
 
 import pytest
 
 pytest.importorskip("slicer")
 
-from SeedBrachyLib import checks, dvh, structures  # noqa: E402
+from SeedBrachyLib import checks, dvh, settings, structures  # noqa: E402
 from SeedBrachyLib.errors import InputError  # noqa: E402
-from SeedBrachyLib.mrml import parameters  # noqa: E402
+from SeedBrachyLib.mrml import dosimetry, planning, segmentations  # noqa: E402
 
-CHECK_COLUMNS = ("Check", "Structure", "Metric", "Measured", "Limit", "Unit", "Result", "Source")
+CHECK_COLUMNS = ("Check", "Structure", "Metric", "Measured", "Limit", "Unit", "Result", "Note", "Source")
 
 
 @pytest.fixture
-def evaluated(case_nodes, seedbrachy_module):
-    """(case nodes, module Logic, evaluation with the skin from the CT, dose array, dose grid)."""
+def panel(case_nodes, seedbrachy_module):
+    """(case nodes, module Logic, parameter node holding the case as the panel would, dose array, dose grid)."""
     c = case_nodes
     logic = seedbrachy_module.SeedBrachyLogic()
-    dose, grid = logic.computeDose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, c.case.prescription_gy,
-                                   spacingMm=1.5, marginMm=8.0)
-    evaluation = logic.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, ctVolume=c.ct)
-    return c, logic, evaluation, dose, grid
+    p = logic.getParameterNode()
+    p.ctVolume, p.segmentation, p.seeds, p.doseVolume = c.ct, c.segmentation, c.seeds_node, c.dose
+    p.gtvSegmentID, p.ctvSegmentID = c.ids["GTV"], c.ids["CTV"]
+    p.dvhTable = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
+    p.checksTable = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
+    p.doseSpacingMm = 1.5
+    dose, grid = logic.computeDoseUsingParameterNode(p)
+    return c, logic, p, dose, grid
 
 
 def table_rows(table):
@@ -31,23 +36,25 @@ def table_rows(table):
             for r in range(t.GetNumberOfRows())}
 
 
-def test_the_chosen_indication_decides_which_goals_are_checked(evaluated):
-    c, logic, evaluation, _, _ = evaluated
-    table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
+def test_the_chosen_indication_decides_which_goals_are_checked(panel):
+    c, logic, p, _, _ = panel
     aim = {g.name for g in checks.goals_for("general")}
     escc_goal = checks.goals_for("esophageal-scc-cervical-nodal-recurrence")[0].name
-    default = parameters.PARAMETERS["indication"][1]
-    assert default == "lymph-node-metastases"
+    assert p.indication == settings.SETTINGS["indication"].default == "lymph-node-metastases"
     for indication in checks.available_indications():
-        results = logic.check(evaluation, table, logic.indicationsToCheck(indication))
-        rows = table_rows(table)
+        p.indication = indication
+        evaluation, results = logic.evaluateUsingParameterNode(p)
+        rows = table_rows(p.checksTable)
         expected = {g.name for g in checks.goals_for(indication)} | aim
         assert set(rows) == {r.goal for r in results} == expected, indication
         assert len(rows) == len(results) == len(expected)  # the planning aim is not repeated for "general"
         assert (escc_goal in rows) == (indication == "esophageal-scc-cervical-nodal-recurrence")
-    # the lymph-node default: Huang's D90 > 102.7 Gy on the GTV, measured D90 as in the evaluation
-    logic.check(evaluation, table, logic.indicationsToCheck(default))
-    rows = table_rows(table)
+        for goal in aim:
+            assert rows[goal]["Structure"] == "CTV"  # the planning aim is read on the CTV
+    # the lymph-node default: Huang's D90 > 102.7 Gy read on the GTV, measured D90 as in the evaluation
+    p.indication = "lymph-node-metastases"
+    evaluation, _ = logic.evaluateUsingParameterNode(p)
+    rows = table_rows(p.checksTable)
     d90 = evaluation.value("GTV", "D90")[0]
     row = rows["post-implant D90 > 102.7 Gy"]
     assert row["Structure"] == "GTV" and row["Measured"] == pytest.approx(d90) and row["Limit"] == 102.7
@@ -55,44 +62,65 @@ def test_the_chosen_indication_decides_which_goals_are_checked(evaluated):
     assert escc_goal not in rows
 
 
-def test_user_skin_and_oar_limits_are_rows_with_the_measured_dose(evaluated):
-    c, logic, evaluation, dose, grid = evaluated
-    # independent oracle: skin = outer 5 mm of the CT body, carotid from its mask, both mapped to the dose grid
-    body = structures.body_from_ct(c.case.ct, c.case.grid)
-    skin = structures.structure_on_grid("Skin", structures.skin_rind(body, c.case.grid), c.case.grid, grid)
-    skin_d2cc = dvh.DVH.of(dose, skin).metric("D2cc")[0]
+def test_user_limits_are_rows_with_the_measured_dose(panel):
+    c, logic, p, dose, grid = panel
+    # independent of the bridge: the carotid from the case's own mask, mapped to the dose grid by the library
     carotid = structures.structure_on_grid("Carotid", c.case.masks["Carotid"], c.case.grid, grid)
     carotid_dmax = dvh.DVH.of(dose, carotid).metric("Dmax")[0]
-    assert skin_d2cc > 1.0 and carotid_dmax > 1.0
-
-    # settings as the panel stores them, read back and passed as onEvaluateButton passes them
-    node = parameters.parameter_node(c.scene)
-    table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
-    for skin_limit, oar_limit, skin_result, oar_result in ((1.01 * skin_d2cc, 0.99 * carotid_dmax, "PASS", "FAIL"),
-                                                           (0.99 * skin_d2cc, 1.01 * carotid_dmax, "FAIL", "PASS")):
-        parameters.write_settings(node, segmentation=c.segmentation, indication="lymph-node-metastases",
-                                  skinD2ccLimitGy=skin_limit, oarSegmentID=c.ids["Carotid"], oarMetric="Dmax",
-                                  oarLimitGy=oar_limit)
-        p = parameters.read_settings(node)
-        limits = logic.userLimits(p["skinD2ccLimitGy"], p["segmentation"], p["oarSegmentID"], p["oarMetric"],
-                                  p["oarLimitGy"])
-        results = logic.check(evaluation, table, logic.indicationsToCheck(p["indication"]), limits)
-        rows = table_rows(table)
+    assert carotid_dmax > 1.0
+    p.oarSegmentID, p.oarMetric = c.ids["Carotid"], "Dmax"
+    for oar_limit, oar_result in ((0.99 * carotid_dmax, "FAIL"), (1.01 * carotid_dmax, "PASS")):
+        p.oarLimitGy, p.skinD2ccLimitGy = oar_limit, 500.0
+        evaluation, results = logic.evaluateUsingParameterNode(p)
+        rows = table_rows(p.checksTable)
         assert len(rows) == len(results) == 5  # Huang D90, the two planning-aim goals, skin, carotid
-        skin_row = rows[f"Skin D2cc <= {skin_limit:g} Gy"]
+        skin_row = rows["Skin D2cc <= 500 Gy"]
         assert (skin_row["Structure"], skin_row["Metric"], skin_row["Unit"]) == ("Skin", "D2cc", "Gy")
-        assert skin_row["Measured"] == pytest.approx(skin_d2cc, rel=1e-9)
-        assert skin_row["Limit"] == pytest.approx(skin_limit) and skin_row["Result"] == skin_result
         assert skin_row["Source"] == checks.USER_SOURCE
+        # the skin reaches beyond the grid: evaluated whole it passes, on a part it is not evaluated
+        whole = evaluation["Skin"].evaluated_fraction > 0.99
+        assert skin_row["Result"] == ("PASS" if whole else "NOT EVALUATED")
         oar_row = rows[f"Carotid Dmax <= {oar_limit:g} Gy"]
-        assert oar_row["Structure"] == "Carotid" and oar_row["Measured"] == pytest.approx(carotid_dmax, rel=1e-9)
+        assert oar_row["Structure"] == "Carotid" and oar_row["Measured"] == pytest.approx(carotid_dmax, rel=1e-3)
         assert oar_row["Result"] == oar_result and oar_row["Source"] == checks.USER_SOURCE
 
-    # 0 Gy means no limit; a limit without its segment or on a non-dose metric is an input error
-    assert logic.userLimits(0.0, c.segmentation, c.ids["Carotid"], "D2cc", 0.0) == []
-    with pytest.raises(InputError, match="needs its segment"):
-        logic.userLimits(0.0, c.segmentation, "", "D2cc", 20.0)
-    with pytest.raises(InputError, match="not a dose metric"):
-        logic.userLimits(0.0, c.segmentation, c.ids["Carotid"], "V100", 20.0)
+    # 0 Gy means no limit; a limit without its segment or on a non-dose metric is refused when it enters
+    p.oarLimitGy, p.skinD2ccLimitGy = 0.0, 0.0
+    assert len(logic.evaluateUsingParameterNode(p)[1]) == 3
+    p.oarSegmentID, p.oarLimitGy = "", 20.0
+    with pytest.raises(InputError, match="needs its structure"):
+        logic.evaluateUsingParameterNode(p)
+    with pytest.raises(InputError, match="oarMetric = 'V100' invalid: allowed are D2cc"):
+        settings.resolve(oarMetric="V100")
+    p.oarSegmentID = "no-such-segment"
     with pytest.raises(InputError, match="not found"):
-        logic.userLimits(0.0, c.segmentation, "no-such-segment", "D2cc", 20.0)
+        logic.evaluateUsingParameterNode(p)
+
+
+def test_panel_defaults_and_a_headless_call_give_the_same_plan_and_numbers(panel):
+    """Deliverable of the house issue: the module's defaults (parameter node) are the library's (settings)."""
+    c, logic, p, _, _ = panel
+    assert logic.settingsOf(p) == settings.resolve(doseSpacingMm=1.5)  # the panel's only change in the fixture
+    p.doseSpacingMm = settings.SETTINGS["doseSpacingMm"].default
+    p.seeds = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Panel plan")
+    p.planningMethod = "uniform"
+    panel_plan = logic.planSeedsUsingParameterNode(p)
+    headless_node = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Headless plan")
+    headless_plan = planning.plan_seeds(c.ct, c.segmentation, c.ids["CTV"], headless_node,
+                                        settings.resolve(planningMethod="uniform"), gtv_segment_id=c.ids["GTV"])
+    assert [s.position.tolist() for s in panel_plan.seeds()] == [s.position.tolist() for s in headless_plan.seeds()]
+    assert [s.strength_u for s in panel_plan.seeds()] == [s.strength_u for s in headless_plan.seeds()]
+    panel_dose, panel_grid = logic.computeDoseUsingParameterNode(p)
+    headless_dose_node = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Headless dose")
+    headless_dose, headless_grid = dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"], c.ids["CTV"]],
+                                                          headless_node, headless_dose_node)
+    assert panel_grid.dims == headless_grid.dims and (panel_grid.ijk_to_ras == headless_grid.ijk_to_ras).all()
+    assert (panel_dose == headless_dose).all()
+    panel_eval, _ = logic.evaluateUsingParameterNode(p)
+    headless_eval = dosimetry.evaluate(headless_dose_node, c.segmentation, c.ids["GTV"], c.ids["CTV"])
+    for name in ("GTV", "CTV"):
+        assert panel_eval.value(name, "D90") == headless_eval.value(name, "D90")
+    # a CTV made in the panel is the bridge's make_ctv with the panel's margin
+    assert segmentations.segment_name(c.segmentation, c.ids["CTV"]) == "CTV"
+    with pytest.raises(InputError, match="already has a segment 'CTV'"):
+        logic.makeCtvUsingParameterNode(p)

@@ -8,30 +8,35 @@ pytest.importorskip("slicer")
 import vtk  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
-from SeedBrachyLib import dvh, structures  # noqa: E402
-from SeedBrachyLib.dose import compute_dose  # noqa: E402
+from SeedBrachyLib import dvh, settings, structures  # noqa: E402
+from SeedBrachyLib.dose import compute_dose, dose_at_points  # noqa: E402
 from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
-from SeedBrachyLib.mrml import dosimetry, markups, parameters, tables, volumes  # noqa: E402
+from SeedBrachyLib.mrml import dosimetry, markups, parameters, segmentations, tables, volumes  # noqa: E402
 from SeedBrachyLib.mrml.scene import load_bundle, save_bundle  # noqa: E402
 
 
 @pytest.fixture
 def computed(case_nodes):
     c = case_nodes
-    dose, grid = dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose,
-                                        c.case.prescription_gy,
-                                   spacing_mm=1.5, margin_mm=8.0)
+    dose, grid = dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"], c.ids["CTV"]], c.seeds_node, c.dose,
+                                        settings.resolve(c.values, doseSpacingMm=1.5))
     return c, dose, grid
 
 
-def test_dose_node_holds_the_library_dose_on_a_grid_covering_target_and_seeds(computed):
+def test_dose_node_holds_the_library_dose_on_the_policy_grid(computed):
+    """The grid covers seeds and targets, and every organ at risk wherever the dose exceeds 1 % of Rx."""
     c, dose, grid = computed
     assert np.array_equal(volumes.array_from_volume_node(c.dose)[0], dose)
     expected = compute_dose(grid, c.seeds, "I125_OncoSeed6711")
     assert np.allclose(dose, expected, rtol=1e-6)
     assert np.allclose(grid.spacing, 1.5) and np.allclose(grid.direction, c.case.grid.direction)
     assert np.all(grid.contains(np.array([s.position for s in c.seeds])))
-    assert np.all(grid.contains(c.case.grid.points()[c.case.masks["GTV"]]))
+    points = c.case.grid.points()
+    assert np.all(grid.contains(points[c.case.masks["GTV"]]))
+    for name in ("Carotid", "Trachea", "SpinalCord"):
+        organ = points[c.case.masks[name]]
+        hot = organ[dose_at_points(organ, c.seeds, c.model) > 0.01 * c.values.prescriptionGy]
+        assert np.all(grid.contains(hot)), name
     assert volumes.is_dose_volume(c.dose)
     assert "TG-43U1 line" in c.dose.GetDescription()
 
@@ -42,58 +47,61 @@ def test_dvh_table_d90_equals_the_pure_library(computed):
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH chart")
     oars = [c.ids["Carotid"], c.ids["Body"]]
-    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart,
-                               oar_segment_ids=oars)
-    gtv = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, grid, role="target")
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table, chart,
+                                    oar_segment_ids=oars)
+    gtv = structures.structure_on_grid("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]), grid,
+                                       role="target")
     expected_d90 = dvh.DVH.of(dose, gtv).metric("D90")[0]
     d90, unit = tables.read_dvh_metric(table, "GTV", "D90")
     assert unit == "Gy" and d90 == pytest.approx(expected_d90, rel=1e-12)
-    carotid = structures.structure_on_grid("Carotid", c.case.masks["Carotid"], c.case.grid, grid)
+    carotid = structures.structure_on_grid("Carotid", *segmentations.segment_mask(c.segmentation, c.ids["Carotid"]),
+                                           grid)
     d2cc, unit = tables.read_dvh_metric(table, "Carotid", "D2cc")
     assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, carotid).metric("D2cc")[0], rel=1e-12)
     # one row per structure, units in the headers
     t = table.GetTable()
-    assert t.GetNumberOfRows() == 3
+    assert t.GetNumberOfRows() == 4  # GTV, CTV, Carotid, Body
     names = [t.GetColumn(i).GetName() for i in range(t.GetNumberOfColumns())]
     assert {"Structure", "Role", "D90 [Gy]", "V100 [%]", "V100_cc [cc]", "D2cc [Gy]", "CI"} <= set(names)
     assert table.GetColumnUnitLabel("D90 [Gy]") == "Gy"
     assert evaluation.value("GTV", "D90")[0] == pytest.approx(d90)
     # chart: one series per structure, on a curve table whose GTV column is the library's curve
-    assert chart.GetNumberOfPlotSeriesNodes() == 3
+    assert chart.GetNumberOfPlotSeriesNodes() == 4
     curves = dosimetry.curves_table_of(chart)
     dose_axis = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName(tables.DOSE_COLUMN))
     gtv_curve = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName("GTV [%]"))
     assert np.allclose(gtv_curve, dvh.DVH.of(dose, gtv).curve(dose_axis)[1])
     assert gtv_curve[0] == pytest.approx(100.0) and np.all(np.diff(gtv_curve) <= 1e-9)
     # evaluating again replaces the series instead of adding more
-    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table, chart, oar_segment_ids=oars)
-    assert chart.GetNumberOfPlotSeriesNodes() == 3
-    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 3
+    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table, chart,
+                       oar_segment_ids=oars)
+    assert chart.GetNumberOfPlotSeriesNodes() == 4
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 4
 
 
 def test_saved_scene_reopens_with_settings_dose_and_table(computed, tmp_path):
     c, dose, _ = computed
     scene = c.scene
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
-    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
-                  oar_segment_ids=[c.ids["Carotid"]])
+    dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table,
+                       oar_segment_ids=[c.ids["Carotid"]])
     node = parameters.parameter_node(scene)
-    parameters.write_settings(node, ctVolume=c.ct, segmentation=c.segmentation, targetSegmentID=c.ids["GTV"],
+    parameters.write_settings(node, ctVolume=c.ct, segmentation=c.segmentation, gtvSegmentID=c.ids["GTV"],
                               seeds=c.seeds_node, doseVolume=c.dose, dvhTable=table, prescriptionGy=110.0,
                               doseSpacingMm=1.5, formalism="point")
     path = save_bundle(scene, tmp_path / "case.mrb")
     reloaded = load_bundle(path).scene
-    settings = parameters.read_settings(parameters.parameter_node(reloaded, create=False))
-    assert settings["prescriptionGy"] == 110.0 and settings["doseSpacingMm"] == 1.5
-    assert settings["formalism"] == "point" and settings["targetSegmentID"] == c.ids["GTV"]
-    assert settings["sourceModel"] == parameters.PARAMETERS["sourceModel"][1]  # unset -> default
-    assert settings["ctVolume"].GetName() == "Neck CT" and settings["seeds"].GetName() == "Seeds"
-    assert volumes.is_dose_volume(settings["doseVolume"])
-    assert np.allclose(volumes.array_from_volume_node(settings["doseVolume"])[0], dose)
-    assert settings["segmentation"].GetSegmentation().GetSegment(c.ids["GTV"]).GetName() == "GTV"
+    stored = parameters.read_settings(parameters.parameter_node(reloaded, create=False))
+    assert stored["prescriptionGy"] == 110.0 and stored["doseSpacingMm"] == 1.5
+    assert stored["formalism"] == "point" and stored["gtvSegmentID"] == c.ids["GTV"]
+    assert stored["sourceModel"] == settings.SETTINGS["sourceModel"].default  # unset -> default
+    assert stored["ctVolume"].GetName() == "Neck CT" and stored["seeds"].GetName() == "Seeds"
+    assert volumes.is_dose_volume(stored["doseVolume"])
+    assert np.allclose(volumes.array_from_volume_node(stored["doseVolume"])[0], dose)
+    assert stored["segmentation"].GetSegmentation().GetSegment(c.ids["GTV"]).GetName() == "GTV"
     d90_before = tables.read_dvh_metric(table, "GTV", "D90")[0]
-    assert tables.read_dvh_metric(settings["dvhTable"], "GTV", "D90")[0] == pytest.approx(d90_before, rel=1e-5)
-    assert len(markups.read_seeds(settings["seeds"])) == len(c.seeds)
+    assert tables.read_dvh_metric(stored["dvhTable"], "GTV", "D90")[0] == pytest.approx(d90_before, rel=1e-5)
+    assert len(markups.read_seeds(stored["seeds"])) == len(c.seeds)
 
 
 def test_bad_settings_are_input_errors(mrml_app):
@@ -108,74 +116,85 @@ def test_bad_settings_are_input_errors(mrml_app):
 
 def test_no_segment_empty_target_and_seeds_outside_the_ct_are_input_errors(case_nodes):
     c = case_nodes
-    rx = c.case.prescription_gy
-    with pytest.raises(InputError, match="no segment chosen"):
-        dosimetry.compute_dose(c.ct, c.segmentation, "", c.seeds_node, c.dose, rx)
-    empty = c.segmentation.GetSegmentation().AddEmptySegment("", "CTV")
-    with pytest.raises(InputError, match="'CTV'.*empty"):
-        dosimetry.compute_dose(c.ct, c.segmentation, empty, c.seeds_node, c.dose, rx)
+    with pytest.raises(InputError, match="no target segment chosen"):
+        dosimetry.compute_dose(c.ct, c.segmentation, ["", ""], c.seeds_node, c.dose, c.values)
+    empty = c.segmentation.GetSegmentation().AddEmptySegment("", "Empty")
+    with pytest.raises(InputError, match="'Empty'.*empty"):
+        dosimetry.compute_dose(c.ct, c.segmentation, [empty], c.seeds_node, c.dose, c.values)
+    with pytest.raises(InputError, match="output dose volume 'Neck CT' is also the CT"):
+        dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["CTV"]], c.seeds_node, c.ct, c.values)
+    with pytest.raises(InputError, match="planned with seed model I125_OncoSeed6711, but I125_Model6702"):
+        dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["CTV"]], c.seeds_node, c.dose,
+                               settings.resolve(c.values, sourceModel="I125_Model6702"))
     c.seeds_node.AddControlPoint(vtk.vtkVector3d(500.0, 0.0, 0.0), "stray")
     c.seeds_node.SetNthControlPointDescription(c.seeds_node.GetNumberOfControlPoints() - 1,
                                                '{"axis": [1, 0, 0], "strength_u": 0.6}')
     with pytest.raises(InputError, match="seed 'stray'.*outside the CT"):
-        dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx)
+        dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"]], c.seeds_node, c.dose, c.values)
     not_dose = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "plain")
     with pytest.raises(InputError, match="not a dose volume"):
-        dosimetry.evaluate(not_dose, c.segmentation, c.ids["GTV"], rx)
+        dosimetry.evaluate(not_dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values)
     assert c.dose.GetImageData() is None  # nothing was written by the failed calls
 
 
 def test_progress_reaches_one_and_cancel_stops(case_nodes):
     c = case_nodes
     seen = []
-    dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
-                      progress=lambda f, m="": seen.append(f))
+    coarse = settings.resolve(c.values, doseSpacingMm=2.0)
+    dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"]], c.seeds_node, c.dose, coarse,
+                           progress=lambda f, m="": seen.append(f))
     assert seen[-1] == pytest.approx(1.0) and all(b >= a - 1e-12 for a, b in zip(seen, seen[1:]))
     with pytest.raises(Cancelled):
-        dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, 120.0, spacing_mm=2.0,
-                          progress=lambda f, m="": f < 0.5)
+        dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"]], c.seeds_node, c.dose, coarse,
+                               progress=lambda f, m="": f < 0.5)
 
 
 def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
     c, dose, grid = computed
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
-    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy, table,
-                               oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table,
+                                    oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
     ct_body = structures.body_from_ct(c.case.ct, c.case.grid)
     skin = structures.structure_on_grid("Skin", structures.skin_rind(ct_body, c.case.grid), c.case.grid, grid)
     body = structures.structure_on_grid("Body", ct_body, c.case.grid, grid)
     d2cc, unit = tables.read_dvh_metric(table, "Skin", "D2cc")
     assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, skin).metric("D2cc")[0], rel=1e-12)
-    gtv = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, grid, role="target")
+    gtv = structures.structure_on_grid("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]), grid,
+                                       role="target")
     expected_ci = dvh.conformity_indices(dose, gtv, c.case.prescription_gy, body)["CI"]
     assert evaluation.value("GTV", "CI")[0] == pytest.approx(expected_ci, rel=1e-12)
-    assert [s for s in evaluation.structures] == ["GTV", "Carotid", "Skin"]
+    assert [s for s in evaluation.structures] == ["GTV", "CTV", "Carotid", "Skin"]
 
 
-def test_checks_table_holds_the_published_goals_with_pass_fail(computed):
+def test_checks_table_holds_the_indication_goals_and_the_user_limits(computed):
     c, dose, grid = computed
-    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.case.prescription_gy,
-                               oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values,
+                                    oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
-    indications = ("lymph-node-metastases", "esophageal-scc-cervical-nodal-recurrence", "general")
     d90 = evaluation.value("GTV", "D90")[0]
     skin_d2cc = evaluation.value("Skin", "D2cc")[0]
-    # a skin limit just below the measured D2cc fails, one just above passes
-    limits = [("Skin", "D2cc", skin_d2cc * 0.99), ("Carotid", "Dmax", evaluation.value("Carotid", "Dmax")[0] * 1.01)]
-    results = dosimetry.check(evaluation, table, indications, limits)
+    carotid_dmax = evaluation.value("Carotid", "Dmax")[0]
+    # a skin limit just below the measured D2cc fails, a carotid limit just above its Dmax passes
+    values = settings.resolve(c.values, indication="esophageal-scc-cervical-nodal-recurrence",
+                              skinD2ccLimitGy=skin_d2cc * 0.99, oarMetric="Dmax", oarLimitGy=carotid_dmax * 1.01)
+    results = dosimetry.check(evaluation, values, table, dosimetry.target_names(c.segmentation, c.ids["GTV"],
+                                                                                c.ids["CTV"]), "Carotid")
     t = table.GetTable()
-    assert t.GetNumberOfRows() == len(results) == 6
+    assert t.GetNumberOfRows() == len(results) == 5  # ESCC D90 (GTV); D90 >= Rx, V100 (CTV); skin; carotid
     column = {name: t.GetColumnByName(name) for name in ("Check", "Structure", "Metric", "Measured", "Limit", "Unit",
                                                          "Result", "Source")}
     rows = {column["Check"].GetValue(r): r for r in range(t.GetNumberOfRows())}
-    r = rows["post-implant D90 > 102.7 Gy"]
+    r = rows["D90 >= 110 Gy"]
     assert column["Structure"].GetValue(r) == "GTV" and column["Unit"].GetValue(r) == "Gy"
-    assert column["Measured"].GetValue(r) == pytest.approx(d90) and column["Limit"].GetValue(r) == 102.7
-    assert column["Result"].GetValue(r) == ("PASS" if d90 > 102.7 else "FAIL")
-    assert "J Cancer 2026" in column["Source"].GetValue(r)
-    assert column["Result"].GetValue(rows["D90 >= 110 Gy"]) == ("PASS" if d90 >= 110.0 else "FAIL")
+    assert column["Measured"].GetValue(r) == pytest.approx(d90) and column["Limit"].GetValue(r) == 110.0
+    assert column["Result"].GetValue(r) == ("PASS" if d90 >= 110.0 else "FAIL")
+    assert "J Contemp Brachytherapy" in column["Source"].GetValue(r)
+    assert column["Structure"].GetValue(rows["V100 >= 90% of the CTV"]) == "CTV"
     skin_row = next(i for name, i in rows.items() if name.startswith("Skin D2cc"))
-    assert column["Result"].GetValue(skin_row) == "FAIL"
+    # the skin reaches beyond the dose grid (which covers it only where the dose exceeds 1 % of Rx): its
+    # grid-based metrics are of a part only, so its limit is not evaluated rather than read on the part
+    assert column["Result"].GetValue(skin_row) == ("FAIL" if evaluation["Skin"].evaluated_fraction > 0.99
+                                                   else "NOT EVALUATED")
     carotid_row = next(i for name, i in rows.items() if name.startswith("Carotid Dmax"))
     assert column["Result"].GetValue(carotid_row) == "PASS"
-    assert [res.passed for res in results] == [column["Result"].GetValue(i) == "PASS" for i in range(6)]
+    assert [res.status for res in results] == [column["Result"].GetValue(i) for i in range(5)]

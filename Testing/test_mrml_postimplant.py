@@ -10,17 +10,14 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from SeedBrachyLib import dvh, structures  # noqa: E402
-from SeedBrachyLib.demo.postimplant import patient_motion  # noqa: E402
-from SeedBrachyLib.demo.scene import needles_through_seeds  # noqa: E402
+from SeedBrachyLib import dvh, settings, structures  # noqa: E402
 from SeedBrachyLib.dose import compute_dose  # noqa: E402
 from SeedBrachyLib.errors import InputError  # noqa: E402
-from SeedBrachyLib.itk_image import resample  # noqa: E402
 from SeedBrachyLib.mrml import dosimetry, markups, postimplant, segmentations, transforms, volumes  # noqa: E402
 from SeedBrachyLib.postimplant.detection import match_seeds  # noqa: E402
 from SeedBrachyLib.postimplant.registration import map_points  # noqa: E402
-from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct  # noqa: E402
-from SeedBrachyLib.synthetic.implant import simulate_implant  # noqa: E402
+from SeedBrachyLib.synthetic.implant import patient_motion, rescanned_implant  # noqa: E402
+from SeedBrachyLib.synthetic.phantom import needles_through_seeds  # noqa: E402
 
 MODEL = "I125_OncoSeed6711"
 
@@ -29,15 +26,13 @@ MODEL = "I125_OncoSeed6711"
 def flow(case_nodes):
     """Pre-plan dose, then the implant: a post-implant CT node of the simulated implant, patient moved."""
     c = case_nodes
-    rx = c.case.prescription_gy
-    dosimetry.compute_dose(c.ct, c.segmentation, c.ids["GTV"], c.seeds_node, c.dose, rx, spacing_mm=2.0, margin_mm=8.0)
-    implant = simulate_implant(c.seeds, random_seed=2, needle_direction=c.case.needle_direction)
-    truth = patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0))  # post-implant frame -> pre-plan frame
-    scan = synthetic_ct.post_implant_ct(implant.seeds, spacing_mm=(0.9, 0.9, 2.0), random_seed=2)
-    moved = resample(scan.ct.astype(np.float32), scan.grid, scan.grid, truth, "linear", -1000.0)
+    c.values = settings.resolve(c.values, doseSpacingMm=2.0)
+    dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"], c.ids["CTV"]], c.seeds_node, c.dose, c.values)
+    motion = patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0))  # post-implant frame -> pre-plan frame
+    scan = rescanned_implant(c.seeds, c.case, random_seed=2, spacing_mm=(0.9, 0.9, 2.0), motion=motion)
     post_ct = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-implant CT")
-    volumes.update_volume_node(post_ct, np.rint(moved).astype(np.int16), scan.grid)
-    c.implant, c.truth, c.post_ct, c.rx = implant, truth, post_ct, rx
+    volumes.update_volume_node(post_ct, scan.ct, scan.grid)
+    c.implant, c.truth, c.post_ct = scan.implant, scan.post_to_pre, post_ct
     return c
 
 
@@ -79,8 +74,10 @@ def test_whole_flow_detect_register_carry_dose_compare(flow):
 
     # 4. post-plan dose on the pre-plan dose grid: the library's dose of the mapped seeds
     post_dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-plan dose")
-    post = postimplant.compute_post_plan_dose(detected, transform, c.dose, post_dose, c.rx,
+    post = postimplant.compute_post_plan_dose(detected, transform, c.dose, post_dose, c.values,
                                               plan_seeds_node=c.seeds_node)
+    with pytest.raises(InputError, match="output post-plan dose volume 'Dose' is also the pre-plan dose volume"):
+        postimplant.compute_post_plan_dose(detected, transform, c.dose, c.dose, c.values)
     dose, dose_grid = volumes.array_from_volume_node(post_dose)
     assert dose_grid.dims == volumes.grid_from_volume_node(c.dose).dims
     np.testing.assert_allclose(dose, compute_dose(dose_grid, post.seeds, MODEL, allow_outside=True), rtol=1e-6)
@@ -92,8 +89,8 @@ def test_whole_flow_detect_register_carry_dose_compare(flow):
     # 5. comparison table
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Pre vs post")
     oars = [c.ids["Carotid"]]
-    comparison = postimplant.compare(c.dose, post_dose, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
-                                     detected, oar_segment_ids=oars, ct_node=c.ct)
+    comparison = postimplant.compare(c.dose, post_dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], table,
+                                     c.seeds_node, detected, c.values, oar_segment_ids=oars, ct_node=c.ct)
     print(comparison.format())
     t = table.GetTable()
     headers = [t.GetColumn(i).GetName() for i in range(t.GetNumberOfColumns())]
@@ -102,7 +99,8 @@ def test_whole_flow_detect_register_carry_dose_compare(flow):
     assert t.GetNumberOfRows() == len(comparison.rows)
     rows = {(t.GetValue(r, 0).ToString(), t.GetValue(r, 1).ToString()): r for r in range(t.GetNumberOfRows())}
     assert {("GTV", "D90"), ("GTV", "CI"), ("Carotid", "D2cc"), ("Skin", "D2cc"), ("Implant", "Seeds")} <= set(rows)
-    gtv_structure = structures.structure_on_grid("GTV", c.case.masks["GTV"], c.case.grid, dose_grid, role="target")
+    gtv_structure = structures.structure_on_grid("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]),
+                                                 dose_grid, role="target")
     expected = dvh.DVH.of(dose, gtv_structure).metric("D90")[0]
     r = rows[("GTV", "D90")]
     assert t.GetValue(r, 4).ToDouble() == pytest.approx(expected, rel=1e-9)
@@ -116,13 +114,14 @@ def test_compare_identical_seeds_gives_zero_differences_and_point_source_option(
     c = flow
     scene = c.scene
     same = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Same seeds dose")
-    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, same, c.rx)
+    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, same, c.values)
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Pre vs same")
-    comparison = postimplant.compare(c.dose, same, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
-                                     c.seeds_node, oar_segment_ids=[c.ids["Carotid"]])
+    comparison = postimplant.compare(c.dose, same, c.segmentation, c.ids["GTV"], c.ids["CTV"], table, c.seeds_node,
+                                     c.seeds_node, c.values, oar_segment_ids=[c.ids["Carotid"]])
     assert all(r.difference == 0 or np.isnan(r.difference) for r in comparison.rows)
     point = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Point-source dose")
-    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, point, c.rx, axis_source="unknown")
+    postimplant.compute_post_plan_dose(c.seeds_node, None, c.dose, point,
+                                       settings.resolve(c.values, postSeedAxis="unknown"))
     assert "1D point source" in point.GetDescription()
     grid = volumes.grid_from_volume_node(c.dose)
     np.testing.assert_allclose(volumes.array_from_volume_node(point)[0],
@@ -132,16 +131,16 @@ def test_compare_identical_seeds_gives_zero_differences_and_point_source_option(
     markups.write_seeds(corrected, c.seeds[:-1])
     corrected.AddControlPoint(*c.seeds[-1].position, "added by hand")
     with pytest.raises(InputError, match="1D point source"):
-        postimplant.compute_post_plan_dose(corrected, None, c.dose, point, c.rx, plan_seeds_node=c.seeds_node)
+        postimplant.compute_post_plan_dose(corrected, None, c.dose, point, c.values, plan_seeds_node=c.seeds_node)
     markups.write_needles(c.seeds_node, needles_through_seeds(c.seeds, c.case.masks["Body"], c.case.grid))
     by_needle = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Needle-axis dose")
-    postimplant.compute_post_plan_dose(corrected, None, c.dose, by_needle, c.rx, axis_source="needle",
-                                       plan_seeds_node=c.seeds_node)
+    postimplant.compute_post_plan_dose(corrected, None, c.dose, by_needle,
+                                       settings.resolve(c.values, postSeedAxis="needle"), plan_seeds_node=c.seeds_node)
     np.testing.assert_allclose(volumes.array_from_volume_node(by_needle)[0], volumes.array_from_volume_node(c.dose)[0],
                                rtol=1e-5)  # plan seeds lie along the needles: the same dose
     other_grid = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Other grid dose")
     coarse = grid.with_spacing(30.0)
-    volumes.set_dose_volume(other_grid, np.ones(coarse.shape), coarse, c.rx)
+    volumes.set_dose_volume(other_grid, np.ones(coarse.shape), coarse, c.values.prescriptionGy)
     with pytest.raises(InputError, match="different grids"):
-        postimplant.compare(c.dose, other_grid, c.segmentation, c.ids["GTV"], c.rx, table, c.seeds_node,
-                            c.seeds_node)
+        postimplant.compare(c.dose, other_grid, c.segmentation, c.ids["GTV"], c.ids["CTV"], table, c.seeds_node,
+                            c.seeds_node, c.values)

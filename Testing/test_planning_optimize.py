@@ -8,7 +8,7 @@ from SeedBrachyLib.planning import pipeline
 from SeedBrachyLib.planning.loading import PATTERNS, load_pattern
 from SeedBrachyLib.planning.optimize import Goals, OarLimit, optimise
 from SeedBrachyLib.sources import mci_to_u
-from SeedBrachyLib.synthetic.phantom import neck_phantom
+from SeedBrachyLib.synthetic.phantom import neck_planning_case
 
 MODEL = "I125_OncoSeed6711"
 RX = 120.0
@@ -22,10 +22,7 @@ CASES = {
 
 def build(name):
     diameter, centre, mci, skin, carotid = CASES[name]
-    c = neck_phantom(node_diameter_mm=diameter, node_center=centre)
-    case = pipeline.prepare(c.ct, c.grid, c.masks["GTV"], RX, oar_masks={"Carotid": c.masks["Carotid"]},
-                            nogo_names=["Carotid"])
-    _, needles, cands = pipeline.generate_needles(case, c.needle_direction)
+    _, case, cands = neck_planning_case(diameter, centre, RX)
     goals = Goals(RX, oar_limits=(OarLimit("Skin", "D2cc", skin), OarLimit("Carotid", "D2cc", carotid)))
     return case, cands, goals, float(mci_to_u(mci))
 

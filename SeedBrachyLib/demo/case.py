@@ -1,119 +1,111 @@
-"""The built-in synthetic case, end to end: phantom, seeds on parallel needles, dose, evaluation, post-implant check."""
+"""The built-in synthetic case, end to end: phantom, CTV, needles and seeds, dose, evaluation, post-implant check.
+
+Every setting is the default of :mod:`SeedBrachyLib.settings` except the demo's planning aims (user limits
+for the synthetic case, not clinical guidance): skin D2cc <= 100 Gy and carotid D2cc <= 45 Gy, which the
+optimiser also keeps to.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 
-from .. import RESEARCH_NOTICE
+from .. import RESEARCH_NOTICE, checks, settings
 from ..checks import format_checks, run_checks
-from ..dose import compute_dose
-from ..dvh import evaluate_plan, format_evaluation
-from ..grid import Grid
+from ..dvh import format_evaluation
 from ..planning import nomogram, pipeline
 from ..planning.optimize import Goals, OarLimit
 from ..planning.order import seed_order
-from ..sources import DEFAULT_U_PER_MCI, get_model, mci_to_u
-from ..structures import structure_on_grid
 from ..synthetic.phantom import neck_phantom
 from . import postimplant as postimplant_demo
+from .scene import DEMO_OARS, write_case_scene
 
-CTV_MARGIN_MM = 5.0
-DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
-DEMO_ACTIVITY_MCI = 0.5
-#: Demo planning aims (user limits for the synthetic case, not clinical guidance): (structure, metric, Gy).
-DEMO_LIMITS = (("Skin", "D2cc", 100.0), ("Carotid", "D2cc", 45.0))
+#: The demo's organ-at-risk aim: (structure, metric); its limit is the oarLimitGy setting of the demo.
+DEMO_OAR_LIMIT = ("Carotid", "D2cc")
+#: The demo's settings changed from the defaults (Gy).
+DEMO_CHANGES = {"skinD2ccLimitGy": 100.0, "oarMetric": "D2cc", "oarLimitGy": 45.0}
 SCENE_FILE = "SeedBrachyDemo.mrb"  # the scene bundle written into the output folder
 
 
-def run(out_dir=None, progress=None, model_key="I125_OncoSeed6711", print_fn=print,
-        activity_mci=DEMO_ACTIVITY_MCI, u_per_mci=DEFAULT_U_PER_MCI):
+def demo_settings(**changes):
+    """The settings the demo runs with (:class:`SeedBrachyLib.settings.Values`): defaults, the case's
+    prescription, :data:`DEMO_CHANGES` and ``changes`` (e.g. sourceModel, seedActivityMci, uPerMci)."""
+    return settings.resolve(prescriptionGy=neck_phantom().prescription_gy, **{**DEMO_CHANGES, **changes})
+
+
+def run(out_dir=None, progress=None, print_fn=print, **changes):
     """Run the synthetic case and print the results (units with every number); return a dict.
 
-    Seeds of ``activity_mci`` (mCi) converted to S_K with ``u_per_mci`` (U/mCi); ``model_key`` the seed model.
+    ``changes``: settings changed from :func:`demo_settings` (names of :data:`SeedBrachyLib.settings.SETTINGS`).
     """
+    values = demo_settings(**changes)
     case = neck_phantom()
-    model = get_model(model_key)
-    rx = case.prescription_gy
+    rx = values.prescriptionGy
     print_fn(RESEARCH_NOTICE)
     print_fn(f"Case: {case.description}")
-    planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, CTV_MARGIN_MM,
-                                oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
-    seeds = plan_case(case, planning, model_key, print_fn, progress, activity_mci, u_per_mci)
-    grid = Grid.around(case.node_center, [70.0, 70.0, 70.0], 1.0)
-    dose = compute_dose(grid, seeds, model, progress=progress)
-    print_fn(f"Seeds: {len(seeds)} x {seeds[0].strength_u:.3f} U ({model.name}), optimised on parallel needles")
-    print_fn(f"Dose grid: {grid.describe()}, max {dose.max():.1f} Gy")
-    structures, body = case_structures(case, planning, grid)
-    evaluation = evaluate_plan(dose, structures, rx, body=body, dose_description=(
-        f"TG-43 line source, permanent implant, {grid.describe()}, partial-volume DVH"))
-    checks = (run_checks(evaluation, "lymph-node-metastases", target="GTV")
-              + run_checks(evaluation, "general", target="CTV"))
+    ctv = pipeline.make_ctv(case.ct, case.grid, case.masks["GTV"], values.ctvMarginMm, values.bodyThresholdHu)
+    planning = pipeline.prepare(case.ct, case.grid, ctv, rx, {name: case.masks[name] for name in DEMO_OARS},
+                                nogo_names=["Carotid"], gtv_mask=case.masks["GTV"],
+                                bone_threshold_hu=values.boneThresholdHu, skin_thickness_mm=values.skinThicknessMm)
+    plan, needles = plan_case(case, planning, values, print_fn, progress)
+    seeds = plan.seeds()
+    evaluation, dose, grid = pipeline.evaluate(planning, seeds, values.sourceModel, progress=progress)
+    print_fn(f"Seeds: {len(seeds)} x {values.strength_u:.3f} U ({evaluation.dose_description})")
+    print_fn(f"Dose grid (covers every structure where the dose exceeds {values.doseGridThresholdPct:g} % of "
+             f"{rx:g} Gy): {grid.describe()}, max {dose.max():.1f} Gy")
+    limits = checks.user_limits(values.skinD2ccLimitGy, DEMO_OAR_LIMIT[0], values.oarMetric, values.oarLimitGy)
+    results = run_checks(evaluation, checks.indications_to_check(values.indication), None, limits)
     print_fn("")
-    print_fn(f"Structures: CTV = GTV + {CTV_MARGIN_MM:g} mm (clipped to the body, minus bone and carotid); body "
-             f"from the CT (> -300 HU); skin = outer 5 mm of the body; organs at risk from the case contours")
+    print_fn(f"Structures: GTV from the case; CTV = GTV + {values.ctvMarginMm:g} mm clipped to the body (made once); "
+             f"body from the CT (> {values.bodyThresholdHu:g} HU); skin = outer {values.skinThicknessMm:g} mm of "
+             "the body; organs at risk from the case contours")
     print_fn(format_evaluation(evaluation).rstrip())
     print_fn("")
-    print_fn("Checks (lymph-node metastases on the GTV; general planning aim on the CTV):")
-    print_fn(format_checks(checks).rstrip())
+    print_fn(f"Checks ({values.indication} goal on the GTV; planning aim on the CTV; the demo's limits):")
+    print_fn(format_checks(results).rstrip())
     d90, v100 = evaluation.value("GTV", "D90")[0], evaluation.value("GTV", "V100")[0]
-    result = {"case": case, "seeds": seeds, "grid": grid, "dose": dose, "evaluation": evaluation,
-              "checks": checks, "d90_gy": d90, "v100_pct": v100}
-    result["post_implant"] = postimplant_demo.run(case, seeds, model, grid, structures, body, dose, print_fn,
+    result = {"case": case, "values": values, "plan": plan, "seeds": seeds, "needles": needles, "grid": grid,
+              "dose": dose, "evaluation": evaluation, "checks": results, "d90_gy": d90, "v100_pct": v100}
+    result["post_implant"] = postimplant_demo.run(case, planning, seeds, values, grid, dose, limits, print_fn,
                                                   progress=progress)
     if out_dir is not None:
-        result["scene_path"] = write_slicer_scene(out_dir, case, seeds, model_key, print_fn)
+        result["scene_path"] = write_slicer_scene(out_dir, case, seeds, needles, values, print_fn)
     return result
 
 
-def plan_case(case, planning, model_key, print_fn=print, progress=None, activity_mci=DEMO_ACTIVITY_MCI,
-              u_per_mci=DEFAULT_U_PER_MCI):
-    """Pre-plan the case and print it: nomogram estimate, optimised needle/seed plan, seed order; return the seeds.
+def plan_case(case, planning, values, print_fn=print, progress=None):
+    """Pre-plan the case and print it: nomogram estimate, optimised needle/seed plan, seed order.
 
-    ``planning`` is the :func:`~.planning.pipeline.prepare` result (CTV, body, skin, no-go structures).
+    ``planning`` is the :func:`~SeedBrachyLib.planning.pipeline.prepare` result. Needles through the
+    template along the case's needle direction, clear of bone (CT threshold) and the carotid; the
+    optimiser meets D90 >= Rx, V100 >= 95 %, V150 <= 60 % and the demo's limits.
 
-    Needles through a 10 mm template along the case's needle direction, 3 mm clear of bone (CT
-    threshold) and the carotid; candidates every 5 mm; the optimiser meets D90 >= Rx, V100 >= 95 %,
-    V150 <= 60 % and :data:`DEMO_LIMITS` with seeds of ``activity_mci`` (mCi).
+    Returns (:class:`~SeedBrachyLib.planning.candidates.Plan`, the needles the plan uses).
     """
-    rx = case.prescription_gy
+    rx = values.prescriptionGy
     print_fn("")
-    print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, activity_mci, u_per_mci).lines()))
-    _, needles, candidates = pipeline.generate_needles(planning, case.needle_direction)
-    goals = Goals(rx, oar_limits=tuple(OarLimit(*limit) for limit in DEMO_LIMITS))
-    plan = pipeline.optimise_plan(planning, candidates, float(mci_to_u(activity_mci, u_per_mci)), model_key, goals,
-                                  progress=progress)
-    aims = ", ".join(f"{n} {m} <= {v:g} Gy" for n, m, v in DEMO_LIMITS)
-    print_fn(f"Planning: CTV = GTV + {CTV_MARGIN_MM:g} mm minus bone and carotid; {len(needles.needles)} template "
-             f"needles kept ({len(needles.rejected)} rejected, safety margin 3 mm), {len(candidates)} candidate "
-             f"positions every 5 mm; optimiser goals D90 >= {rx:g} Gy, V100 >= 95 %, V150 <= 60 %, {aims} "
-             f"(demo aims); {plan.seconds:.1f} s")
-    print_fn("\n".join(plan.summary_lines(u_per_mci)))
-    order = seed_order(plan.n_seeds, activity_mci=activity_mci, u_per_mci=u_per_mci, model_name=model_key)
+    print_fn("\n".join(nomogram.estimate(planning.ctv, case.grid, rx, values.seedActivityMci,
+                                         values.uPerMci).lines()))
+    _, needles, candidates = pipeline.generate_needles(planning, case.needle_direction, values.holeSpacingMm,
+                                                       values.safetyMarginMm, values.candidateSpacingMm)
+    limits = checks.user_limits(values.skinD2ccLimitGy, DEMO_OAR_LIMIT[0], values.oarMetric, values.oarLimitGy)
+    goals = Goals(rx, oar_limits=tuple(OarLimit(g.structure, g.metric, g.limit) for g in limits))
+    plan = pipeline.optimise_plan(planning, candidates, values.strength_u, values.sourceModel, goals,
+                                  values.randomSeed, progress=progress)
+    aims = ", ".join(f"{g.structure} {g.metric} <= {g.limit:g} Gy" for g in limits)
+    print_fn(f"Planning: planning CTV = CTV minus bone and carotid; {len(needles.needles)} template needles kept "
+             f"({len(needles.rejected)} rejected, safety margin {values.safetyMarginMm:g} mm), {len(candidates)} "
+             f"candidate positions every {values.candidateSpacingMm:g} mm; optimiser goals D90 >= {rx:g} Gy, "
+             f"V100 >= 95 %, V150 <= 60 %, {aims} (demo aims); {plan.seconds:.1f} s")
+    print_fn("\n".join(plan.summary_lines(values.uPerMci)))
+    order = seed_order(plan.n_seeds, activity_mci=values.seedActivityMci, u_per_mci=values.uPerMci,
+                       model_name=values.sourceModel)
     print_fn("\n".join(order.lines()))
     print_fn("")
-    return plan.seeds()
+    return plan, [candidates.needles[n].needle for n in plan.needle_indices]
 
 
-def case_structures(case, planning, grid, oars=DEMO_OARS):
-    """GTV and CTV (targets), the organs at risk and skin that reach ``grid`` (dose grid), and the body.
-
-    CTV, body and skin come from ``planning`` (:func:`~.planning.pipeline.prepare`, on the CT grid);
-    all are mapped onto ``grid`` with partial volumes. Returns (list of Structure, body Structure).
-    """
-    masks = {"GTV": case.masks["GTV"], "CTV": planning.ctv}
-    masks.update({name: case.masks[name] for name in oars})
-    masks["Skin"] = planning.skin
-    points = case.grid.points()
-    out = []
-    for name, mask in masks.items():
-        role = "target" if name in ("GTV", "CTV") else "oar"
-        if role == "target" or grid.contains(points[mask]).any():
-            out.append(structure_on_grid(name, mask, case.grid, grid, role))
-    return out, structure_on_grid("Body", planning.body, case.grid, grid)
-
-
-def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
+def write_slicer_scene(out_dir, case, seeds, needles, values, print_fn=print):
     """Write the case as a Slicer scene bundle ``<out_dir>/<SCENE_FILE>`` and print its path.
 
     Needs slicer-core (``pip install 'SeedBrachyLib[slicer]'``); without it, says so and returns None.
@@ -121,11 +113,9 @@ def write_slicer_scene(out_dir, case, seeds, model_key, print_fn=print):
     if importlib.util.find_spec("slicer") is None:
         print_fn("Slicer scene skipped: slicer-core is not installed (pip install 'SeedBrachyLib[slicer]').")
         return None
-    from .scene import write_case_scene
-
-    path, evaluation = write_case_scene(os.path.join(out_dir, SCENE_FILE), case, seeds, model_key)
+    path, evaluation, _ = write_case_scene(os.path.join(out_dir, SCENE_FILE), case, seeds, needles, values)
     d90, unit = evaluation.value("GTV", "D90")
-    print_fn(f"Slicer scene (CT, structures, seeds, needles, dose, DVH table and plot): {path}")
-    print_fn(f"  the scene's dose is recomputed as the module does it (grid = GTV and seeds + 10 mm, CT direction, "
-             f"1 mm): GTV D90 = {d90:.1f} {unit}")
+    print_fn(f"Slicer scene (CT, GTV and CTV segments, organs at risk, seeds, the planner's needles, dose, DVH "
+             f"table and plot, checks): {path}")
+    print_fn(f"  the scene's dose and DVH are computed as the module computes them: GTV D90 = {d90:.1f} {unit}")
     return path

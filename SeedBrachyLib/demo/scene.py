@@ -1,62 +1,40 @@
-"""The built-in synthetic case as a Slicer scene bundle (.mrb): CT, structures, seeds, needles, dose, DVH, checks.
+"""The built-in synthetic case in a Slicer scene: CT, segments (GTV, CTV, organs at risk), seeds, needles, dose.
 
-Used by ``seedbrachy demo`` (``make demo``); open the bundle in Slicer (File > Add Data or drag
-and drop). Everything is computed through the same bridge functions as the Slicer module.
+:func:`add_case_nodes` puts the case into any scene (the module's self-test, the test fixtures and the
+demo bundle all use it); :func:`write_case_scene` computes dose, DVH and checks through the same bridge
+functions as the Slicer module and saves a bundle (``seedbrachy demo``; open it in Slicer with File >
+Add Data or drag and drop).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from types import SimpleNamespace
 
+from .. import settings
 from ..mrml import dosimetry, markups, parameters, segmentations, volumes
 from ..mrml.scene import headless_application, save_bundle
-from ..seeds import Needle
+from ..sources import get_model
+from ..synthetic.phantom import fixed_seed_arrangement, neck_phantom
 
-DEMO_INDICATIONS = ("lymph-node-metastases", "general")
 SEGMENT_COLORS = {"GTV": (1.0, 0.0, 0.0), "Carotid": (0.8, 0.1, 0.6), "SpinalCord": (1.0, 0.9, 0.2),
                   "Trachea": (0.3, 0.7, 1.0), "Bone": (0.95, 0.95, 0.85), "Body": (0.9, 0.7, 0.6)}
+#: Organs at risk evaluated in the demo (the case's other masks, Bone and Body, are planning aids).
+DEMO_OARS = ("Carotid", "SpinalCord", "Trachea")
 
 
-def needles_through_seeds(seeds, body_mask, grid, step_mm=1.0):
-    """One needle per line of collinear seeds (same axis): tip at the deepest seed, entry at the skin.
+def add_case_nodes(scene, case=None, seeds=None, values=None, needles=None):
+    """The case in ``scene``: CT volume, a segmentation with GTV, CTV (made from the GTV as the module makes
+    it, :func:`SeedBrachyLib.mrml.segmentations.make_ctv`) and one segment per other mask, a seeds node
+    (``seeds``, default :func:`~SeedBrachyLib.synthetic.phantom.fixed_seed_arrangement`; with ``needles``
+    as line nodes) and an empty dose node.
 
-    Seeds are grouped by their line (position projected across their axis, to 0.1 mm); the entry
-    is found by stepping back from the shallowest seed along the axis (``step_mm``) until the
-    line leaves ``body_mask`` (bool ``[k, j, i]`` on ``grid``). Positions in mm RAS.
+    Returns a namespace: case, ct, segmentation, ids (segment name -> ID, "CTV" included), seeds,
+    seedsNode, dose, model (the TG-43 model of ``values.sourceModel``), values.
     """
-    lines = {}
-    for seed in seeds:
-        across = seed.position - (seed.position @ seed.axis) * seed.axis
-        key = (tuple(np.round(seed.axis, 6)), tuple(np.round(across, 1)))
-        lines.setdefault(key, []).append(seed)
-    needles = []
-    for n, group in enumerate(lines.values()):
-        axis = group[0].axis
-        depths = [s.position @ axis for s in group]
-        tip = group[int(np.argmax(depths))].position
-        entry = group[int(np.argmin(depths))].position.copy()
-        while grid.mask_at(body_mask, entry - step_mm * axis):
-            entry = entry - step_mm * axis
-        needles.append(Needle(entry - step_mm * axis, tip, f"Needle {n + 1}"))
-    return needles
-
-
-def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress=None):
-    """Build the case in a new headless scene, compute dose and DVH, save it as ``path`` (.mrb).
-
-    Args:
-        path: output .mrb file.
-        case: :class:`~SeedBrachyLib.synthetic.phantom.SyntheticCase` (CT in HU, masks, prescription in Gy).
-        seeds: the plan's seeds (mm RAS, unit axis, S_K in U).
-        model_key: TG-43 source model key.
-        dose_spacing_mm: dose voxel size (mm).
-        progress: callback(fraction, message); returning False cancels.
-
-    Returns:
-        (absolute path of the bundle, :class:`~SeedBrachyLib.dvh.PlanEvaluation` of the scene's dose).
-    """
-    app = headless_application(set_global_scene=False)
-    scene = app.scene
+    case = case or neck_phantom()
+    values = values or settings.resolve(prescriptionGy=case.prescription_gy)
+    if seeds is None:
+        seeds = fixed_seed_arrangement(case, values.seedActivityMci, u_per_mci=values.uPerMci)
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Neck CT")
     volumes.update_volume_node(ct, case.ct, case.grid)
     ct.CreateDefaultDisplayNodes()
@@ -67,22 +45,44 @@ def write_case_scene(path, case, seeds, model_key, dose_spacing_mm=1.0, progress
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(ct)
     ids = {name: segmentations.add_mask_segment(segmentation, mask, case.grid, name, SEGMENT_COLORS.get(name))
            for name, mask in case.masks.items()}
+    ids["CTV"] = segmentations.make_ctv(segmentation, ids["GTV"], ct, values)
     seeds_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Seeds")
     seeds_node.CreateDefaultDisplayNodes()
-    markups.write_seeds(seeds_node, seeds, model_key)
-    markups.write_needles(seeds_node, needles_through_seeds(seeds, case.masks["Body"], case.grid))
+    markups.write_seeds(seeds_node, seeds, values.sourceModel)
+    if needles:
+        markups.write_needles(seeds_node, needles)
     dose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Dose")
+    return SimpleNamespace(case=case, ct=ct, segmentation=segmentation, ids=ids, seeds=seeds, seedsNode=seeds_node,
+                           dose=dose, model=get_model(values.sourceModel), values=values)
+
+
+def write_case_scene(path, case, seeds, needles, values, progress=None):
+    """Build the case in a new headless scene, compute dose, DVH and checks, save it as ``path`` (.mrb).
+
+    Args:
+        path: output .mrb file.
+        case: :class:`~SeedBrachyLib.synthetic.phantom.SyntheticCase` (CT in HU, masks, prescription in Gy).
+        seeds, needles: the plan's seeds (mm RAS, unit axis, S_K in U) and the planner's needles.
+        values: the settings the demo ran with (:class:`SeedBrachyLib.settings.Values`).
+        progress: callback(fraction, message); returning False cancels.
+
+    Returns:
+        (absolute path of the bundle, :class:`~SeedBrachyLib.dvh.PlanEvaluation` of the scene's dose, checks).
+    """
+    scene = headless_application(set_global_scene=False).scene
+    c = add_case_nodes(scene, case, seeds, values, needles)
+    evaluated = [c.ids[name] for name in DEMO_OARS]
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH metrics")
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH")
-    dosimetry.compute_dose(ct, segmentation, ids["GTV"], seeds_node, dose, case.prescription_gy, model_key=model_key,
-                      spacing_mm=dose_spacing_mm, progress=progress)
-    oars = [ids[name] for name in ids if name not in ("GTV", "Body")]
-    evaluation = dosimetry.evaluate(dose, segmentation, ids["GTV"], case.prescription_gy, table, chart,
-                               oar_segment_ids=oars, ct_node=ct)
     checks_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "Checks")
-    dosimetry.check(evaluation, checks_table, DEMO_INDICATIONS)
-    parameters.write_settings(parameters.parameter_node(scene), ctVolume=ct, segmentation=segmentation,
-                              targetSegmentID=ids["GTV"], sourceModel=model_key, seeds=seeds_node,
-                              prescriptionGy=case.prescription_gy, doseSpacingMm=dose_spacing_mm, doseVolume=dose,
-                              dvhTable=table, dvhChart=chart, checksTable=checks_table)
-    return save_bundle(scene, path), evaluation
+    dosimetry.compute_dose(c.ct, c.segmentation, [c.ids["GTV"], c.ids["CTV"]], c.seedsNode, c.dose, values,
+                           oar_segment_ids=evaluated, progress=progress)
+    evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], values, table, chart,
+                                    oar_segment_ids=evaluated, ct_node=c.ct)
+    results = dosimetry.check(evaluation, values, checks_table,
+                              dosimetry.target_names(c.segmentation, c.ids["GTV"], c.ids["CTV"]), "Carotid")
+    parameters.write_settings(parameters.parameter_node(scene), **values.as_dict(), ctVolume=c.ct,
+                              segmentation=c.segmentation, gtvSegmentID=c.ids["GTV"], ctvSegmentID=c.ids["CTV"],
+                              oarSegmentID=c.ids["Carotid"], seeds=c.seedsNode, doseVolume=c.dose, dvhTable=table,
+                              dvhChart=chart, checksTable=checks_table)
+    return save_bundle(scene, path), evaluation, results

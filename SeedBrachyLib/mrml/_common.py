@@ -17,6 +17,22 @@ def require_node(node, what, class_name=None):
     return node
 
 
+def require_outputs(outputs, inputs):
+    """Refuse an output node that is one of the input nodes (or another output): nothing the user made is
+    overwritten by an action's result. ``outputs`` and ``inputs`` map a description to a node (or None)."""
+    seen = {}
+    for what, node in list(inputs.items()) + list(outputs.items()):
+        if node is None:
+            continue
+        key = node.GetID() or id(node)
+        if key in seen and what in outputs:
+            raise InputError(f"the {what} '{node.GetName()}' is also the {seen[key]}: choose or create another "
+                             f"node for the {what}")
+        seen.setdefault(key, what)
+    for what, node in outputs.items():
+        require_node(node, what)
+
+
 def require_scene(node, what):
     """The scene of ``node``; InputError if the node is not in a scene."""
     scene = node.GetScene()

@@ -2,9 +2,12 @@
 
 The one code path behind the Slicer module's Logic and headless scripts:
 
-* :func:`compute_dose` -- seeds node + CT + target segment -> dose volume node (Gy, SlicerRT-marked).
-* :func:`evaluate` -- dose node + segmentation -> DVH metrics table, DVH curves table and chart.
-* :func:`check` -- an evaluation against published goals (:mod:`SeedBrachyLib.checks`) -> checks table.
+* :func:`compute_dose` -- seeds node + CT + target segments -> dose volume node (Gy, SlicerRT-marked).
+* :func:`evaluate` -- dose node + segmentation (GTV, CTV, organs at risk) -> DVH metrics table, curves, chart.
+* :func:`check` -- an evaluation against the indication's published goals, the planning aim and the
+  user's limits (:mod:`SeedBrachyLib.checks`) -> checks table.
+
+Settings come as one :class:`SeedBrachyLib.settings.Values` (defaults where not given).
 
 Bad input raises :class:`~SeedBrachyLib.errors.InputError` with a message for the user:
 no segment chosen, empty target, no seeds, seeds outside the CT, unknown source model.
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import checks, dvh
+from .. import checks, dose_grid, dvh, settings
 from .. import dose as dose_engine
 from ..errors import InputError
-from ..progress import report
+from ..progress import report, scaled
 from ..sources import get_model
+from ..summaries import describe_dose
 from . import markups, segmentations, tables, volumes
+from ._common import require_outputs
 
 CURVES_TABLE_REFERENCE_ROLE = "SeedBrachyDVHCurves"
 
@@ -33,13 +38,6 @@ def curves_table_of(chart):
     return table
 
 
-def _scaled(progress, start, stop):
-    """A progress callback mapping 0..1 onto start..stop of ``progress``."""
-    if progress is None:
-        return None
-    return lambda fraction, message="": progress(start + (stop - start) * fraction, message)
-
-
 def seeds_inside_ct(seeds, ct_grid):
     """Raise InputError naming the first seed outside the CT volume (positions mm RAS)."""
     positions = np.array([s.position for s in seeds])
@@ -51,78 +49,95 @@ def seeds_inside_ct(seeds, ct_grid):
                          "seeds are outside")
 
 
-def compute_dose(ct_node, segmentation_node, target_segment_id, seeds_node, dose_node, prescription_gy,
-                 model_key=None, spacing_mm=1.0, margin_mm=10.0, formalism="line", default_strength_u=None,
-                 default_axis=None, progress=None):
+def plan_seeds_and_model(seeds_node, values):
+    """(seeds, model) of a seeds node: stored axis and S_K per seed; hand-placed points take the panel's strength
+    (``values.strength_u``, U) and :data:`.markups.HAND_PLACED_SEED_AXIS`. The model stored on the node must
+    be the one chosen (``values.sourceModel``), else InputError: a plan is never dosed with another model."""
+    seeds = markups.read_seeds(seeds_node, values.strength_u, markups.HAND_PLACED_SEED_AXIS)
+    stored = markups.source_model_key(seeds_node)
+    if stored and stored != values.sourceModel:
+        raise InputError(f"the seeds in '{seeds_node.GetName()}' were planned with seed model {stored}, but "
+                         f"{values.sourceModel} is chosen: choose {stored}, or plan the seeds again")
+    return seeds, get_model(values.sourceModel)
+
+
+def compute_dose(ct_node, segmentation_node, target_segment_ids, seeds_node, dose_node, values=None,
+                 oar_segment_ids=None, progress=None):
     """TG-43U1 dose of the seeds in ``seeds_node`` into scalar volume ``dose_node`` (Gy).
 
-    The dose grid takes the CT's direction, covers the target segment and every seed plus
-    ``margin_mm`` (mm), with ``spacing_mm`` (mm) voxels. Seeds keep their stored axis and S_K (U).
+    The dose grid follows :func:`SeedBrachyLib.dose_grid.policy_grid`: the CT's direction, the
+    ``doseSpacingMm`` setting, every seed and target voxel, and every other segment (and the skin
+    found from the CT) wherever the plan's dose exceeds ``doseGridThresholdPct`` of the prescription.
 
     Args:
         ct_node: CT scalar volume (HU) the plan belongs to; seeds must lie inside it.
-        segmentation_node, target_segment_id: the target (CTV) segment.
+        segmentation_node, target_segment_ids: the target segments (GTV and CTV); at least one.
         seeds_node: seed fiducial node (see :mod:`.markups`).
-        dose_node: output scalar volume node (overwritten: it is an output).
-        prescription_gy: prescription (Gy), for the isodose display.
-        model_key: TG-43 source model key; default: the one stored on the seeds node.
-        formalism: "line" (2D) or "point" (1D).
-        default_strength_u, default_axis: S_K (U) and unit axis (RAS) of seeds placed by hand
-            (points without stored values); see :func:`.markups.read_seeds`.
+        dose_node: output scalar volume node (an output: never the CT or another input).
+        values: :class:`SeedBrachyLib.settings.Values` (prescriptionGy, sourceModel, formalism, doseSpacingMm,
+            doseGridThresholdPct, seedActivityMci and uPerMci for hand-placed seeds); default: the defaults.
+        oar_segment_ids: other segments whose dose matters (default: every non-target segment).
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
         (dose array float32 ``[k, j, i]`` Gy, dose :class:`Grid`).
     """
+    values = values or settings.defaults()
+    require_outputs({"output dose volume": dose_node}, {"CT": ct_node})
     ct_grid = volumes.grid_from_volume_node(ct_node)
-    seeds = markups.read_seeds(seeds_node, default_strength_u, default_axis)
+    seeds, model = plan_seeds_and_model(seeds_node, values)
     seeds_inside_ct(seeds, ct_grid)
-    key = model_key or markups.source_model_key(seeds_node)
-    if not key:
-        raise InputError(f"no seed source model given and none stored on '{seeds_node.GetName()}': choose a model")
-    model = get_model(key)
-    report(progress, 0.0, "reading the target")
-    mask, mask_grid = segmentations.segment_mask(segmentation_node, target_segment_id)
-    k, j, i = np.nonzero(mask)
-    target_points = mask_grid.to_ras(np.stack([i, j, k], axis=-1))
-    points = np.vstack([target_points, [s.position for s in seeds]])
-    grid = volumes.dose_grid_for(ct_grid, points, margin_mm, spacing_mm)
-    dose = dose_engine.compute_dose(grid, seeds, model, formalism=formalism, progress=_scaled(progress, 0.05, 0.95))
-    description = (f"TG-43U1 {formalism} source, {model.name}, {len(seeds)} seeds, permanent implant; "
-                   f"grid {grid.describe()}. Research use only.")
-    volumes.set_dose_volume(dose_node, dose, grid, prescription_gy, description)
+    target_segment_ids = [sid for sid in target_segment_ids if sid]
+    if not target_segment_ids:
+        raise InputError("no target segment chosen: choose the GTV and the CTV")
+    report(progress, 0.0, "reading the structures")
+    targets = [segmentations.segment_mask(segmentation_node, sid) for sid in target_segment_ids]
+    if oar_segment_ids is None:
+        oar_segment_ids = [s for s in segmentations.segment_ids(segmentation_node) if s not in target_segment_ids]
+    others = [segmentations.segment_mask(segmentation_node, sid) for sid in oar_segment_ids]
+    body, skin, ct_grid_ = segmentations.body_and_skin_masks(ct_node, values)
+    others.append((skin, ct_grid_))
+    grid = dose_grid.policy_grid(ct_grid, seeds, model, values.prescriptionGy, targets, others,
+                                 values.doseSpacingMm, values.doseGridThresholdPct)
+    dose = dose_engine.compute_dose(grid, seeds, model, formalism=values.formalism,
+                                    progress=scaled(progress, 0.1, 0.95))
+    volumes.set_dose_volume(dose_node, dose, grid, values.prescriptionGy,
+                            describe_dose(model, len(seeds), grid, values.formalism))
     report(progress, 1.0, "dose done")
     return dose, grid
 
 
-def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, metrics_table=None, chart=None,
-             oar_segment_ids=None, ct_node=None, progress=None):
-    """DVH metrics of the target and organs at risk for the dose in ``dose_node``.
+def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, metrics_table=None,
+             chart=None, oar_segment_ids=None, ct_node=None, progress=None):
+    """DVH metrics of the targets (GTV and CTV) and organs at risk for the dose in ``dose_node``.
 
     Structures are mapped onto the dose grid with partial volumes; metrics come from
     :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are filled: ``metrics_table``
     (row per structure) and ``chart`` (cumulative DVH, one series per structure; its curve table
     is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
-    With ``ct_node`` (CT in HU) the body and its 5 mm skin rind are found from the CT
-    (:func:`.segmentations.body_and_skin`): the skin is evaluated as an organ at risk (unless a
-    structure is already named "Skin") and the body limits the reference isodose volume of CI/EI.
+    With ``ct_node`` (CT in HU) the body and its skin rind (settings bodyThresholdHu, skinThicknessMm)
+    are found from the CT: the skin is evaluated as an organ at risk (unless a structure is already named
+    "Skin") and the body limits the reference isodose volume of CI/EI. A structure only partly inside
+    the dose grid is evaluated on that part and says so; checks on it are NOT EVALUATED.
 
     Returns:
         :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
     """
+    values = values or settings.defaults()
     if not volumes.is_dose_volume(dose_node):
         raise InputError(f"volume '{dose_node.GetName() if dose_node else None}' is not a dose volume: "
                          "compute the dose first")
     dose, grid = volumes.array_from_volume_node(dose_node)
-    structures = segmentations.structures_from_segments(segmentation_node, target_segment_id, grid,
-                                                        oar_segment_ids, progress=_scaled(progress, 0.0, 0.8))
+    structures, outside = segmentations.structures_from_segments(
+        segmentation_node, [gtv_segment_id, ctv_segment_id], grid, oar_segment_ids, progress=scaled(progress, 0, 0.8))
     body = None
     if ct_node is not None:
-        body, skin = segmentations.body_and_skin(ct_node, grid)
+        body, skin = segmentations.body_and_skin(ct_node, grid, values)
         if all(s.name != skin.name for s in structures):
             structures.append(skin)
-    evaluation = dvh.evaluate_plan(dose, structures, prescription_gy, body=body,
+    evaluation = dvh.evaluate_plan(dose, structures, values.prescriptionGy, body=body,
                                    dose_description=dose_node.GetDescription() or "")
+    evaluation.notes.extend(outside)
     if metrics_table is not None:
         tables.write_dvh_metrics(metrics_table, evaluation)
     if chart is not None:
@@ -131,19 +146,26 @@ def evaluate(dose_node, segmentation_node, target_segment_id, prescription_gy, m
     return evaluation
 
 
-def check(evaluation, checks_table=None, indications=("general",), user_limits=()):
-    """Check an evaluation against published goals and user limits; fill ``checks_table`` if given.
+def target_names(segmentation_node, gtv_segment_id, ctv_segment_id):
+    """{"GTV": name, "CTV": name} of the chosen target segments (missing ones left out), for the checks."""
+    names = {}
+    for role, sid in ((checks.GTV, gtv_segment_id), (checks.CTV, ctv_segment_id)):
+        if sid:
+            names[role] = segmentations.segment_name(segmentation_node, sid)
+    return names
 
-    Args:
-        evaluation: :class:`~SeedBrachyLib.dvh.PlanEvaluation` (from :func:`evaluate`).
-        indications: goal sets of :mod:`SeedBrachyLib.checks` (``checks.available_indications()``).
-        user_limits: user OAR/skin limits, :func:`SeedBrachyLib.checks.user_limit` goals or
-            (structure, metric, limit in Gy) tuples.
 
-    Returns:
-        list of :class:`~SeedBrachyLib.checks.CheckResult`.
+def check(evaluation, values=None, checks_table=None, targets=None, oar_name=""):
+    """Check an evaluation against the chosen indication's published goals, the planning aim and the user's
+    limits (settings indication, skinD2ccLimitGy, oarMetric, oarLimitGy on structure ``oar_name``); fill
+    ``checks_table`` if given.
+
+    ``targets``: {"GTV": name, "CTV": name} (:func:`target_names`). Returns a list of
+    :class:`~SeedBrachyLib.checks.CheckResult`.
     """
-    results = checks.run_checks(evaluation, indications, user_limits=user_limits)
+    values = values or settings.defaults()
+    limits = checks.user_limits(values.skinD2ccLimitGy, oar_name, values.oarMetric, values.oarLimitGy)
+    results = checks.run_checks(evaluation, checks.indications_to_check(values.indication), targets, limits)
     if checks_table is not None:
         tables.write_checks(checks_table, results)
     return results

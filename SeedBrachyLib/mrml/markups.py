@@ -30,6 +30,10 @@ FIDUCIAL_CLASS = "vtkMRMLMarkupsFiducialNode"
 LINE_CLASS = "vtkMRMLMarkupsLineNode"
 
 
+#: Axis (RAS unit vector) given to seeds placed by hand, which carry no stored axis.
+HAND_PLACED_SEED_AXIS = (0.0, 0.0, 1.0)
+
+
 def write_seeds(node, seeds, model_key=None, overwrite=False):
     """Put ``seeds`` into fiducial node ``node``: one control point per seed, axis and S_K kept.
 

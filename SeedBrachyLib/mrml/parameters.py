@@ -13,49 +13,39 @@ wrapper (``SeedBrachyParameterNode``) declares the same names, types and default
 from __future__ import annotations
 
 from ..errors import InputError
-from ..sources import DEFAULT_U_PER_MCI
+from ..settings import SETTINGS
 
 MODULE_NAME = "SeedBrachy"
-#: Side the needles enter from -> needle direction (RAS unit vector, entry -> tip).
-NEEDLE_ENTRY_DIRECTIONS = {"right": (-1.0, 0.0, 0.0), "left": (1.0, 0.0, 0.0),
-                           "anterior": (0.0, -1.0, 0.0), "posterior": (0.0, 1.0, 0.0)}
 
-#: name -> (type, default). Node-valued parameters have the MRML class name (str) as type; ``list`` is a
-#: list of strings. ``needleEntry`` is a key of :data:`NEEDLE_ENTRY_DIRECTIONS`; ``nogoSegmentIDs`` are the
-#: segments needles must avoid. Checks: ``indication`` is a key of ``checks.available_indications()``;
-#: ``skinD2ccLimitGy`` and ``oarLimitGy`` (Gy, 0 = no limit) are user limits, the latter on segment
-#: ``oarSegmentID`` for metric ``oarMetric`` (one of ``planning.optimize.OAR_METRICS``).
-PARAMETERS = {
-    "ctVolume": ("vtkMRMLScalarVolumeNode", None),
-    "segmentation": ("vtkMRMLSegmentationNode", None),
-    "targetSegmentID": (str, ""),
-    "sourceModel": (str, "I125_OncoSeed6711"),
-    "seedActivityMci": (float, 0.5),
-    "uPerMci": (float, DEFAULT_U_PER_MCI),
-    "prescriptionGy": (float, 120.0),
-    "seeds": ("vtkMRMLMarkupsFiducialNode", None),
-    "needleEntry": (str, "right"),
-    "nogoSegmentIDs": (list, []),
-    "formalism": (str, "line"),
-    "doseSpacingMm": (float, 1.0),
-    "doseMarginMm": (float, 10.0),
-    "doseVolume": ("vtkMRMLScalarVolumeNode", None),
-    "dvhTable": ("vtkMRMLTableNode", None),
-    "dvhChart": ("vtkMRMLPlotChartNode", None),
-    "checksTable": ("vtkMRMLTableNode", None),
-    "indication": (str, "lymph-node-metastases"),
-    "skinD2ccLimitGy": (float, 0.0),
-    "oarSegmentID": (str, ""),
-    "oarMetric": (str, "D2cc"),
-    "oarLimitGy": (float, 0.0),
-    "postImplantCt": ("vtkMRMLScalarVolumeNode", None),
-    "postImplantSeeds": ("vtkMRMLMarkupsFiducialNode", None),
-    "registrationTransform": ("vtkMRMLLinearTransformNode", None),
-    "carriedSegmentation": ("vtkMRMLSegmentationNode", None),
-    "postSeedAxis": (str, "detection"),
-    "postDoseVolume": ("vtkMRMLScalarVolumeNode", None),
-    "comparisonTable": ("vtkMRMLTableNode", None),
+#: Node and segment parameters (scene references, not user settings): name -> MRML class name, or ``str``
+#: (a segment ID of ``segmentation``) or ``list`` (segment IDs). ``gtvSegmentID`` and ``ctvSegmentID`` are the
+#: targets (the CTV made once from the GTV, :func:`SeedBrachyLib.mrml.segmentations.make_ctv`);
+#: ``nogoSegmentIDs`` the segments needles avoid; ``oarSegmentID`` the organ at risk of the user limit.
+NODE_PARAMETERS = {
+    "ctVolume": "vtkMRMLScalarVolumeNode",
+    "segmentation": "vtkMRMLSegmentationNode",
+    "gtvSegmentID": str,
+    "ctvSegmentID": str,
+    "seeds": "vtkMRMLMarkupsFiducialNode",
+    "nogoSegmentIDs": list,
+    "doseVolume": "vtkMRMLScalarVolumeNode",
+    "dvhTable": "vtkMRMLTableNode",
+    "dvhChart": "vtkMRMLPlotChartNode",
+    "checksTable": "vtkMRMLTableNode",
+    "oarSegmentID": str,
+    "postImplantCt": "vtkMRMLScalarVolumeNode",
+    "postImplantSeeds": "vtkMRMLMarkupsFiducialNode",
+    "registrationTransform": "vtkMRMLLinearTransformNode",
+    "carriedSegmentation": "vtkMRMLSegmentationNode",
+    "postDoseVolume": "vtkMRMLScalarVolumeNode",
+    "comparisonTable": "vtkMRMLTableNode",
 }
+
+#: name -> (type, default) of everything the parameter node holds: the user settings of
+#: :data:`SeedBrachyLib.settings.SETTINGS` and the node parameters (MRML class name as type, default None;
+#: segment IDs "" and lists []).
+PARAMETERS = {**{name: (s.kind, s.default) for name, s in SETTINGS.items()},
+              **{name: (kind, {str: "", list: []}.get(kind)) for name, kind in NODE_PARAMETERS.items()}}
 
 
 def parameter_node(scene, create=True):
@@ -112,3 +102,46 @@ def read_settings(node):
         else:
             values[name] = kind(node.GetParameter(name))
     return values
+
+
+#: Module action (its button in the panel) -> the parameters it needs, with how the panel names them.
+ACTION_INPUTS = {
+    "makeCtvButton": {"ctVolume": "CT", "gtvSegmentID": "GTV segment"},
+    "planSeedsButton": {"ctVolume": "CT", "ctvSegmentID": "CTV segment", "seeds": "seeds point list"},
+    "computeDoseButton": {"ctVolume": "CT", "ctvSegmentID": "CTV segment", "seeds": "seeds point list",
+                          "doseVolume": "output dose volume"},
+    "evaluateButton": {"ctvSegmentID": "CTV segment", "doseVolume": "dose volume", "dvhTable": "output table"},
+    "detectSeedsButton": {"postImplantCt": "post-implant CT", "postImplantSeeds": "output seeds point list"},
+    "registerButton": {"ctVolume": "pre-plan CT", "postImplantCt": "post-implant CT",
+                       "registrationTransform": "output transform"},
+    "carryContoursButton": {"ctvSegmentID": "CTV segment", "registrationTransform": "registration",
+                            "postImplantCt": "post-implant CT", "carriedSegmentation": "output segmentation"},
+    "computePostDoseButton": {"postImplantSeeds": "implanted seeds", "doseVolume": "pre-plan dose volume",
+                              "postDoseVolume": "output post-plan dose volume"},
+    "compareButton": {"doseVolume": "pre-plan dose", "postDoseVolume": "post-plan dose",
+                      "ctvSegmentID": "CTV segment", "seeds": "planned seeds", "postImplantSeeds": "implanted seeds",
+                      "comparisonTable": "output table"},
+}
+
+
+def values_of(node_or_wrapper):
+    """name -> value of every parameter, from a typed parameter node wrapper or a raw parameter node."""
+    if hasattr(node_or_wrapper, "GetParameter"):
+        return read_settings(node_or_wrapper)
+    return {name: getattr(node_or_wrapper, name) for name in PARAMETERS}
+
+
+def missing_inputs(values):
+    """Action -> the panel names of its inputs still missing in ``values`` (:func:`values_of`); [] = ready.
+
+    A seeds point list without points counts as missing for the actions that dose it.
+    """
+    missing = {}
+    for action, needs in ACTION_INPUTS.items():
+        absent = [label for name, label in needs.items() if not values.get(name)]
+        seeds = values.get("seeds") if action == "computeDoseButton" else values.get("postImplantSeeds") \
+            if action in ("computePostDoseButton", "compareButton") else None
+        if seeds is not None and not seeds.GetNumberOfControlPoints():
+            absent.append("seeds (the point list is empty)")
+        missing[action] = absent
+    return missing

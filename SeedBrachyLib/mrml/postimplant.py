@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks, settings
 from ..errors import InputError
 from ..postimplant import comparison as comparison_lib
 from ..postimplant import detection, registration
-from ..progress import report
+from ..progress import report, scaled
 from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, dosimetry, markups, segmentations, tables, transforms, volumes
-from ._common import require_node
+from ._common import require_node, require_outputs
 
 ROLE_POST_SEEDS = "PostImplantSeeds"
 ROLE_REGISTRATION = "PostImplantRegistration"
@@ -92,6 +93,15 @@ def register(pre_ct_node, post_ct_node, transform_node, kind="rigid", metric="ma
     return result
 
 
+def existing_segments(segmentation_node, segment_ids, output_segmentation_node):
+    """Names of the segments ``segment_ids`` of ``segmentation_node`` that ``output_segmentation_node`` already has."""
+    if output_segmentation_node is None:
+        return []
+    names = [segmentations.segment_name(segmentation_node, sid) for sid in segment_ids if sid]
+    out = output_segmentation_node.GetSegmentation()
+    return [name for name in names if out.GetSegmentIdBySegmentName(name)]
+
+
 def carry_contours(segmentation_node, segment_ids, transform_node, post_ct_node, output_segmentation_node,
                    overwrite=False):
     """Pre-plan segments carried onto the post-implant CT grid through the registration; return the new IDs.
@@ -116,27 +126,30 @@ def carry_contours(segmentation_node, segment_ids, transform_node, post_ct_node,
     return ids
 
 
-def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_node, prescription_gy,
-                           axis_source="detection", plan_seeds_node=None, model_key=None, progress=None):
+def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_node, values=None,
+                           plan_seeds_node=None, progress=None):
     """Post-plan dose (Gy) of the detected seeds, on the pre-plan dose grid, into ``post_dose_node``.
 
     Args:
         seeds_node: implanted seeds in the post-implant CT frame (detected and corrected by hand; points
-            added by hand have no axis: use ``axis_source`` "needle" or "unknown" then).
+            added by hand have no axis: use the postSeedAxis setting "needle" or "unknown" then).
         transform_node: the registration (matrix to world = post-implant -> pre-plan), or None when
             the seeds are already in the pre-plan frame.
         pre_dose_node: the pre-plan dose volume: its grid is used, so both doses share every voxel.
-        post_dose_node: output scalar volume (Gy, marked as a dose volume).
-        axis_source: "detection", "needle" (needles of ``plan_seeds_node``) or "unknown" (1D point source).
-        plan_seeds_node: the plan's seeds node (needles; source model when ``model_key`` is None).
-        model_key: TG-43 source model key; default the one stored on ``seeds_node`` or the plan's.
+        post_dose_node: output scalar volume (Gy, marked as a dose volume); never the pre-plan dose.
+        values: settings (:class:`SeedBrachyLib.settings.Values`): postSeedAxis ("detection", "needle": the
+            needles of ``plan_seeds_node``, "unknown": 1D point source), sourceModel, prescriptionGy.
+        plan_seeds_node: the plan's seeds node (needles; S_K of seeds added by hand).
 
     Returns:
         :class:`~SeedBrachyLib.postimplant.comparison.PostPlanDose` (seeds in the pre-plan frame).
     """
+    values = values or settings.defaults()
+    axis_source = values.postSeedAxis
     if not volumes.is_dose_volume(pre_dose_node):
         raise InputError(f"volume '{pre_dose_node.GetName() if pre_dose_node else None}' is not a dose volume: "
                          "compute the pre-plan dose first")
+    require_outputs({"output post-plan dose volume": post_dose_node}, {"pre-plan dose volume": pre_dose_node})
     # points placed by hand have no axis: with "needle" it is replaced, with "unknown" unused
     placeholder_axis = None if axis_source == "detection" else (0.0, 0.0, 1.0)
     try:
@@ -147,15 +160,11 @@ def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_
         raise InputError(f"{exc}; or take the seed axes from the needles, or as unknown (1D point source)") from exc
     if transform_node is not None:
         seeds = registration.map_seeds(seeds, transforms.read_matrix_to_world(transform_node))
-    key = model_key or markups.source_model_key(seeds_node) or (
-        markups.source_model_key(plan_seeds_node) if plan_seeds_node is not None else None)
-    if not key:
-        raise InputError(f"no seed source model given and none stored on '{seeds_node.GetName()}': choose a model")
+    key = values.sourceModel
     needles = markups.read_needles(plan_seeds_node) if (axis_source == "needle" and plan_seeds_node) else None
     grid = volumes.grid_from_volume_node(pre_dose_node)
     post = comparison_lib.post_plan_dose(grid, seeds, key, axis_source, needles=needles, progress=progress)
-    volumes.set_dose_volume(post_dose_node, post.dose, grid, prescription_gy,
-                            post.description + ". Research use only.")
+    volumes.set_dose_volume(post_dose_node, post.dose, grid, values.prescriptionGy, post.description)
     return post
 
 
@@ -165,34 +174,39 @@ def _plan_strength(plan_seeds_node):
     return float(np.median([s.strength_u for s in markups.read_seeds(plan_seeds_node)]))
 
 
-def compare(pre_dose_node, post_dose_node, segmentation_node, target_segment_id, prescription_gy, table_node,
-            plan_seeds_node, post_seeds_node, oar_segment_ids=None, ct_node=None,
-            indications=comparison_lib.DEFAULT_INDICATIONS, user_limits=(), progress=None):
+def compare(pre_dose_node, post_dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, table_node,
+            plan_seeds_node, post_seeds_node, values=None, oar_segment_ids=None, oar_segment_id="", ct_node=None,
+            progress=None):
     """Pre-plan vs post-plan table into ``table_node``; returns the :class:`Comparison`.
 
     Both doses must be on the same grid (:func:`compute_post_plan_dose` does that). Structures come
-    from the segmentation (target and organs at risk), with the skin from ``ct_node`` (the pre-plan
-    CT) as in :func:`.dosimetry.evaluate`. Columns: Structure, Metric, Unit, Pre-plan, Post-plan,
-    Difference (post - pre), Difference [%]; the checks and the dose descriptions go to the
-    table's description.
+    from the segmentation (GTV, CTV and organs at risk), with the skin from ``ct_node`` (the pre-plan
+    CT) as in :func:`.dosimetry.evaluate`; the post-plan is checked exactly as the pre-plan is
+    (:func:`.dosimetry.check`: the chosen indication, the planning aim and the user's limits of ``values``,
+    the organ-at-risk limit on ``oar_segment_id``). Columns: Structure, Metric, Unit, Pre-plan, Post-plan,
+    Difference (post - pre), Difference [%]; the checks and the dose descriptions go to the table's description.
     """
+    values = values or settings.defaults()
     require_node(table_node, "output comparison table", "vtkMRMLTableNode")
     pre_grid = volumes.grid_from_volume_node(pre_dose_node)
     post_grid = volumes.grid_from_volume_node(post_dose_node)
+    if pre_dose_node is post_dose_node:
+        raise InputError(f"the pre-plan and the post-plan dose are the same volume '{pre_dose_node.GetName()}': "
+                         "compute the post-plan dose into its own volume")
     if pre_grid.dims != post_grid.dims or not np.allclose(pre_grid.ijk_to_ras, post_grid.ijk_to_ras, atol=1e-6):
         raise InputError(f"pre-plan dose ({pre_grid.describe()}) and post-plan dose ({post_grid.describe()}) "
                          "are on different grids: compute the post-plan dose on the pre-plan dose grid")
-    half = (lambda f, m="": progress(0.5 * f, m)) if progress else None
-    pre = dosimetry.evaluate(pre_dose_node, segmentation_node, target_segment_id, prescription_gy,
-                        oar_segment_ids=oar_segment_ids, ct_node=ct_node, progress=half)
-    post = dosimetry.evaluate(post_dose_node, segmentation_node, target_segment_id, prescription_gy,
-                         oar_segment_ids=oar_segment_ids, ct_node=ct_node,
-                         progress=(lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
+    evaluations = [dosimetry.evaluate(node, segmentation_node, gtv_segment_id, ctv_segment_id, values,
+                                      oar_segment_ids=oar_segment_ids, ct_node=ct_node,
+                                      progress=scaled(progress, 0.5 * n, 0.5 * n + 0.5))
+                   for n, node in enumerate((pre_dose_node, post_dose_node))]
+    oar_name = segmentations.segment_name(segmentation_node, oar_segment_id) if oar_segment_id else ""
+    limits = checks.user_limits(values.skinD2ccLimitGy, oar_name, values.oarMetric, values.oarLimitGy)
     result = comparison_lib.compare_evaluations(
-        pre, post, plan_seeds_node.GetNumberOfControlPoints(), post_seeds_node.GetNumberOfControlPoints(),
-        indications=indications, target=segmentations.segment_name(segmentation_node, target_segment_id),
-        user_limits=user_limits)
-    columns = [(header, values, "") for header, values in result.columns()]
+        *evaluations, plan_seeds_node.GetNumberOfControlPoints(), post_seeds_node.GetNumberOfControlPoints(),
+        indications=checks.indications_to_check(values.indication),
+        targets=dosimetry.target_names(segmentation_node, gtv_segment_id, ctv_segment_id), user_limits=limits)
+    columns = [(header, values_, "") for header, values_ in result.columns()]
     tables._fill_table(table_node, columns, ROLE_COMPARISON, result.format())
     report(progress, 1.0, "comparison done")
     return result

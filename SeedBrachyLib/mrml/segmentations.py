@@ -15,11 +15,14 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .. import structures
+from .. import settings, structures
 from ..errors import InputError
 from ..progress import report
 from ._common import array_to_matrix, require_node, require_scene, require_untransformed
 from .volumes import array_from_volume_node
+
+#: Display colour (RGB 0-1) of the CTV segment made from the GTV.
+CTV_COLOR = (1.0, 0.6, 0.0)
 
 
 def segment_ids(segmentation_node):
@@ -69,6 +72,12 @@ def segment_mask(segmentation_node, segment_id):
     return mask, grid
 
 
+def mask_on_grid(segmentation_node, segment_id, grid):
+    """Bool mask ``[k, j, i]`` of a segment on ``grid`` (voxels whose centre region is at least half inside)."""
+    mask, mask_grid = segment_mask(segmentation_node, segment_id)
+    return structures.resample_mask(mask, mask_grid, grid, supersampling=1) >= 0.5
+
+
 def structure_from_segment(segmentation_node, segment_id, dose_grid, role="oar", supersampling=None,
                            progress=None):
     """A :class:`~SeedBrachyLib.structures.Structure` (fractions on ``dose_grid``) from one segment."""
@@ -77,38 +86,49 @@ def structure_from_segment(segmentation_node, segment_id, dose_grid, role="oar",
                                         role=role, supersampling=supersampling, progress=progress)
 
 
-def structures_from_segments(segmentation_node, target_segment_id, dose_grid, oar_segment_ids=None,
+def structures_from_segments(segmentation_node, target_segment_ids, dose_grid, oar_segment_ids=None,
                              progress=None):
-    """The target and the organs at risk of a segmentation as Structures on ``dose_grid``.
+    """The targets and the organs at risk of a segmentation as Structures on ``dose_grid``.
 
     Args:
-        target_segment_id: the target (CTV) segment; InputError if not chosen, missing or empty.
-        oar_segment_ids: segments evaluated as organs at risk (default: every other segment).
-            Segments lying entirely outside the dose grid are skipped (they receive no dose
-            that the grid can report), an empty OAR segment is an error.
+        target_segment_ids: the target segments (GTV, CTV; empty IDs skipped); at least one; InputError if
+            missing or empty.
+        oar_segment_ids: segments evaluated as organs at risk (default: every other segment); an empty
+            OAR segment is an error. A structure partly outside the dose grid is kept, and its metrics say
+            which part was evaluated (checks on it are NOT EVALUATED); one wholly outside is listed in the
+            notes.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
-        list of Structure, the target first.
+        (list of Structure, the targets first; notes: list of str naming the segments not evaluated).
     """
-    segment_name(segmentation_node, target_segment_id)
+    if isinstance(target_segment_ids, str):
+        target_segment_ids = [target_segment_ids]
+    targets = [sid for sid in target_segment_ids if sid]
+    if not targets:
+        raise InputError("no target segment chosen: choose the GTV and the CTV")
+    for sid in targets:
+        segment_name(segmentation_node, sid)
     if oar_segment_ids is None:
-        oar_segment_ids = [s for s in segment_ids(segmentation_node) if s != target_segment_id]
-    result = [structure_from_segment(segmentation_node, target_segment_id, dose_grid, role="target")]
-    for n, sid in enumerate(oar_segment_ids):
-        report(progress, n / max(1, len(oar_segment_ids)), "mapping structures to the dose grid")
+        oar_segment_ids = [s for s in segment_ids(segmentation_node) if s not in targets]
+    ids = [(sid, "target") for sid in targets] + [(sid, "oar") for sid in oar_segment_ids]
+    result, notes = [], []
+    for n, (sid, role) in enumerate(ids):
+        report(progress, n / len(ids), "mapping structures to the dose grid")
         mask, grid = segment_mask(segmentation_node, sid)
-        if _reaches_grid(mask, grid, dose_grid):
-            result.append(structures.structure_on_grid(segment_name(segmentation_node, sid), mask, grid, dose_grid,
-                                                       role="oar"))
+        name = segment_name(segmentation_node, sid)
+        if role == "oar" and not _reaches_grid(mask, grid, dose_grid):
+            notes.append(f"{name} lies wholly outside the dose grid ({dose_grid.describe()}): not evaluated")
+            continue
+        result.append(structures.structure_on_grid(name, mask, grid, dose_grid, role=role))
     report(progress, 1.0, "structures mapped")
-    return result
+    return result, notes
 
 
 def _reaches_grid(mask, grid, dose_grid):
     """True if some voxel centre of ``mask`` (on ``grid``) lies inside ``dose_grid``."""
     k, j, i = np.nonzero(mask)
-    return bool(np.any(dose_grid.contains(grid.to_ras(np.stack([i, j, k], axis=-1)))))
+    return bool(dose_grid.contains(grid.to_ras(np.stack([i, j, k], axis=-1))).any())
 
 
 def add_mask_segment(segmentation_node, mask, grid, name, color=None, overwrite=False):
@@ -139,16 +159,43 @@ def add_mask_segment(segmentation_node, mask, grid, name, color=None, overwrite=
     return segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(image, name, rgb)
 
 
-def body_and_skin(ct_node, dose_grid, threshold_hu=structures.DEFAULT_BODY_THRESHOLD_HU,
-                  skin_thickness_mm=structures.DEFAULT_SKIN_THICKNESS_MM):
-    """Body and skin rind from a CT volume node (HU), as Structures on ``dose_grid``.
+def body_and_skin_masks(ct_node, values=None):
+    """(body, skin, CT grid): bool masks ``[k, j, i]`` on the CT grid of a CT volume node (HU).
 
-    Body: :func:`SeedBrachyLib.structures.body_from_ct` (threshold in HU); skin: the outer
-    ``skin_thickness_mm`` (mm) of the body (:func:`SeedBrachyLib.structures.skin_rind`),
-    both computed on the CT grid and then mapped to the dose grid with partial volumes.
+    Body: :func:`SeedBrachyLib.structures.body_from_ct` above ``values.bodyThresholdHu`` (HU); skin: its outer
+    ``values.skinThicknessMm`` (mm) (:func:`SeedBrachyLib.structures.skin_rind`). ``values``: settings
+    (:class:`SeedBrachyLib.settings.Values`, default the defaults).
     """
+    values = values or settings.defaults()
     ct, grid = array_from_volume_node(ct_node)
-    body = structures.body_from_ct(ct, grid, threshold_hu)
-    skin = structures.skin_rind(body, grid, skin_thickness_mm)
+    body = structures.body_from_ct(ct, grid, values.bodyThresholdHu)
+    return body, structures.skin_rind(body, grid, values.skinThicknessMm), grid
+
+
+def body_and_skin(ct_node, dose_grid, values=None):
+    """Body and skin rind (:func:`body_and_skin_masks`) as Structures on ``dose_grid`` (partial volumes)."""
+    body, skin, grid = body_and_skin_masks(ct_node, values)
     return (structures.structure_on_grid("Body", body, grid, dose_grid, role="oar"),
             structures.structure_on_grid("Skin", skin, grid, dose_grid, role="oar"))
+
+
+def make_ctv(segmentation_node, gtv_segment_id, ct_node, values=None, name="CTV", nogo_segment_ids=()):
+    """The CTV as a new, visible segment: GTV + ``values.ctvMarginMm`` (mm), clipped to the body (from the CT),
+    minus the no-go segments. Made once; planning and evaluation then use it as it is.
+
+    An existing segment called ``name`` is never replaced: InputError asks to rename or delete it first.
+    Returns the new segment's ID.
+    """
+    values = values or settings.defaults()
+    if segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name):
+        raise InputError(f"segmentation '{segmentation_node.GetName()}' already has a segment '{name}': choose it "
+                         "as the CTV, or rename or delete it to make a new one")
+    body, _, ct_grid = body_and_skin_masks(ct_node, values)
+    gtv = mask_on_grid(segmentation_node, gtv_segment_id, ct_grid)  # on the CT grid: room for the margin
+    ctv = structures.expand_margin(gtv, ct_grid, values.ctvMarginMm, clip_to=body)
+    for sid in nogo_segment_ids:
+        ctv &= ~mask_on_grid(segmentation_node, sid, ct_grid)
+    if not ctv.any():
+        raise InputError(f"the CTV from '{segment_name(segmentation_node, gtv_segment_id)}' + "
+                         f"{values.ctvMarginMm:g} mm is empty after clipping to the body and removing no-go segments")
+    return add_mask_segment(segmentation_node, ctv, ct_grid, name, CTV_COLOR)

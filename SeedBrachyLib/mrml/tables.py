@@ -138,6 +138,6 @@ def write_checks(table_node, results):
                ("Metric", [r.metric for r in results], ""), ("Measured", [r.measured for r in results], ""),
                ("Limit", [r.limit for r in results], ""), ("Unit", [r.unit for r in results], ""),
                ("Comparator", [r.comparator for r in results], ""),
-               ("Result", ["PASS" if r.passed else "FAIL" for r in results], ""),
+               ("Result", [r.status for r in results], ""), ("Note", [r.note for r in results], ""),
                ("Source", [r.source for r in results], "")]
     return _fill_table(table_node, columns, ROLE_CHECKS, "Plan checks against published goals (research use only)")

@@ -2,13 +2,14 @@
 
 The steps a Slicer user and a headless script share (positions mm RAS, dose Gy, strength U):
 
-1. :func:`prepare` -- body from the CT, CTV = GTV + margin clipped to the body and outside the
-   no-go structures, skin rind, bone from a CT threshold (:mod:`SeedBrachyLib.structures`).
+0. :func:`make_ctv` -- the CTV = GTV + margin clipped to the body, made once and shown to the user.
+1. :func:`prepare` -- body from the CT, the planning CTV (the CTV outside the no-go structures), skin
+   rind, bone from a CT threshold (:mod:`SeedBrachyLib.structures`).
 2. :func:`generate_needles` -- template facing the needle direction, needles with obstacle
    avoidance (:mod:`.template`), candidate positions (:mod:`.candidates`).
 3. :func:`load_pattern` (:mod:`.loading`) or :func:`optimise_plan` (:mod:`.optimize`).
-4. :func:`evaluate` -- TG-43 dose on a dose grid around the CTV and the DVH metrics from
-   :func:`SeedBrachyLib.dvh.evaluate_plan`.
+4. :func:`evaluate` -- TG-43 dose on the policy's dose grid (:mod:`SeedBrachyLib.dose_grid`) and the DVH
+   metrics of the GTV, the CTV and every organ at risk (:func:`SeedBrachyLib.dvh.evaluate_plan`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import structures
+from .. import dose_grid, structures
 from ..dose import compute_dose
 from ..dvh import evaluate_plan
 from ..errors import InputError
 from ..grid import Grid
 from ..sources import get_model
+from ..summaries import describe_dose
 from .candidates import candidate_positions
 from .loading import PATTERNS, load_pattern
 from .optimize import DoseMatrices, Goals, optimise
@@ -35,8 +37,6 @@ from .template import (
     template_for_target,
 )
 
-DEFAULT_CTV_MARGIN_MM = 5.0
-
 
 @dataclass
 class PlanningCase:
@@ -44,10 +44,12 @@ class PlanningCase:
 
     Attributes:
         grid: the CT :class:`Grid`.
-        ctv, body, skin: bool ``[k, j, i]``.
+        ctv: bool ``[k, j, i]``, the planning CTV (the CTV minus the no-go structures).
+        body, skin: bool ``[k, j, i]``.
         nogo: name -> bool mask of structures needles must avoid (bone, vessels, marked OARs).
         oars: name -> bool mask of organs evaluated and limited (skin included as "Skin").
         prescription_gy: Rx (Gy).
+        targets: name -> bool mask of the targets as the user sees them ("GTV" if given, "CTV").
     """
 
     grid: Grid
@@ -57,20 +59,28 @@ class PlanningCase:
     nogo: dict
     oars: dict
     prescription_gy: float
+    targets: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
 
-def prepare(ct_hu, grid, gtv_mask, prescription_gy, ctv_margin_mm=DEFAULT_CTV_MARGIN_MM, oar_masks=None,
-            nogo_names=(), bone_threshold_hu=DEFAULT_BONE_THRESHOLD_HU, skin_thickness_mm=5.0):
-    """Planning structures from a CT (HU) and a GTV mask on its grid.
+def make_ctv(ct_hu, grid, gtv_mask, margin_mm=structures.DEFAULT_CTV_MARGIN_MM, body_threshold_hu=None):
+    """The CTV: bool ``[k, j, i]`` = GTV + ``margin_mm`` (mm), clipped to the body found from the CT (HU)."""
+    body = structures.body_from_ct(ct_hu, grid, *(() if body_threshold_hu is None else (body_threshold_hu,)))
+    return structures.expand_margin(gtv_mask, grid, margin_mm, clip_to=body, name="CTV")
+
+
+def prepare(ct_hu, grid, ctv_mask, prescription_gy, oar_masks=None, nogo_names=(), gtv_mask=None,
+            bone_threshold_hu=DEFAULT_BONE_THRESHOLD_HU, skin_thickness_mm=structures.DEFAULT_SKIN_THICKNESS_MM):
+    """Planning structures from a CT (HU) and the CTV (and GTV) on its grid.
 
     Args:
         ct_hu: CT ``[k, j, i]`` (HU) on ``grid``.
-        gtv_mask: bool ``[k, j, i]``.
+        ctv_mask: bool ``[k, j, i]``, the CTV as the user sees it (:func:`make_ctv`); planning uses it
+            minus the no-go structures.
         prescription_gy: Rx (Gy).
-        ctv_margin_mm: CTV = GTV + this margin (mm), clipped to the body, minus the no-go structures.
         oar_masks: name -> bool mask of organs at risk to evaluate (and limit).
         nogo_names: names in ``oar_masks`` that needles must avoid (bone from the CT is always added).
+        gtv_mask: optional GTV, evaluated with the CTV (the published D90 goals are read on it).
         bone_threshold_hu: CT threshold (HU) for bone.
         skin_thickness_mm: skin rind thickness (mm).
     """
@@ -80,14 +90,17 @@ def prepare(ct_hu, grid, gtv_mask, prescription_gy, ctv_margin_mm=DEFAULT_CTV_MA
         raise InputError(f"no-go structures {missing} are not among the OARs given ({sorted(oar_masks)})")
     body = structures.body_from_ct(ct_hu, grid)
     nogo = nogo_masks_from_ct(ct_hu, grid, bone_threshold_hu, {n: oar_masks[n] for n in nogo_names})
-    ctv = structures.expand_margin(gtv_mask, grid, ctv_margin_mm, clip_to=body)
+    ctv = np.asarray(ctv_mask, dtype=bool).copy()
     for mask in nogo.values():
         ctv &= ~np.asarray(mask, dtype=bool)
     if not ctv.any():
-        raise InputError("CTV is empty after removing the no-go structures: check the GTV and the no-go masks")
+        raise InputError("CTV is empty after removing the no-go structures: check the CTV and the no-go masks")
     skin = structures.skin_rind(body, grid, skin_thickness_mm)
     oars = {"Skin": skin, **oar_masks}
-    return PlanningCase(grid, ctv, body, skin, nogo, oars, float(prescription_gy))
+    targets = {"CTV": np.asarray(ctv_mask, dtype=bool)}
+    if gtv_mask is not None:
+        targets = {"GTV": np.asarray(gtv_mask, dtype=bool), **targets}
+    return PlanningCase(grid, ctv, body, skin, nogo, oars, float(prescription_gy), targets=targets)
 
 
 def generate_needles(case, direction, hole_spacing_mm=DEFAULT_HOLE_SPACING_MM,
@@ -129,30 +142,34 @@ def optimise_plan(case, candidates, strength_u, model, goals=None, random_seed=0
                     **options)
 
 
-def dose_grid_for(case, spacing_mm=1.0, margin_mm=15.0):
-    """A dose grid (mm) around the CTV plus ``margin_mm``, in the CT's orientation."""
-    idx = np.argwhere(case.ctv)[:, ::-1]
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
-    center = case.grid.to_ras((lo + hi) / 2.0)
-    size = (hi - lo + 1) * case.grid.spacing + 2.0 * margin_mm
-    return Grid.around(center, size, spacing_mm, case.grid.direction)
+def dose_grid_for(case, seeds, model, spacing_mm=None, threshold_pct=None):
+    """The policy's dose grid (:func:`SeedBrachyLib.dose_grid.policy_grid`) for ``seeds`` in ``case``."""
+    targets = [(m, case.grid) for m in case.targets.values()]
+    others = [(m, case.grid) for m in case.oars.values()]
+    return dose_grid.policy_grid(case.grid, seeds, get_model(model), case.prescription_gy, targets, others,
+                                 spacing_mm, threshold_pct)
 
 
 def evaluate(case, seeds, model, dose_grid=None, progress=None):
     """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`) and its DVH evaluation.
 
     Returns:
-        (:class:`~SeedBrachyLib.dvh.PlanEvaluation` with the CTV as target and the OARs, dose Gy, dose grid).
+        (:class:`~SeedBrachyLib.dvh.PlanEvaluation` with the targets (GTV, CTV) and every OAR, dose Gy, dose grid).
+        An OAR wholly outside the dose grid is listed in the evaluation's notes.
     """
     model = get_model(model)
-    grid = dose_grid or dose_grid_for(case)
+    grid = dose_grid or dose_grid_for(case, seeds, model)
     dose = compute_dose(grid, seeds, model, progress=progress, allow_outside=True)
-    structs = [structures.structure_on_grid("CTV", case.ctv, case.grid, grid, role="target")]
+    structs = [structures.structure_on_grid(name, mask, case.grid, grid, role="target")
+               for name, mask in case.targets.items()]
+    notes = []
     for name, mask in case.oars.items():
         try:
             structs.append(structures.structure_on_grid(name, mask, case.grid, grid))
-        except InputError:  # the OAR lies outside the dose grid: too far to matter
-            continue
+        except InputError:
+            notes.append(f"{name} lies wholly outside the dose grid ({grid.describe()}): not evaluated")
     body = structures.structure_on_grid("Body", case.body, case.grid, grid)
-    description = f"TG-43 line source ({model.name}), dose grid {grid.describe()}"
-    return evaluate_plan(dose, structs, case.prescription_gy, body=body, dose_description=description), dose, grid
+    evaluation = evaluate_plan(dose, structs, case.prescription_gy, body=body,
+                               dose_description=describe_dose(model, len(seeds), grid))
+    evaluation.notes.extend(notes)
+    return evaluation, dose, grid

@@ -19,6 +19,7 @@ never overestimated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +32,9 @@ COLUMN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 DEFAULT_HOLE_SPACING_MM = 10.0
 DEFAULT_SAFETY_MARGIN_MM = 3.0
 DEFAULT_BONE_THRESHOLD_HU = 300.0
+#: Side the needles enter from -> needle direction (RAS unit vector, entry -> tip).
+NEEDLE_ENTRY_DIRECTIONS = MappingProxyType({"right": (-1.0, 0.0, 0.0), "left": (1.0, 0.0, 0.0),
+                                            "anterior": (0.0, -1.0, 0.0), "posterior": (0.0, 1.0, 0.0)})
 
 
 @dataclass(frozen=True)

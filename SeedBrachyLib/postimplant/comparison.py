@@ -28,6 +28,7 @@ from ..dvh import evaluate_plan
 from ..errors import InputError
 from ..seeds import Needle, Seed
 from ..sources import get_model
+from ..summaries import describe_dose
 
 AXIS_SOURCES = {
     "detection": "seed axes from detection",
@@ -95,8 +96,7 @@ def post_plan_dose(grid, seeds, model, axis_source="detection", needles=None, ne
     model = get_model(model)
     oriented, formalism = oriented_seeds(seeds, axis_source, needles, needle_direction)
     dose = compute_dose(grid, oriented, model, formalism=formalism, progress=progress, allow_outside=True)
-    description = (f"TG-43U1 {formalism} source ({AXIS_SOURCES[axis_source]}), {model.name}, "
-                   f"{len(oriented)} seeds, permanent implant; grid {grid.describe()}")
+    description = describe_dose(model, len(oriented), grid, formalism, axes=AXIS_SOURCES[axis_source])
     return PostPlanDose(dose, grid, oriented, formalism, axis_source, description)
 
 
@@ -192,18 +192,17 @@ def _fmt(value, unit, signed=False):
 
 
 def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=TARGET_ROWS, oar_rows=OAR_ROWS,
-                        indications=DEFAULT_INDICATIONS, target=None, user_limits=()):
+                        indications=DEFAULT_INDICATIONS, targets=None, user_limits=()):
     """Side-by-side comparison of two :class:`~SeedBrachyLib.dvh.PlanEvaluation` of the same structures.
 
     Args:
         pre, post: evaluations of the pre-plan and the post-plan dose (same prescription, Gy).
         pre_seed_count, post_seed_count: planned and implanted (detected) seed counts.
         target_rows, oar_rows: metrics compared for targets and for organs at risk (incl. skin).
-        indications: indication names of :mod:`SeedBrachyLib.checks` checked on ``post``, each alone
-            (applied to ``target``) or as a pair (name, target structure); default: the lymph-node
-            post-implant D90 > 102.7 Gy and the general D90 / V100 aims.
-        target: target structure of the goals given by name alone (default: the only target).
-        user_limits: user limits, see :func:`SeedBrachyLib.checks.run_checks`.
+        indications: indication names of :mod:`SeedBrachyLib.checks` checked on ``post``; default: the
+            lymph-node post-implant D90 > 102.7 Gy (on the GTV) and the planning aim (on the CTV).
+        targets, user_limits: which structures are the GTV and CTV, and the user's limits; see
+            :func:`SeedBrachyLib.checks.run_checks`.
 
     Returns:
         :class:`Comparison`, with the published thresholds checked on ``post``.
@@ -227,22 +226,12 @@ def compare_evaluations(pre, post, pre_seed_count, post_seed_count, target_rows=
                     notes.append(f"{name} {metric} undefined (structure too small or outside the dose grid)")
     rows.append(ComparisonRow("Implant", "Seeds", "seeds", float(pre_seed_count), float(post_seed_count)))
     return Comparison(rows, pre.prescription_gy, pre.dose_description, post.dose_description,
-                      checks=_post_checks(post, indications, target, user_limits), notes=notes)
-
-
-def _post_checks(post, indications, target, user_limits):
-    results = []
-    for item in indications:
-        name, structure = (item, target) if isinstance(item, str) else item
-        results += run_checks(post, name, target=structure)
-    if user_limits:
-        results += run_checks(post, (), target=target, user_limits=user_limits)
-    return results
+                      checks=run_checks(post, indications, targets, user_limits), notes=notes)
 
 
 def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_seeds, model, axis_source="detection",
                     needles=None, needle_direction=None, body=None, pre_dose=None, progress=None,
-                    indications=DEFAULT_INDICATIONS, target=None, user_limits=()):
+                    indications=DEFAULT_INDICATIONS, targets=None, user_limits=()):
     """Pre-plan vs post-plan on one dose grid and one set of structures; returns (Comparison, PostPlanDose).
 
     Args:
@@ -254,19 +243,18 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
         axis_source, needles, needle_direction: post-plan seed axes, see :func:`oriented_seeds`.
         body: optional body Structure limiting the reference isodose volume for CI/EI.
         pre_dose: the pre-plan dose (Gy) on ``grid`` if already computed.
-        indications, target, user_limits: goals checked on the post-plan, see :func:`compare_evaluations`.
+        indications, targets, user_limits: goals checked on the post-plan, see :func:`compare_evaluations`.
         progress: callback(fraction, message); returning False cancels.
     """
     model = get_model(model)
     half = (lambda f, m="": progress(0.5 * f, m)) if progress else None
     if pre_dose is None:
         pre_dose = compute_dose(grid, plan_seeds, model, progress=half, allow_outside=True)
-    pre_text = (f"TG-43U1 line source (planned seed axes), {model.name}, {len(plan_seeds)} seeds, "
-                f"permanent implant; grid {grid.describe()}")
+    pre_text = describe_dose(model, len(plan_seeds), grid, axes="planned seed axes")
     post = post_plan_dose(grid, implanted_seeds, model, axis_source, needles, needle_direction,
                           (lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
     pre_eval = evaluate_plan(pre_dose, structures, prescription_gy, body=body, dose_description=pre_text)
     post_eval = evaluate_plan(post.dose, structures, prescription_gy, body=body, dose_description=post.description)
     comparison = compare_evaluations(pre_eval, post_eval, len(plan_seeds), len(implanted_seeds),
-                                     indications=indications, target=target, user_limits=user_limits)
+                                     indications=indications, targets=targets, user_limits=user_limits)
     return comparison, post

@@ -17,10 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..errors import InputError
+from ..itk_image import resample
 from ..seeds import Seed, seed_arrays
 from ..vectors import perpendicular_basis, tilted
+from .post_implant_ct import post_implant_ct
 
 
 @dataclass(frozen=True)
@@ -145,3 +148,51 @@ def simulate_implant(plan_seeds, random_seed=0, placement_sd_mm=1.5, depth_sd_mm
                             displacement_mm=np.linalg.norm(new_pos[keep] - positions[keep], axis=1),
                             lost=[name(i) for i in lost_idx], migrated=[name(i) for i in migrated_idx],
                             needle_count=n_tracks, settings=settings)
+
+
+#: The patient's motion between the pre-plan CT and the post-implant scan in the built-in case:
+#: rotation vector (deg) and shift (mm) of the post-implant frame -> pre-plan frame.
+PATIENT_MOTION_DEG = (0.0, 0.0, 4.0)
+PATIENT_MOTION_MM = (6.0, -4.0, 9.0)
+
+
+def patient_motion(rotvec_deg=PATIENT_MOTION_DEG, shift_mm=PATIENT_MOTION_MM):
+    """4x4 RAS matrix post-implant frame -> pre-plan frame for a rotation vector (deg) and a shift (mm)."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_rotvec(np.radians(rotvec_deg)).as_matrix()
+    m[:3, 3] = shift_mm
+    return m
+
+
+@dataclass(frozen=True)
+class RescannedImplant:
+    """A simulated implant scanned after the patient moved.
+
+    Attributes:
+        implant: the :class:`SimulatedImplant` (seed positions in the pre-plan frame).
+        scan: the :class:`~.post_implant_ct.PostImplantScan` before the motion (its ground truth).
+        ct: int16 ``[k, j, i]`` post-implant CT (HU) on ``grid``, in the moved patient's frame.
+        grid: the post-implant CT grid.
+        post_to_pre: 4x4 RAS matrix post-implant frame -> pre-plan frame (the registration's truth).
+        true_positions_post: implanted seed centres (mm RAS) in the post-implant frame.
+    """
+
+    implant: SimulatedImplant
+    scan: object
+    ct: np.ndarray
+    grid: object
+    post_to_pre: np.ndarray
+    true_positions_post: np.ndarray
+
+
+def rescanned_implant(plan_seeds, case, random_seed=1, spacing_mm=(0.8, 0.8, 1.0), motion=None):
+    """Implant ``plan_seeds`` (:func:`simulate_implant`), scan them in ``case``'s anatomy
+    (:func:`~.post_implant_ct.post_implant_ct`) and move the patient (``motion``, default :func:`patient_motion`)."""
+    implant = simulate_implant(plan_seeds, random_seed=random_seed, needle_direction=case.needle_direction)
+    truth = patient_motion() if motion is None else np.asarray(motion, dtype=float)
+    scan = post_implant_ct(implant.seeds, spacing_mm=spacing_mm, random_seed=random_seed,
+                           node_center=case.node_center)
+    moved = resample(scan.ct.astype(np.float32), scan.grid, scan.grid, truth, "linear", -1000.0)
+    inverse = np.linalg.inv(truth)
+    positions = np.array([s.position for s in implant.seeds]) @ inverse[:3, :3].T + inverse[:3, 3]
+    return RescannedImplant(implant, scan, np.rint(moved).astype(np.int16), scan.grid, truth, positions)

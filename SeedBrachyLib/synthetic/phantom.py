@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..grid import Grid
-from ..seeds import Seed
+from ..seeds import Needle, Seed
 from ..sources import DEFAULT_U_PER_MCI, mci_to_u
 
 HU = {"air": -1000, "fat": -90, "soft": 40, "node": 60, "bone": 700, "cord": 35, "vessel": 250}
@@ -107,3 +107,41 @@ def fixed_seed_arrangement(case, activity_mci=0.5, needle_spacing_mm=10.0, seed_
                 if np.linalg.norm(p - c) <= radius:
                     seeds.append(Seed(p, axis, strength, f"N{len(seeds)}"))
     return seeds
+
+
+def needles_through_seeds(seeds, body_mask, grid, step_mm=1.0):
+    """One needle per line of collinear seeds (same axis): tip at the deepest seed, entry at the skin.
+
+    Seeds are grouped by their line (position projected across their axis, to 0.1 mm); the entry
+    is found by stepping back from the shallowest seed along the axis (``step_mm``) until the
+    line leaves ``body_mask`` (bool ``[k, j, i]`` on ``grid``). Positions in mm RAS.
+    """
+    lines = {}
+    for seed in seeds:
+        across = seed.position - (seed.position @ seed.axis) * seed.axis
+        key = (tuple(np.round(seed.axis, 6)), tuple(np.round(across, 1)))
+        lines.setdefault(key, []).append(seed)
+    needles = []
+    for n, group in enumerate(lines.values()):
+        axis = group[0].axis
+        depths = [s.position @ axis for s in group]
+        tip = group[int(np.argmax(depths))].position
+        entry = group[int(np.argmin(depths))].position.copy()
+        while grid.mask_at(body_mask, entry - step_mm * axis):
+            entry = entry - step_mm * axis
+        needles.append(Needle(entry - step_mm * axis, tip, f"Needle {n + 1}"))
+    return needles
+
+
+def neck_planning_case(node_diameter_mm=25.0, node_center=(40.0, 8.0, 0.0), prescription_gy=120.0):
+    """A neck phantom ready to plan (tests and benchmarks): the planning case (CTV = GTV + 5 mm, the carotid a
+    no-go organ at risk) and the candidates on its template needles; returns (SyntheticCase, PlanningCase,
+    Candidates)."""
+    from ..planning import pipeline
+
+    case = neck_phantom(node_diameter_mm=node_diameter_mm, node_center=node_center)
+    ctv = pipeline.make_ctv(case.ct, case.grid, case.masks["GTV"])
+    planning = pipeline.prepare(case.ct, case.grid, ctv, prescription_gy, oar_masks={"Carotid": case.masks["Carotid"]},
+                                nogo_names=["Carotid"], gtv_mask=case.masks["GTV"])
+    _, _, candidates = pipeline.generate_needles(planning, case.needle_direction)
+    return case, planning, candidates
