@@ -188,7 +188,8 @@ def run_checks(evaluation, indications=(PLANNING_AIM,), targets=None, user_limit
 
     Returns:
         list of :class:`CheckResult`, in the order of the goals. A goal on a structure that is not in the
-        evaluation, or was evaluated on only a part of itself, is NOT EVALUATED, never PASS.
+        evaluation, or was evaluated on only a part of itself, is NOT EVALUATED, never PASS -- unless it is a
+        hot-spot metric (Dmax, Dxcc) that the part determines exactly (``StructureMetrics.exact_on_part``).
     """
     if isinstance(indications, str):
         indications = (indications,)
@@ -200,7 +201,7 @@ def run_checks(evaluation, indications=(PLANNING_AIM,), targets=None, user_limit
     for g in goals:
         name = names.get(g.structure, g.structure)
         limit = g.limit_for(evaluation.prescription_gy)
-        note, value = "", float("nan")
+        note, exact, value = "", "", float("nan")
         if name not in evaluation.structures:
             role = f" ({g.structure} of this goal)" if g.structure in TARGET_ROLES else ""
             note = f"no structure '{name}'{role} in the evaluation"
@@ -209,17 +210,20 @@ def run_checks(evaluation, indications=(PLANNING_AIM,), targets=None, user_limit
             value, unit = evaluation.value(name, g.metric)
             if unit != g.unit:
                 raise InputError(f"goal '{g.name}' is in {g.unit} but {g.metric} is in {unit}")
-            partial = getattr(metrics, "evaluated_fraction", 1.0)
-            if partial < 0.99:
-                note = f"only {100 * partial:.1f}% of {name} was evaluated (outside the dose grid)"
-            elif math.isnan(value):
+            partial = metrics.evaluated_fraction
+            if math.isnan(value):
                 note = f"{g.metric} undefined for {name}"
+            elif not metrics.exact_on_part(g.metric, value):
+                note = f"only {100 * partial:.1f}% of {name} was evaluated (outside the dose grid)"
+            elif partial < 0.999:
+                exact = (f"{name}: {100 * partial:.1f}% inside the dose grid, the rest below "
+                         f"{metrics.outside_below_gy:.3g} Gy, so its {g.metric} is exact")
         if note:
             status = "NOT EVALUATED"
         else:
             status = "PASS" if COMPARATORS[g.comparator](value, limit) else "FAIL"
         results.append(CheckResult(g.name, name, g.metric, float(value), float(limit), g.comparator, g.unit,
-                                   status, g.source, note))
+                                   status, g.source, note or exact))
     return results
 
 

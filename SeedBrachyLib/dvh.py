@@ -291,6 +291,15 @@ class StructureMetrics:
     units: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     evaluated_fraction: float = 1.0  # of the structure's volume (checks on less than all are NOT EVALUATED)
+    outside_below_gy: float = None  # the dose outside the evaluated part is known to be below this (Gy), if set
+
+    def exact_on_part(self, metric, value):
+        """True if ``metric`` = ``value`` (Gy) read on the evaluated part is the whole structure's value: a hot-spot
+        metric (Dmax, Dxcc) at or above the dose known to bound everything outside the part."""
+        if self.evaluated_fraction >= 0.999:
+            return True
+        hot_spot = metric == "Dmax" or _PATTERNS[1][0].match(str(metric)) is not None
+        return hot_spot and self.outside_below_gy is not None and value >= self.outside_below_gy
 
 
 @dataclass
@@ -342,7 +351,7 @@ def metric_unit(name):
 
 
 def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description="",
-                  target_metrics=TARGET_METRICS, oar_metrics=OAR_METRICS):
+                  target_metrics=TARGET_METRICS, oar_metrics=OAR_METRICS, outside_below_gy=None):
     """Metrics for each structure of a plan.
 
     Args:
@@ -353,6 +362,8 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         prescription_gy: prescription (reference) dose (Gy), > 0.
         body: optional body Structure limiting Vref for CI/EI (default: the whole dose grid).
         dose_description: how the dose was computed (shown with the table).
+        outside_below_gy: if known, a bound (Gy) on the dose outside the grid (the dose-grid policy's threshold):
+            hot-spot metrics of structures partly outside are then exact when at or above it.
 
     Returns:
         :class:`PlanEvaluation`. Undefined metrics (e.g. D2cc of a structure under 2 cc) are NaN
@@ -373,6 +384,7 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         if truncated:
             m.notes.append(truncated)
             m.evaluated_fraction = s.volume_cc / s.source_volume_cc
+            m.outside_below_gy = outside_below_gy
         indices = conformity_indices(dose, s, rx, body, dvh) if s.role == "target" else None
         for name in names:
             if name in INDEX_NAMES:

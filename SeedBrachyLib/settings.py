@@ -32,7 +32,7 @@ from .planning.template import (
     NEEDLE_ENTRY_DIRECTIONS,
 )
 from .postimplant.comparison import AXIS_SOURCES
-from .sources import DEFAULT_U_PER_MCI, available_models
+from .sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 from .structures import DEFAULT_BODY_THRESHOLD_HU, DEFAULT_CTV_MARGIN_MM, DEFAULT_SKIN_THICKNESS_MM
 
 #: Planning methods: the inverse optimiser or a loading pattern (:mod:`SeedBrachyLib.planning.loading`).
@@ -199,7 +199,7 @@ class Values:
     @property
     def strength_u(self):
         """Air-kerma strength S_K (U) of one seed: seedActivityMci (mCi) x uPerMci (U/mCi)."""
-        return self.seedActivityMci * self.uPerMci
+        return float(mci_to_u(self.seedActivityMci, self.uPerMci))
 
     @property
     def needle_direction(self):

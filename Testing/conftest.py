@@ -15,6 +15,29 @@ def engine(request):
     return request.param
 
 
+#: Tests of more than a few seconds (end-to-end planning, registration, the module self-test), by node-id prefix:
+#: marked ``slow`` so that ``make test-fast`` (``pytest -m "not slow"``) runs the rest in well under a minute.
+#: Test files may also mark their own (``@pytest.mark.slow``).
+SLOW_TESTS = (
+    "test_demo.py::",
+    "test_planning_optimize.py::test_optimised_plan_meets_goals",
+    "test_module_ui.py::test_module_self_test_runs_headless",
+    "test_mrml_checks.py::",
+    "test_mrml_postimplant.py::",
+    "test_mrml_dosimetry.py::",
+    "test_mrml_demo_scene.py::test_demo_bundle",
+    "test_postimplant_registration.py::",
+    "test_postimplant_detection.py::test_sensitivity_and_precision",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of :data:`SLOW_TESTS` as slow."""
+    for item in items:
+        if item.nodeid.split("/")[-1].startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def neck_case():
     """The built-in synthetic neck case (pure library objects)."""

@@ -151,3 +151,20 @@ def test_library_and_bad_inputs():
         user_limits(oar_limit_gy=45.0)
     assert [g.structure for g in user_limits(30.0, "Cord", "Dmax", 45.0)] == ["Skin", "Cord"]
     assert user_limits() == []
+
+
+def test_a_hot_spot_read_on_the_part_is_exact_when_the_rest_is_known_colder():
+    """With the dose-grid policy's bound on the dose outside the grid, Dmax and Dxcc at or above the bound are
+    the whole structure's; a mean, a volume fraction, or a hot spot below the bound are not."""
+    inside = np.zeros(GRID.shape, np.float32)
+    inside[0:5] = 1.0  # 2 cc of a 9.4 cc structure inside the grid
+    cord = Structure("Cord", inside, GRID, "oar", source_volume_cc=9.4)
+    target = Structure("CTV", np.ones(GRID.shape, np.float32), GRID, "target")
+    dose = np.full(GRID.shape, 10.0)
+    limits = [("Cord", "Dmax", 45.0), ("Cord", "D1cc", 45.0), ("Cord", "Dmean", 45.0)]
+    ev = evaluate_plan(dose, [target, cord], 100.0, outside_below_gy=1.0)
+    dmax, d1cc, dmean = run_checks(ev, (), user_limits=limits)
+    assert (dmax.status, d1cc.status, dmean.status) == ("PASS", "PASS", "NOT EVALUATED")
+    assert "the rest below 1 Gy, so its Dmax is exact" in dmax.note
+    colder = evaluate_plan(dose, [target, cord], 100.0, outside_below_gy=20.0)  # the rest may be hotter
+    assert [r.status for r in run_checks(colder, (), user_limits=limits)] == ["NOT EVALUATED"] * 3

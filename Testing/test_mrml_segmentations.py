@@ -35,6 +35,8 @@ def segmentation(mrml_app):
 def test_masks_round_trip_through_segments_exactly(case_nodes):
     case = case_nodes.case
     for name, sid in case_nodes.ids.items():
+        if name == "CTV":  # made by the bridge from the GTV (test_ctv_is_made_once_from_the_gtv)
+            continue
         mask, grid = segmentations.segment_mask(case_nodes.segmentation, sid)
         # the exported labelmap is cropped to the segment: put it back on the CT grid
         back = np.zeros(case.grid.shape, bool)
@@ -72,8 +74,9 @@ def test_structures_from_segments_target_first_and_skips_segments_off_the_grid(s
     far_grid = Grid.around(CENTER + 200.0, [10.0, 10.0, 10.0], 1.0)
     segmentations.add_mask_segment(segmentation, np.ones(far_grid.shape, bool), far_grid, "Far away")
     dose_grid = Grid.around(CENTER, [36.0, 36.0, 36.0], 2.0)
-    result = segmentations.structures_from_segments(segmentation, target, dose_grid)
+    result, notes = segmentations.structures_from_segments(segmentation, target, dose_grid)
     assert [s.name for s in result] == ["CTV", "OAR near"]
+    assert len(notes) == 1 and notes[0].startswith("Far away lies wholly outside the dose grid")
     assert [s.role for s in result] == ["target", "oar"]
     assert result[1].volume_cc == pytest.approx(125 * grid.voxel_volume_cc, rel=1e-6)
 
@@ -143,3 +146,24 @@ def test_closed_surface_segment_is_rasterised_by_slicer_on_its_reference_geometr
     assert np.allclose(grid.spacing, ref_grid.spacing)
     structure = segmentations.structure_from_segment(segmentation, sid, Grid.around(CENTER, [24.0] * 3, 1.0))
     assert structure.volume_cc == pytest.approx(4.0 / 3.0 * np.pi * RADIUS ** 3 / 1000.0, rel=0.03)
+
+
+def test_ctv_is_made_once_from_the_gtv(case_nodes):
+    """The CTV segment = GTV + margin clipped to the body, on the CT grid (not cropped at the GTV's extent):
+    compared with an independent brute-force distance computation on the case's own masks."""
+    c = case_nodes
+    ctv, grid = segmentations.segment_mask(c.segmentation, c.ids["CTV"])
+    points = grid.points()[ctv]
+    gtv_points = c.case.grid.points()[c.case.masks["GTV"]]
+    body = c.case.grid.mask_at(c.case.masks["Body"], points)
+    # every CTV voxel lies in the body and within margin + half a voxel diagonal of a GTV voxel centre
+    from scipy.spatial import cKDTree
+
+    distance, _ = cKDTree(gtv_points).query(points)
+    half_diagonal = 0.5 * float(np.linalg.norm(c.case.grid.spacing))
+    assert body.all() and distance.max() <= c.values.ctvMarginMm + half_diagonal
+    # and it reaches the full margin somewhere in the body (not cropped at the GTV's bounding box)
+    assert distance.max() >= c.values.ctvMarginMm - half_diagonal
+    assert ctv.sum() > 1.5 * c.case.masks["GTV"].sum()
+    with pytest.raises(InputError, match="already has a segment 'CTV'"):
+        segmentations.make_ctv(c.segmentation, c.ids["GTV"], c.ct)

@@ -35,8 +35,9 @@ def planned(neck_case):
     """The neck case with a modified-peripheral loading (fast, deterministic), its evaluation and report inputs."""
     case = neck_case
     rx = case.prescription_gy
-    planning = pipeline.prepare(case.ct, case.grid, case.masks["GTV"], rx, 5.0,
-                                oar_masks={"Carotid": case.masks["Carotid"]}, nogo_names=["Carotid"])
+    ctv = pipeline.make_ctv(case.ct, case.grid, case.masks["GTV"], 5.0)
+    planning = pipeline.prepare(case.ct, case.grid, ctv, rx, oar_masks={"Carotid": case.masks["Carotid"]},
+                                nogo_names=["Carotid"], gtv_mask=case.masks["GTV"])
     _, _, candidates = pipeline.generate_needles(planning, case.needle_direction)
     plan = load_pattern(candidates, "modified_peripheral", float(mci_to_u(0.5)), 10.0)
     model = get_model("I125_OncoSeed6711")
@@ -44,7 +45,7 @@ def planned(neck_case):
     goals = goal_status(Goals(rx, v100_min_pct=95.0), evaluation, "CTV")
     content = ReportContent(
         "Pre-plan", rx, evaluation, identification={"Patient": "synthetic phantom", "Plan": "test plan 1"},
-        checks=run_checks(evaluation, "general", target="CTV"), model=model, strength_u=plan.strength_u,
+        checks=run_checks(evaluation, "general"), model=model, strength_u=plan.strength_u,
         dose=dose, dose_grid=grid, structures=[("CTV", planning.ctv, case.grid), ("GTV", case.masks["GTV"], case.grid),
                                                ("Carotid", case.masks["Carotid"], case.grid)],
         target="CTV", ct=case.ct, ct_grid=case.grid, seeds=plan.seeds(), loading=loading_sheet(plan.needle_table()),
@@ -142,8 +143,9 @@ def test_html_is_self_contained_with_png_images(written):
 def test_html_numbers_match_the_evaluation(planned, written):
     plan, evaluation, content = planned
     p = _parse(written[1])
-    target = _rows(p.tables["dvh-target"])[0]
-    assert target["Structure"] == "CTV"
+    rows = _rows(p.tables["dvh-target"])
+    assert [r["Structure"] for r in rows] == ["GTV", "CTV"]
+    target = rows[1]
     for name in ("D90", "D98", "D100", "Dmax"):
         assert target[f"{name} [Gy]"] == f"{evaluation.value('CTV', name)[0]:.1f}"
     for name in ("V100", "V150", "V200"):

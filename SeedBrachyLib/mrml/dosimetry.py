@@ -102,7 +102,8 @@ def compute_dose(ct_node, segmentation_node, target_segment_ids, seeds_node, dos
     dose = dose_engine.compute_dose(grid, seeds, model, formalism=values.formalism,
                                     progress=scaled(progress, 0.1, 0.95))
     volumes.set_dose_volume(dose_node, dose, grid, values.prescriptionGy,
-                            describe_dose(model, len(seeds), grid, values.formalism))
+                            describe_dose(model, len(seeds), grid, values.formalism),
+                            outside_below_gy=0.01 * values.doseGridThresholdPct * values.prescriptionGy)
     report(progress, 1.0, "dose done")
     return dose, grid
 
@@ -135,8 +136,10 @@ def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, value
         body, skin = segmentations.body_and_skin(ct_node, grid, values)
         if all(s.name != skin.name for s in structures):
             structures.append(skin)
+    floor = dose_node.GetAttribute(volumes.OUTSIDE_BELOW_ATTRIBUTE)
     evaluation = dvh.evaluate_plan(dose, structures, values.prescriptionGy, body=body,
-                                   dose_description=dose_node.GetDescription() or "")
+                                   dose_description=dose_node.GetDescription() or "",
+                                   outside_below_gy=float(floor) if floor else None)
     evaluation.notes.extend(outside)
     if metrics_table is not None:
         tables.write_dvh_metrics(metrics_table, evaluation)

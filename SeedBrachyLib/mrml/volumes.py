@@ -22,7 +22,7 @@ from vtk.util import numpy_support
 
 from ..errors import InputError
 from ..grid import Grid
-from . import ROLE_ATTRIBUTE, ROLE_DOSE
+from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, ROLE_DOSE
 from ._common import array_to_matrix, matrix_to_array, require_node, require_untransformed
 
 DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"
@@ -131,7 +131,11 @@ def isodose_color_node(scene):
     return node
 
 
-def set_dose_volume(node, dose_gy, grid, prescription_gy, description=""):
+#: Dose-node attribute: the dose outside the node's grid is below this (Gy), as the dose-grid policy made it.
+OUTSIDE_BELOW_ATTRIBUTE = ATTRIBUTE_PREFIX + "DoseOutsideGridBelowGy"
+
+
+def set_dose_volume(node, dose_gy, grid, prescription_gy, description="", outside_below_gy=None):
     """Write dose (Gy) into scalar volume ``node``, mark it as a SlicerRT dose volume and colour it.
 
     Args:
@@ -140,6 +144,8 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description=""):
         grid: :class:`Grid` of the dose.
         prescription_gy: prescription (Gy) > 0: sets the isodose window 0..210 % of it.
         description: how the dose was computed (kept as the node description).
+        outside_below_gy: a bound (Gy) on the dose outside ``grid`` when known (the dose-grid policy's
+            threshold), kept as :data:`OUTSIDE_BELOW_ATTRIBUTE`; None removes an earlier one.
     """
     require_node(node, "output dose volume", "vtkMRMLScalarVolumeNode")
     if not np.isfinite(prescription_gy) or prescription_gy <= 0:
@@ -153,6 +159,10 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description=""):
     node.SetAttribute(DOSE_UNIT_VALUE_ATTRIBUTE, "1.0")
     node.SetAttribute(PRESCRIPTION_ATTRIBUTE, repr(float(prescription_gy)))
     node.SetAttribute(ROLE_ATTRIBUTE, ROLE_DOSE)
+    if outside_below_gy is None:
+        node.RemoveAttribute(OUTSIDE_BELOW_ATTRIBUTE)
+    else:
+        node.SetAttribute(OUTSIDE_BELOW_ATTRIBUTE, repr(float(outside_below_gy)))
     if description:
         node.SetDescription(description)
     if node.GetDisplayNode() is None:

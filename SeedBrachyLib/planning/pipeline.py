@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import dose_grid, structures
 from ..dose import compute_dose
+from ..dose_grid import DEFAULT_THRESHOLD_PCT
 from ..dvh import evaluate_plan
 from ..errors import InputError
 from ..grid import Grid
@@ -151,13 +152,16 @@ def dose_grid_for(case, seeds, model, spacing_mm=None, threshold_pct=None):
 
 
 def evaluate(case, seeds, model, dose_grid=None, progress=None):
-    """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`) and its DVH evaluation.
+    """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`, the policy grid, outside of which the
+    dose is below the policy's threshold, so hot-spot metrics of structures reaching beyond it stay exact) and
+    its DVH evaluation.
 
     Returns:
         (:class:`~SeedBrachyLib.dvh.PlanEvaluation` with the targets (GTV, CTV) and every OAR, dose Gy, dose grid).
         An OAR wholly outside the dose grid is listed in the evaluation's notes.
     """
     model = get_model(model)
+    floor = None if dose_grid is not None else 0.01 * DEFAULT_THRESHOLD_PCT * case.prescription_gy
     grid = dose_grid or dose_grid_for(case, seeds, model)
     dose = compute_dose(grid, seeds, model, progress=progress, allow_outside=True)
     structs = [structures.structure_on_grid(name, mask, case.grid, grid, role="target")
@@ -170,6 +174,6 @@ def evaluate(case, seeds, model, dose_grid=None, progress=None):
             notes.append(f"{name} lies wholly outside the dose grid ({grid.describe()}): not evaluated")
     body = structures.structure_on_grid("Body", case.body, case.grid, grid)
     evaluation = evaluate_plan(dose, structs, case.prescription_gy, body=body,
-                               dose_description=describe_dose(model, len(seeds), grid))
+                               dose_description=describe_dose(model, len(seeds), grid), outside_below_gy=floor)
     evaluation.notes.extend(notes)
     return evaluation, dose, grid

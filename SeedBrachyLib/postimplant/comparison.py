@@ -26,6 +26,7 @@ from ..checks import format_checks, run_checks
 from ..dose import compute_dose
 from ..dvh import evaluate_plan
 from ..errors import InputError
+from ..progress import scaled
 from ..seeds import Needle, Seed
 from ..sources import get_model
 from ..summaries import describe_dose
@@ -247,12 +248,11 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
         progress: callback(fraction, message); returning False cancels.
     """
     model = get_model(model)
-    half = (lambda f, m="": progress(0.5 * f, m)) if progress else None
     if pre_dose is None:
-        pre_dose = compute_dose(grid, plan_seeds, model, progress=half, allow_outside=True)
+        pre_dose = compute_dose(grid, plan_seeds, model, progress=scaled(progress, 0.0, 0.5), allow_outside=True)
     pre_text = describe_dose(model, len(plan_seeds), grid, axes="planned seed axes")
     post = post_plan_dose(grid, implanted_seeds, model, axis_source, needles, needle_direction,
-                          (lambda f, m="": progress(0.5 + 0.5 * f, m)) if progress else None)
+                          scaled(progress, 0.5, 1.0))
     pre_eval = evaluate_plan(pre_dose, structures, prescription_gy, body=body, dose_description=pre_text)
     post_eval = evaluate_plan(post.dose, structures, prescription_gy, body=body, dose_description=post.description)
     comparison = compare_evaluations(pre_eval, post_eval, len(plan_seeds), len(implanted_seeds),

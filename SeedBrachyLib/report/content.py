@@ -142,7 +142,8 @@ def _summary(content):
     if content.checks:
         failed = [c for c in content.checks if not c.passed]
         lines.append(f"Checks: {len(content.checks) - len(failed)} of {len(content.checks)} pass"
-                     + (f"; failing: {', '.join(f'{c.structure} {c.goal}' for c in failed)}." if failed else "."))
+                     + ("; not met or not evaluated: " + ", ".join(f"{c.structure} {c.goal} ({c.status})"
+                                                                   for c in failed) + "." if failed else "."))
     lines.append(_sentence(f"Dose: {ev.dose_description}") if ev.dose_description else "")
     return [Paragraph(line) for line in lines if line]
 
@@ -187,7 +188,7 @@ def _source(content):
 
 def _checks(checks, key, caption):
     sources = list(dict.fromkeys(c.source for c in checks))
-    rows = tuple(("PASS" if c.passed else "FAIL", c.structure, c.goal, fmt(c.measured, c.unit) + f" {c.unit}",
+    rows = tuple((c.status, c.structure, c.goal, fmt(c.measured, c.unit) + f" {c.unit}",
                   f"{c.comparator} {c.limit:g} {c.unit}", f"[{sources.index(c.source) + 1}]") for c in checks)
     blocks = [Table(("Status", "Structure", "Goal", "Measured", "Limit", "Source"), rows, caption, key,
                     status_column=0)]

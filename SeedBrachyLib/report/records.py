@@ -55,7 +55,7 @@ def evaluation_record(evaluation):
 def check_records(results):
     """Check results (:class:`~SeedBrachyLib.checks.CheckResult`) as records."""
     return [{"goal": r.goal, "structure": r.structure, "metric": r.metric, "passed": bool(r.passed),
-             "status": getattr(r, "status", "PASS" if r.passed else "FAIL"), "note": getattr(r, "note", ""),
+             "status": r.status, "note": r.note,
              "measured": number(r.measured), "comparator": r.comparator, "limit": number(r.limit), "unit": r.unit,
              "source": r.source} for r in results]
 
