@@ -1,18 +1,16 @@
 """Pre-planning on MRML nodes: needles and seeds from a CT and the CTV segment into markups nodes.
 
 The plan lands in a seed fiducial node (one point per seed, axis and S_K kept, see
-:mod:`.markups`) with one line node per needle used. The node also keeps the generated seed
-positions (attribute :data:`GENERATED_ATTRIBUTE`, JSON, mm RAS): a later run compares the
-node's points with them, and if the user moved, added or removed a seed by hand (or the
-node holds seeds that were never generated), it refuses to replace them unless
-``overwrite`` is given -- the caller asks the user or writes into a new node.
+:mod:`.markups`) with one line node per needle used. The node also keeps a record of what was
+generated (attribute :data:`GENERATED_ATTRIBUTE`: every point's ID, label, position, axis, S_K and
+status, and the model, :func:`.markups.snapshot`): a later run compares the node with it, and if the
+user changed anything by hand (or the node holds seeds that were never generated), it refuses to
+replace them unless ``overwrite`` is given -- the caller asks the user or writes into a new node.
 """
 
 from __future__ import annotations
 
 import json
-
-import numpy as np
 
 from .. import checks, settings
 from ..errors import InputError
@@ -23,28 +21,26 @@ from . import ATTRIBUTE_PREFIX, markups, segmentations, volumes
 from ._common import require_node
 
 GENERATED_ATTRIBUTE = ATTRIBUTE_PREFIX + "GeneratedSeedPositions"
-POSITION_TOLERANCE_MM = 0.01
-
-
-def _positions(node):
-    return np.array([node.GetNthControlPointPositionVector(i) for i in range(node.GetNumberOfControlPoints())],
-                    dtype=float).reshape(-1, 3)
 
 
 def edited_by_hand(seeds_node):
-    """True if ``seeds_node`` holds points that differ from the last plan generated into it (mm RAS).
+    """True if ``seeds_node`` differs in anything from the last plan generated into it: a point moved, added,
+    removed, relabelled or marked missing, a stored axis or strength changed, or the source model changed.
 
-    A node with points but no generated plan counts as hand-made; an empty node is not edited.
+    A node with points but no generated plan counts as hand-made; an empty node is not edited; a corrupt
+    record of the generated plan counts as edited (it cannot be shown to be unchanged).
     """
     require_node(seeds_node, "seed markups", markups.FIDUCIAL_CLASS)
-    current = _positions(seeds_node)
-    if len(current) == 0:
+    if seeds_node.GetNumberOfControlPoints() == 0:
         return False
     stored = seeds_node.GetAttribute(GENERATED_ATTRIBUTE)
     if not stored:
         return True
-    generated = np.asarray(json.loads(stored), dtype=float).reshape(-1, 3)
-    return generated.shape != current.shape or not np.allclose(generated, current, atol=POSITION_TOLERANCE_MM)
+    try:
+        generated = json.loads(stored)
+    except ValueError:
+        return True
+    return generated != json.loads(json.dumps(markups.snapshot(seeds_node)))
 
 
 def optimiser_limits(values, oar_segment_id=""):
@@ -101,5 +97,5 @@ def plan_seeds(ct_node, segmentation_node, ctv_segment_id, seeds_node, values=No
     markups.write_seeds(seeds_node, seeds, values.sourceModel, overwrite=True)
     used = [candidates.needles[n].needle for n in plan.needle_indices]
     markups.write_needles(seeds_node, used, overwrite=True)
-    seeds_node.SetAttribute(GENERATED_ATTRIBUTE, json.dumps(_positions(seeds_node).round(4).tolist()))
+    seeds_node.SetAttribute(GENERATED_ATTRIBUTE, json.dumps(markups.snapshot(seeds_node)))
     return plan
