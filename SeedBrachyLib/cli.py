@@ -34,9 +34,9 @@ def _demo(args):
 
     from .demo import case as demo
     from .outputs import check_output
+    changes = settings.from_arguments(args, DEMO_OPTIONS).as_dict()  # every input checked before any output
     check_output(args.out, "folder", force=True)
     check_output(os.path.join(args.out, demo.SCENE_FILE), "file", force=args.force)
-    changes = settings.from_arguments(args, DEMO_OPTIONS).as_dict()
     progress = console_progress(quiet=args.quiet)
     demo.run(out_dir=args.out, progress=progress, **{name: changes[name] for name in DEMO_OPTIONS})
     close(progress)

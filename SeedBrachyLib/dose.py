@@ -42,7 +42,11 @@ def time_factor_h(model, time_window_days=None):
     """
     if time_window_days is None:
         return model.mean_life_h
-    t0, t1 = (float(t) for t in time_window_days)
+    try:
+        t0, t1 = (float(t) for t in time_window_days)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"time window {time_window_days!r} days invalid: need (start, end) with "
+                         "0 <= start < end") from error
     if not (0 <= t0 < t1):
         raise InputError(f"time window {time_window_days!r} days invalid: need 0 <= start < end")
     lam = model.decay_constant_per_h
@@ -157,6 +161,8 @@ def compute_dose(grid, seeds, model, formalism="line", time_window_days=None,
     """
     model, positions, axes, strengths = _validated(grid, seeds, model, allow_outside)
     engine = kernel.resolve(engine)
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise InputError(f"workers {workers!r} invalid: a whole number of threads >= 1 (or None for every CPU)")
     workers = workers or os.cpu_count() or 1
     check_memory(grid, max_bytes, workers, engine)
     scale = time_factor_h(model, time_window_days) / 100.0

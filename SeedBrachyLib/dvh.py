@@ -96,6 +96,9 @@ class DVH:
         d = dose.ravel()[sel]
         if not np.all(np.isfinite(d)):
             raise InputError(f"DVH of '{name}': dose contains non-finite values inside the structure")
+        if np.any(d < 0):
+            raise InputError(f"DVH of '{name}': dose {float(np.min(d)):.4g} Gy inside the structure is negative: "
+                             "a dose is >= 0 Gy (is this a dose volume in Gy?)")
         w_sel = w.ravel()[sel].astype(np.float64) * float(voxel_volume_cc)  # cc per sample
         self.name = name
         if np.all(w_sel == w_sel[0]):  # equal volumes (sub-points, whole voxels): sorting the doses suffices
@@ -369,7 +372,10 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         :class:`PlanEvaluation`. Undefined metrics (e.g. D2cc of a structure under 2 cc) are NaN
         with a note.
     """
-    rx = float(prescription_gy)
+    try:
+        rx = float(prescription_gy)
+    except (TypeError, ValueError):
+        rx = math.nan
     if not (rx > 0 and math.isfinite(rx)):
         raise InputError(f"prescription {prescription_gy!r} Gy invalid: need a finite dose > 0 Gy")
     out, notes = {}, []

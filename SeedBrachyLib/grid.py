@@ -39,9 +39,12 @@ class Grid:
         origin = np.asarray(self.origin, dtype=float).reshape(3)
         spacing = np.asarray(self.spacing, dtype=float).reshape(3)
         direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        dims = tuple(int(d) for d in self.dims)
-        if len(dims) != 3 or min(dims) < 1:
-            raise InputError(f"grid dims {self.dims} invalid: need three counts >= 1")
+        try:
+            dims = tuple(int(d) for d in self.dims)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"grid dims {self.dims!r} invalid: need three whole voxel counts >= 1") from error
+        if len(dims) != 3 or min(dims) < 1 or any(d != float(x) for d, x in zip(dims, self.dims)):
+            raise InputError(f"grid dims {self.dims!r} invalid: need three whole voxel counts >= 1")
         if not np.all(np.isfinite(origin)):
             raise InputError(f"grid origin {origin.tolist()} must be finite (mm)")
         if not np.all(np.isfinite(spacing) & (spacing > 0)):
@@ -131,6 +134,10 @@ class Grid:
         """A grid of physical size ``size_mm`` (3,) centred on ``center_ras`` (mm)."""
         spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
         size = np.broadcast_to(np.asarray(size_mm, dtype=float), (3,))
+        if not np.all(np.isfinite(size) & (size > 0)):
+            raise InputError(f"grid size {np.asarray(size_mm).tolist()} mm invalid: each must be finite and > 0")
+        if not np.all(np.isfinite(spacing) & (spacing > 0)):
+            raise InputError(f"grid spacing {np.asarray(spacing_mm).tolist()} mm invalid: each must be finite and > 0")
         dims = np.maximum(1, np.ceil(size / spacing).astype(int))
         direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
         half = direction @ (spacing * (dims - 1) / 2.0)

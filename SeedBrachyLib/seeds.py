@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .vectors import point, unit
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,14 @@ class Seed:
     label: str = ""
 
     def __post_init__(self):
-        pos = np.asarray(self.position, dtype=float).reshape(3)
-        axis = np.asarray(self.axis, dtype=float).reshape(3)
-        if not np.all(np.isfinite(pos)):
-            raise InputError(f"seed {self.label or ''} position {pos.tolist()} must be finite (mm)")
-        norm = float(np.linalg.norm(axis))
-        if not math.isfinite(norm) or norm < 1e-9:
-            raise InputError(f"seed {self.label} axis {axis.tolist()} invalid: must be a non-zero vector")
+        pos = point(self.position, f"seed {self.label} position".replace("  ", " "))
+        axis = unit(self.axis, f"seed {self.label} axis".replace("  ", " "))
         s = self.strength_u
         if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) \
                 or not math.isfinite(s) or s <= 0:
             raise InputError(f"seed {self.label} strength {s!r} U invalid: air-kerma strength must be > 0 U")
         object.__setattr__(self, "position", pos)
-        object.__setattr__(self, "axis", axis / norm)
+        object.__setattr__(self, "axis", axis)
         object.__setattr__(self, "strength_u", float(s))
 
 
@@ -52,8 +48,8 @@ class Needle:
     label: str = ""
 
     def __post_init__(self):
-        entry = np.asarray(self.entry, dtype=float).reshape(3)
-        tip = np.asarray(self.tip, dtype=float).reshape(3)
+        entry = point(self.entry, f"needle {self.label} entry")
+        tip = point(self.tip, f"needle {self.label} tip")
         if np.linalg.norm(tip - entry) < 1e-6:
             raise InputError(f"needle {self.label} entry and tip coincide at {entry.tolist()} mm")
         object.__setattr__(self, "entry", entry)

@@ -268,7 +268,10 @@ def load_model_file(path):
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+        raise InputError(f"seed model file {path}: not valid JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise InputError(f"seed model file {path}: nested too deeply to be a seed model (a model file is a flat "
+                         "JSON object of tables)") from None
     return model_from_dict(data, path.stem, where=str(path))
 
 

@@ -9,6 +9,17 @@ import numpy as np
 from .errors import InputError
 
 
+def point(v, name="position"):
+    """``v`` as a float array of 3 finite coordinates (mm RAS); InputError naming ``name`` otherwise."""
+    try:
+        p = np.asarray(v, dtype=float).reshape(3)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{name} {v!r} invalid: must be 3 numbers (mm RAS)") from error
+    if not np.all(np.isfinite(p)):
+        raise InputError(f"{name} {p.tolist()} invalid: must be finite (mm RAS)")
+    return p
+
+
 def unit(v, name="direction"):
     """``v`` (3 values) scaled to length 1; InputError naming ``name`` if it is not a finite non-zero 3-vector."""
     try:

@@ -33,6 +33,19 @@ def require_outputs(outputs, inputs):
         require_node(node, what)
 
 
+def require_writable_output(node, what, holds_data, role):
+    """Refuse to write an output into a node that holds data SeedBrachy did not put there (the user's CT, a
+    table or transform of their own): ``holds_data`` says whether it has content; a node carrying this
+    ``role`` (SeedBrachy.Role) was written by SeedBrachy as that output and may be replaced."""
+    from . import ROLE_ATTRIBUTE
+
+    if holds_data and node.GetAttribute(ROLE_ATTRIBUTE) != role:
+        kind = node.GetAttribute(ROLE_ATTRIBUTE)
+        held = f"SeedBrachy's {kind}" if kind else "data SeedBrachy did not make"
+        raise InputError(f"the {what} '{node.GetName()}' holds {held}: choose or create another node for the "
+                         f"{what} (nothing you made is overwritten)")
+
+
 def require_scene(node, what):
     """The scene of ``node``; InputError if the node is not in a scene."""
     scene = node.GetScene()

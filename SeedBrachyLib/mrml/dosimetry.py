@@ -101,8 +101,10 @@ def compute_dose(ct_node, segmentation_node, target_segment_ids, seeds_node, dos
                                  values.doseSpacingMm, values.doseGridThresholdPct)
     dose = dose_engine.compute_dose(grid, seeds, model, formalism=values.formalism,
                                     progress=scaled(progress, 0.1, 0.95))
+    missing = markups.missing_points(seeds_node)
+    left_out = f" ({len(missing)} marked missing not dosed: {', '.join(missing)})" if missing else ""
     volumes.set_dose_volume(dose_node, dose, grid, values.prescriptionGy,
-                            describe_dose(model, len(seeds), grid, values.formalism),
+                            describe_dose(model, len(seeds), grid, values.formalism) + left_out,
                             outside_below_gy=0.01 * values.doseGridThresholdPct * values.prescriptionGy)
     report(progress, 1.0, "dose done")
     return dose, grid

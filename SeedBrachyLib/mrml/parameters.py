@@ -100,7 +100,12 @@ def read_settings(node):
         elif kind is bool:
             values[name] = node.GetParameter(name) == "True"
         else:
-            values[name] = kind(node.GetParameter(name))
+            text = node.GetParameter(name)
+            try:
+                values[name] = kind(text)
+            except ValueError as error:
+                raise InputError(f"the scene's setting {name} = {text!r} is not a {kind.__name__}: set it again in "
+                                 "the module panel") from error
     return values
 
 

@@ -20,7 +20,7 @@ from ..planning.optimize import Goals, OarLimit
 from . import ATTRIBUTE_PREFIX, markups, segmentations, volumes
 from ._common import require_node
 
-GENERATED_ATTRIBUTE = ATTRIBUTE_PREFIX + "GeneratedSeedPositions"
+GENERATED_ATTRIBUTE = ATTRIBUTE_PREFIX + "GeneratedPlan"
 
 
 def edited_by_hand(seeds_node):

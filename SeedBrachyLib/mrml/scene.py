@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 
 import slicer
@@ -91,7 +92,10 @@ def load_bundle(path):
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         raise InputError(f"scene bundle '{path}' does not exist")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"'{path}' is not a Slicer scene bundle: a .mrb file is a zip archive, this one is not "
+                         "(truncated, or another kind of file)")
     app = headless_application(set_global_scene=False)
     if not app.scene.ReadFromMRB(path):
-        raise OSError(f"could not read the scene bundle '{path}'")
+        raise InputError(f"could not read the scene bundle '{path}': the archive holds no readable .mrml scene")
     return app

@@ -15,14 +15,21 @@ The numbers come from :mod:`SeedBrachyLib.dvh` (and the checks module); nothing 
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import vtk
 
 from ..errors import InputError
-from . import ROLE_ATTRIBUTE, ROLE_CHECKS, ROLE_DVH_CURVES, ROLE_DVH_METRICS
-from ._common import require_node, require_scene
+from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, ROLE_CHECKS, ROLE_DVH_CURVES, ROLE_DVH_METRICS
+from ._common import require_node, require_scene, require_writable_output
 
 DOSE_COLUMN = "Dose [Gy]"
+#: Table attribute holding every numeric column at full precision (JSON ``{column: [values]}``, NaN as null):
+#: Slicer's table storage writes numbers with 6 significant digits, so a saved and reloaded table keeps its
+#: exact values here (:func:`column_values`).
+EXACT_VALUES_ATTRIBUTE = ATTRIBUTE_PREFIX + "ExactValues"
 CURVE_POINTS = 501
 
 
@@ -32,7 +39,9 @@ def column_name(metric, unit):
 
 
 def _fill_table(table_node, columns, role, description=""):
-    """Replace the content of ``table_node`` by ``columns`` (list of (name, values, unit))."""
+    """Replace the content of ``table_node`` by ``columns`` (list of (name, values, unit)); a table holding
+    content of another kind is refused (:func:`._common.require_writable_output`)."""
+    require_writable_output(table_node, "output table", table_node.GetNumberOfColumns() > 0, role)
     table = vtk.vtkTable()
     for name, values, _unit in columns:
         if values and isinstance(values[0], str):
@@ -51,10 +60,22 @@ def _fill_table(table_node, columns, role, description=""):
         if unit:
             table_node.SetColumnUnitLabel(name, unit)
     table_node.SetAttribute(ROLE_ATTRIBUTE, role)
+    exact = {name: [None if v is None or not math.isfinite(float(v)) else float(v) for v in values]
+             for name, values, _ in columns if values and not isinstance(values[0], str)}
+    table_node.SetAttribute(EXACT_VALUES_ATTRIBUTE, json.dumps(exact))
     if description:
         table_node.SetDescription(description)
     table_node.EndModify(was_modifying)
     return table_node
+
+
+def column_values(table_node, name):
+    """Numbers of column ``name`` of a table SeedBrachy wrote, at full precision (NaN where undefined)."""
+    exact = json.loads(table_node.GetAttribute(EXACT_VALUES_ATTRIBUTE) or "{}")
+    if name in exact:
+        return [math.nan if v is None else v for v in exact[name]]
+    column = table_node.GetTable().GetColumnByName(name)
+    return [float(column.GetValue(r)) for r in range(column.GetNumberOfTuples())]
 
 
 def write_dvh_metrics(table_node, evaluation):
@@ -84,7 +105,7 @@ def read_dvh_metric(table_node, structure, metric):
     for row in range(table.GetNumberOfRows()):
         if structures.GetValue(row) == structure:
             unit = matches[0][len(metric):].strip(" []")
-            return float(table.GetColumnByName(matches[0]).GetValue(row)), unit
+            return column_values(table_node, matches[0])[row], unit
     raise InputError(f"structure '{structure}' not in table '{table_node.GetName()}'")
 
 

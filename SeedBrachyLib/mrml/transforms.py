@@ -8,10 +8,11 @@ frame, mm RAS) as that matrix: putting the post-implant CT under the node lays i
 
 from __future__ import annotations
 
+import numpy as np
 import vtk
 
 from . import ROLE_ATTRIBUTE
-from ._common import array_to_matrix, matrix_to_array, require_node
+from ._common import array_to_matrix, matrix_to_array, require_node, require_writable_output
 
 TRANSFORM_CLASS = "vtkMRMLLinearTransformNode"
 
@@ -19,6 +20,9 @@ TRANSFORM_CLASS = "vtkMRMLLinearTransformNode"
 def write_matrix(node, matrix_to_parent, role=None, description=""):
     """Set the 4x4 matrix-to-parent (mm RAS) of linear transform ``node``; optional role attribute and description."""
     require_node(node, "output transform", TRANSFORM_CLASS)
+    current = vtk.vtkMatrix4x4()
+    node.GetMatrixTransformToParent(current)
+    require_writable_output(node, "output transform", not np.allclose(matrix_to_array(current), np.eye(4)), role)
     was_modifying = node.StartModify()
     node.SetMatrixTransformToParent(array_to_matrix(matrix_to_parent))
     if role:

@@ -23,7 +23,7 @@ from vtk.util import numpy_support
 from ..errors import InputError
 from ..grid import Grid
 from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, ROLE_DOSE
-from ._common import array_to_matrix, matrix_to_array, require_node, require_untransformed
+from ._common import array_to_matrix, matrix_to_array, require_node, require_untransformed, require_writable_output
 
 DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"
 DOSE_UNIT_NAME_ATTRIBUTE = "DicomRtImport.DoseUnitName"
@@ -153,6 +153,7 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description="", outsid
     scene = node.GetScene()
     if scene is None:
         raise InputError(f"output dose volume '{node.GetName()}' is not in a MRML scene")
+    require_writable_output(node, "output dose volume", node.GetImageData() is not None, ROLE_DOSE)
     update_volume_node(node, np.asarray(dose_gy, dtype=np.float32), grid)
     node.SetAttribute(DOSE_VOLUME_ATTRIBUTE, "1")
     node.SetAttribute(DOSE_UNIT_NAME_ATTRIBUTE, "Gy")
