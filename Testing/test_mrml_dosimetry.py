@@ -182,7 +182,7 @@ def test_checks_table_holds_the_indication_goals_and_the_user_limits(computed):
     t = table.GetTable()
     assert t.GetNumberOfRows() == len(results) == 5  # ESCC D90 (GTV); D90 >= Rx, V100 (CTV); skin; carotid
     column = {name: t.GetColumnByName(name) for name in ("Check", "Structure", "Metric", "Measured", "Limit", "Unit",
-                                                         "Result", "Source")}
+                                                         "Result", "Note", "Source")}
     rows = {column["Check"].GetValue(r): r for r in range(t.GetNumberOfRows())}
     r = rows["D90 >= 110 Gy"]
     assert column["Structure"].GetValue(r) == "GTV" and column["Unit"].GetValue(r) == "Gy"
