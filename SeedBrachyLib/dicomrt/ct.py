@@ -239,9 +239,9 @@ def _check_pixel_length(ds, where):
     integer(ds, "PixelRepresentation", where, minimum=0, maximum=1)
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
         need = integer(ds, "Rows", where) * integer(ds, "Columns", where) * bits // 8
-        if len(pixel_data) < need:
-            raise InputError(f"{where}: PixelData holds {len(pixel_data)} bytes; Rows x Columns x BitsAllocated needs "
-                             f"{need}")
+        if not need <= len(pixel_data) <= need + 1:  # one pad byte at most
+            raise InputError(f"{where}: PixelData holds {len(pixel_data)} bytes, but Rows x Columns x BitsAllocated "
+                             f"make {need}")
 
 
 def write_ct_series(folder, hu, grid, study=None, description="SeedBrachy CT", overwrite=False, progress=None):

@@ -138,6 +138,9 @@ def read_rtdose(path, frame_of_reference_uid=None):
 
 def _frame_spacing(ds, where, n_k, iop, ipp):
     if n_k == 1:
+        offsets = numbers(ds, "GridFrameOffsetVector", where, required=False)
+        if offsets is not None and len(offsets) != 1:
+            raise InputError(f"{where}: GridFrameOffsetVector has {len(offsets)} values for NumberOfFrames 1")
         thickness = numbers(ds, "SliceThickness", where, 1, required=False, minimum=0, maximum=1e4)
         return float(thickness[0]) if thickness and thickness[0] > 0 else 1.0
     offsets = np.array(numbers(ds, "GridFrameOffsetVector", where, n_k, minimum=-1e6, maximum=1e6))
@@ -165,9 +168,9 @@ def _stored_values(ds, where, n_i, n_j, n_k):
         raise InputError(f"{where}: compressed RT Dose pixel data is not supported")
     data = value(ds, "PixelData", where)
     need = n_i * n_j * n_k * bits // 8
-    if len(data) < need:
-        raise InputError(f"{where}: PixelData holds {len(data)} bytes; {n_k} frames of {n_j}x{n_i} x {bits} bits "
-                         f"need {need}")
+    if not need <= len(data) <= need + 1:  # one pad byte at most
+        raise InputError(f"{where}: PixelData holds {len(data)} bytes, but NumberOfFrames {n_k} x Rows {n_j} x "
+                         f"Columns {n_i} x {bits} bits make {need}")
     dtype = np.dtype(f"{'<' if ds.file_meta.TransferSyntaxUID.is_little_endian else '>'}{'i' if signed else 'u'}"
                      f"{bits // 8}")
     return np.frombuffer(data, dtype=dtype, count=n_i * n_j * n_k).reshape(n_k, n_j, n_i).astype(np.float64)
