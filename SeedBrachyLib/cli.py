@@ -58,8 +58,8 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     settings.add_arguments(p, DEMO_OPTIONS)
     p.set_defaults(func=_demo)
-    from .commands import detect
-    for command in (detect,):
+    from .commands import detect, dicom
+    for command in (detect, dicom):
         command.add_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import warnings
 
 import numpy as np
@@ -33,7 +35,7 @@ def dciodvfy(path):
     out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120)
     text = out.stdout + out.stderr
     if "Assertion" in text and "bitsallocated" in text:
-        copy = str(path) + ".16bit.dcm"
+        copy = os.path.join(tempfile.mkdtemp(prefix="dciodvfy-"), "16bit.dcm")
         ds = pydicom.dcmread(path)
         stored = np.frombuffer(ds.PixelData, dtype="<u4").astype(np.float64)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15

@@ -14,14 +14,18 @@ unless asked (``overwrite=True``) and mark every plan UNAPPROVED (research use).
 ``write_rtdose(path, dose, grid, ...)``    Gy, PHYSICAL, PLAN, 32-bit with Dose Grid Scaling
 ``read_rtplan(path, implant_datetime)``    :class:`PlanSeeds` (seeds with S_K at implant, sources, decay)
 ``write_rtplan(path, seeds, model, ...)``  Brachy PERMANENT / LDR, one Application Setup, one Channel per seed
+``read_dicom_folder(folder)``              :class:`DicomCase`: CT + structure set + plan + dose of a folder
+``write_dicom_case(folder, ...)``          all four objects of a case, linked by their UIDs
 =========================================  ====================================================================
 """
 
 from .ct import ImageSeries, read_ct_series, write_ct_series
 from .dataset import Study
+from .folder import DicomCase, read_dicom_folder, write_dicom_case
 from .rtdose import DoseInfo, read_rtdose, write_rtdose
 from .rtplan import PlanSeeds, SourceInfo, read_rtplan, write_rtplan
 from .rtstruct import Roi, read_rtstruct, write_rtstruct
 
-__all__ = ["DoseInfo", "ImageSeries", "PlanSeeds", "Roi", "SourceInfo", "Study", "read_ct_series", "read_rtdose",
-           "read_rtplan", "read_rtstruct", "write_ct_series", "write_rtdose", "write_rtplan", "write_rtstruct"]
+__all__ = ["DicomCase", "DoseInfo", "ImageSeries", "PlanSeeds", "Roi", "SourceInfo", "Study", "read_ct_series",
+           "read_dicom_folder", "read_rtdose", "read_rtplan", "read_rtstruct", "write_ct_series", "write_dicom_case",
+           "write_rtdose", "write_rtplan", "write_rtstruct"]

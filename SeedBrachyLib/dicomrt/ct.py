@@ -23,7 +23,19 @@ from pydicom.uid import CTImageStorage
 
 from ..errors import InputError
 from ..progress import report
-from .dataset import Study, integer, new_dataset, number, numbers, read_dataset, save, text, uid, value
+from .dataset import (
+    Study,
+    has_dicom_header,
+    integer,
+    new_dataset,
+    number,
+    numbers,
+    read_dataset,
+    save,
+    text,
+    uid,
+    value,
+)
 from .geometry import grid_from_planes, orientation, set_image_plane, slice_positions_lps
 
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -53,15 +65,6 @@ class ImageSeries:
     notes: tuple = field(default=(), compare=False)
 
 
-def _is_dicom(path):
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def _files_of(source):
     if isinstance(source, (str, Path)):
         folder = Path(source)
@@ -79,7 +82,7 @@ def read_ct_series(source, series_uid=None, progress=None):
     """
     files = _files_of(source)
     notes, series, others = [], {}, []
-    skipped = [p for p in files if not _is_dicom(p)]
+    skipped = [p for p in files if not has_dicom_header(p)]
     if skipped:
         notes.append(f"skipped {len(skipped)} files without a DICOM header ({', '.join(p.name for p in skipped[:3])}"
                      f"{', ...' if len(skipped) > 3 else ''})")

@@ -143,6 +143,16 @@ def sequence_of(items):
 
 
 # ---------------------------------------------------------------------------- reading
+def has_dicom_header(path):
+    """True if ``path`` is a file with the DICOM Part 10 preamble ("DICM" at byte 128)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def read_dataset(path, what="DICOM file", stop_before_pixels=False):
     """The dataset of a DICOM file; an InputError naming the file if it is missing, too large or not DICOM."""
     path = Path(path)
