@@ -33,7 +33,7 @@ def test_folder_round_trip_links_every_object(tmp_path, small):
     dose = np.full(dose_grid.shape, 7.0)
     when = datetime.datetime(2026, 1, 5, 8, 0)
     paths = write_dicom_case(tmp_path / "case", case.ct, case.grid, rois, seeds, "I125_OncoSeed6711", 110.0, dose,
-                             dose_grid, when, target_roi_number=1)
+                             dose_grid, when, target_roi_number=1).paths
     (tmp_path / "case" / "notes.txt").write_text("not DICOM")
     got = read_dicom_folder(tmp_path / "case", implant_datetime=when + datetime.timedelta(days=59.4))
     assert [r.name for r in got.rois] == ["GTV", "Carotid"]

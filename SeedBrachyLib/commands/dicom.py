@@ -98,7 +98,7 @@ def _export_case(args, when, progress):
         dose, dose_grid, _ = read_dose(args.dose, frame)
     paths = write_dicom_case(args.out, image.array, image.grid, rois, plan.seeds, plan.model_key or args.model,
                              args.prescription_gy, dose, dose_grid, when, image.series, target_number,
-                             overwrite=args.force, progress=progress)
+                             overwrite=args.force, progress=progress).paths
     print(f"DICOM RT written: {', '.join(f'{k} {v}' for k, v in paths.items())}"
           f"{' (the CT is the input series, referenced)' if image.series is not None else ''}")
 

@@ -39,7 +39,7 @@ def export_demo(folder, model_key="I125_OncoSeed6711", activity_mci=DEMO_ACTIVIT
     dose = compute_dose(dose_grid, seeds, model_key, progress=progress)
     paths = write_dicom_case(folder, case.ct, case.grid, rois, seeds, model_key, case.prescription_gy, dose,
                              dose_grid, implant_datetime, target_roi_number=2, overwrite=overwrite,
-                             progress=progress)
+                             progress=progress).paths
     print_fn(f"Synthetic neck case written as DICOM to {folder}: CT {case.grid.describe()}, {len(rois)} ROIs, "
              f"{len(seeds)} seeds x {seeds[0].strength_u:.3f} U ({model_key}), prescription "
              f"{case.prescription_gy:g} Gy to the CTV, dose {dose_grid.describe()} (max {dose.max():.0f} Gy)")

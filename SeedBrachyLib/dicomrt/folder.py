@@ -33,6 +33,7 @@ class DicomCase:
         plan: :class:`~.rtplan.PlanSeeds` or None.
         dose_gy, dose_grid, dose_info: the RT Dose (or None).
         files: role ("CT", "RTSTRUCT", "RTPLAN", "RTDOSE") -> list of paths read.
+        uids: role ("RTSTRUCT", "RTPLAN", "RTDOSE") -> SOP Instance UID of the object read.
         notes: what the readers noticed.
     """
 
@@ -45,6 +46,7 @@ class DicomCase:
     dose_grid: object = None
     dose_info: object = None
     files: dict = field(default_factory=dict)
+    uids: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
     def summary_lines(self):
@@ -77,11 +79,17 @@ def _classify(folder):
     return roles
 
 
-def _one(candidates, role, where):
+def _one(candidates, role, where, case, key):
+    """The path of the only candidate (its SOP Instance UID into ``case.uids[key]``), or None."""
     if len(candidates) > 1:
         raise InputError(f"{len(candidates)} {role} objects fit in {where}: "
                          f"{', '.join(p.name for p, _ in candidates)}; keep one in the folder")
-    return candidates[0][0] if candidates else None
+    if not candidates:
+        return None
+    path, ds = candidates[0]
+    case.files[key] = [path]
+    case.uids[key] = uid(ds, "SOPInstanceUID", str(path))
+    return path
 
 
 def read_dicom_folder(folder, implant_datetime=None, series_uid=None, progress=None):
@@ -108,29 +116,35 @@ def read_dicom_folder(folder, implant_datetime=None, series_uid=None, progress=N
         if outside:
             case.notes.append(f"{role} files in another frame of reference ignored: {', '.join(outside)}")
         roles[role] = [(p, ds) for p, ds in roles[role] if in_frame(ds, p)]
-    path = _one(roles["RTSTRUCT"], "RT Structure Set", "the CT's frame of reference")
+    path = _one(roles["RTSTRUCT"], "RT Structure Set", "the CT's frame of reference", case, "RTSTRUCT")
     if path is not None:
         report(progress, 0.4, "filling the structures")
         case.rois = read_rtstruct(path, grid, frame)
-        case.files["RTSTRUCT"] = [path]
         case.notes += [n for roi in case.rois for n in roi.notes]
-    path = _one(roles["RTPLAN"], "RT Plan", "the CT's frame of reference")
+    path = _one(roles["RTPLAN"], "RT Plan", "the CT's frame of reference", case, "RTPLAN")
     if path is not None:
         case.plan = read_rtplan(path, implant_datetime)
-        case.files["RTPLAN"] = [path]
         case.notes += case.plan.notes
         plan_uid = case.plan.sop_instance_uid
         referencing = [(p, ds) for p, ds in roles["RTDOSE"] if any(
             uid(ref, "ReferencedSOPInstanceUID", str(p), required=False) == plan_uid
             for ref in sequence(ds, "ReferencedRTPlanSequence", str(p), required=False))]
         roles["RTDOSE"] = referencing or roles["RTDOSE"]
-    path = _one(roles["RTDOSE"], "RT Dose", "the CT's frame of reference (and the plan)")
+    path = _one(roles["RTDOSE"], "RT Dose", "the CT's frame of reference (and the plan)", case, "RTDOSE")
     if path is not None:
         report(progress, 0.8, "reading the dose")
         case.dose_gy, case.dose_grid, case.dose_info = read_rtdose(path, frame)
-        case.files["RTDOSE"] = [path]
     report(progress, 1.0, "DICOM folder read")
     return case
+
+
+@dataclass(frozen=True)
+class WrittenCase:
+    """What :func:`write_dicom_case` wrote: paths and SOP Instance UIDs by role, and the CT series referenced."""
+
+    paths: dict
+    series: object
+    uids: dict
 
 
 def write_dicom_case(folder, hu, grid, rois, seeds, model, prescription_gy, dose_gy=None, dose_grid=None,
@@ -140,10 +154,10 @@ def write_dicom_case(folder, hu, grid, rois, seeds, model, prescription_gy, dose
     ``hu`` on ``grid`` (RAS); ``rois`` (list of :class:`~.rtstruct.Roi`) on ``grid``; ``seeds`` (mm RAS, S_K in U
     at ``implant_datetime``) of seed ``model``; ``dose_gy`` on ``dose_grid``. ``ct_series``: the
     :class:`~.ct.ImageSeries` the CT was read from; then no CT is written and the RT objects join its study and
-    reference its slices. Returns {role: path}.
+    reference its slices. Returns a :class:`WrittenCase`.
     """
     folder = Path(folder)
-    paths = {}
+    paths, uids = {}, {}
     if ct_series is None:
         report(progress, 0.0, "writing the CT series")
         ct_series = write_ct_series(folder / "CT", hu, grid, Study(), overwrite=overwrite)
@@ -154,11 +168,14 @@ def write_dicom_case(folder, hu, grid, rois, seeds, model, prescription_gy, dose
         report(progress, 0.4, "contouring the structures")
         paths["RTSTRUCT"] = folder / "RS.dcm"
         structure_set_uid = write_rtstruct(paths["RTSTRUCT"], rois, grid, series, overwrite=overwrite).SOPInstanceUID
+        uids["RTSTRUCT"] = structure_set_uid
     paths["RTPLAN"] = folder / "RP.dcm"
     plan = write_rtplan(paths["RTPLAN"], seeds, model, study, prescription_gy, implant_datetime, structure_set_uid,
                         target_roi_number if rois else None, overwrite=overwrite)
+    uids["RTPLAN"] = plan.SOPInstanceUID
     if dose_gy is not None:
         paths["RTDOSE"] = folder / "RD.dcm"
-        write_rtdose(paths["RTDOSE"], dose_gy, dose_grid, study, plan.SOPInstanceUID, overwrite=overwrite)
+        uids["RTDOSE"] = write_rtdose(paths["RTDOSE"], dose_gy, dose_grid, study, plan.SOPInstanceUID,
+                                      overwrite=overwrite).SOPInstanceUID
     report(progress, 1.0, "DICOM case written")
-    return paths
+    return WrittenCase(paths, series, uids)

@@ -1,0 +1,57 @@
+"""MRML bridge, DICOM: nodes -> DICOM RT -> nodes, every node linked to its object by SOP Instance UIDs."""
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_tools import assert_conformant
+
+pytest.importorskip("slicer")
+
+from SeedBrachyLib.dose import compute_dose  # noqa: E402
+from SeedBrachyLib.grid import Grid  # noqa: E402
+from SeedBrachyLib.mrml import dicom, markups, segmentations, volumes  # noqa: E402
+
+
+def test_export_import_round_trip_keeps_the_links(case_nodes, tmp_path):
+    c = case_nodes
+    dose_grid = Grid.around(c.case.node_center, 40.0, 2.0)
+    dose = compute_dose(dose_grid, c.seeds, "I125_OncoSeed6711")
+    volumes.set_dose_volume(c.dose, dose, dose_grid, 120.0)
+    target = c.ids["GTV"]
+    paths = dicom.export_case(tmp_path / "out", c.ct, c.seeds_node, segmentation_node=c.segmentation,
+                              dose_node=c.dose, target_segment_id=target)
+    for role in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
+        assert_conformant(paths[role])
+    ct_uids = c.ct.GetAttribute(dicom.INSTANCE_UIDS).split()
+    assert len(ct_uids) == c.case.grid.dims[2]
+    for node, role in ((c.seeds_node, "RTPLAN"), (c.segmentation, "RTSTRUCT"), (c.dose, "RTDOSE")):
+        assert node.GetAttribute(dicom.INSTANCE_UIDS) == str(pydicom.dcmread(paths[role]).SOPInstanceUID)
+    plan = pydicom.dcmread(paths["RTPLAN"])
+    assert float(plan.FractionGroupSequence[0].ReferencedBrachyApplicationSetupSequence[0]
+                 .BrachyApplicationSetupDose) == 120.0  # from the dose node's prescription
+    assert plan.DoseReferenceSequence[0].ReferencedROINumber == segmentations.segment_ids(c.segmentation).index(
+        target) + 1
+
+    nodes = dicom.import_folder(c.scene, tmp_path / "out", name="Back")
+    hu, grid = volumes.array_from_volume_node(nodes["ct"])
+    assert np.array_equal(hu, c.case.ct) and np.allclose(grid.ijk_to_ras, c.case.grid.ijk_to_ras)
+    back = markups.read_seeds(nodes["seeds"])
+    assert max(np.linalg.norm(a.position - b.position) for a, b in zip(c.seeds, back)) < 0.01
+    assert [b.strength_u for b in back] == [a.strength_u for a in c.seeds]
+    assert markups.source_model_key(nodes["seeds"]) == "I125_OncoSeed6711"
+    for name, mask in c.case.masks.items():
+        segment_id = nodes["segmentation"].GetSegmentation().GetSegmentIdBySegmentName(name)
+        got, got_grid = segmentations.segment_mask(nodes["segmentation"], segment_id)
+        assert got.sum() == mask.sum(), name  # binary masks on the CT grid come back voxel for voxel
+    dose_back, _ = volumes.array_from_volume_node(nodes["dose"])
+    assert np.max(np.abs(dose_back - dose)) <= 1e-3 * dose.max() / 2 ** 20 + 1e-6 * dose.max()
+    assert volumes.is_dose_volume(nodes["dose"])
+    assert nodes["ct"].GetAttribute(dicom.SERIES_UID) == c.ct.GetAttribute(dicom.SERIES_UID)
+
+    # the CT is now linked: exporting again references its slices instead of writing a second CT series
+    again = dicom.export_case(tmp_path / "again", c.ct, c.seeds_node, 120.0, c.segmentation)
+    assert "CT" not in again and not (tmp_path / "again" / "CT").exists()
+    rs = pydicom.dcmread(again["RTSTRUCT"])
+    referenced = {ci.ReferencedSOPInstanceUID for item in rs.ROIContourSequence for contour in item.ContourSequence
+                  for ci in contour.ContourImageSequence}
+    assert referenced <= set(ct_uids)
