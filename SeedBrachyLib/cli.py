@@ -43,6 +43,12 @@ def _demo(args):
     return 0
 
 
+def _dicom_demo(folder, args, implant_datetime, progress):
+    from .demo.dicom import export_demo
+    export_demo(folder, args.model, args.activity_mci, args.u_per_mci, implant_datetime, progress=progress,
+                overwrite=args.force)
+
+
 def main(argv=None):
     """Entry point of the ``seedbrachy`` console command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="seedbrachy", description=f"SeedBrachy {__version__}. {RESEARCH_NOTICE}")
@@ -59,8 +65,9 @@ def main(argv=None):
     settings.add_arguments(p, DEMO_OPTIONS)
     p.set_defaults(func=_demo)
     from .commands import detect, dicom
-    for command in (detect, dicom):
+    for command in (detect,):
         command.add_parser(sub)
+    dicom.add_parser(sub, export_demo=_dicom_demo)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

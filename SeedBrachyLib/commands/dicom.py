@@ -21,7 +21,9 @@ from ..sources import DEFAULT_U_PER_MCI
 from .common import EXIT_OK, check_outputs, progress_of, write_json
 
 
-def add_parser(sub):
+def add_parser(sub, export_demo=None):
+    """The ``dicom`` subcommand; ``export_demo(folder, args, implant_datetime, progress)`` serves ``--demo``
+    (given by the command line, which alone may run the built-in synthetic case)."""
     p = sub.add_parser("dicom", help="export a case to DICOM RT, or read a DICOM folder")
     actions = p.add_subparsers(dest="action", required=True)
     e = actions.add_parser("export", help="write CT, RT Structure Set, RT Plan and RT Dose")
@@ -39,7 +41,7 @@ def add_parser(sub):
     e.add_argument("--implant-date", help="date (and time) the seed strengths refer to, ISO 8601 (default now)")
     e.add_argument("--force", action="store_true", help="write into an existing output folder")
     e.add_argument("--quiet", action="store_true", help="no progress display")
-    e.set_defaults(func=run_export)
+    e.set_defaults(func=run_export, export_demo=export_demo)
     i = actions.add_parser("import", help="read a DICOM folder: CT, structures, seeds, dose")
     i.add_argument("folder", help="folder holding the CT series and RT objects (searched recursively)")
     i.add_argument("--implant-date", help="decay the seed strengths to this date (and time), ISO 8601")
@@ -66,11 +68,9 @@ def run_export(args):
     when = implant_date(args.implant_date)
     progress = progress_of(args)
     if args.demo:
-        if args.ct or args.plan:
+        if args.ct or args.plan or args.export_demo is None:
             raise InputError("--demo writes the synthetic case: give either --demo or --ct and --plan")
-        from ..demo.dicom import export_demo
-        export_demo(args.out, args.model, args.activity_mci, args.u_per_mci, when, progress=progress,
-                    overwrite=args.force)
+        args.export_demo(args.out, args, when, progress)
     else:
         _export_case(args, when, progress)
     close(progress)

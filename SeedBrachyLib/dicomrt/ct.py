@@ -46,6 +46,8 @@ SPACING_TOLERANCE = (0.01, 0.01)
 #: Largest in-plane shift between neighbouring slices (mm, per mm of slice spacing) before the stack counts as tilted.
 TILT_TOLERANCE = 1e-3
 MAX_VOXELS = 1 << 30
+#: Smallest CT Rescale Slope accepted (HU per stored unit); a CT slope is positive, normally 1.
+MIN_SLOPE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,8 @@ def _slice_header(ds, where):
         "spacing": numbers(ds, "PixelSpacing", where, 2, minimum=1e-6, maximum=1e4),
         "ipp": np.array(numbers(ds, "ImagePositionPatient", where, 3, minimum=-1e6, maximum=1e6)),
         "sop": uid(ds, "SOPInstanceUID", where),
-        "slope": number(ds, "RescaleSlope", where, False, 1.0, -1e6, 1e6),
-        "intercept": number(ds, "RescaleIntercept", where, False, 0.0, -1e6, 1e6),
+        "slope": number(ds, "RescaleSlope", where, False, 1.0, MIN_SLOPE, 1.0 / MIN_SLOPE),
+        "intercept": number(ds, "RescaleIntercept", where, False, 0.0, -1e5, 1e5),
         "thickness": number(ds, "SliceThickness", where, False, None, 0.0, 1e4),
         "tilt": number(ds, "GantryDetectorTilt", where, False, 0.0),
     }

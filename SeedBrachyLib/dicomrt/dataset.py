@@ -205,10 +205,14 @@ def value(ds, keyword, where, required=True, default=None):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            v = ds[keyword].value if keyword in ds else None
+            elem = ds[keyword] if keyword in ds else None
+            v = None if elem is None else elem.value
     except Exception as exc:  # noqa: BLE001 - pydicom decodes values lazily and may raise any type
         raise InputError(f"{where}: attribute {keyword} cannot be decoded ({type(exc).__name__}: {_short(exc)})") \
             from None
+    if elem is not None and elem.VR not in dictionary_VR(keyword).split(" or ") + ["UN"]:
+        raise InputError(f"{where}: attribute {keyword} is encoded as {elem.VR}; the standard's VR is "
+                         f"{dictionary_VR(keyword)}")
     if v is None or (hasattr(v, "__len__") and len(v) == 0 and not isinstance(v, (int, float))):
         if required:
             raise InputError(f"{where}: required attribute {keyword} is missing or empty")
