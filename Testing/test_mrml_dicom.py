@@ -55,3 +55,21 @@ def test_export_import_round_trip_keeps_the_links(case_nodes, tmp_path):
     referenced = {ci.ReferencedSOPInstanceUID for item in rs.ROIContourSequence for contour in item.ContourSequence
                   for ci in contour.ContourImageSequence}
     assert referenced <= set(ct_uids)
+
+
+def test_a_ct_loaded_elsewhere_is_linked_to_its_files(case_nodes, tmp_path):
+    """As for a volume from Slicer's DICOM browser: the files of its instance UIDs give the series to reference."""
+    from SeedBrachyLib.dicomrt import write_ct_series
+    from SeedBrachyLib.errors import InputError
+
+    c = case_nodes
+    series = write_ct_series(tmp_path / "ct", c.case.ct, c.case.grid)
+    got = dicom.link_ct_to_files(c.ct, sorted((tmp_path / "ct").iterdir()))
+    assert got.sop_instance_uids == series.sop_instance_uids
+    assert dicom.linked_series(c.ct).series_instance_uid == series.series_instance_uid
+    other = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "cropped")
+    volumes.update_volume_node(other, c.case.ct[1:], Grid(c.case.grid.to_ras([0, 0, 1]), c.case.grid.spacing,
+                                                           c.case.grid.direction, c.case.grid.dims[:2] + (
+                                                               c.case.grid.dims[2] - 1,)))
+    with pytest.raises(InputError, match="cropped or resampled"):
+        dicom.link_ct_to_files(other, sorted((tmp_path / "ct").iterdir()))

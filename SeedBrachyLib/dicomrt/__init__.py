@@ -19,13 +19,14 @@ unless asked (``overwrite=True``) and mark every plan UNAPPROVED (research use).
 =========================================  ====================================================================
 """
 
-from .ct import ImageSeries, read_ct_series, write_ct_series
+from .ct import ImageSeries, read_ct_headers, read_ct_series, write_ct_series
 from .dataset import Study
 from .folder import DicomCase, read_dicom_folder, write_dicom_case
 from .rtdose import DoseInfo, read_rtdose, write_rtdose
 from .rtplan import PlanSeeds, SourceInfo, read_rtplan, write_rtplan
 from .rtstruct import Roi, read_rtstruct, write_rtstruct
 
-__all__ = ["DicomCase", "DoseInfo", "ImageSeries", "PlanSeeds", "Roi", "SourceInfo", "Study", "read_ct_series",
+__all__ = ["DicomCase", "DoseInfo", "ImageSeries", "PlanSeeds", "Roi", "SourceInfo", "Study", "read_ct_headers",
+           "read_ct_series",
            "read_dicom_folder", "read_rtdose", "read_rtplan", "read_rtstruct", "write_ct_series", "write_dicom_case",
            "write_rtdose", "write_rtplan", "write_rtstruct"]

@@ -7,6 +7,7 @@
   no image series, several image series (choose one with ``series_uid``), a non-CT modality, enhanced
   multi-frame CT, slices of different size, orientation or pixel spacing, two slices at one position,
   missing slices, uneven spacing, a tilted (sheared) stack, undecodable pixel data.
+* :func:`read_ct_headers` -- the same from the headers only: (Grid, ImageSeries), no pixel data read.
 * :func:`write_ct_series` -- HU ``[k, j, i]`` on a Grid as single-frame CT Image Storage files
   (signed 16-bit, 1 HU steps), one per slice, returning the :class:`ImageSeries` (SOP Instance UIDs
   in slice order) that an RT Structure Set references.
@@ -82,6 +83,22 @@ def read_ct_series(source, series_uid=None, progress=None):
     HU is int16 when every slice's rescale gives whole HU in range, else float32 (Hounsfield units).
     ``series_uid`` picks one series when the folder holds several image series.
     """
+    items, notes = _series_items(source, series_uid, progress)
+    return _stack(items, notes, progress)
+
+
+def read_ct_headers(source, series_uid=None):
+    """(RAS Grid, ImageSeries) of the CT series in ``source`` from the headers alone (no pixel data read).
+
+    The same checks as :func:`read_ct_series`; for linking a volume loaded elsewhere (e.g. by Slicer's DICOM
+    browser) to the series it came from.
+    """
+    items, notes = _series_items(source, series_uid, None)
+    return _stack(items, notes, None, pixels=False)[1:]
+
+
+def _series_items(source, series_uid, progress):
+    """([(path, header dataset)] of the one image series chosen in ``source``, notes)."""
     files = _files_of(source)
     notes, series, others = [], {}, []
     skipped = [p for p in files if not has_dicom_header(p)]
@@ -109,7 +126,7 @@ def read_ct_series(source, series_uid=None, progress=None):
     chosen = series_uid or next(iter(series))
     if chosen not in series:
         raise InputError(f"series {chosen!r} not found; the folder holds: {', '.join(series)}")
-    return _stack(series[chosen], notes, progress)
+    return series[chosen], notes
 
 
 def _slice_header(ds, where):
@@ -141,7 +158,7 @@ def _slice_header(ds, where):
     }
 
 
-def _stack(items, notes, progress):
+def _stack(items, notes, progress, pixels=True):
     headers, seen = [], {}
     for path, ds in items:
         h = _slice_header(ds, path.name)
@@ -169,7 +186,7 @@ def _stack(items, notes, progress):
         raise InputError(f"CT series of {n_i}x{n_j}x{len(headers)} voxels exceeds {MAX_VOXELS} voxels")
     grid = grid_from_planes(ref["iop"], ref["spacing"], positions[0], spacing, (n_i, n_j, len(headers)),
                             ref_path.name)
-    hu = _pixels(headers, progress)
+    hu = _pixels(headers, progress) if pixels else None
     study = Study.of(ref_ds, ref_path.name)
     series = ImageSeries(study, uid(ref_ds, "SeriesInstanceUID", ref_path.name), CTImageStorage,
                          tuple(h["sop"] for _, _, h in headers), "CT",

@@ -4,6 +4,7 @@
   segmentation (one segment per ROI: voxels at least half inside the ROI's contours, on the CT grid), seeds
   node (one point per seed, axis and S_K at implant kept, :mod:`.markups`), dose volume (marked the SlicerRT
   way, :func:`.volumes.set_dose_volume`).
+* :func:`link_ct_to_files` -- link a CT node loaded elsewhere (Slicer's DICOM browser) to its series' files.
 * :func:`export_case` -- CT, segmentation, seeds and dose nodes as CT series + RT Structure Set + RT Plan +
   RT Dose (:func:`SeedBrachyLib.dicomrt.write_dicom_case`). A CT linked to a DICOM series is referenced, not
   written again; an unlinked CT is written and linked to its new series.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import structures
-from ..dicomrt import ImageSeries, Roi, Study, read_dicom_folder, write_dicom_case
+from ..dicomrt import ImageSeries, Roi, Study, read_ct_headers, read_dicom_folder, write_dicom_case
 from ..errors import InputError
 from ..progress import report
 from . import ATTRIBUTE_PREFIX
@@ -54,6 +55,19 @@ def link_ct(ct_node, series):
                        (INSTANCE_UIDS, " ".join(series.sop_instance_uids)), (PATIENT_NAME, study.patient_name),
                        (PATIENT_ID, study.patient_id)):
         ct_node.SetAttribute(key, str(value))
+
+
+def link_ct_to_files(ct_node, files):
+    """Link ``ct_node`` to the CT series of ``files`` (e.g. Slicer's DICOM database files of the volume's
+    ``DICOM.instanceUIDs``), after checking that the files' geometry is the node's; return the ImageSeries.
+    """
+    grid, series = read_ct_headers(files)
+    node_grid = array_from_volume_node(ct_node)[1]
+    if node_grid.dims != grid.dims or not np.allclose(node_grid.ijk_to_ras, grid.ijk_to_ras, atol=1e-3):
+        raise InputError(f"CT '{ct_node.GetName()}' ({node_grid.describe()}) is not the series of those files "
+                         f"({grid.describe()}): it was cropped or resampled; export writes it as a new series")
+    link_ct(ct_node, series)
+    return series
 
 
 def linked_series(ct_node):
