@@ -404,6 +404,7 @@ def test_rtplan_refusals(exported, tmp_path):
         read_rtplan(path)
 
 
+@pytest.mark.slow
 def test_dicompyler_core_reads_our_rtdose_and_rtstruct(tmp_path):
     """dicompyler-core's DVH (voxel centres inside the contours, 1 cGy bins) of our exported files vs ours.
 

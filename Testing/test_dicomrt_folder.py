@@ -71,6 +71,7 @@ def test_export_of_a_headless_case_references_the_input_ct(tmp_path, small, caps
                  str(tmp_path / "seeds.json"), "--prescription-gy", "120", "--quiet"]) == 2  # exists, no --force
 
 
+@pytest.mark.slow
 def test_worked_example_exports_and_imports(tmp_path, capsys):
     """``seedbrachy dicom export --demo``: every file conformant, and ``dicom import`` reads the case back."""
     out = tmp_path / "demo"

@@ -29,6 +29,7 @@ def _random_grid(rng, dims):
                 dims)
 
 
+@pytest.mark.slow
 def test_random_plans_round_trip(tmp_path):
     """100 plans of 1-12 seeds anywhere within 300 mm, any axis: positions to 0.01 mm, axes to 0.1 deg, S_K exact
     (6 decimals, i.e. any certificate value; an arbitrary float keeps 14 significant digits)."""
@@ -67,6 +68,7 @@ def _blob(rng, grid):
     return mask
 
 
+@pytest.mark.slow
 def test_random_masks_round_trip_voxel_for_voxel(tmp_path):
     """25 random blobs (thin parts, holes, several islands per slice) on random oblique anisotropic CT grids."""
     rng = np.random.default_rng(5)

@@ -12,6 +12,7 @@ from SeedBrachyLib.grid import Grid  # noqa: E402
 from SeedBrachyLib.mrml import dicom, markups, segmentations, volumes  # noqa: E402
 
 
+@pytest.mark.slow
 def test_export_import_round_trip_keeps_the_links(case_nodes, tmp_path):
     c = case_nodes
     dose_grid = Grid.around(c.case.node_center, 40.0, 2.0)
@@ -57,6 +58,7 @@ def test_export_import_round_trip_keeps_the_links(case_nodes, tmp_path):
     assert referenced <= set(ct_uids)
 
 
+@pytest.mark.slow
 def test_a_ct_loaded_elsewhere_is_linked_to_its_files(case_nodes, tmp_path):
     """As for a volume from Slicer's DICOM browser: the files of its instance UIDs give the series to reference."""
     from SeedBrachyLib.dicomrt import write_ct_series
