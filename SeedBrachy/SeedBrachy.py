@@ -45,8 +45,9 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 from slicer.util import VTKObservationMixin  # noqa: E402
 
 from SeedBrachyLib import RESEARCH_NOTICE, settings, summaries  # noqa: E402
+from SeedBrachyLib.dicomrt.dataset import parse_datetime  # noqa: E402
 from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
-from SeedBrachyLib.mrml import dosimetry, parameters, planning, postimplant, segmentations  # noqa: E402
+from SeedBrachyLib.mrml import dicom, dosimetry, parameters, planning, postimplant, segmentations  # noqa: E402
 
 #
 # SeedBrachy
@@ -152,7 +153,8 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    "computeDoseButton": self.onComputeDoseButton, "evaluateButton": self.onEvaluateButton,
                    "detectSeedsButton": self.onDetectSeedsButton, "registerButton": self.onRegisterButton,
                    "carryContoursButton": self.onCarryContoursButton,
-                   "computePostDoseButton": self.onComputePostDoseButton, "compareButton": self.onCompareButton}
+                   "computePostDoseButton": self.onComputePostDoseButton, "compareButton": self.onCompareButton,
+                   "importDicomButton": self.onImportDicomButton, "exportDicomButton": self.onExportDicomButton}
         for name, slot in buttons.items():
             getattr(self.ui, name).connect("clicked(bool)", slot)
         self.initializeParameterNode()
@@ -340,6 +342,36 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(p.comparisonTable.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
 
+    def onImportDicomButton(self) -> None:
+        """Read a DICOM folder into new nodes, chosen as the module's CT, segmentation, seeds and dose."""
+        import qt  # here, not at the top: the headless tests (slicer-core) have no Qt
+
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, _("DICOM folder to import"))
+        if not folder:
+            return
+
+        def work(progress):
+            nodes = self.logic.importDicomUsingParameterNode(self._parameterNode, slicer.mrmlScene, folder,
+                                                             self.ui.implantDateLineEdit.text, progress)
+            self.ui.dicomResultsLabel.text = "\n".join(nodes["case"].summary_lines())
+
+        self._run(_("Importing DICOM..."), _("DICOM import failed."), work)
+
+    def onExportDicomButton(self) -> None:
+        """Write CT, segments, seeds and dose as DICOM RT into a new (or empty) folder."""
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, _("New or empty folder for the DICOM RT files"))
+        if not folder:
+            return
+
+        def work(progress):
+            paths = self.logic.exportDicomUsingParameterNode(self._parameterNode, folder,
+                                                             self.ui.implantDateLineEdit.text, progress)
+            self.ui.dicomResultsLabel.text = _("Written: {files}").format(files=", ".join(map(str, paths.values())))
+
+        self._run(_("Exporting DICOM RT..."), _("DICOM export failed."), work)
+
 
 #
 # SeedBrachyLogic
@@ -454,6 +486,47 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         """registerPostImplant with the parameter node's nodes."""
         return self.registerPostImplant(p.ctVolume, p.postImplantCt, p.registrationTransform, p.postImplantSeeds,
                                         progress)
+
+    def importDicom(self, scene, folder, implantDateTime=None, progress=None):
+        """New nodes {"ct", "segmentation", "seeds", "dose", "case"} in ``scene`` of the DICOM case in ``folder``."""
+        return dicom.import_folder(scene, folder, implantDateTime, progress=progress)
+
+    def importDicomUsingParameterNode(self, p, scene, folder, implantDate="", progress=None):
+        """importDicom (``implantDate``: ISO 8601 text or blank); the new nodes become the module's inputs."""
+        nodes = self.importDicom(scene, folder, parse_datetime(implantDate, "implant date"), progress)
+        with slicer.util.NodeModify(p):
+            p.ctVolume = nodes["ct"]
+            for name, key in (("segmentation", "segmentation"), ("seeds", "seeds"), ("doseVolume", "dose")):
+                if nodes[key] is not None:
+                    setattr(p, name, nodes[key])
+        return nodes
+
+    @staticmethod
+    def linkCtToDicomDatabase(ctVolume):
+        """Link a CT loaded by Slicer's DICOM browser (attribute DICOM.instanceUIDs) to its series' files, so
+        that an export references it instead of writing a new series; a cropped or resampled CT is not linked."""
+        uids = (ctVolume.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or dicom.linked_series(ctVolume) is not None or database is None:
+            return
+        files = [database.fileForInstance(uid) for uid in uids]
+        if all(files):
+            try:
+                dicom.link_ct_to_files(ctVolume, files)
+            except InputError as exc:
+                logging.warning("SeedBrachy: %s", exc)
+
+    def exportDicom(self, folder, ctVolume, seeds, prescriptionGy, segmentation=None, doseVolume=None,
+                    targetSegmentID="", modelKey=None, implantDateTime=None, progress=None):
+        """CT, segments, seeds and dose as DICOM RT in ``folder``; returns {role: path} of the files written."""
+        self.linkCtToDicomDatabase(ctVolume)
+        return dicom.export_case(folder, ctVolume, seeds, prescriptionGy, segmentation, doseVolume,
+                                 targetSegmentID or None, modelKey, implantDateTime, progress=progress)
+
+    def exportDicomUsingParameterNode(self, p, folder, implantDate="", progress=None):
+        """exportDicom with the parameter node's nodes and settings (prescription to the CTV)."""
+        return self.exportDicom(folder, p.ctVolume, p.seeds, p.prescriptionGy, p.segmentation, p.doseVolume,
+                                p.ctvSegmentID, p.sourceModel, parse_datetime(implantDate, "implant date"), progress)
 
     @staticmethod
     def carriedSegmentsPresent(p):

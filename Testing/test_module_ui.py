@@ -14,11 +14,13 @@ UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
 #: Widget class expected from a widget name's suffix (first match wins).
 SUFFIX_CLASSES = (("CollapsibleButton", "ctkCollapsibleButton"), ("Button", "QPushButton"), ("Label", "QLabel"),
                   ("SegmentSelector", "qMRMLSegmentSelectorWidget"), ("Selector", "qMRMLNodeComboBox"),
-                  ("SeedSpinBox", "QSpinBox"), ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"))
+                  ("SeedSpinBox", "QSpinBox"), ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"),
+                  ("LineEdit", "QLineEdit"))
 #: Signals, methods and properties the module may use on each widget class (Slicer/Qt API).
 CLASS_API = {
     "QPushButton": {"connect", "enabled", "toolTip", "text", "clicked(bool)"},
     "QLabel": {"text", "toolTip"},
+    "QLineEdit": {"text", "toolTip"},
     "qMRMLSegmentSelectorWidget": {"connect", "currentNodeChanged(vtkMRMLNode*)", "currentSegmentChanged(QString)",
                                    "setCurrentNode", "setCurrentSegmentID", "currentNode", "currentSegmentID",
                                    "blockSignals", "segmentSelectionChanged(QStringList)", "selectedSegmentIDs",
@@ -79,10 +81,10 @@ def test_every_widget_the_module_uses_exists_with_the_expected_class(tree, ui_wi
             assert member in CLASS_API[cls], f"self.ui.{name}.{member}: not an API of {cls}"
 
 
-def test_ui_has_the_six_collapsible_sections(ui_widgets):
+def test_ui_has_the_seven_collapsible_sections(ui_widgets):
     sections = {props["text"] for cls, props in ui_widgets.values() if cls == "ctkCollapsibleButton"}
     assert sections == {"Inputs", "Source and prescription", "Needles and seeds", "Dose", "Evaluation",
-                        "Post-implant"}
+                        "Post-implant", "DICOM RT"}
 
 
 def test_every_setting_has_its_widget_with_the_settings_range_and_choices(ui_widgets):

@@ -11,10 +11,9 @@
 
 from __future__ import annotations
 
-import datetime
-
 import numpy as np
 
+from ..dicomrt.dataset import parse_datetime
 from ..errors import InputError
 from ..progress import close
 from ..sources import DEFAULT_U_PER_MCI
@@ -52,20 +51,10 @@ def add_parser(sub, export_demo=None):
     return p
 
 
-def implant_date(text):
-    """A datetime from an ISO 8601 date or date-time, or None."""
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"implant date {text!r} invalid: use ISO 8601, e.g. 2026-03-01 or 2026-03-01T09:30") from None
-
-
 def run_export(args):
     check_outputs(args, inputs=[p for p in (args.ct, args.structures, args.plan, args.dose) if p],
                   folders=[args.out])
-    when = implant_date(args.implant_date)
+    when = parse_datetime(args.implant_date, 'implant date')
     progress = progress_of(args)
     if args.demo:
         if args.ct or args.plan or args.export_demo is None:
@@ -107,7 +96,7 @@ def run_import(args):
     check_outputs(args, inputs=[args.folder])
     from ..dicomrt import read_dicom_folder
     progress = progress_of(args)
-    case = read_dicom_folder(args.folder, implant_date(args.implant_date), progress=progress)
+    case = read_dicom_folder(args.folder, parse_datetime(args.implant_date, 'implant date'), progress=progress)
     close(progress)
     print("\n".join(case.summary_lines()))
     plan = case.plan

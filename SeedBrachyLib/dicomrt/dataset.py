@@ -348,6 +348,16 @@ def date_time(ds, date_keyword, time_keyword, where, required=True):
                          "(YYYYMMDD, HHMMSS.FFFFFF)") from None
 
 
+def parse_datetime(text, what="date"):
+    """A ``datetime.datetime`` from an ISO 8601 date or date-time text (e.g. 2026-03-01T09:30), None if blank."""
+    if not text or not str(text).strip():
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise InputError(f"{what} {text!r} invalid: use ISO 8601, e.g. 2026-03-01 or 2026-03-01T09:30") from None
+
+
 def dicom_date_time(moment):
     """(DA, TM) strings of a ``datetime.datetime``."""
     return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S.%f")

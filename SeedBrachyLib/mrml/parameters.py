@@ -126,6 +126,7 @@ ACTION_INPUTS = {
     "compareButton": {"doseVolume": "pre-plan dose", "postDoseVolume": "post-plan dose",
                       "ctvSegmentID": "CTV segment", "seeds": "planned seeds", "postImplantSeeds": "implanted seeds",
                       "comparisonTable": "output table"},
+    "exportDicomButton": {"ctVolume": "CT", "seeds": "seeds point list"},
 }
 
 
