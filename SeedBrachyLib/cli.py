@@ -45,8 +45,8 @@ def _demo(args):
 
 def _dicom_demo(folder, args, implant_datetime, progress):
     from .demo.dicom import export_demo
-    export_demo(folder, args.model, args.activity_mci, args.u_per_mci, implant_datetime, progress=progress,
-                overwrite=args.force)
+    export_demo(folder, implant_datetime, progress=progress, overwrite=args.force, sourceModel=args.model,
+                seedActivityMci=args.activity_mci, uPerMci=args.u_per_mci)
 
 
 def main(argv=None):
