@@ -64,8 +64,9 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     settings.add_arguments(p, DEMO_OPTIONS)
     p.set_defaults(func=_demo)
+    from .cohort import cli as cohort
     from .commands import detect, dicom
-    for command in (detect,):
+    for command in (detect, cohort):
         command.add_parser(sub)
     dicom.add_parser(sub, export_demo=_dicom_demo)
     args = parser.parse_args(argv)

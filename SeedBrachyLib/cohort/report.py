@@ -1,0 +1,279 @@
+"""The research report of a cohort analysis: figures (matplotlib), self-contained HTML and a PDF.
+
+Figures: ROC curve with the Youden point, dose-response curve (fitted logistic with its 95% band,
+observed responses and binned response rates), Kaplan-Meier curves by dose group for each endpoint.
+The HTML embeds the figures as PNG; the PDF (matplotlib's PdfPages) has the same tables as text
+pages followed by the figures. Every number comes from the results dict (the JSON).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import textwrap
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000 or (0 < abs(v) < 1e-3):
+        return f"{v:.2e}"
+    return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{max(digits - 2, 1)}f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def _p(v):
+    return "-" if v is None else ("< 0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def figures(results):
+    """{name: matplotlib Figure} for the results."""
+    plt = _pyplot()
+    figs = {}
+    resp = results.get("response")
+    if resp:
+        r = resp["roc"]
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot(r["curve"]["fpr"], r["curve"]["tpr"], "-", color="C0", drawstyle="steps-post")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        y = r["youden"]
+        ax.plot(1 - y["specificity"], y["sensitivity"], "o", color="C3",
+                label=f"Youden cut-off {y['cutoff']:.1f} {r['unit']}")
+        ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.02),
+               title=f"ROC of {r['variable']}: AUC {r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f}, DeLong)")
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower right", fontsize=8)
+        figs["roc"] = fig
+        d = resp["dose_response"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        c = d["curve"]
+        ax.fill_between(c["dose"], c["ci_low"], c["ci_high"], color="C0", alpha=0.2, label="95% CI")
+        ax.plot(c["dose"], c["p"], color="C0", label=f"logistic fit ({'Firth' if 'Firth' in d['method'] else 'ML'})")
+        x, yy = np.asarray(d["observed"]["dose"]), np.asarray(d["observed"]["response"])
+        jitter = np.random.default_rng(0).uniform(-0.02, 0.02, x.size)
+        ax.plot(x, yy + jitter, "|", color="k", alpha=0.5, label="patients (1 = objective response)")
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, 6)))
+        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+        centres = [x[idx == i].mean() for i in range(len(edges) - 1) if (idx == i).any()]
+        rates = [yy[idx == i].mean() for i in range(len(edges) - 1) if (idx == i).any()]
+        ax.plot(centres, rates, "s", color="C1", label="observed rate (dose quintiles)")
+        ax.axvline(y["cutoff"], color="C3", ls="--", lw=1, label=f"cut-off {y['cutoff']:.1f} {r['unit']}")
+        ax.set(xlabel=f"{d['variable']} [{d['unit']}]", ylabel="P(objective response)", ylim=(-0.05, 1.05),
+               title="Dose-response")
+        ax.legend(fontsize=7, loc="lower right")
+        figs["dose_response"] = fig
+    for name, s in results.get("survival", {}).items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (g, km) in enumerate(sorted(s["groups"].items())):
+            t = [0.0, *km["time"]]
+            ax.step(t, [1.0, *km["survival"]], where="post", color=f"C{i}",
+                    label=f"{s['dose_group']['variable']} >= {s['dose_group']['cutoff']:.1f}: {g} "
+                          f"(n={km['n']}, events={km['events']})")
+            ax.fill_between(t, [1.0, *km["ci_low"]], [1.0, *km["ci_high"]], step="post", color=f"C{i}", alpha=0.15)
+        lr = next((r for r in s["logrank"] if r["variable"].startswith(s["dose_group"]["variable"] + " >=")), None)
+        title = f"{name}: Kaplan-Meier by dose group"
+        if lr and "p" in lr:
+            title += f" (log-rank p = {_p(lr['p'])})"
+        ax.set(xlabel="months", ylabel="probability", ylim=(0, 1.05), title=title)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, loc="lower left")
+        figs[f"km_{name}"] = fig
+    return figs
+
+
+def _table(header, rows):
+    return header, [[_fmt(v) if not isinstance(v, str) else v for v in row] for row in rows]
+
+
+def tables(results):
+    """[(title, header, rows, notes)] : every table of the report, from the results."""
+    out = []
+    inp = results["input"]
+    out.append(("Input", ["item", "value"], [
+        ["source", str(inp["source"])], ["patients", str(inp["patients"])],
+        ["dose metric", f"{inp['dose_metric']} (column {inp['dose_column']}, {inp['unit']})"],
+        ["clinical variables", ", ".join(f"{k} ({v})" for k, v in inp["clinical"].items()) or "-"],
+        ["endpoints", ", ".join(inp["endpoints"]) or "-"]], inp["notes"]))
+    resp = results.get("response")
+    if resp:
+        out.append(("Response (RECIST 1.1)", ["", "value"], [
+            *[[k, str(v)] for k, v in resp["counts"].items()],
+            ["evaluable", str(resp["n_evaluable"])],
+            ["ORR", f"{resp['orr']['k']}/{resp['orr']['n']} = {100 * resp['orr']['rate']:.1f}% "
+                    f"({100 * resp['orr']['ci_low']:.1f}-{100 * resp['orr']['ci_high']:.1f}%)"],
+            ["LCR", f"{resp['lcr']['k']}/{resp['lcr']['n']} = {100 * resp['lcr']['rate']:.1f}% "
+                    f"({100 * resp['lcr']['ci_low']:.1f}-{100 * resp['lcr']['ci_high']:.1f}%)"]],
+            [resp["definitions"], resp["orr"]["method"]]))
+        rows = []
+        for r in resp["descriptive"]["rows"]:
+            if r.get("summary") is None:
+                rows.append([r["variable"], "-", "-", "-", "-"])
+            elif r["kind"] == "continuous":
+                rows.append([f"{r['variable']} [{r['unit']}]" if r["unit"] else r["variable"], r["summary"],
+                             *r["text"], f"{_p(r['p'])} ({r['test']})"])
+            else:
+                for i, (lev, txt) in enumerate(r["text"].items()):
+                    rows.append([f"{r['variable']} = {lev}", "n (%)", *txt,
+                                 f"{_p(r['p'])} ({r['test']})" if i == 0 else ""])
+        out.append(("Patients by objective response", ["variable", "summary", "response", "no response", "p (test)"],
+                    rows, [r["note"] for r in resp["descriptive"]["rows"] if r.get("note")]))
+        rows, notes = [], []
+        for u in resp["univariate"]:
+            if "skipped" in u:
+                rows.append([u["variable"], "-", "-", "not fitted"])
+                notes.append(u["skipped"])
+                continue
+            for t in u["terms"]:
+                rows.append([t["term"], _fmt(t["odds_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}",
+                             _p(t["p"])])
+            notes += u["notes"]
+        out.append(("Univariate logistic regression (objective response; OR per unit)",
+                    ["term", "OR", "95% CI", "p"], rows, sorted(set(notes)) + [
+                        "methods: " + "; ".join(sorted({u["method"] for u in resp["univariate"] if "method" in u}))]))
+        m = resp["multivariate"]
+        if "skipped" in m:
+            out.append(("Multivariate logistic regression", ["", ""], [["not fitted", m["skipped"]]],
+                        [m["selection"]]))
+        else:
+            out.append(("Multivariate logistic regression", ["term", "OR", "95% CI", "p"],
+                        [[t["term"], _fmt(t["odds_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}", _p(t["p"])]
+                         for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
+        r, y, rates = resp["roc"], resp["roc"]["youden"], resp["roc"]["rates"]
+        out.append((f"ROC of {r['variable']} and the Youden cut-off", ["", "value"], [
+            ["AUC (DeLong 95% CI)", f"{r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"],
+            ["AUC bootstrap 95% CI", f"{r['auc_bootstrap_ci'][0]:.3f}-{r['auc_bootstrap_ci'][1]:.3f}"],
+            ["Youden cut-off (bootstrap 95% CI)",
+             f"{y['cutoff']:.1f} {r['unit']} ({y['ci_low']:.1f}-{y['ci_high']:.1f})"],
+            ["sensitivity / specificity", f"{y['sensitivity']:.3f} / {y['specificity']:.3f} (J = {y['youden_j']:.3f})"],
+            [f"ORR at >= {y['cutoff']:.1f}", f"{rates['responders_above']}/{rates['n_above']} = "
+                                             f"{100 * rates['rate_above']:.1f}%" if rates["n_above"] else "-"],
+            [f"ORR below {y['cutoff']:.1f}", f"{rates['responders_below']}/{rates['n_below']} = "
+                                             f"{100 * rates['rate_below']:.1f}%" if rates["n_below"] else "-"],
+            ["Fisher's exact p", _p(rates["fisher_p"])]],
+            [r["method"], y["method"] + f" ({y['replicates']} replicates, seed {y['seed']})"]))
+    for name, s in results.get("survival", {}).items():
+        rows = []
+        for label, km in [("all", s["overall"]), *sorted(s["groups"].items())]:
+            at = {a["month"]: a for a in km["at"]}
+            rows.append([label, str(km["n"]), str(km["events"]),
+                         _fmt(km["median"]) + (f" ({_fmt(km['median_ci'][0])}-{_fmt(km['median_ci'][1])})"
+                                                if km["median"] is not None else ""),
+                         *[f"{100 * at[m]['survival']:.0f}%" if m in at else "-" for m in (12.0, 24.0)]])
+        g = s["dose_group"]
+        out.append((f"{name}: Kaplan-Meier", ["group", "n", "events", "median, months (95% CI)", "12 months",
+                                               "24 months"], rows,
+                    [f"groups: {g['variable']} >= {g['cutoff']:.1f} (yes/no), cut-off: {g['cutoff_source']}",
+                     s["overall"]["method"]]))
+        out.append((f"{name}: log-rank tests", ["factor", "chi-square", "p"],
+                    [[lr["variable"], _fmt(lr.get("chi2")), _p(lr.get("p"))] for lr in s["logrank"]],
+                    [lr["skipped"] for lr in s["logrank"] if "skipped" in lr]))
+        rows, notes = [], []
+        for u in s["univariate_cox"]:
+            if "skipped" in u:
+                rows.append([u["variable"], "-", "-", "not fitted"])
+                notes.append(u["skipped"])
+                continue
+            rows += [[t["term"], _fmt(t["hazard_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}", _p(t["p"])]
+                     for t in u["terms"]]
+        out.append((f"{name}: univariate Cox", ["term", "HR", "95% CI", "p"], rows, notes))
+        m = s["multivariate_cox"]
+        if "skipped" in m:
+            out.append((f"{name}: multivariate Cox", ["", ""], [["not fitted", m["skipped"]]], [m["selection"]]))
+        else:
+            out.append((f"{name}: multivariate Cox", ["term", "HR", "95% CI", "p"],
+                        [[t["term"], _fmt(t["hazard_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}",
+                          _p(t["p"])] for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
+    return out
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def html_report(results, figs):
+    """Self-contained HTML (figures embedded as PNG)."""
+    e = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>SeedBrachy cohort report</title><style>"
+             "body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse;margin:6px 0}"
+             "td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}th{background:#eee}"
+             ".notice{background:#fee;border:1px solid #c00;padding:6px}.note{font-size:12px;color:#444}"
+             "</style></head><body>", "<h1>Cohort dose-response report</h1>",
+             f"<p class='notice'><b>{e(results['notice'])}</b> Research use: not for clinical decisions. "
+             f"{e(results['software'])}.</p>"]
+    for title, header, rows, notes in tables(results):
+        parts.append(f"<h2>{e(title)}</h2><table><tr>{''.join(f'<th>{e(h)}</th>' for h in header)}</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>" + "".join(f"<p class='note'>{e(str(n))}</p>" for n in notes if n))
+    for name, fig in figs.items():
+        parts.append(f"<h2>Figure: {e(name)}</h2><img alt='{e(name)}' src='data:image/png;base64,{_png(fig)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def pdf_report(results, figs, path):
+    """PDF: the tables as text pages (A4 portrait), then one page per figure."""
+    plt = _pyplot()
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    lines = ["SeedBrachy cohort dose-response report", results["notice"] + " Research use: not for clinical decisions.",
+             results["software"], ""]
+    for title, header, rows, notes in tables(results):
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else []
+        lines += [title, "-" * len(title), "  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+        lines += [w for n in notes if n for w in textwrap.wrap(f"  note: {n}", 110)] + [""]
+    per_page = 72
+    with PdfPages(path) as pdf:
+        for start in range(0, len(lines), per_page):
+            fig = plt.figure(figsize=(8.27, 11.69))
+            fig.text(0.04, 0.97, "\n".join(lines[start:start + per_page]), va="top", ha="left", family="monospace",
+                     fontsize=6.2)
+            pdf.savefig(fig)
+            plt.close(fig)
+        for fig in figs.values():
+            pdf.savefig(fig, bbox_inches="tight")
+
+
+def json_ready(value):
+    """Plain JSON types: numpy scalars and arrays converted, NaN and infinities as null."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def write(results, out_dir):
+    """Write results.json, report.html and report.pdf into ``out_dir`` (created if needed) -> their paths."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = figures(results)
+    (out / "results.json").write_text(json.dumps(json_ready(results), indent=1, allow_nan=False))
+    (out / "report.html").write_text(html_report(results, figs))
+    pdf_report(results, figs, out / "report.pdf")
+    _pyplot().close("all")
+    return dict(json=out / "results.json", html=out / "report.html", pdf=out / "report.pdf")
