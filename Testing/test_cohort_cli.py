@@ -97,7 +97,7 @@ def test_outputs_are_never_overwritten_silently(tmp_path, capsys):
     out = tmp_path / "out"
     assert _run([str(csv), "--out", str(out)]) == 0
     assert _run([str(csv), "--out", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert "--force" in capsys.readouterr().err   # refused: the folder holds the report
     assert _run([str(csv), "--out", str(out), "--force"]) == 0
     inside = out / "results.json"
     inside.write_text((tmp_path / "batch.csv").read_text())

@@ -40,17 +40,14 @@ def add_parser(sub):
 
 
 def _check_out(out, inputs, force):
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file; give a folder")
+    """The output folder: refused if it holds files (without --force), is a file, or an input is a report file."""
+    from ..outputs import check_output
+
+    out = check_output(out, "folder", force=force, inputs=inputs)
     targets = [(out / name).resolve() for name in OUTPUTS]
     clash = [str(p) for p in inputs if p is not None and Path(p).resolve() in targets]
     if clash:
         raise InputError(f"an input would be overwritten by the report: {clash}; choose another --out")
-    existing = [t.name for t in targets if t.exists()]
-    if existing and not force:
-        raise InputError(f"--out {str(out)!r} already holds {existing}; use --force to replace them or choose "
-                         "another folder")
 
 
 def run(args):

@@ -2,16 +2,14 @@
 
 Figures: ROC curve with the Youden point, dose-response curve (fitted logistic with its 95% band,
 observed responses and binned response rates), Kaplan-Meier curves by dose group for each endpoint.
-The HTML embeds the figures as PNG; the PDF (matplotlib's PdfPages) has the same tables as text
-pages followed by the figures. Every number comes from the results dict (the JSON).
+Laid out as a :mod:`SeedBrachyLib.report` document and rendered by its HTML and PDF writers (the
+clinical report's), so both files carry the same tables and figures. Every number comes from the
+results dict (the JSON).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import textwrap
 
 import numpy as np
 
@@ -35,6 +33,15 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:.{max(digits - 2, 1)}f}" if abs(v) < 100 else f"{v:.1f}"
 
 
+def _ratio(v):
+    """An odds or hazard ratio: three decimals (per-Gy ratios sit close to 1)."""
+    return "-" if v is None else f"{v:.3f}" if 1e-3 <= v < 1e3 else f"{v:.2e}"
+
+
+def _ratio_row(t, key):
+    return [t["term"], _ratio(t[key]), f"{_ratio(t['ci_low'])}-{_ratio(t['ci_high'])}", _p(t["p"])]
+
+
 def _p(v):
     return "-" if v is None else ("< 0.001" if v < 0.001 else f"{v:.3f}")
 
@@ -47,7 +54,7 @@ def figures(results):
     if resp:
         r = resp["roc"]
         fig, ax = plt.subplots(figsize=(5, 5))
-        ax.plot(r["curve"]["fpr"], r["curve"]["tpr"], "-", color="C0", drawstyle="steps-post")
+        ax.plot(r["curve"]["fpr"], r["curve"]["tpr"], "-", color="C0")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         y = r["youden"]
         ax.plot(1 - y["specificity"], y["sensitivity"], "o", color="C3",
@@ -137,8 +144,7 @@ def tables(results):
                 notes.append(u["skipped"])
                 continue
             for t in u["terms"]:
-                rows.append([t["term"], _fmt(t["odds_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}",
-                             _p(t["p"])])
+                rows.append(_ratio_row(t, "odds_ratio"))
             notes += u["notes"]
         out.append(("Univariate logistic regression (objective response; OR per unit)",
                     ["term", "OR", "95% CI", "p"], rows, sorted(set(notes)) + [
@@ -149,8 +155,7 @@ def tables(results):
                         [m["selection"]]))
         else:
             out.append(("Multivariate logistic regression", ["term", "OR", "95% CI", "p"],
-                        [[t["term"], _fmt(t["odds_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}", _p(t["p"])]
-                         for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
+                        [_ratio_row(t, "odds_ratio") for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
         r, y, rates = resp["roc"], resp["roc"]["youden"], resp["roc"]["rates"]
         out.append((f"ROC of {r['variable']} and the Youden cut-off", ["", "value"], [
             ["AUC (DeLong 95% CI)", f"{r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"],
@@ -186,67 +191,50 @@ def tables(results):
                 rows.append([u["variable"], "-", "-", "not fitted"])
                 notes.append(u["skipped"])
                 continue
-            rows += [[t["term"], _fmt(t["hazard_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}", _p(t["p"])]
-                     for t in u["terms"]]
+            rows += [_ratio_row(t, "hazard_ratio") for t in u["terms"]]
         out.append((f"{name}: univariate Cox", ["term", "HR", "95% CI", "p"], rows, notes))
         m = s["multivariate_cox"]
         if "skipped" in m:
             out.append((f"{name}: multivariate Cox", ["", ""], [["not fitted", m["skipped"]]], [m["selection"]]))
         else:
             out.append((f"{name}: multivariate Cox", ["term", "HR", "95% CI", "p"],
-                        [[t["term"], _fmt(t["hazard_ratio"]), f"{_fmt(t['ci_low'])}-{_fmt(t['ci_high'])}",
-                          _p(t["p"])] for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
+                        [_ratio_row(t, "hazard_ratio") for t in m["terms"]],
+                        [m["selection"], m["method"], *m["notes"]]))
     return out
 
 
 def _png(fig):
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
 
 
-def html_report(results, figs):
-    """Self-contained HTML (figures embedded as PNG)."""
-    e = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>SeedBrachy cohort report</title><style>"
-             "body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse;margin:6px 0}"
-             "td,th{border:1px solid #bbb;padding:2px 6px;font-size:13px}th{background:#eee}"
-             ".notice{background:#fee;border:1px solid #c00;padding:6px}.note{font-size:12px;color:#444}"
-             "</style></head><body>", "<h1>Cohort dose-response report</h1>",
-             f"<p class='notice'><b>{e(results['notice'])}</b> Research use: not for clinical decisions. "
-             f"{e(results['software'])}.</p>"]
-    for title, header, rows, notes in tables(results):
-        parts.append(f"<h2>{e(title)}</h2><table><tr>{''.join(f'<th>{e(h)}</th>' for h in header)}</tr>")
-        parts += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</table>" + "".join(f"<p class='note'>{e(str(n))}</p>" for n in notes if n))
-    for name, fig in figs.items():
-        parts.append(f"<h2>Figure: {e(name)}</h2><img alt='{e(name)}' src='data:image/png;base64,{_png(fig)}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+#: where each figure goes: after the table whose title starts with the key's text
+_FIGURE_AFTER = {"roc": "ROC of ", "dose_response": "ROC of "}
+_CAPTIONS = {"roc": "ROC curve of the dose metric for objective response, with the Youden-optimal point.",
+             "dose_response": "Dose-response: logistic fit with its 95% band (Wald on the linear predictor), "
+                              "patients (1 = objective response) and observed rates by dose quintile."}
 
 
-def pdf_report(results, figs, path):
-    """PDF: the tables as text pages (A4 portrait), then one page per figure."""
-    plt = _pyplot()
-    from matplotlib.backends.backend_pdf import PdfPages
+def document(results, figs):
+    """The report as a :class:`SeedBrachyLib.report.document.Document` (rendered to HTML and PDF)."""
+    from ..report.document import Document, Figure, Heading, Paragraph, Table
 
-    lines = ["SeedBrachy cohort dose-response report", results["notice"] + " Research use: not for clinical decisions.",
-             results["software"], ""]
-    for title, header, rows, notes in tables(results):
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else []
-        lines += [title, "-" * len(title), "  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
-        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
-        lines += [w for n in notes if n for w in textwrap.wrap(f"  note: {n}", 110)] + [""]
-    per_page = 72
-    with PdfPages(path) as pdf:
-        for start in range(0, len(lines), per_page):
-            fig = plt.figure(figsize=(8.27, 11.69))
-            fig.text(0.04, 0.97, "\n".join(lines[start:start + per_page]), va="top", ha="left", family="monospace",
-                     fontsize=6.2)
-            pdf.savefig(fig)
-            plt.close(fig)
-        for fig in figs.values():
-            pdf.savefig(fig, bbox_inches="tight")
+    doc = Document("Cohort dose-response report", f"{results['software']}; input {results['input']['source']}")
+    doc.add(Paragraph(f"{results['notice']} Research use only, not for clinical decisions.", "notice"))
+    placed = set()
+    for i, (title, header, rows, notes) in enumerate(tables(results)):
+        doc.add(Heading(title, f"t{i}"), Table(tuple(header), tuple(tuple(r) for r in rows), key=f"table{i}"))
+        doc.add(*[Paragraph(str(n), "small") for n in notes if n])
+        for key, fig in figs.items():
+            endpoint = key[3:] if key.startswith("km_") else None
+            after = f"{endpoint}: Kaplan-Meier" if endpoint else _FIGURE_AFTER[key]
+            if key not in placed and title.startswith(after):
+                caption = (f"Kaplan-Meier estimates of {endpoint} by dose group with pointwise 95% CIs "
+                           "(log(-log) Greenwood)" if endpoint else _CAPTIONS[key])
+                doc.add(Figure(_png(fig), caption, key, width=0.6))
+                placed.add(key)
+    return doc
 
 
 def json_ready(value):
@@ -271,9 +259,12 @@ def write(results, out_dir):
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs = figures(results)
+    from ..report.html import render_html
+    from ..report.pdf import render_pdf
+
     (out / "results.json").write_text(json.dumps(json_ready(results), indent=1, allow_nan=False))
-    (out / "report.html").write_text(html_report(results, figs))
-    pdf_report(results, figs, out / "report.pdf")
+    doc = document(results, figures(results))
     _pyplot().close("all")
+    (out / "report.html").write_text(render_html(doc))
+    render_pdf(doc, out / "report.pdf")
     return dict(json=out / "results.json", html=out / "report.html", pdf=out / "report.pdf")
