@@ -102,7 +102,11 @@ def test_outputs_are_never_overwritten_silently(tmp_path, capsys):
     inside = out / "results.json"
     inside.write_text((tmp_path / "batch.csv").read_text())
     assert _run([str(inside), "--out", str(out), "--force"]) == 2
-    assert "input would be overwritten" in capsys.readouterr().err
+    assert "is the input" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere.json"
+    assert _run([str(csv), "--out", str(tmp_path / "o2"), "--json", str(elsewhere)]) == 0
+    assert json.loads(elsewhere.read_text())["command"] == "cohort" and (tmp_path / "o2" / "report.pdf").is_file()
+    assert not (tmp_path / "o2" / "results.json").exists()
 
 
 @pytest.mark.parametrize("edit, message", [

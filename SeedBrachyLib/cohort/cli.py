@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..commands.common import EXIT_OK, add_output_options, check_outputs, progress_of, write_json
 from ..errors import InputError
 
-OUTPUTS = ("results.json", "report.html", "report.pdf")
+#: where --json, --report-html and --report-pdf go inside --out when not given
+DEFAULT_OUTPUTS = (("json", "results.json"), ("report_html", "report.html"), ("report_pdf", "report.pdf"))
 SIMULATED = ("lymph-node", "escc")
 
 
@@ -32,35 +34,27 @@ def add_parser(sub):
                                                               "multivariate model (default 0.05)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap and simulation seed (default 0)")
-    p.add_argument("--out", default="build/cohort", help="output folder (default build/cohort)")
-    p.add_argument("--force", action="store_true", help="replace the report files in an existing output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="build/cohort",
+                   help="folder for the outputs not named by --json/--report-html/--report-pdf (results.json, "
+                        "report.html, report.pdf) and for the --simulate tables (default build/cohort)")
+    add_output_options(p)
     p.set_defaults(func=run)
     return p
 
 
-def _check_out(out, inputs, force):
-    """The output folder: refused if it holds files (without --force), is a file, or an input is a report file."""
-    from ..outputs import check_output
-
-    out = check_output(out, "folder", force=force, inputs=inputs)
-    targets = [(out / name).resolve() for name in OUTPUTS]
-    clash = [str(p) for p in inputs if p is not None and Path(p).resolve() in targets]
-    if clash:
-        raise InputError(f"an input would be overwritten by the report: {clash}; choose another --out")
-
-
 def run(args):
     """Run the subcommand from parsed arguments; returns the exit code."""
-    from ..progress import TextProgressBar
+    from ..progress import close
     from . import analysis, report, table
 
-    progress = None if args.quiet else TextProgressBar()
+    for attr, name in DEFAULT_OUTPUTS:
+        if not getattr(args, attr):
+            setattr(args, attr, str(Path(args.out) / name))
     lesions, response_month, cutoff = args.lesions, args.response_month, args.cutoff
     if args.simulate:
         if args.csv or args.lesions:
             raise InputError("--simulate writes its own tables: give no CSV and no --lesions with it")
-        _check_out(args.out, [], args.force)
+        check_outputs(args, folders=[args.out])
         from ..demo import cohort as demo_cohort
 
         csv, lesions, response_month, study_cutoff = demo_cohort.write_tables(args.simulate, args.out,
@@ -70,17 +64,20 @@ def run(args):
         raise InputError("give the cohort table CSV (or --simulate lymph-node|escc for the built-in demo)")
     else:
         csv = args.csv
-        _check_out(args.out, [csv, lesions], args.force)
+        check_outputs(args, inputs=[p for p in (csv, lesions) if p])
+    progress = progress_of(args)
     clinical = [c.strip() for c in args.clinical.split(",") if c.strip()] if args.clinical else None
     cohort = table.load(csv, lesions=lesions, structure=args.structure, dose_metric=args.dose_metric,
                         clinical=clinical, response_month=response_month)
     results = analysis.analyse(cohort, alpha=args.alpha, cutoff=cutoff, replicates=args.bootstrap,
                                seed=args.seed, progress=progress, source=str(csv))
-    paths = report.write(results, args.out)
+    close(progress)
+    report.write(results, html=args.report_html, pdf=args.report_pdf)
+    write_json(args.json, "cohort", results)
     print(summary(results))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    return 0
+    for path in (args.json, args.report_html, args.report_pdf):
+        print(f"wrote {path}")
+    return EXIT_OK
 
 
 def summary(results):

@@ -10,6 +10,7 @@ results dict (the JSON).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
@@ -237,34 +238,14 @@ def document(results, figs):
     return doc
 
 
-def json_ready(value):
-    """Plain JSON types: numpy scalars and arrays converted, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
-def write(results, out_dir):
-    """Write results.json, report.html and report.pdf into ``out_dir`` (created if needed) -> their paths."""
-    import json
-    from pathlib import Path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write(results, html=None, pdf=None):
+    """Write the report as self-contained HTML and/or PDF (paths; None = not written)."""
     from ..report.html import render_html
     from ..report.pdf import render_pdf
 
-    (out / "results.json").write_text(json.dumps(json_ready(results), indent=1, allow_nan=False))
     doc = document(results, figures(results))
     _pyplot().close("all")
-    (out / "report.html").write_text(render_html(doc))
-    render_pdf(doc, out / "report.pdf")
-    return dict(json=out / "results.json", html=out / "report.html", pdf=out / "report.pdf")
+    if html:
+        Path(html).write_text(render_html(doc), encoding="utf-8")
+    if pdf:
+        render_pdf(doc, pdf)
