@@ -106,6 +106,27 @@ def _table(header, rows):
     return header, [[_fmt(v) if not isinstance(v, str) else v for v in row] for row in rows]
 
 
+def _model_tables(kind, univariate, multivariate, key, label):
+    """The univariate and the multivariate table of one model family (logistic: OR; Cox: HR)."""
+    rows, notes = [], []
+    for u in univariate:
+        if "skipped" in u:
+            rows.append([u["variable"], "-", "-", "not fitted"])
+            notes.append(u["skipped"])
+            continue
+        rows += [_ratio_row(t, key) for t in u["terms"]]
+        notes += u["notes"]
+    notes = sorted(set(notes)) + [f"method: {m}" for m in sorted({u["method"] for u in univariate if "method" in u})]
+    header = ["term", label, "95% CI", "p"]
+    m = multivariate
+    if "skipped" in m:
+        multi = (f"Multivariate {kind}", ["", ""], [["not fitted", m["skipped"]]], [m["selection"]])
+    else:
+        multi = (f"Multivariate {kind}", header, [_ratio_row(t, key) for t in m["terms"]],
+                 [m["selection"], m["method"], *m["notes"]])
+    return [(f"Univariate {kind}", header, rows, notes), multi]
+
+
 def tables(results):
     """[(title, header, rows, notes)] : every table of the report, from the results."""
     out = []
@@ -138,25 +159,8 @@ def tables(results):
                                  f"{_p(r['p'])} ({r['test']})" if i == 0 else ""])
         out.append(("Patients by objective response", ["variable", "summary", "response", "no response", "p (test)"],
                     rows, [r["note"] for r in resp["descriptive"]["rows"] if r.get("note")]))
-        rows, notes = [], []
-        for u in resp["univariate"]:
-            if "skipped" in u:
-                rows.append([u["variable"], "-", "-", "not fitted"])
-                notes.append(u["skipped"])
-                continue
-            for t in u["terms"]:
-                rows.append(_ratio_row(t, "odds_ratio"))
-            notes += u["notes"]
-        out.append(("Univariate logistic regression (objective response; OR per unit)",
-                    ["term", "OR", "95% CI", "p"], rows, sorted(set(notes)) + [
-                        "methods: " + "; ".join(sorted({u["method"] for u in resp["univariate"] if "method" in u}))]))
-        m = resp["multivariate"]
-        if "skipped" in m:
-            out.append(("Multivariate logistic regression", ["", ""], [["not fitted", m["skipped"]]],
-                        [m["selection"]]))
-        else:
-            out.append(("Multivariate logistic regression", ["term", "OR", "95% CI", "p"],
-                        [_ratio_row(t, "odds_ratio") for t in m["terms"]], [m["selection"], m["method"], *m["notes"]]))
+        out += _model_tables("logistic regression (objective response; OR per unit)", resp["univariate"],
+                             resp["multivariate"], "odds_ratio", "OR")
         r, y, rates = resp["roc"], resp["roc"]["youden"], resp["roc"]["rates"]
         out.append((f"ROC of {r['variable']} and the Youden cut-off", ["", "value"], [
             ["AUC (DeLong 95% CI)", f"{r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"],
@@ -186,21 +190,8 @@ def tables(results):
         out.append((f"{name}: log-rank tests", ["factor", "chi-square", "p"],
                     [[lr["variable"], _fmt(lr.get("chi2")), _p(lr.get("p"))] for lr in s["logrank"]],
                     [lr["skipped"] for lr in s["logrank"] if "skipped" in lr]))
-        rows, notes = [], []
-        for u in s["univariate_cox"]:
-            if "skipped" in u:
-                rows.append([u["variable"], "-", "-", "not fitted"])
-                notes.append(u["skipped"])
-                continue
-            rows += [_ratio_row(t, "hazard_ratio") for t in u["terms"]]
-        out.append((f"{name}: univariate Cox", ["term", "HR", "95% CI", "p"], rows, notes))
-        m = s["multivariate_cox"]
-        if "skipped" in m:
-            out.append((f"{name}: multivariate Cox", ["", ""], [["not fitted", m["skipped"]]], [m["selection"]]))
-        else:
-            out.append((f"{name}: multivariate Cox", ["term", "HR", "95% CI", "p"],
-                        [_ratio_row(t, "hazard_ratio") for t in m["terms"]],
-                        [m["selection"], m["method"], *m["notes"]]))
+        out += _model_tables(f"Cox model ({name}; HR per unit)", s["univariate_cox"], s["multivariate_cox"],
+                             "hazard_ratio", "HR")
     return out
 
 

@@ -47,8 +47,8 @@ def main(replicates=200, bootstrap=1000):
     print(f"generating threshold (population Youden cut-off): {truth.threshold_gy:.1f} Gy; truth "
           f"P(OR) = {truth.p_max:.3f} * expit({truth.b0:.3f} + {truth.b1_per_gy:.3f}/Gy (D90 - 102.7) "
           f"{truth.b2_per_mm:+.4f}/mm (size - 30)); D90 ~ N({truth.d90_mean_gy:.1f}, {truth.d90_sd_gy:.0f}) Gy")
-    print(f"recovered cut-off: mean {cuts.mean():.1f} Gy, median {np.median(cuts):.1f} Gy, SD {cuts.std(ddof=1):.1f} Gy, "
-          f"5-95% {np.percentile(cuts, 5):.1f}-{np.percentile(cuts, 95):.1f} Gy")
+    print(f"recovered cut-off: mean {cuts.mean():.1f} Gy, median {np.median(cuts):.1f} Gy, "
+          f"SD {cuts.std(ddof=1):.1f} Gy, 5-95% {np.percentile(cuts, 5):.1f}-{np.percentile(cuts, 95):.1f} Gy")
     print(f"bootstrap 95% CI covers {truth.threshold_gy} Gy in {k}/{replicates} = {100 * p:.1f}% of replicates "
           f"(Wilson 95% {100 * (centre - half):.1f}-{100 * (centre + half):.1f}%); "
           f"misses below {int((hi < truth.threshold_gy).sum())}, above {int((lo > truth.threshold_gy).sum())}")
