@@ -143,3 +143,11 @@ def test_too_few_survival_events_and_missing_files(tmp_path, capsys):
     assert _run([str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "is not a file" in capsys.readouterr().err
     assert _run(["--out", str(tmp_path / "o")]) == 2
+
+
+def test_option_combinations_that_make_no_sense_are_refused(tmp_path, capsys):
+    csv = _batch_table(tmp_path / "batch.csv")
+    assert _run([str(csv), "--response-month", "6", "--out", str(tmp_path / "o")]) == 2
+    assert "give --lesions" in capsys.readouterr().err
+    assert _run(["--simulate", "escc", str(csv), "--out", str(tmp_path / "o")]) == 2
+    assert "--simulate writes its own tables" in capsys.readouterr().err

@@ -175,6 +175,22 @@ def test_best_overall_response(sequence, expected):
     assert recist.best_overall_response([_vr(m, o) for m, o in sequence], min_sd_months=1.5) == expected
 
 
+@pytest.mark.parametrize("first, second, months, expected", [
+    (CR, CR, (2, 3), CR), (CR, PR, (2, 3), PR), (CR, SD, (2, 3), SD), (CR, PD, (2, 3), SD), (CR, PD, (1, 2), PD),
+    (CR, NE, (2, 3), SD), (CR, NE, (1, 2), NE), (PR, CR, (2, 3), PR), (PR, PR, (2, 3), PR), (PR, SD, (2, 3), SD),
+    (PR, PD, (2, 3), SD), (PR, PD, (1, 2), PD), (PR, NE, (2, 3), SD), (NE, NE, (2, 3), NE)])
+def test_confirmed_best_overall_response_table_3(first, second, months, expected):
+    """RECIST 1.1 Table 3 (confirmation >= 4 weeks; SD at >= 1.5 months)."""
+    seq = [_vr(months[0], first), _vr(months[1], second)]
+    assert recist.best_overall_response(seq, min_sd_months=1.5, confirm_months=0.92) == expected
+
+
+def test_confirmation_needs_the_interval():
+    seq = [_vr(2, PR), _vr(2.5, PR), _vr(3.5, PR)]   # 2.5 is too soon to confirm; 3.5 confirms
+    assert recist.best_overall_response(seq, confirm_months=0.92) == PR
+    assert recist.best_overall_response(seq[:2], confirm_months=0.92) == SD
+
+
 def test_response_at_a_visit_and_progression_before_it():
     seq = [_vr(2, PR), _vr(6, SD)]
     assert recist.response_at(seq, 6) == SD and recist.response_at(seq, 2) == PR
@@ -203,3 +219,34 @@ def test_bad_inputs_are_named():
     with pytest.raises(InputError, match="not one of"):
         recist.normalise_response("partial")
     assert recist.normalise_response(" non-cr/non-pd ") == NON_CR_NON_PD and recist.normalise_response("cr") == CR
+
+
+# --- the lesion table (one row per lesion per visit) ------------------------------------------------------------
+
+def _lesion_table(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["patient_id", "month", "lesion", "role", "nodal", "diameter_mm", "status"])
+
+
+def test_lesion_table_gives_best_response_or_the_visit_response():
+    from SeedBrachyLib.cohort.table import responses_from_lesions
+
+    nan = float("nan")
+    df = _lesion_table([
+        ("A", 0, "n1", "target", 1, 20.0, ""), ("A", 0, "bone", "non_target", 0, nan, "present"),
+        ("A", 2, "n1", "target", 1, 12.0, ""), ("A", 2, "bone", "non_target", 0, nan, "present"),
+        ("A", 6, "n1", "target", 1, 8.0, ""), ("A", 6, "bone", "non_target", 0, nan, "absent"),
+        ("B", 0, "n1", "target", 1, 30.0, ""), ("B", 3, "n1", "target", 1, 29.0, ""),
+        ("B", 6, "n1", "target", 1, 25.0, ""), ("B", 6, "liver", "new", 0, nan, ""),
+        ("C", 0, "n1", "target", 1, 30.0, ""), ("C", 6, "n1", "target", 1, nan, "")])
+    best, visits = responses_from_lesions(df)
+    assert best == {"A": CR, "B": SD, "C": NE}
+    assert [v.overall for v in visits["A"]] == [PR, CR] and visits["B"][-1].new_lesion
+    assert responses_from_lesions(df, confirm_months=0.92)[0]["A"] == PR   # the CR at 6 months is unconfirmed
+    at6, _ = responses_from_lesions(df, response_month=6)
+    assert at6 == {"A": CR, "B": PD, "C": NE}
+    with pytest.raises(InputError, match="lacks columns \\['status'\\]"):
+        responses_from_lesions(df.drop(columns="status"))
+    with pytest.raises(InputError, match="patient C: baseline target 'n1'"):
+        responses_from_lesions(df.assign(diameter_mm=df.diameter_mm.where(df.patient_id != "C", 12.0)))

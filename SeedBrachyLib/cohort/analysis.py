@@ -78,7 +78,7 @@ def _response_section(table, alpha, replicates, seed, progress):
     out = dict(counts=counts, n_evaluable=n, n_not_evaluable=int(len(labels) - n),
                orr=_rate(y.sum(), n), lcr=_rate(lc.sum(), n),
                definitions="objective response = CR + PR; local control = CR + PR + SD (+ Non-CR/Non-PD)")
-    logistic._check_counts(y, "objective response")
+    logistic.check_counts(y, "objective response")
     group = y.astype(bool)
     variables = {table.dosimetry[m]: "continuous" for m in table.dosimetry}
     variables.update(table.clinical)

@@ -25,6 +25,9 @@ def add_parser(sub):
     p.add_argument("--lesions", metavar="CSV", help="RECIST lesion table; the response is computed from it")
     p.add_argument("--response-month", type=float, default=None,
                    help="with --lesions: the response at this visit (months; default: best overall response)")
+    p.add_argument("--confirm-months", type=float, default=None,
+                   help="with --lesions: best overall response with CR/PR confirmed at least this many months "
+                        "later (RECIST 1.1 Table 3; e.g. 0.92 = 4 weeks; default: unconfirmed)")
     p.add_argument("--structure", help="dosimetry prefix to use when the table has several structures")
     p.add_argument("--dose-metric", default="D90", help="dose metric for the ROC cut-off and dose groups (default D90)")
     p.add_argument("--clinical", help="comma-separated clinical columns (default: every other column)")
@@ -51,6 +54,8 @@ def run(args):
         if not getattr(args, attr):
             setattr(args, attr, str(Path(args.out) / name))
     lesions, response_month, cutoff = args.lesions, args.response_month, args.cutoff
+    if response_month is not None and not lesions:
+        raise InputError("--response-month chooses the visit in a lesion table: give --lesions with it")
     if args.simulate:
         if args.csv or args.lesions:
             raise InputError("--simulate writes its own tables: give no CSV and no --lesions with it")
@@ -68,7 +73,7 @@ def run(args):
     progress = progress_of(args)
     clinical = [c.strip() for c in args.clinical.split(",") if c.strip()] if args.clinical else None
     cohort = table.load(csv, lesions=lesions, structure=args.structure, dose_metric=args.dose_metric,
-                        clinical=clinical, response_month=response_month)
+                        clinical=clinical, response_month=response_month, confirm_months=args.confirm_months)
     results = analysis.analyse(cohort, alpha=args.alpha, cutoff=cutoff, replicates=args.bootstrap,
                                seed=args.seed, progress=progress, source=str(csv))
     close(progress)

@@ -78,7 +78,8 @@ def separated(X, y):
     return bool(res.status == 0 and -res.fun > 1e-7 * len(S))
 
 
-def _check_counts(y, label):
+def check_counts(y, label):
+    """Number of events in y (0/1); InputError when either class has fewer than MIN_PER_CLASS patients."""
     y = np.asarray(y)
     events, n = int(y.sum()), len(y)
     if min(events, n - events) < MIN_PER_CLASS:
@@ -179,7 +180,7 @@ def fit(X, y, terms, label="outcome"):
     if X.ndim == 1:
         X = X[:, None]
     y = np.asarray(y, float)
-    events = _check_counts(y, label)
+    events = check_counts(y, label)
     names = ["intercept", *terms]
     notes = []
     smaller = min(events, len(y) - events)

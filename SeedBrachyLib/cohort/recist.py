@@ -23,8 +23,8 @@ Time is in months since the implant (0 = baseline). Rules implemented, with the 
 * Best overall response (4.4.1): the best visit response from the first visit until progression
   (CR > PR > SD > Non-CR/Non-PD); SD (and Non-CR/Non-PD) counts only at >= ``min_sd_months`` after
   baseline (the protocol's minimum interval, here 1.5 months = 6 weeks by default); without such a
-  visit the best response is PD if progression was seen, else NE. Unconfirmed: the confirmation
-  rule for non-randomised trials (4.4.1, Table 3) is not applied.
+  visit the best response is PD if progression was seen, else NE. Unconfirmed by default; with
+  ``confirm_months`` the confirmation of Table 3 (non-randomised trials) is applied.
 
 Objective response = CR or PR; local control = CR, PR, SD or Non-CR/Non-PD.
 """
@@ -202,18 +202,29 @@ def evaluate(visits):
     return out
 
 
-def best_overall_response(responses, min_sd_months=1.5):
-    """Best overall response (unconfirmed) from a patient's visit responses (``evaluate`` output)."""
+def best_overall_response(responses, min_sd_months=1.5, confirm_months=None):
+    """Best overall response from a patient's visit responses (``evaluate`` output).
+
+    ``confirm_months`` None: unconfirmed (the best visit response before progression). A number
+    (e.g. 0.92 = 4 weeks): CR and PR must be confirmed (4.4.1, Table 3) by the next visit at least
+    that long after: CR then CR is CR; CR then PR, or PR then PR or CR, is PR; an unconfirmed CR or PR
+    counts as SD (if the SD interval is met).
+    """
     rank = {CR: 0, PR: 1, SD: 2, NON_CR_NON_PD: 3}
+    visits = sorted(responses, key=lambda r: r.month)
     best, progressed = None, False
-    for r in sorted(responses, key=lambda r: r.month):
+    for i, r in enumerate(visits):
         if r.overall == PD:
             progressed = True
             break
-        if r.overall in (SD, NON_CR_NON_PD) and r.month < min_sd_months:
+        value = r.overall
+        if confirm_months is not None and value in (CR, PR):
+            later = next((v.overall for v in visits[i + 1:] if v.month - r.month >= confirm_months), None)
+            value = (CR if later == CR and value == CR else PR if later in (CR, PR) else SD)
+        if value in (SD, NON_CR_NON_PD) and r.month < min_sd_months:
             continue
-        if r.overall in rank and (best is None or rank[r.overall] < rank[best]):
-            best = r.overall
+        if value in rank and (best is None or rank[value] < rank[best]):
+            best = value
     if best is not None:
         return best
     return PD if progressed else NE

@@ -109,10 +109,11 @@ def _dosimetry_columns(columns, structure, dose_metric):
     return chosen, found
 
 
-def responses_from_lesions(path_or_frame, response_month=None, min_sd_months=1.5):
+def responses_from_lesions(path_or_frame, response_month=None, min_sd_months=1.5, confirm_months=None):
     """Per-patient RECIST responses from a lesion table -> ({patient: response}, {patient: [VisitResponse]}).
 
-    ``response_month``: the response at that visit (e.g. 6); None: the best overall response.
+    ``response_month``: the response at that visit (e.g. 6); None: the best overall response
+    (confirmed when ``confirm_months`` is given, see :func:`recist.best_overall_response`).
     """
     df = path_or_frame if hasattr(path_or_frame, "columns") else _read_csv(path_or_frame, "lesion table")
     missing = [c for c in LESION_COLUMNS if c not in df.columns]
@@ -133,12 +134,14 @@ def responses_from_lesions(path_or_frame, response_month=None, min_sd_months=1.5
         except InputError as exc:
             raise InputError(f"patient {pid}: {exc}") from None
         visits_out[str(pid)] = responses
-        out[str(pid)] = (recist.best_overall_response(responses, min_sd_months) if response_month is None
+        out[str(pid)] = (recist.best_overall_response(responses, min_sd_months, confirm_months)
+                         if response_month is None
                          else recist.response_at(responses, response_month))
     return out, visits_out
 
 
-def load(path, lesions=None, structure=None, dose_metric="D90", clinical=None, response_month=None):
+def load(path, lesions=None, structure=None, dose_metric="D90", clinical=None, response_month=None,
+         confirm_months=None):
     """Read and check a cohort table (see the module docstring) -> CohortTable."""
     df = _read_csv(path, "cohort table")
     if "patient_id" not in df.columns:
@@ -163,14 +166,17 @@ def load(path, lesions=None, structure=None, dose_metric="D90", clinical=None, r
     if lesions is not None:
         if "response" in df.columns:
             raise InputError("give either a 'response' column or a lesion table, not both")
-        by_patient, table.visit_responses = responses_from_lesions(lesions, response_month)
+        by_patient, table.visit_responses = responses_from_lesions(lesions, response_month,
+                                                                   confirm_months=confirm_months)
         unknown = sorted(set(by_patient) - set(df.index))
         if unknown:
             raise InputError(f"lesion table has patients not in the cohort table: {unknown[:10]}")
         import pandas as pd
 
         table.response = pd.Series({pid: by_patient.get(pid, recist.NE) for pid in df.index}, name="response")
-        how = "best overall response" if response_month is None else f"response at month {response_month:g}"
+        how = (f"response at month {response_month:g}" if response_month is not None else
+               "best overall response" + ("" if confirm_months is None else
+                                          f", CR/PR confirmed >= {confirm_months:g} months later"))
         table.notes.append(f"response computed from the lesion table by RECIST 1.1 ({how})")
     elif "response" in df.columns:
         table.response = df["response"].map(lambda v: recist.NE if v != v else recist.normalise_response(v))
