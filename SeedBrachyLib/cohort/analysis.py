@@ -28,8 +28,9 @@ from scipy import stats
 from .. import RESEARCH_NOTICE, __version__
 from ..errors import InputError
 from ..progress import report
+from ..report.records import metric_unit as unit
 from . import descriptive, logistic, recist, roc, survival
-from .table import numeric_codes, unit
+from .table import numeric_codes
 
 SURVIVAL_MONTHS = (6, 12, 24, 36)
 

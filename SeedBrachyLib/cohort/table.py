@@ -34,21 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..report.records import METRIC_NAMES as DOSIMETRY
 from . import recist
 
-DOSIMETRY = ("volume_cc", "D98", "D90", "D50", "D100", "Dmin", "Dmax", "Dmean", "D2cc", "D1cc", "D0.1cc",
-             "V90", "V100", "V150", "V200")
-UNITS = {"volume_cc": "cc", **{m: "%" for m in ("V90", "V100", "V150", "V200")}}
 LESION_COLUMNS = ("patient_id", "month", "lesion", "role", "nodal", "diameter_mm", "status")
 MAX_TEXT_LEVELS = 10
 _BOOKKEEPING = re.compile(r"^(case|case_id|error|errors|status|path|folder|notes?)$|(^check_)|(_check$)|(_pass$)",
                           re.I)
 _METRIC = re.compile(r"^(?:(?P<prefix>.+?)[._:])?(?P<metric>" + "|".join(re.escape(m) for m in DOSIMETRY) + r")$")
-
-
-def unit(metric):
-    """Unit of a dosimetry metric: Gy, % or cc."""
-    return UNITS.get(metric, "Gy")
 
 
 @dataclass
