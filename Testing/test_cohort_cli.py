@@ -23,6 +23,7 @@ def _run(args, capsys=None):
     return code
 
 
+@pytest.mark.slow
 def test_simulated_lymph_node_cohort_report_and_json(tmp_path, capsys):
     out = tmp_path / "ln"
     assert _run(["--simulate", "lymph-node", "--out", str(out)]) == 0
@@ -45,6 +46,7 @@ def test_simulated_lymph_node_cohort_report_and_json(tmp_path, capsys):
     assert "Youden cut-off" in printed and "report.pdf" in printed
 
 
+@pytest.mark.slow
 def test_simulated_escc_cohort_survival_with_the_study_cutoff(tmp_path):
     out = tmp_path / "escc"
     assert _run(["--simulate", "escc", "--out", str(out)]) == 0
@@ -95,18 +97,19 @@ def test_perfect_separation_is_fitted_by_firth_and_said(tmp_path):
 def test_outputs_are_never_overwritten_silently(tmp_path, capsys):
     csv = _batch_table(tmp_path / "batch.csv")
     out = tmp_path / "out"
-    assert _run([str(csv), "--out", str(out)]) == 0
-    assert _run([str(csv), "--out", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err   # refused: the folder holds the report
-    assert _run([str(csv), "--out", str(out), "--force"]) == 0
+    out.mkdir()
+    (out / "report.html").write_text("made by the user")
+    assert _run([str(csv), "--out", str(out)]) == 2          # refused before any work
+    assert "--force" in capsys.readouterr().err and (out / "report.html").read_text() == "made by the user"
     inside = out / "results.json"
-    inside.write_text((tmp_path / "batch.csv").read_text())
+    inside.write_text(csv.read_text())
     assert _run([str(inside), "--out", str(out), "--force"]) == 2
     assert "is the input" in capsys.readouterr().err
     elsewhere = tmp_path / "elsewhere.json"
-    assert _run([str(csv), "--out", str(tmp_path / "o2"), "--json", str(elsewhere)]) == 0
-    assert json.loads(elsewhere.read_text())["command"] == "cohort" and (tmp_path / "o2" / "report.pdf").is_file()
-    assert not (tmp_path / "o2" / "results.json").exists()
+    assert _run([str(csv), "--out", str(out), "--force", "--json", str(elsewhere)]) == 0
+    assert json.loads(elsewhere.read_text())["command"] == "cohort" and (out / "report.pdf").is_file()
+    assert "Cohort dose-response report" in (out / "report.html").read_text()
+    assert inside.read_text() == csv.read_text()              # --json went elsewhere: the input is untouched
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -14,6 +14,7 @@ from SeedBrachyLib.cohort import recist, roc, survival, table
 from SeedBrachyLib.synthetic import cohort as simulated
 
 
+@pytest.mark.slow
 def test_lymph_node_truth_reproduces_the_published_marginals():
     truth = simulated.lymph_node_truth()
     rng = np.random.default_rng(7)
@@ -46,6 +47,7 @@ def test_lymph_node_lesions_give_the_drawn_categories_by_recist(tmp_path):
     assert (cohort.V100 <= cohort.V90).all() and (cohort.V200 <= cohort.V150).all()
 
 
+@pytest.mark.slow
 def test_escc_cox_recovers_the_generating_hazard_ratios_on_a_large_sample():
     cohort, truth = simulated.escc_cohort(seed=1, n=1200)
     high = (cohort.D90 >= 110).to_numpy(float)
