@@ -49,6 +49,36 @@ def _dicom_demo(folder, args, implant_datetime, progress):
                 seedActivityMci=args.activity_mci, uPerMci=args.u_per_mci)
 
 
+def _example(args):
+    from pathlib import Path
+
+    from .commands.inputs import read_image, read_plan
+    from .demo import export
+    from .outputs import check_output
+    out = Path(args.out)
+    if args.cohort:
+        check_output(out, "folder", force=args.force)
+        progress = console_progress(quiet=args.quiet)
+        names = export.write_cohort(out, args.cohort, progress=progress)
+        close(progress)
+        print(f"{len(names)} simulated patients in {out} (ct/, structures.dcm, plan.dcm, post_ct/ each)")
+        return 0
+    case = export.make_case(args.case)
+    if args.implant:
+        post = out / ("post_ct.nrrd" if args.format == "nrrd" else "post_ct")
+        check_output(post, "file" if args.format == "nrrd" else "folder", force=args.force, inputs=[args.implant])
+        study = read_image(out / "ct").series.study if (out / "ct").is_dir() else None
+        implant = export.write_post_implant(case, read_plan(args.implant).seeds, post, args.format, study,
+                                            overwrite=args.force)
+        print(f"{implant.describe()}; post-implant CT (patient moved) in {post}")
+        return 0
+    check_output(out, "folder", force=args.force)
+    written = export.write_case(case, out, args.format, export._study(args.case, f"EX-{args.case.upper()}"),
+                                overwrite=args.force)
+    print(f"{case.description}: CT {written['ct']}, structures {written['structures']}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``seedbrachy`` console command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="seedbrachy", description=f"SeedBrachy {__version__}. {RESEARCH_NOTICE}")
@@ -64,9 +94,20 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     settings.add_arguments(p, DEMO_OPTIONS)
     p.set_defaults(func=_demo)
+    p = sub.add_parser("example", help="write example data: the built-in cases as DICOM or NRRD, a post-implant CT "
+                       "of a plan, or a simulated cohort for batch")
+    p.add_argument("--case", default="neck", help="neck (the built-in case) or paraaortic (abdomen, oblique CT)")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
+    p.add_argument("--format", choices=("dicom", "nrrd"), default="dicom", help="file format (default dicom)")
+    p.add_argument("--implant", metavar="PLAN", help="write the post-implant CT (post_ct) of this plan (RT Plan or "
+                   "seeds JSON): a simulated implant with placement errors and patient motion")
+    p.add_argument("--cohort", type=int, metavar="N", help="write N simulated patients (neck) for seedbrachy batch")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_example)
     from .cohort import cli as cohort
-    from .commands import detect, dicom
-    for command in (detect, cohort):
+    from .commands import batch, detect, dicom, evaluate, plan, postplan
+    for command in (plan, evaluate, postplan, detect, batch, cohort):
         command.add_parser(sub)
     dicom.add_parser(sub, export_demo=_dicom_demo)
     args = parser.parse_args(argv)

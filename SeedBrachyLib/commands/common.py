@@ -29,6 +29,17 @@ def add_output_options(p, report=True):
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+def finish_parser(p, options, run):
+    """The options every evaluating command shares: the organ of the user's OAR limit, the outputs, the
+    settings ``options`` (:func:`SeedBrachyLib.settings.add_arguments`), and ``run`` as the command."""
+    from .. import settings
+    p.add_argument("--oar-limit-on", metavar="NAME", help="organ at risk of --oar-limit-gy")
+    add_output_options(p)
+    settings.add_arguments(p, options)
+    p.set_defaults(func=run)
+    return p
+
+
 def check_outputs(args, inputs=(), files=(), folders=()):
     """Refuse bad output paths before any computation (existing without --force, an input, wrong kind)."""
     paths = [getattr(args, "json", None), getattr(args, "report_html", None), getattr(args, "report_pdf", None),

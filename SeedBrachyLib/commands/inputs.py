@@ -107,10 +107,42 @@ def _modality(path):
         return ""
 
 
+def rtstruct_path(path):
+    """The RT Structure Set file ``path`` names (the file, or the one in a folder), or None."""
+    p = _exists(path, "structures")
+    return p if p.is_file() and is_dicom_file(p) else (_rtstruct_in(p) if p.is_dir() else None)
+
+
+def contour_grid(path, like):
+    """A grid for the structures of the RT Structure Set ``path`` without its CT: the direction and in-plane
+    spacing of ``like`` (e.g. the dose grid), one slice on each contour plane, covering every contour point (mm).
+
+    Contours are planar on the CT's slices; rasterising them on other slices would lose whole slices.
+    """
+    import pydicom
+    ds = pydicom.dcmread(str(path))
+    points = [np.asarray(c.ContourData, dtype=float).reshape(-1, 3) for item in getattr(ds, "ROIContourSequence", [])
+              for c in getattr(item, "ContourSequence", [])]
+    if not points:
+        raise InputError(f"RT Structure Set {str(path)!r} has no contour")
+    ras = np.vstack(points) * np.array([-1.0, -1.0, 1.0])  # LPS -> RAS
+    local = ras @ like.direction  # coordinates along the grid axes (mm)
+    planes = np.unique(np.round(local[:, 2], 2))
+    steps = np.diff(planes)
+    spacing_k = float(np.median(steps)) if len(steps) else float(like.spacing[2])
+    if len(steps) and np.abs(steps / spacing_k - np.rint(steps / spacing_k)).max() > 0.05:
+        raise InputError(f"RT Structure Set {str(path)!r}: contour planes are not evenly spaced; give the CT (--ct)")
+    spacing = np.array([like.spacing[0], like.spacing[1], spacing_k])
+    lo, hi = local.min(axis=0) - spacing, local.max(axis=0) + spacing
+    lo[2], hi[2] = planes[0], planes[-1]
+    dims = np.floor((hi - lo) / spacing + 1e-6).astype(int) + 1
+    return Grid(like.direction @ lo, spacing, like.direction, tuple(int(d) for d in dims))
+
+
 def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
     """Structures on ``grid`` (the CT's): name -> bool mask ``[k, j, i]`` (voxel at least half inside)."""
     p = _exists(path, "structures")
-    rtstruct = p if p.is_file() and is_dicom_file(p) else (_rtstruct_in(p) if p.is_dir() else None)
+    rtstruct = rtstruct_path(p)
     if rtstruct is not None:
         from ..dicomrt import read_rtstruct
         rois = read_rtstruct(rtstruct, grid, frame_of_reference_uid=frame_of_reference_uid, progress=progress)

@@ -151,18 +151,20 @@ def dose_grid_for(case, seeds, model, spacing_mm=None, threshold_pct=None):
                                  spacing_mm, threshold_pct)
 
 
-def evaluate(case, seeds, model, dose_grid=None, progress=None):
+def evaluate(case, seeds, model, dose_grid=None, progress=None, spacing_mm=None, threshold_pct=None):
     """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`, the policy grid, outside of which the
     dose is below the policy's threshold, so hot-spot metrics of structures reaching beyond it stay exact) and
     its DVH evaluation.
 
     Returns:
         (:class:`~SeedBrachyLib.dvh.PlanEvaluation` with the targets (GTV, CTV) and every OAR, dose Gy, dose grid).
-        An OAR wholly outside the dose grid is listed in the evaluation's notes.
+        An OAR wholly outside the dose grid is listed in the evaluation's notes. ``spacing_mm`` and
+        ``threshold_pct`` (settings doseSpacingMm, doseGridThresholdPct) shape the default grid.
     """
     model = get_model(model)
-    floor = None if dose_grid is not None else 0.01 * DEFAULT_THRESHOLD_PCT * case.prescription_gy
-    grid = dose_grid or dose_grid_for(case, seeds, model)
+    pct = DEFAULT_THRESHOLD_PCT if threshold_pct is None else threshold_pct
+    floor = None if dose_grid is not None else 0.01 * pct * case.prescription_gy
+    grid = dose_grid or dose_grid_for(case, seeds, model, spacing_mm, threshold_pct)
     dose = compute_dose(grid, seeds, model, progress=progress, allow_outside=True)
     structs = [structures.structure_on_grid(name, mask, case.grid, grid, role="target")
                for name, mask in case.targets.items()]

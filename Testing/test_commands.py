@@ -1,0 +1,174 @@
+"""The subcommands end to end on the example data (DICOM and NRRD): plan, evaluate, postplan, batch.
+
+Oracles: the RT Plan read back (seed count and positions), the same plan evaluated from its RT Dose
+alone, the simulated implant's truth for the post-plan, and each batch row against the single run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from SeedBrachyLib.cli import main
+
+pytestmark = pytest.mark.slow
+FAST = ["--planning-method", "modified_peripheral", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def neck(tmp_path_factory):
+    """The built-in case exported to DICOM and planned with `seedbrachy plan`."""
+    root = tmp_path_factory.mktemp("neck")
+    assert main(["example", "--case", "neck", "--out", str(root / "case")]) == 0
+    code = main(["plan", "--ct", str(root / "case" / "ct"), "--structures", str(root / "case" / "structures.dcm"),
+                 "--gtv", "GTV", "--ignore", "Bone", "--nogo", "Carotid", "--out", str(root / "plan"), *FAST])
+    return root, code, json.loads((root / "plan" / "results.json").read_text())
+
+
+def test_plan_writes_rt_plan_dose_loading_sheet_and_report(neck):
+    from SeedBrachyLib.dicomrt import read_rtdose, read_rtplan
+    root, code, result = neck
+    out = root / "plan"
+    checks_fail = any(c["status"] == "FAIL" for c in result["checks"])
+    assert code == (3 if checks_fail or not result["goals_met"] else 0)
+    plan = read_rtplan(out / "plan.dcm")
+    assert len(plan.seeds) == result["n_seeds"] == len(result["seeds"])
+    got = np.array(sorted(s.position.tolist() for s in plan.seeds))
+    want = np.array(sorted(s["center_ras_mm"] for s in result["seeds"]))
+    np.testing.assert_allclose(got, want, atol=0.01)
+    dose, grid, _ = read_rtdose(out / "dose.dcm")
+    assert dose.max() > 3 * result["settings"]["prescriptionGy"]
+    with open(out / "loading_sheet.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result["n_needles"] and sum(int(r["n_seeds"]) for r in rows) == result["n_seeds"]
+    html = (out / "report.html").read_text()
+    for key in ("identification", "checks", "dvh", "slices", "needles", "order"):
+        assert f'id="{key}"' in html
+    assert "Neck Demo" in html  # identification as the DICOM carries it
+    gtv = result["evaluation"]["structures"]["GTV"]
+    assert set(gtv) >= {"volume_cc", "D90", "D98", "D100", "V100", "V150", "V200", "D2cc", "D0.1cc"}
+    assert f"{gtv['D90']:.1f}" in html
+
+
+def test_evaluate_from_the_rt_plan_and_from_the_rt_dose_alone(neck, tmp_path):
+    root, _, planned = neck
+    case, out = root / "case", root / "plan"
+    j1, j2 = tmp_path / "e1.json", tmp_path / "e2.json"
+    main(["evaluate", "--ct", str(case / "ct"), "--structures", str(case / "structures.dcm"), "--gtv", "GTV",
+          "--ignore", "Bone", "--plan", str(out / "plan.dcm"), "--json", str(j1), "--quiet"])
+    # RT Dose + RT Structure Set alone (no CT), as a physicist checking another system's plan
+    main(["evaluate", "--structures", str(out / "structures.dcm"), "--gtv", "GTV", "--ctv", "CTV", "--ignore",
+          "Bone", "--dose", str(out / "dose.dcm"), "--json", str(j2), "--quiet", "--report-html",
+          str(tmp_path / "e.html")])
+    from_plan, from_dose = (json.loads(p.read_text())["evaluation"]["structures"] for p in (j1, j2))
+    want = planned["evaluation"]["structures"]
+    for name in ("GTV", "CTV"):
+        assert from_plan[name]["D90"] == pytest.approx(want[name]["D90"], rel=1e-3)
+        assert from_dose[name]["D90"] == pytest.approx(want[name]["D90"], rel=0.03)  # the stored dose grid
+        assert from_dose[name]["volume_cc"] == pytest.approx(want[name]["volume_cc"], rel=0.05)
+    assert 'id="dvh"' in (tmp_path / "e.html").read_text()
+
+
+def test_postplan_finds_the_implanted_seeds(neck, tmp_path):
+    root, _, planned = neck
+    case, out = root / "case", root / "plan"
+    assert main(["example", "--case", "neck", "--out", str(case), "--implant", str(out / "plan.dcm")]) == 0
+    j = tmp_path / "post.json"
+    main(["postplan", "--post-ct", str(case / "post_ct"), "--ct", str(case / "ct"), "--structures",
+          str(case / "structures.dcm"), "--gtv", "GTV", "--ignore", "Bone", "--plan", str(out / "plan.dcm"),
+          "--json", str(j), "--quiet", "--report-pdf", str(tmp_path / "post.pdf"),
+          "--count", str(planned["n_seeds"] - 1)])  # the simulation loses one seed; the implant sheet says so
+    result = json.loads(j.read_text())
+    assert result["n_planned"] == planned["n_seeds"]
+    assert result["n_seeds"] == planned["n_seeds"] - 1
+    rows = {(r["structure"], r["metric"]): r for r in result["comparison"]}
+    assert rows[("GTV", "D90")]["pre"] == pytest.approx(planned["evaluation"]["structures"]["GTV"]["D90"], rel=1e-3)
+    assert (tmp_path / "post.pdf").stat().st_size > 10000
+
+
+def test_plan_that_cannot_meet_its_goals_says_so(neck, tmp_path, capsys):
+    root = neck[0]
+    case = root / "case"
+    code = main(["plan", "--ct", str(case / "ct"), "--structures", str(case / "structures.dcm"), "--gtv", "GTV",
+                 "--ignore", "Bone", "--out", str(tmp_path / "weak"), "--hole-spacing-mm", "30",
+                 "--candidate-spacing-mm", "10", "--quiet"])  # a needle or two cannot cover the CTV
+    out = capsys.readouterr().out
+    assert code == 3 and "NOT MET" in out and "WARNING: The plan does not meet" in out
+    result = json.loads((tmp_path / "weak" / "results.json").read_text())
+    assert result["goals_met"] is False
+    assert "NOT MET" in (tmp_path / "weak" / "report.html").read_text()
+
+
+def _copy_case(src_case, src_plan, dest, **values):
+    import shutil
+    dest.mkdir(parents=True)
+    shutil.copytree(src_case / "ct", dest / "ct")
+    shutil.copy(src_plan / "structures.dcm", dest / "structures.dcm")
+    shutil.copy(src_plan / "plan.dcm", dest / "plan.dcm")
+    if values:
+        (dest / "case.json").write_text(json.dumps(values))
+
+
+def test_batch_table_one_row_per_case_and_past_failures(neck, tmp_path):
+    root = neck[0]
+    cases = tmp_path / "cases"
+    _copy_case(root / "case", root / "plan", cases / "P001", ctv="CTV", prescriptionGy=100.0)
+    _copy_case(root / "case", root / "plan", cases / "P002", ctv="CTV", prescriptionGy=140.0)
+    (cases / "P999").mkdir()  # a broken case: no CT, no structures
+    table = tmp_path / "cohort.csv"
+    assert main(["batch", str(cases), "--out", str(table), "--ignore", "Bone", "--quiet"]) == 3  # one case failed
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["patient_id"] for r in rows] == ["P001", "P002", "P999"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error"] and rows[2]["error"]
+    assert rows[0]["mode"] == "evaluate" and rows[0]["prescription_gy"] == "100.0"
+    header = list(rows[0])
+    assert header[:9] == ["patient_id", "mode", "status", "error", "prescription_gy", "gtv", "ctv", "n_seeds",
+                          "n_planned"]
+    for metric in ("volume_cc", "D90", "D100", "V100", "V150", "V200"):
+        assert f"GTV.{metric}" in header and f"CTV.{metric}" in header
+    assert "check_GTV_D90" in header and "check_CTV_V100" in header
+    # same seeds, two prescriptions: the same D90, less volume at the higher prescription
+    assert float(rows[0]["CTV.D90"]) == pytest.approx(float(rows[1]["CTV.D90"]), rel=1e-6)
+    assert float(rows[1]["CTV.V100"]) < float(rows[0]["CTV.V100"])
+    # a row equals the single evaluate run of the same case
+    j = tmp_path / "p1.json"
+    p1 = cases / "P001"
+    main(["evaluate", "--ct", str(p1 / "ct"), "--structures", str(p1 / "structures.dcm"), "--gtv", "GTV", "--ctv",
+          "CTV", "--ignore", "Bone", "--plan", str(p1 / "plan.dcm"), "--prescription-gy", "100", "--json", str(j),
+          "--quiet"])
+    single = json.loads(j.read_text())["evaluation"]["structures"]
+    for name in ("GTV", "CTV"):
+        assert float(rows[0][f"{name}.D90"]) == pytest.approx(single[name]["D90"], rel=1e-9)
+        assert float(rows[0][f"{name}.V100"]) == pytest.approx(single[name]["V100"], rel=1e-9)
+
+
+def test_example_cohort_patient_has_plan_and_a_new_scan(tmp_path):
+    from SeedBrachyLib.dicomrt import read_ct_series, read_rtplan
+    assert main(["example", "--cohort", "1", "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    p = tmp_path / "c" / "P001"
+    assert sorted(x.name for x in p.iterdir()) == ["ct", "plan.dcm", "post_ct", "structures.dcm"]
+    _, _, ct = read_ct_series(p / "ct")
+    _, _, post = read_ct_series(p / "post_ct")
+    assert ct.study.patient_id == post.study.patient_id == "P001"
+    assert ct.study.frame_of_reference_uid != post.study.frame_of_reference_uid  # another scan, to register
+    assert len(read_rtplan(p / "plan.dcm").seeds) >= 10
+
+
+def test_second_case_nrrd_oblique_other_model(tmp_path):
+    case = tmp_path / "pa"
+    assert main(["example", "--case", "paraaortic", "--format", "nrrd", "--out", str(case)]) == 0
+    code = main(["plan", "--ct", str(case / "ct.nrrd"), "--structures", str(case / "structures"), "--gtv", "GTV",
+                 "--ignore", "Vertebra", "--nogo", "Aorta", "--needle-entry", "posterior", "--source-model",
+                 "I125_IsoAid_IAI-125A", "--seed-activity-mci", "0.6", "--prescription-gy", "110",
+                 "--out", str(tmp_path / "plan"), *FAST])
+    result = json.loads((tmp_path / "plan" / "results.json").read_text())
+    assert code in (0, 3)
+    assert result["settings"]["sourceModel"] == "I125_IsoAid_IAI-125A"
+    assert (tmp_path / "plan" / "dose.nrrd").exists()
+    assert result["evaluation"]["structures"]["GTV"]["D90"] > 0
+    for row in result["loading_sheet"]:  # needles from the back: straight anterior, no tilt (RAS)
+        assert abs(row[5]) == pytest.approx(180.0, abs=0.1) and row[6] == pytest.approx(0.0, abs=0.1)
