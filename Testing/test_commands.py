@@ -97,6 +97,7 @@ def test_plan_that_cannot_meet_its_goals_says_so(neck, tmp_path, capsys):
                  "--candidate-spacing-mm", "10", "--quiet"])  # a needle or two cannot cover the CTV
     out = capsys.readouterr().out
     assert code == 3 and "NOT MET" in out and "WARNING: The plan does not meet" in out
+    assert "WARNING: the optimiser could not meet" in out  # the plan summary itself (also shown by the module)
     result = json.loads((tmp_path / "weak" / "results.json").read_text())
     assert result["goals_met"] is False
     assert "NOT MET" in (tmp_path / "weak" / "report.html").read_text()

@@ -317,3 +317,15 @@ def test_goal_status_reads_the_dvh(planned):
     v100 = next(g for g in hard if g.metric == "V100")
     assert v100.achieved == evaluation.value("CTV", "V100")[0]
     assert "V100 >= 100 %" in unmet_message(hard) and math.isfinite(v100.achieved)
+
+
+def test_unmet_in_terms_names_each_missed_goal():
+    from SeedBrachyLib.planning.goal_status import unmet_in_terms
+    from SeedBrachyLib.planning.optimize import OarLimit
+    goals = Goals(120.0, v100_min_pct=95.0, v200_max_pct=20.0, oar_limits=(OarLimit("Skin", "D2cc", 100.0),))
+    terms = {"D90": 130.0, "V100": 8.7, "V150": 4.0, "V200": 25.0, "Skin D2cc": 99.0}
+    missed = unmet_in_terms(goals, terms)
+    assert missed == ["CTV V100 >= 95 % (optimiser estimate 8.7 %)", "CTV V200 <= 20 % (optimiser estimate 25.0 %)"]
+    assert unmet_in_terms(goals, {**terms, "V100": 96.0, "V200": 10.0}) == []
+    hot = {**terms, "V100": 96.0, "V200": 10.0, "Skin D2cc": 100.5}
+    assert unmet_in_terms(goals, hot) == ["Skin D2cc <= 100 Gy (optimiser estimate 100.5 Gy)"]

@@ -161,4 +161,7 @@ class Plan:
             lines.append(f"  needle {row['needle']:>4}: entry ({e[0]:.1f}, {e[1]:.1f}, {e[2]:.1f}) "
                          f"tip ({t[0]:.1f}, {t[1]:.1f}, {t[2]:.1f}) mm RAS, depth {row['depth_mm']:.1f} mm"
                          f"{clear}; {len(row['seed_depths_mm'])} seeds at {depths} mm from the skin")
+        unmet = (self.terms or {}).get("unmet")
+        if unmet:
+            lines.append(f"WARNING: the optimiser could not meet {len(unmet)} goal(s): {'; '.join(unmet)}")
         return lines

@@ -69,3 +69,17 @@ def unmet_message(statuses):
     parts = "; ".join(f"{s.goal} (achieved {'n/a' if math.isnan(s.achieved) else f'{s.achieved:.1f} {s.unit}'})"
                       for s in missed)
     return f"The plan does not meet {len(missed)} of its {len(statuses)} goals: {parts}."
+
+
+def unmet_in_terms(goals, terms):
+    """The goals of :class:`~.optimize.Goals` the optimiser's own estimate ``terms`` (voxel-centre D90 Gy,
+    V100/V150/V200 %, OAR metrics Gy) misses, as texts; the plan's DVH (:func:`goal_status`) is the final word."""
+    rx = goals.prescription_gy
+    aims = [("CTV D90", ">=", goals.d90_min_pct / 100.0 * rx, "Gy", terms["D90"]),
+            ("CTV V100", ">=", goals.v100_min_pct, "%", terms["V100"]),
+            ("CTV V150", "<=", goals.v150_max_pct, "%", terms["V150"])]
+    if goals.v200_max_pct is not None:
+        aims.append(("CTV V200", "<=", goals.v200_max_pct, "%", terms["V200"]))
+    aims += [(lim.key, "<=", lim.limit_gy, "Gy", terms[lim.key]) for lim in goals.oar_limits]
+    return [f"{name} {op} {aim:g} {unit} (optimiser estimate {value:.1f} {unit})"
+            for name, op, aim, unit, value in aims if not COMPARATORS[op](value, aim)]

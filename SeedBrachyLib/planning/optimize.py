@@ -58,6 +58,7 @@ from ..progress import report
 from ..seeds import Seed
 from ..sources import get_model
 from .candidates import Plan
+from .goal_status import unmet_in_terms
 
 OAR_METRICS = ("D2cc", "D0.1cc", "Dmax")
 
@@ -316,7 +317,8 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
 
     Returns:
         :class:`~SeedBrachyLib.planning.candidates.Plan` whose ``terms`` hold the internal metrics
-        (D90 Gy, V100/V150/V200 %, OAR metrics Gy, ``violation`` 0 when every goal is met).
+        (D90 Gy, V100/V150/V200 %, OAR metrics Gy, ``violation`` 0 when every goal is met with its safety
+        margin) and ``unmet``, the goals the plan misses (texts, empty when all are met).
     """
     t0 = time.perf_counter()
     report(progress, 0.0, "optimiser: start")
@@ -352,7 +354,8 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
         report(progress, min(1.0, 0.4 + 0.6 * rounds / restarts),
                f"optimiser: round {rounds}, best {int(best.x.sum())} seeds")
     report(progress, 1.0, "optimiser: done")
-    return Plan(name, candidates, np.flatnonzero(best.x), matrices.strength_u, time.perf_counter() - t0, best.terms)
+    terms = {**best.terms, "unmet": unmet_in_terms(goals, best.terms)}
+    return Plan(name, candidates, np.flatnonzero(best.x), matrices.strength_u, time.perf_counter() - t0, terms)
 
 
 def _local_search(problem, state, rng, neighbours, candidates, max_passes):
