@@ -36,6 +36,9 @@ from .dataset import (
 from .geometry import grid_from_planes, image_plane, orientation, set_image_plane, slice_positions_lps
 
 UINT32_MAX = 2 ** 32 - 1
+#: Dose Grid Scaling accepted (Gy per stored unit), and the largest dose accepted (Gy): beyond, the file is wrong.
+MIN_SCALING, MAX_SCALING = 1e-15, 1e3
+MAX_DOSE_GY = 1e8
 #: Frame offsets may differ from even spacing by this much (mm).
 OFFSET_TOLERANCE_MM = 1e-3
 
@@ -125,9 +128,13 @@ def read_rtdose(path, frame_of_reference_uid=None):
     grid = grid_from_planes(iop, numbers(ds, "PixelSpacing", where, 2, minimum=1e-6, maximum=1e4),
                             ipp, spacing, (n_i, n_j, n_k), where)
     scaling = numbers(ds, "DoseGridScaling", where, 1, required=n_k > 0, minimum=0)[0]
-    if not scaling > 0:
-        raise InputError(f"{where}: DoseGridScaling {scaling!r} invalid: must be > 0 (Gy per stored unit)")
+    if not MIN_SCALING <= scaling <= MAX_SCALING:
+        raise InputError(f"{where}: DoseGridScaling {scaling!r} Gy per stored unit invalid: must lie in "
+                         f"[{MIN_SCALING:g}, {MAX_SCALING:g}]")
     dose = _stored_values(ds, where, n_i, n_j, n_k) * scaling
+    if not np.all(np.isfinite(dose)) or dose.max() > MAX_DOSE_GY:
+        raise InputError(f"{where}: dose up to {dose.max():g} Gy: values must be finite and at most "
+                         f"{MAX_DOSE_GY:g} Gy (a wrong DoseGridScaling?)")
     if units == "CGY":
         dose /= 100.0
     if np.any(dose < 0):
