@@ -366,12 +366,12 @@ class _Part:
     """One structure in the sampling: its points, and for organs at risk the far points left out when that is safe.
 
     Left-out points count at 0 Gy. In each sample, an upper bound on the dose of the left-out points of a
-    10 mm cell is the sum over seeds of the dose envelope at (the cell's nearest point to the planned seed - the
+    4 mm cell is the sum over seeds of the dose envelope at (the cell's nearest point to the planned seed - the
     seed's displacement), by the triangle inequality; the points of every cell whose bound reaches the lowest
     dose a metric reads off are evaluated (adding points only raises those read-offs, so the rest stay safe).
     """
 
-    CELL_MM = 10.0
+    CELL_MM = 4.0
 
     def __init__(self, points, nominal_dose, metrics, keep_fraction, rx, planned_positions):
         self.points, self.metrics, self.rx, self.nominal_dose = points, metrics, rx, nominal_dose
