@@ -39,5 +39,11 @@ def test_demo_end_to_end(tmp_path):
     assert len(post["detection"].seeds) == len(post["implant"].seeds)
     assert post["tre_mm"].max() <= 1.0
     assert os.path.isfile(result["scene_path"])
+    # closing sections: robustness, radiobiology with a prior course, a watertight printed template
+    beyond = result["beyond"]
+    assert beyond["robustness"].n_samples > 0 and os.path.isfile(beyond["stl_path"])
+    assert beyond["template_check"]["boundary_edges"] == 0 and beyond["template_check"]["non_manifold_edges"] == 0
+    for needle in ("Placement robustness", "Wilson 95% CI", "Cumulative EQD2", "Printed template"):
+        assert needle in text
     for needle in ("D90 [Gy]", "V100 [%]", "D2cc [Gy]", "mCi", "U/mCi", "Pre-plan vs post-plan", "research tool"):
         assert needle in text

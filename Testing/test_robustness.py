@@ -114,7 +114,7 @@ def test_sampled_error_statistics():
     geometry = rob.ImplantGeometry.from_seeds(seeds, [needle])
     e = rob.PlacementErrors(needle_depth_sd_mm=1.0, needle_entry_sd_mm=1.5, needle_angle_sd_deg=3.0,
                             seed_along_sd_mm=0.5, seed_across_sd_mm=0.7, seed_tilt_sd_deg=10.0, p_lost=0.05)
-    n = 40_000
+    n = 20_000
     s = rob.sample_implants(geometry, e, n, random_seed=3)
     lost = int((~s.kept).sum())
     assert stats.binomtest(lost, s.kept.size, 0.05).pvalue > 1e-3

@@ -17,6 +17,7 @@ from ..planning import nomogram, pipeline
 from ..planning.optimize import Goals, OarLimit
 from ..planning.order import seed_order
 from ..synthetic.phantom import neck_phantom
+from . import beyond
 from . import postimplant as postimplant_demo
 from .scene import DEMO_OARS, write_case_scene
 
@@ -68,6 +69,8 @@ def run(out_dir=None, progress=None, print_fn=print, **changes):
               "dose": dose, "evaluation": evaluation, "checks": results, "d90_gy": d90, "v100_pct": v100}
     result["post_implant"] = postimplant_demo.run(case, planning, seeds, values, grid, dose, limits, print_fn,
                                                   progress=progress)
+    result["beyond"] = beyond.run(case, planning, plan, evaluation, values.sourceModel, limits, out_dir, print_fn,
+                                  progress)
     if out_dir is not None:
         result["scene_path"] = write_slicer_scene(out_dir, case, seeds, needles, values, print_fn)
     return result

@@ -444,7 +444,7 @@ class _Part:
 
 def evaluate_robustness(geometry, model, structures, goals=(), errors=None, n_samples=1000, random_seed=0,
                         prescription_gy=None, target_metrics=("D90", "V100"), oar_metrics=("D2cc",),
-                        oar_keep_fraction=0.25, progress=None):
+                        oar_keep_fraction=0.6, progress=None):
     """Sample implants and evaluate each: the distributions of the metrics and how often each goal holds.
 
     Args:
@@ -538,3 +538,14 @@ def evaluate_robustness(geometry, model, structures, goals=(), errors=None, n_sa
                                              g.source))
     return RobustnessResult(values, units, nominal, probabilities, errors, n_samples, time.perf_counter() - t0, notes)
 
+
+
+def plan_robustness(plan, model, masks, mask_grid, goals=(), prescription_gy=None, spacing_mm=2.0, **options):
+    """Robustness of a :class:`~SeedBrachyLib.planning.candidates.Plan` (its seeds on its needles).
+
+    ``masks``: structure name -> (bool mask ``[k, j, i]`` on ``mask_grid``, role "target" or "oar"); each becomes
+    :func:`points_from_mask` on a ``spacing_mm`` grid. ``options`` go to :func:`evaluate_robustness`.
+    """
+    structures = [points_from_mask(name, mask, mask_grid, spacing_mm, role) for name, (mask, role) in masks.items()]
+    return evaluate_robustness(ImplantGeometry.from_plan(plan), model, structures, goals,
+                               prescription_gy=prescription_gy, **options)
