@@ -87,7 +87,7 @@ def test_needle_depth_shift_d90_distribution():
     nominal = d90[240]
     threshold = float(np.percentile(d90[np.abs(deltas) < 2 * sd], 40))
     exact_p = float(density[d90 > threshold].sum())
-    goal = Goal("D90 threshold", "target", "D90", ">", threshold, "Gy", "test")
+    goal = Goal("D90 threshold", "T", "D90", ">", threshold, "Gy", "test")
     result = rob.evaluate_robustness(geometry, MODEL, [target], [goal], errors=errors, n_samples=800,
                                      random_seed=11, target_metrics=("D90",))
     prob = result.probabilities[0]
@@ -157,18 +157,19 @@ def test_oar_cut_does_not_change_d2cc():
 
 
 def test_goals_and_summary():
-    """Target goals apply to every target; OAR limits to their organ; summary lines carry units and errors."""
+    """Goals apply to the structure they name (the library's GTV goal, an OAR limit); summary lines carry units."""
     seeds, geometry, target = _needle_case()
+    target = rob.SamplePoints("GTV", "target", target.points, target.volumes_cc)
     other = rob.SamplePoints("T2", "target", target.points * 0.8, target.volumes_cc)
     oar = _point("Skin", [0.0, 12.0, 0.0])
     goals = list(goals_for("lymph-node-metastases")) + [user_limit("Skin", "Dmax", 500.0)]
     r = rob.evaluate_robustness(geometry, MODEL, [target, other, oar], goals, n_samples=40, prescription_gy=100.0,
                                 oar_metrics=("Dmax",), oar_keep_fraction=0.0)
-    assert [p.structure for p in r.probabilities] == ["T", "T2", "Skin"]
+    assert [p.structure for p in r.probabilities] == ["GTV", "Skin"]
     assert all(0 <= p.ci_low <= p.p <= p.ci_high <= 1 for p in r.probabilities)
     text = "\n".join(r.summary_lines())
-    assert "P(T D90 > 102.7 Gy)" in text and "Wilson 95% CI" in text and "needle depth SD 6.5 mm" in text
-    counts, edges = r.histogram("T", "D90", bins=10)
+    assert "P(GTV D90 > 102.7 Gy)" in text and "Wilson 95% CI" in text and "needle depth SD 6.5 mm" in text
+    counts, edges = r.histogram("T2", "D90", bins=10)
     assert counts.sum() == 40 and len(edges) == 11
     with pytest.raises(InputError, match="prescription"):
         rob.evaluate_robustness(geometry, MODEL, [target], n_samples=2)

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .. import structures
-from ..checks import goals_for, user_limit
+from ..checks import TARGET_ROLES, goals_for, user_limit
 from ..planning import printed_template
 from ..planning import robustness as rob
 from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, markups, segmentations, volumes
@@ -59,7 +61,9 @@ def robustness(seeds_node, segmentation_node, target_segment_id, prescription_gy
         mask, grid = segmentations.segment_mask(segmentation_node, sid)
         names[sid] = segmentations.segment_name(segmentation_node, sid)
         points.append(rob.points_from_mask(names[sid], mask, grid, spacing_mm, role))
-    goals = list(goals_for(indication)) if indication else []
+    target = names[target_segment_id]
+    goals = [replace(g, structure=target) if g.structure in TARGET_ROLES else g
+             for g in (goals_for(indication) if indication else ())]
     goals += [user_limit(names.get(sid, sid), metric, limit) for sid, metric, limit in user_limits]
     model = markups.source_model_key(seeds_node) or "I125_OncoSeed6711"
     result = rob.evaluate_robustness(geometry, model, points, goals, errors, n_samples, random_seed,

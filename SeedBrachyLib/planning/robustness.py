@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import COMPARATORS, TARGET
+from ..checks import COMPARATORS
 from ..dose import dose_at_points
 from ..dvh import DVH, metric_unit
 from ..errors import InputError
@@ -451,8 +451,8 @@ def evaluate_robustness(geometry, model, structures, goals=(), errors=None, n_sa
         geometry: :class:`ImplantGeometry` (planned seeds on needles).
         model: seed model or key (TG-43 data).
         structures: :class:`SamplePoints` of the targets and organs at risk.
-        goals: :class:`~SeedBrachyLib.checks.Goal` objects (``checks.goals_for(...)``, ``checks.user_limit(...)``);
-            a goal on ``checks.TARGET`` applies to every target.
+        goals: :class:`~SeedBrachyLib.checks.Goal` objects (``checks.goals_for(...)``, ``checks.user_limit(...)``),
+            each on the structure it names (the goal library's "GTV" / "CTV").
         errors: :class:`PlacementErrors` (default: the cited defaults).
         n_samples: simulated implants; random_seed: the same value gives the same samples.
         prescription_gy: Rx (Gy) for V100 and goals relative to Rx.
@@ -474,13 +474,12 @@ def evaluate_robustness(geometry, model, structures, goals=(), errors=None, n_sa
     wanted = {s.name: list(target_metrics if s.role == "target" else oar_metrics) for s in structures}
     checks = []
     for g in goals:
-        names = [s.name for s in structures if s.role == "target"] if g.structure == TARGET else [g.structure]
-        for name in names:
-            if name not in wanted:
-                raise InputError(f"goal '{g.name}' is on '{name}', which has no sample points (have {sorted(wanted)})")
-            if g.metric not in wanted[name]:
-                wanted[name].append(g.metric)
-            checks.append((g, name))
+        name = g.structure
+        if name not in wanted:
+            raise InputError(f"goal '{g.name}' is on '{name}', which has no sample points (have {sorted(wanted)})")
+        if g.metric not in wanted[name]:
+            wanted[name].append(g.metric)
+        checks.append((g, name))
     needs_rx = any(metric_unit(m) == "%" for ms in wanted.values() for m in ms) or \
         any(g.fraction_of_rx is not None for g, _ in checks)
     if needs_rx and not (prescription_gy and prescription_gy > 0):
