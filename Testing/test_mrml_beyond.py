@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("slicer")
 
+from SeedBrachyLib import settings  # noqa: E402
 from SeedBrachyLib.errors import InputError  # noqa: E402
 from SeedBrachyLib.mrml import beyond, markups, planning  # noqa: E402
 from SeedBrachyLib.planning import printed_template  # noqa: E402
@@ -17,7 +18,7 @@ from SeedBrachyLib.planning import robustness as rob  # noqa: E402
 def planned(case_nodes):
     c = case_nodes
     node = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Planned seeds")
-    planning.plan_seeds(c.ct, c.segmentation, c.ids["GTV"], node, c.case.prescription_gy, method="uniform",
+    planning.plan_seeds(c.ct, c.segmentation, c.ids["CTV"], node, settings.resolve(c.values, planningMethod="uniform"),
                         nogo_segment_ids=[c.ids["Carotid"]])
     return c, node
 
