@@ -11,8 +11,10 @@
   its DVH metrics follow without touching the other seeds.
 
 Moving one seed costs two single-seed evaluations on the grid and one at the sample
-points. Units: positions in mm RAS, S_K in U, dose in Gy (permanent implant unless a
-time window is given, as :func:`SeedBrachyLib.dose.compute_dose`).
+points; :meth:`LiveDose.sync` turns a new seed list (e.g. read back from a markups node
+after a drag, an addition or a deletion) into such edits. Units: positions in mm RAS,
+S_K in U, dose in Gy (permanent implant unless a time window is given, as
+:func:`SeedBrachyLib.dose.compute_dose`).
 """
 
 from __future__ import annotations
@@ -146,14 +148,20 @@ class LiveDose:
 
     def add(self, seed):
         """Add ``seed`` (last index)."""
+        self.insert(len(self.seeds), seed)
+
+    def insert(self, index, seed):
+        """Insert ``seed`` before seed ``index`` (``len(seeds)``: at the end)."""
+        if not (isinstance(index, (int, np.integer)) and 0 <= index <= len(self.seeds)):
+            raise InputError(f"insertion index {index!r} invalid: 0..{len(self.seeds)}")
         seed = self._seed(seed)
         if self.grid is not None:
             self._add_to_grid([seed])
         for name in self._points:
             row = self._rows(name, [seed])[0]
             self._total[name] += row
-            self._each[name].append(row)
-        self.seeds.append(seed)
+            self._each[name].insert(int(index), row)
+        self.seeds.insert(int(index), seed)
 
     def remove(self, index):
         """Remove seed ``index``."""
@@ -163,3 +171,37 @@ class LiveDose:
         for name in self._points:
             self._total[name] -= self._each[name].pop(index)
         del self.seeds[index]
+
+    def sync(self, seeds):
+        """Follow a new list of seeds with the fewest single-seed edits; returns the number of seeds changed.
+
+        Seeds compare by position, axis and strength. Same count: each changed seed is
+        replaced; one more or one fewer (added or deleted anywhere, the others unchanged):
+        one insertion or removal plus replacements of any others changed; anything else:
+        a full recompute.
+        """
+        new = [self._seed(s) for s in seeds]
+        old = self.seeds
+        if abs(len(new) - len(old)) > 1:
+            self.seeds = new
+            self.recompute()
+            return len(new)
+        changed = 0
+        if len(new) != len(old):
+            longer, shorter = (new, old) if len(new) > len(old) else (old, new)
+            at = next((i for i in range(len(shorter)) if not _same(longer[i], shorter[i])), len(shorter))
+            if len(new) > len(old):
+                self.insert(at, new[at])
+            else:
+                self.remove(at)
+            changed = 1
+        for i, seed in enumerate(new):
+            if not _same(self.seeds[i], seed):
+                self.replace(i, seed)
+                changed += 1
+        return changed
+
+
+def _same(a, b):
+    return (np.array_equal(a.position, b.position) and np.array_equal(a.axis, b.axis)
+            and a.strength_u == b.strength_u)

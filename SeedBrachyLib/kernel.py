@@ -23,7 +23,7 @@ models is a whole degree, so F's kinks lie on node lines); r every 0.02 mm to 20
 every 0.1 mm to 100 mm, every 0.5 mm beyond, to the largest seed-to-voxel distance
 (every tabulated radius up to 100 mm falls on a node). theta enters through
 u^2 = 1 - cos(theta) = rho^2 / (r (r + |z|)) and a fitted polynomial theta(u)
-(error < 1e-6 deg). Largest difference from the exact evaluation, measured by
+(error < 1e-5 deg, 7 coefficients). Largest difference from the exact evaluation, measured by
 Testing/test_kernel.py over random points from 0.2 to 150 mm in every direction for
 every shipped model (points inside the capsule test the surface values): below
 0.03 %, the largest beside the ends of the active length (the issue's bound is 0.1 %
@@ -120,7 +120,7 @@ class Table:
     values: np.ndarray  # float32, (n_r * n_theta,)
     n_theta: int
     r_map: tuple  # (b1, b2, 1/h1, 1/h2, 1/h3, n1, n2, largest fractional r index)
-    theta_poly: tuple  # 10 coefficients: theta index = u * sum c_k (u^2)^k
+    theta_poly: tuple  # 7 coefficients: theta index = u * sum c_k (u^2)^k
     r_max_mm: float
 
 
@@ -128,7 +128,7 @@ def _theta_polynomial():
     """Coefficients c_k with theta / THETA_STEP_DEG = u * sum_k c_k t^k, t = u^2, u = sqrt(1 - cos theta)."""
     u = np.unique(np.concatenate([np.sin(np.linspace(0.0, np.pi / 2, 400)), np.linspace(0.0, 1.0, 400)]))
     theta = np.degrees(2.0 * np.arcsin(u / np.sqrt(2.0))) / THETA_STEP_DEG
-    basis = u[:, None] * (u[:, None] ** 2) ** np.arange(10)[None, :]
+    basis = u[:, None] * (u[:, None] ** 2) ** np.arange(7)[None, :]
     coef, *_ = np.linalg.lstsq(basis, theta, rcond=None)
     return tuple(float(c) for c in coef)
 

@@ -43,8 +43,7 @@ def _tabled(rho2, az, table, nt, rp, c):
     r = math.sqrt(r2)
     t = rho2 / (r * (r + az))  # u^2 = 1 - cos(theta), free of cancellation
     u = math.sqrt(t)
-    ft = u * (c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * (c[6] + t * (
-        c[7] + t * (c[8] + t * c[9])))))))))
+    ft = u * (c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * c[6]))))))
     it = min(int(ft), nt - 2)
     wt = ft - it
     fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
@@ -125,8 +124,8 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
     f32 = np.float32
     b1, b2, inv_h1, inv_h2, inv_h3 = f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4])
     n1, n2, f_max = f32(rp[5]), f32(rp[6]), f32(rp[7])
-    c0, c1, c2, c3, c4 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3]), f32(c[4])
-    c5, c6, c7, c8, c9 = f32(c[5]), f32(c[6]), f32(c[7]), f32(c[8]), f32(c[9])
+    c0, c1, c2, c3 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3])
+    c4, c5, c6 = f32(c[4]), f32(c[5]), f32(c[6])
     a, h = f32(radius), f32(half)
     a2, one, zero = a * a, f32(1.0), f32(0.0)
     last_t, nt32 = np.int32(nt - 2), np.int32(nt)
@@ -159,8 +158,7 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
                     inv_r = one / math.sqrt(r2)
                     r = r2 * inv_r
                     t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
-                    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (
-                        c7 + t * (c8 + t * c9)))))))))
+                    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
                     it = min(np.int32(ft), last_t)
                     fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
                     fr = min(fr, f_max)

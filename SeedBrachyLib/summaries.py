@@ -9,15 +9,16 @@ from . import RESEARCH_NOTICE
 from .checks import format_checks
 
 
-def describe_dose(model, n_seeds, grid, formalism="line", what="permanent implant", axes=""):
+def describe_dose(model, n_seeds, grid, formalism="line", what="permanent implant", axes="", engine=""):
     """One line saying how a dose was computed, e.g. 'TG-43U1 line source, OncoSeed 6711, 29 seeds, ...'.
 
     ``model``: the :class:`~SeedBrachyLib.sources.SourceModel`; ``grid``: the dose grid; ``axes``: how the seed
-    axes were obtained (post-plans).
+    axes were obtained (post-plans); ``engine``: which dose engine ran (:func:`SeedBrachyLib.kernel.describe`).
     """
     axes = f" ({axes})" if axes else ""
-    return (f"TG-43U1 {formalism} source{axes}, {model.name}, {n_seeds} seeds, {what}; grid {grid.describe()}. "
-            "Research use only.")
+    engine = f"; {engine}" if engine else ""
+    return (f"TG-43U1 {formalism} source{axes}, {model.name}, {n_seeds} seeds, {what}; grid {grid.describe()}"
+            f"{engine}. Research use only.")
 
 
 def evaluation_summary(evaluation, check_results=()):

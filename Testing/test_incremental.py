@@ -71,3 +71,23 @@ def test_all_seeds_removed_gives_zero_and_they_can_come_back():
     assert np.max(np.abs(live.dose)) <= 1e-9 * compute_dose(grid, seeds[:2], M).max()
     live.add(seeds[5])
     assert np.allclose(live.dose, compute_dose(grid, [seeds[5]], M), rtol=1e-6, atol=1e-6)
+
+
+def test_sync_follows_a_seed_list_with_single_seed_edits():
+    rng = np.random.default_rng(9)
+    grid, seeds, structures = _case(rng)
+    live = LiveDose(grid, seeds, M, structures)
+    edited = list(seeds)
+    edited[2] = Seed(edited[2].position + [1.0, 0, 0], edited[2].axis, edited[2].strength_u)  # dragged
+    assert live.sync(edited) == 1
+    edited.insert(4, Seed([3.0, 3.0, 3.0], [0, 0, 1], 0.5))  # placed by hand
+    assert live.sync(edited) == 1
+    del edited[0]  # deleted
+    assert live.sync(edited) == 1
+    assert live.sync(edited) == 0
+    for current in (list(edited), edited[:3]):
+        if len(current) == 3:
+            assert live.sync(current) == 3  # several at once: full recompute
+        assert np.allclose(live.dose, compute_dose(grid, current, M, allow_outside=True), rtol=1e-6, atol=1e-6)
+        for name, pts in structures.items():
+            assert np.allclose(live.point_dose(name), dose_at_points(pts, current, M), rtol=1e-10)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import checks, dose_grid, dvh, settings
+from .. import checks, dose_grid, dvh, kernel, settings
 from .. import dose as dose_engine
 from ..errors import InputError
 from ..progress import report, scaled
@@ -101,13 +101,21 @@ def compute_dose(ct_node, segmentation_node, target_segment_ids, seeds_node, dos
                                  values.doseSpacingMm, values.doseGridThresholdPct)
     dose = dose_engine.compute_dose(grid, seeds, model, formalism=values.formalism,
                                     progress=scaled(progress, 0.1, 0.95))
-    missing = markups.missing_points(seeds_node)
-    left_out = f" ({len(missing)} marked missing not dosed: {', '.join(missing)})" if missing else ""
-    volumes.set_dose_volume(dose_node, dose, grid, values.prescriptionGy,
-                            describe_dose(model, len(seeds), grid, values.formalism) + left_out,
-                            outside_below_gy=0.01 * values.doseGridThresholdPct * values.prescriptionGy)
+    write_dose(dose_node, dose, grid, seeds, model, values, seeds_node)
     report(progress, 1.0, "dose done")
     return dose, grid
+
+
+def write_dose(dose_node, dose_gy, grid, seeds, model, values, seeds_node=None):
+    """Dose (Gy, ``[k, j, i]`` on ``grid``) of ``seeds`` into ``dose_node``, described with how it was computed
+    (model, seeds, grid, dose engine, points of ``seeds_node`` marked missing and not dosed); voxels below the
+    policy threshold are marked as the grid policy says."""
+    missing = markups.missing_points(seeds_node) if seeds_node is not None else []
+    left_out = f" ({len(missing)} marked missing not dosed: {', '.join(missing)})" if missing else ""
+    volumes.set_dose_volume(dose_node, dose_gy, grid, values.prescriptionGy,
+                            describe_dose(model, len(seeds), grid, values.formalism, engine=kernel.describe())
+                            + left_out,
+                            outside_below_gy=0.01 * values.doseGridThresholdPct * values.prescriptionGy)
 
 
 def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, metrics_table=None,

@@ -1,0 +1,79 @@
+"""Live dose: the dose volume, DVH tables and checks follow a seeds node while seeds are dragged, placed or deleted.
+
+The library side of the module's "Live dose" toggle (the module only observes the seeds node
+and calls :meth:`LiveDosimetry.update` through a single-shot timer). :class:`LiveDosimetry`
+computes once as the Compute dose button does (:func:`.dosimetry.compute_dose`: the grid
+policy's grid, the same dose volume), then keeps a :class:`SeedBrachyLib.incremental.LiveDose`
+on that grid. Each :meth:`~LiveDosimetry.update` reads the seeds back from the node (hand-placed
+points take the panel's strength and the default axis), applies the single-seed edits (moved,
+added, deleted), rewrites the dose volume and, when an evaluation is asked for, re-runs
+:func:`.dosimetry.evaluate` and :func:`.dosimetry.check`. The grid stays while every seed stays
+inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
+starts a full computation on a new policy grid. Turning live off is dropping the object.
+"""
+
+from __future__ import annotations
+
+from .. import settings
+from ..incremental import LiveDose
+from ..progress import report
+from . import dosimetry, segmentations, volumes
+
+
+class LiveDosimetry:
+    """Dose volume (and optionally DVH tables and checks) kept in step with ``seeds_node``.
+
+    Args:
+        ct_node, segmentation_node, target_segment_ids, seeds_node, dose_node, values, oar_segment_ids:
+            as :func:`.dosimetry.compute_dose` (dose in Gy, positions mm RAS).
+        evaluation: None (dose only), or a dict with ``gtv_segment_id``, ``ctv_segment_id`` and optionally
+            ``metrics_table``, ``chart``, ``checks_table``, ``oar_segment_id`` and ``ct_node``: the
+            evaluation and checks re-run after each change (:func:`.dosimetry.evaluate`, :func:`.dosimetry.check`).
+        progress: callback(fraction, message) for the first computation.
+    """
+
+    def __init__(self, ct_node, segmentation_node, target_segment_ids, seeds_node, dose_node, values=None,
+                 oar_segment_ids=None, evaluation=None, progress=None):
+        self.nodes = (ct_node, segmentation_node, list(target_segment_ids), seeds_node, dose_node)
+        self.values = values or settings.defaults()
+        self.oar_segment_ids = oar_segment_ids
+        self.evaluation_options = dict(evaluation) if evaluation is not None else None
+        self.evaluation = self.results = None
+        self._start(progress)
+
+    def _start(self, progress=None):
+        ct, segmentation, targets, seeds_node, dose_node = self.nodes
+        _, self.grid = dosimetry.compute_dose(ct, segmentation, targets, seeds_node, dose_node, self.values,
+                                              self.oar_segment_ids, progress=progress)
+        seeds, self.model = dosimetry.plan_seeds_and_model(seeds_node, self.values)
+        self.live = LiveDose(self.grid, seeds, self.model, formalism=self.values.formalism)
+        self._evaluate()
+        report(progress, 1.0, "live dose ready")
+
+    def _evaluate(self):
+        options = self.evaluation_options
+        if options is None:
+            return
+        segmentation, dose_node = self.nodes[1], self.nodes[4]
+        gtv, ctv = options["gtv_segment_id"], options["ctv_segment_id"]
+        self.evaluation = dosimetry.evaluate(dose_node, segmentation, gtv, ctv, self.values,
+                                             options.get("metrics_table"), options.get("chart"),
+                                             ct_node=options.get("ct_node"))
+        oar = options.get("oar_segment_id")
+        oar_name = segmentations.segment_name(segmentation, oar) if oar else ""
+        self.results = dosimetry.check(self.evaluation, self.values, options.get("checks_table"),
+                                       dosimetry.target_names(segmentation, gtv, ctv), oar_name)
+
+    def update(self):
+        """Follow the seeds node; returns the number of seeds whose dose was recomputed (0: nothing changed)."""
+        seeds, _ = dosimetry.plan_seeds_and_model(self.nodes[3], self.values)
+        dosimetry.seeds_inside_ct(seeds, volumes.grid_from_volume_node(self.nodes[0]))
+        if not self.grid.contains([s.position for s in seeds]).all():
+            self._start()  # a seed left the dose grid: the policy's new grid, full computation
+            return len(seeds)
+        changed = self.live.sync(seeds)
+        if changed:
+            dosimetry.write_dose(self.nodes[4], self.live.dose, self.grid, self.live.seeds, self.model, self.values,
+                                 self.nodes[3])
+            self._evaluate()
+        return changed
