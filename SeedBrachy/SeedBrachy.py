@@ -44,10 +44,10 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-from SeedBrachyLib import RESEARCH_NOTICE, settings, summaries  # noqa: E402
+from SeedBrachyLib import RESEARCH_NOTICE, kernel, settings, summaries  # noqa: E402
 from SeedBrachyLib.dicomrt.dataset import parse_datetime  # noqa: E402
 from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
-from SeedBrachyLib.mrml import dicom, dosimetry, parameters, planning, postimplant, segmentations  # noqa: E402
+from SeedBrachyLib.mrml import dicom, dosimetry, live, parameters, planning, postimplant, segmentations  # noqa: E402
 
 #
 # SeedBrachy
@@ -114,6 +114,12 @@ SeedBrachyParameterNode = _parameterNodeClass()
 #
 
 
+#: Live dose: the update runs this long (ms) after the last seed change (drag events come in bursts).
+LIVE_DOSE_DELAY_MS = 150
+#: Seed-node events that start a live update: moved, placed, deleted (vtkMRMLMarkupsNode.h).
+LIVE_DOSE_EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
+
+
 class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: the .ui bound to the parameter node; buttons call the Logic's parameter-node entries."""
 
@@ -128,6 +134,8 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._liveSeeds = None
+        self._liveTimer = None
 
     def setup(self) -> None:
         """Load the .ui, connect the buttons and the segment selectors, and bind the parameter node."""
@@ -157,10 +165,18 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    "importDicomButton": self.onImportDicomButton, "exportDicomButton": self.onExportDicomButton}
         for name, slot in buttons.items():
             getattr(self.ui, name).connect("clicked(bool)", slot)
+        self.ui.liveDoseCheckBox.connect("toggled(bool)", self.onLiveDoseToggled)
+        import qt  # the widget only: the Logic and the self-test run without Qt
+
+        self._liveTimer = qt.QTimer()
+        self._liveTimer.setSingleShot(True)
+        self._liveTimer.setInterval(LIVE_DOSE_DELAY_MS)
+        self._liveTimer.connect("timeout()", self.onLiveDoseTimer)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self.stopLiveDose()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -176,6 +192,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
+        self.stopLiveDose()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -215,9 +232,13 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 widget.setCurrentSegmentID(getattr(p, name))
             widget.blockSignals(wasBlocked)
-        for button, missing in self.logic.missingInputs(p).items():
+        missingInputs = self.logic.missingInputs(p)
+        for button, missing in missingInputs.items():
             getattr(self.ui, button).enabled = not missing
             getattr(self.ui, button).toolTip = _("Select: {what}").format(what=", ".join(missing)) if missing else ""
+        live = self.logic.liveDose is not None
+        self.ui.computeDoseButton.enabled = self.ui.computeDoseButton.enabled and not live  # live: no button
+        self.ui.liveDoseCheckBox.enabled = live or not missingInputs["computeDoseButton"]
 
     def onSegmentationChanged(self, *args) -> None:
         """A new segmentation: segment IDs of the old one no longer apply."""
@@ -277,12 +298,69 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onComputeDoseButton(self) -> None:
         """Dose of the seeds into the dose volume, shown over the CT."""
+        self.logic.ensureDoseEngine(self.resourcePath("requirements.txt"))
+
         def work(progress):
             self.logic.computeDoseUsingParameterNode(self._parameterNode, progress=progress)
             slicer.util.setSliceViewerLayers(background=self._parameterNode.ctVolume,
                                              foreground=self._parameterNode.doseVolume, foregroundOpacity=0.5)
 
         self._run(_("Computing dose..."), _("Dose computation failed."), work)
+
+    def onLiveDoseToggled(self, on) -> None:
+        """Live dose on: compute once, then follow the seeds node (throttled); off: back to the buttons."""
+        if not on:
+            self.stopLiveDose()
+            return
+        p = self._parameterNode
+        self.logic.ensureDoseEngine(self.resourcePath("requirements.txt"))
+
+        def work(progress):
+            self.logic.startLiveDoseUsingParameterNode(p, progress=progress)
+            slicer.util.setSliceViewerLayers(background=p.ctVolume, foreground=p.doseVolume, foregroundOpacity=0.5)
+
+        self._run(_("Computing dose..."), _("Live dose could not start."), work)
+        if self.logic.liveDose is None:
+            self.ui.liveDoseCheckBox.checked = False
+            return
+        self._liveSeeds = p.seeds
+        for event in LIVE_DOSE_EVENTS:
+            self.addObserver(p.seeds, getattr(slicer.vtkMRMLMarkupsNode, event), self.onLiveSeedsChanged)
+        self._showLiveResults()
+        self.updateGUIFromParameterNode()
+
+    def onLiveSeedsChanged(self, caller=None, event=None) -> None:
+        """A seed moved, was placed or deleted: update once no change came for LIVE_DOSE_DELAY_MS."""
+        self._liveTimer.start()
+
+    def onLiveDoseTimer(self) -> None:
+        """The throttled live update; an error shows and turns live dose off."""
+        with slicer.util.tryWithErrorDisplay(_("Live dose update failed; live dose is off."), waitCursor=True):
+            try:
+                self.logic.updateLiveDose()
+            except Exception:
+                self.ui.liveDoseCheckBox.checked = False  # stops observing (onLiveDoseToggled)
+                raise
+            self._showLiveResults()
+
+    def _showLiveResults(self) -> None:
+        state = self.logic.liveDose
+        if state is not None and state.evaluation is not None:
+            self.ui.resultsLabel.text = summaries.evaluation_summary(state.evaluation, state.results)
+
+    def stopLiveDose(self) -> None:
+        """Stop following the seeds node; the dose volume and tables stay as they are."""
+        if self._liveTimer is not None:
+            self._liveTimer.stop()
+        if self._liveSeeds is not None:
+            for event in LIVE_DOSE_EVENTS:
+                self.removeObserver(self._liveSeeds, getattr(slicer.vtkMRMLMarkupsNode, event),
+                                    self.onLiveSeedsChanged)
+            self._liveSeeds = None
+        if self.logic is not None:
+            self.logic.stopLiveDose()
+        if self._parameterNode is not None:
+            self.updateGUIFromParameterNode()
 
     def onEvaluateButton(self) -> None:
         """DVH table, plot and checks; the summary in the panel."""
@@ -385,6 +463,7 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         """Called when the logic class is instantiated."""
         ScriptedLoadableModuleLogic.__init__(self)
+        self.liveDose = None
 
     def getParameterNode(self):
         """The module's typed parameter node (created with every default if missing)."""
@@ -448,6 +527,50 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         """computeDose with the parameter node's nodes and settings (targets: GTV and CTV)."""
         return self.computeDose(p.ctVolume, p.segmentation, [p.gtvSegmentID, p.ctvSegmentID], p.seeds,
                                 p.doseVolume, self.settingsOf(p), progress)
+
+    @staticmethod
+    def ensureDoseEngine(requirementsPath):
+        """Offer to install numba (the compiled dose engine, listed in ``requirementsPath``) if it is missing;
+        returns the engine that will run (SeedBrachyLib.kernel.describe). Declined or failed: the exact numpy
+        engine runs."""
+        if kernel.numba_kernels() is None:
+            with open(requirementsPath) as requirements:
+                numba = [line.strip() for line in requirements if line.strip().startswith("numba")]
+            try:
+                if hasattr(slicer, "packaging"):  # Slicer 5.11+: asks, installs, offers a restart if needed
+                    slicer.packaging.pip_ensure(numba, requester="SeedBrachy")
+                elif slicer.util.confirmOkCancelDisplay(_("Install numba for a faster dose engine?")):
+                    slicer.util.pip_install(numba)
+            except Exception as error:  # declined or no network: the numpy engine runs
+                logging.info("SeedBrachy: numba not installed (%s); the numpy dose engine runs", error)
+            kernel.retry_import()
+        return kernel.describe()
+
+    def startLiveDose(self, ctVolume, segmentation, gtvSegmentID, ctvSegmentID, seeds, doseVolume, values=None,
+                      dvhTable=None, dvhChart=None, checksTable=None, oarSegmentID="", progress=None):
+        """Compute the dose as computeDose, then keep it following ``seeds`` (updateLiveDose); with ``dvhTable``
+        the DVH table, chart and checks follow too. See SeedBrachyLib.mrml.live.LiveDosimetry."""
+        evaluation = None if dvhTable is None else {
+            "gtv_segment_id": gtvSegmentID, "ctv_segment_id": ctvSegmentID, "metrics_table": dvhTable,
+            "chart": dvhChart, "checks_table": checksTable, "oar_segment_id": oarSegmentID, "ct_node": ctVolume}
+        self.liveDose = live.LiveDosimetry(ctVolume, segmentation, [gtvSegmentID, ctvSegmentID], seeds, doseVolume,
+                                           values, evaluation=evaluation, progress=progress)
+        return self.liveDose
+
+    def startLiveDoseUsingParameterNode(self, p, progress=None):
+        """startLiveDose with the parameter node's nodes and settings."""
+        return self.startLiveDose(p.ctVolume, p.segmentation, p.gtvSegmentID, p.ctvSegmentID, p.seeds, p.doseVolume,
+                                  self.settingsOf(p), p.dvhTable, p.dvhChart, p.checksTable, p.oarSegmentID, progress)
+
+    def updateLiveDose(self):
+        """Follow the seeds node after a change; returns the number of seeds recomputed (0: nothing changed)."""
+        if self.liveDose is None:
+            raise InputError(_("live dose is off: turn it on first"))
+        return self.liveDose.update()
+
+    def stopLiveDose(self):
+        """Stop live dose (the dose volume and tables stay as they are)."""
+        self.liveDose = None
 
     def evaluate(self, doseVolume, segmentation, gtvSegmentID, ctvSegmentID, values=None, dvhTable=None,
                  dvhChart=None, checksTable=None, oarSegmentID="", ctVolume=None):

@@ -64,6 +64,12 @@ def numba_kernels():
     return _NUMBA["module"]
 
 
+def retry_import():
+    """Forget a failed numba import (e.g. after installing numba in a running session)."""
+    if _NUMBA.get("module") is None:
+        _NUMBA.clear()
+
+
 def resolve(engine="auto"):
     """'compiled' or 'numpy' for ``engine`` in ENGINES; 'compiled' asked for but unavailable is an InputError."""
     if engine not in ENGINES:

@@ -205,3 +205,38 @@ def points_tabled_each(points, centres, frames, strengths, radius, half, table, 
             rho2, az = _local(points[p, 0], points[p, 1], points[p, 2], s, centres, frames)
             rho2, az = _project(rho2, az, radius, half)
             out[s, p] = strengths[s] * _tabled(rho2, az, table, nt, rp, c)
+
+
+@njit(cache=True)  # serial: each call is a few ms, less than waking threads on a busy machine
+def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
+    """For each free candidate row of ``matrix`` (float32, Gy) added to ``dose`` (float32, Gy): the coverage gain
+    sum(min(d + a, Rx) - d over d < Rx) / (m Rx) and the fraction of points it lifts over 1.5 Rx (and 2 Rx)."""
+    m = dose.size
+    rx32, hot1, hot2 = np.float32(rx), np.float32(1.5 * rx), np.float32(2.0 * rx)
+    for q in range(free.size):
+        row = matrix[free[q]]
+        g = 0.0
+        h = 0
+        for p in range(m):
+            d = dose[p]
+            s = d + row[p]
+            if d < rx32:
+                g += min(s, rx32) - d
+            if d < hot1 and s >= hot1:
+                h += 1
+            if with_v200 and d < hot2 and s >= hot2:
+                h += 1
+        gain[q] = g / (m * rx)
+        hot[q] = h / m
+
+
+@njit(cache=True)
+def overdose_growth(dose, matrix, free, limit, out):
+    """For each free candidate row: sum(max(v + b - limit, 0) - max(v - limit, 0)) (Gy) over the points."""
+    lim = np.float32(limit)
+    for q in range(free.size):
+        row = matrix[free[q]]
+        acc = 0.0
+        for p in range(dose.size):
+            acc += max(dose[p] + row[p] - lim, np.float32(0.0)) - max(dose[p] - lim, np.float32(0.0))
+        out[q] = acc

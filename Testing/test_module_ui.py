@@ -15,12 +15,13 @@ UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
 SUFFIX_CLASSES = (("CollapsibleButton", "ctkCollapsibleButton"), ("Button", "QPushButton"), ("Label", "QLabel"),
                   ("SegmentSelector", "qMRMLSegmentSelectorWidget"), ("Selector", "qMRMLNodeComboBox"),
                   ("SeedSpinBox", "QSpinBox"), ("SpinBox", "QDoubleSpinBox"), ("ComboBox", "QComboBox"),
-                  ("LineEdit", "QLineEdit"))
+                  ("LineEdit", "QLineEdit"), ("CheckBox", "QCheckBox"))
 #: Signals, methods and properties the module may use on each widget class (Slicer/Qt API).
 CLASS_API = {
     "QPushButton": {"connect", "enabled", "toolTip", "text", "clicked(bool)"},
     "QLabel": {"text", "toolTip"},
     "QLineEdit": {"text", "toolTip"},
+    "QCheckBox": {"connect", "enabled", "checked", "toolTip", "toggled(bool)"},
     "qMRMLSegmentSelectorWidget": {"connect", "currentNodeChanged(vtkMRMLNode*)", "currentSegmentChanged(QString)",
                                    "setCurrentNode", "setCurrentSegmentID", "currentNode", "currentSegmentID",
                                    "blockSignals", "segmentSelectionChanged(QStringList)", "selectedSegmentIDs",
@@ -195,7 +196,7 @@ def test_every_mrml_widget_gets_the_scene_from_the_top_level_widget():
             in connections, f"{name} never gets the scene: add the mrmlSceneChanged connection"
     assert {c[2] for c in connections} <= set(classes), "a connection names a widget missing from the .ui"
     declared = {c.findtext("class"): c.findtext("header") for c in root.iter("customwidget")}
-    plain = {"QLabel", "QPushButton", "QComboBox", "QDoubleSpinBox", "QSpinBox", "QLineEdit"}
+    plain = {"QLabel", "QPushButton", "QComboBox", "QDoubleSpinBox", "QSpinBox", "QLineEdit", "QCheckBox"}
     for cls in set(classes.values()) - plain:
         assert declared.get(cls) == f"{cls}.h", f"custom widget {cls} needs <customwidget> with header {cls}.h"
 

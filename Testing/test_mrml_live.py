@@ -83,6 +83,7 @@ def test_module_logic_turns_live_dose_on_follows_and_off(seedbrachy_module, case
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
     logic.startLiveDose(c.ct, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.seeds_node, c.dose,
                         settings.resolve(c.values, doseSpacingMm=2.0), dvhTable=table)
+    assert logic.liveDose.results is not None  # checks run with the evaluation
     assert logic.updateLiveDose() == 0
     p = np.array(c.seeds_node.GetNthControlPointPositionVector(1))
     c.seeds_node.SetNthControlPointPosition(1, *(p + [0.0, 1.0, 0.0]))

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import kernel
 from ..dose import dose_each_at_points
 from ..errors import InputError
 from ..progress import report
@@ -273,13 +274,8 @@ class _Problem:
         m["violation"] = viol
         return value, m
 
-    def greedy_pick(self, state):
-        """Best candidate to add: coverage-deficit reduction minus hot-spot, OAR and new-needle penalties."""
-        free = np.flatnonzero(~state.x)
-        if free.size == 0:
-            return None
-        d = state.dose["CTV"]
-        a = self.mats["CTV"][free]
+    def _greedy_terms(self, d, a):
+        """Coverage gain and hot-spot growth (numpy) of candidate rows ``a`` added to the CTV dose ``d``."""
         rx, m = self.rx, len(d)
         under = d < rx
         gain = (np.minimum(d[under] + a[:, under], rx) - d[under]).sum(axis=1) / (m * rx)
@@ -288,12 +284,31 @@ class _Problem:
         if self.goals.v200_max_pct is not None:
             cold2 = d < 2.0 * rx
             hot = hot + (d[cold2] + a[:, cold2] >= 2.0 * rx).sum(axis=1) / m
+        return gain, hot
+
+    def greedy_pick(self, state):
+        """Best candidate to add: coverage-deficit reduction minus hot-spot, OAR and new-needle penalties."""
+        free = np.flatnonzero(~state.x)
+        if free.size == 0:
+            return None
+        d = state.dose["CTV"]
+        compiled = kernel.numba_kernels() if kernel.resolve() == "compiled" else None
+        if compiled is not None:  # the same sums, without the (free x points) temporaries
+            gain, hot = np.empty(free.size), np.empty(free.size)
+            compiled.greedy_scores(d, self.mats["CTV"], free, self.rx, self.goals.v200_max_pct is not None, gain, hot)
+        else:
+            gain, hot = self._greedy_terms(d, self.mats["CTV"][free])
         score = gain - 0.25 * hot
         for lim in self.k_oar:
-            v, b = state.dose[lim.name], self.mats[lim.name][free]
+            v, b = state.dose[lim.name], self.mats[lim.name]
             if len(v):
-                over = np.maximum(v + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)
-                score -= over.sum(axis=1) / (self.k_oar[lim] * lim.limit_gy)
+                if compiled is not None:
+                    over = np.empty(free.size)
+                    compiled.overdose_growth(v, b, free, lim.limit_gy, over)
+                else:
+                    b = b[free]
+                    over = (np.maximum(v + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)).sum(axis=1)
+                score -= over / (self.k_oar[lim] * lim.limit_gy)
         opens = state.per_needle[self.needle_of[free]] == 0
         score -= opens * 0.2 * np.maximum(gain.max(), 1e-12)
         return int(free[int(np.argmax(score))])
