@@ -7,6 +7,7 @@ rendered into it. TRE is measured at points of the target (GTV) region.
 
 import numpy as np
 import pytest
+import registration_phantoms as phantoms
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
@@ -184,7 +185,8 @@ def _tre(case, post_to_pre_true, result):
     return np.linalg.norm(map_points(result.post_to_pre, post) - pts, axis=1)
 
 
-@pytest.mark.parametrize("rotvec_deg, shift_mm, oblique", MISALIGNMENTS)
+@pytest.mark.parametrize("rotvec_deg, shift_mm, oblique", [
+    pytest.param(*m, marks=() if m[2] else pytest.mark.slow) for m in MISALIGNMENTS])
 def test_rigid_registration_tre_below_1mm(case, rotvec_deg, shift_mm, oblique):
     truth = _rigid(rotvec_deg, shift_mm)
     direction = _oblique_direction(4) if oblique else None
@@ -194,19 +196,21 @@ def test_rigid_registration_tre_below_1mm(case, rotvec_deg, shift_mm, oblique):
     print(f"rigid, rotation {np.linalg.norm(rotvec_deg):.1f} deg, shift {np.linalg.norm(shift_mm):.1f} mm"
           f"{', oblique post grid' if oblique else ''}: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm; "
           f"{result.describe()}")
-    assert result.masked_voxels > 0
+    assert result.masked_cc > 0
+    assert result.plausible
     assert tre.max() <= 1.0
 
 
-def test_affine_mean_squares_and_moments_options_also_register(case):
+@pytest.mark.slow
+def test_affine_and_mean_squares_options_also_register(case):
     truth = _rigid([6.0, 4.0, -5.0], [-15.0, 10.0, 8.0])
     post_ct, post_grid, seeds = _post_ct(truth, 5)
-    for kind, metric, initializer in (("affine", "mattes", "geometry"), ("rigid", "meansquares", "moments")):
+    for kind, metric in (("affine", "mattes"), ("rigid", "meansquares")):
         result = register_post_to_pre(case.ct, case.grid, post_ct, post_grid, kind=kind, metric=metric,
-                                      post_seed_points=seeds, initializer=initializer)
+                                      post_seed_points=seeds)
         tre = _tre(case, truth, result)
-        print(f"{kind}/{metric}/{initializer} initialisation: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm")
-        assert tre.max() <= 1.0
+        print(f"{kind}/{metric}: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm; {result.quality.describe()}")
+        assert tre.max() <= 1.0 and result.plausible
 
 
 @pytest.mark.parametrize("thickness_mm", [1.0, 5.0])
@@ -243,9 +247,75 @@ def test_registration_rejects_bad_options_and_can_be_cancelled(case):
         register_post_to_pre(case.ct, case.grid, case.ct, case.grid, kind="bspline")
     with pytest.raises(InputError, match="metric"):
         register_post_to_pre(case.ct, case.grid, case.ct, case.grid, metric="ncc")
-    with pytest.raises(InputError, match="voxels left"):
+    with pytest.raises(InputError, match="voxels of the pre-plan CT left"):
         register_post_to_pre(case.ct, case.grid, case.ct, case.grid,
                              pre_roi=np.zeros(case.grid.shape, bool))
+    with pytest.raises(InputError, match="schedule"):
+        register_post_to_pre(case.ct, case.grid, case.ct, case.grid, schedule_mm=(2.0, 4.0))
     from SeedBrachyLib.errors import Cancelled
     with pytest.raises(Cancelled):
         register_post_to_pre(case.ct, case.grid, case.ct, case.grid, progress=lambda f, m: False)
+
+
+# ------------------------------------------------------------------ failure modes (thorax phantoms)
+# Testing/registration_phantoms.py paints a thorax whose vertebrae (and ribs) repeat every 27 mm along S,
+# scanned in any frame with its own slice profile; the post-implant CT holds 20 seeds at a lung node,
+# with streaks, and no contrast (the pre-plan has contrast). TRE is measured at the seeds.
+@pytest.fixture(scope="module")
+def thorax():
+    pre = phantoms.canvas_for("thorax", 2.0, z_range=(-110.0, 130.0))
+    post = phantoms.canvas_for("thorax", 2.0, contrast=False, z_range=(-110.0, 130.0))
+    return pre, post
+
+
+def _register(pair, **options):
+    result = register_post_to_pre(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid, **options)
+    tre = pair.tre(result.post_to_pre)
+    print(f"{pair.description}: TRE mean {tre.mean():.2f} mm, max {tre.max():.2f} mm; {result.describe()}")
+    return result, tre
+
+
+SET_UPS = {  # name: (post_to_pre truth, make_pair options)
+    # 30 degrees about a point 180 mm behind the spine (rolled on the table), and 60 mm off
+    "30 deg about a distant point + 60 mm": (phantoms.rigid([0.0, 10.0, 28.0], [40.0, -35.0, 25.0],
+                                                            about=(0.0, -180.0, 0.0)), {}),
+    # 1 mm pre-plan, 5 mm post-implant slices
+    "1 mm pre-plan vs 5 mm post-implant": (phantoms.rigid([5.0, -4.0, 6.0], [12.0, -9.0, 14.0]),
+                                           {"pre_spacing": (2.0, 2.0, 1.0), "post_spacing": (2.0, 2.0, 5.0)}),
+    # a 50 mm post-implant scan, 40 mm head-foot from the pre-plan's centre (neighbouring vertebrae fit locally)
+    "50 mm of the pre-plan's 220 mm, 40 mm head-foot": (phantoms.rigid([3.0, 2.0, -4.0], [6.0, -5.0, 40.0]),
+                                                         {"post_z_half": 25.0}),
+}
+
+
+@pytest.mark.parametrize("name", list(SET_UPS))
+def test_real_set_ups_converge_within_1mm_and_are_not_flagged(thorax, name):
+    truth, options = SET_UPS[name]
+    options = {"pre_spacing": (2.0, 2.0, 2.0), "post_spacing": (2.0, 2.0, 2.0), "pre_z": (-100.0, 120.0), **options}
+    pair = phantoms.make_pair(truth, *thorax, random_seed=len(name), description=name, **options)
+    result, tre = _register(pair)
+    assert tre.max() <= 1.0
+    assert result.plausible, result.quality.reasons
+
+
+def test_an_unrelated_image_is_flagged(thorax):
+    pelvis = phantoms.canvas_for("pelvis", 2.0, z_range=(-110.0, 130.0))
+    pair = phantoms.make_pair(phantoms.rigid([2.0, -3.0, 4.0], [5.0, 5.0, 5.0]), thorax[0], pelvis,
+                              pre_spacing=(2.0, 2.0, 2.0), post_spacing=(2.0, 2.0, 2.0), pre_z=(-100.0, 120.0),
+                              description="pelvis post-implant CT vs thorax pre-plan")
+    result, _ = _register(pair)
+    assert not result.plausible
+    assert "apart after registration" in " ".join(result.quality.reasons)
+
+
+def test_blank_or_non_hu_images_are_refused_naming_what_was_seen(case):
+    blank = np.zeros(case.grid.shape, np.int16)
+    with pytest.raises(InputError, match="post-implant CT is blank: every voxel is 0"):
+        register_post_to_pre(case.ct, case.grid, blank, case.grid)
+    with pytest.raises(InputError, match="pre-plan CT is blank"):
+        register_post_to_pre(np.full(case.grid.shape, -1000.0), case.grid, case.ct, case.grid)
+    offset = (case.ct.astype(np.int32) + 1024).clip(0, None).astype(np.uint16)  # rescale intercept not applied
+    with pytest.raises(InputError, match=r"not look like a CT in HU: values 0 to \d+"):
+        register_post_to_pre(case.ct, case.grid, offset, case.grid)
+    with pytest.raises(InputError, match="non-finite"):
+        register_post_to_pre(np.where(case.masks["Body"], np.nan, case.ct), case.grid, case.ct, case.grid)

@@ -69,7 +69,8 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
 
 
 def register(pre_ct_node, post_ct_node, transform_node, kind="rigid", metric="mattes", seeds_node=None,
-             progress=None):
+             target_segmentation_node=None, target_segment_id=None, roi_margin_mm=registration.DEFAULT_ROI_MARGIN_MM,
+             accept_implausible=False, progress=None):
     """Register the post-implant CT to the pre-plan CT; write ``post_to_pre`` into ``transform_node``.
 
     Args:
@@ -77,6 +78,10 @@ def register(pre_ct_node, post_ct_node, transform_node, kind="rigid", metric="ma
         transform_node: output vtkMRMLLinearTransformNode (matrix to parent = post-implant -> pre-plan, mm RAS).
         kind, metric: see :func:`SeedBrachyLib.postimplant.registration.register_post_to_pre`.
         seeds_node: optional detected seeds (post-implant frame), masked out of the metric as well.
+        target_segmentation_node, target_segment_id: optional target segment (pre-plan frame): the
+            metric is then restricted to it grown by ``roi_margin_mm`` (mm).
+        accept_implausible: write the transform even when the quality checks flag it (its description
+            says so); by default a flagged registration is an InputError and the node is left as it was.
 
     Returns:
         :class:`~SeedBrachyLib.postimplant.registration.RegistrationResult`.
@@ -87,8 +92,17 @@ def register(pre_ct_node, post_ct_node, transform_node, kind="rigid", metric="ma
     points = None
     if seeds_node is not None and seeds_node.GetNumberOfControlPoints():
         points = [s.position for s in markups.read_seeds(seeds_node, 1.0, (0.0, 0.0, 1.0))]
+    roi = None
+    if target_segment_id:
+        mask, grid = segmentations.segment_mask(target_segmentation_node, target_segment_id)
+        on_pre = registration.carry_mask(mask, grid, pre_grid, np.eye(4))  # grown on the CT grid, not clipped
+        roi = registration.target_region(on_pre, pre_grid, roi_margin_mm)
     result = registration.register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind=kind, metric=metric,
-                                               post_seed_points=points, progress=progress)
+                                               post_seed_points=points, pre_roi=roi, progress=progress)
+    if not result.plausible and not accept_implausible:
+        raise InputError(f"registration of '{post_ct_node.GetName()}' to '{pre_ct_node.GetName()}' is not "
+                         f"trustworthy, transform '{transform_node.GetName()}' left unchanged: "
+                         f"{'; '.join(result.quality.reasons)}")
     transforms.write_matrix(transform_node, result.post_to_pre, ROLE_REGISTRATION, result.describe())
     return result
 

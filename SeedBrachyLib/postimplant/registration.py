@@ -1,4 +1,4 @@
-"""Registration of the post-implant CT to the pre-plan CT (SimpleITK), with the seeds' metal masked out.
+"""Registration of the post-implant CT to the pre-plan CT (SimpleITK), that says when it cannot be trusted.
 
 Direction convention (all matrices 4x4, mm, RAS):
 
@@ -6,16 +6,29 @@ Direction convention (all matrices 4x4, mm, RAS):
   in the pre-plan CT's frame. Detected seeds are brought onto the pre-plan with it, and it is the
   matrix-to-parent of a Slicer transform node that, applied to the post-implant CT (child), lays it
   over the pre-plan CT.
-* ``pre_to_post`` is its inverse: pre-plan frame -> post-implant frame. It is also the resampling
-  transform of the post-implant CT onto the pre-plan grid (ITK's fixed -> moving convention).
+* ``pre_to_post`` is its inverse: pre-plan frame -> post-implant frame.
 
-ITK registers the pre-plan CT (fixed) and the post-implant CT (moving) in LPS; its transform maps
-fixed points to moving points (``pre_to_post`` in LPS). The LPS -> RAS conversion is done once, in
-:mod:`SeedBrachyLib.itk_image`.
+Method (rigid; "affine" adds a 12-parameter stage at the two finest levels):
 
-The metric ignores voxels near seeds: voxels above ``metal_threshold_hu`` (or balls around given
-seed positions), dilated by ``metal_margin_mm``, are left out of both images' metric masks, so
-streaks next to the seeds do not pull the alignment.
+1. Both CTs are checked (a blank image, or one not in HU, is an InputError naming what was seen).
+2. Seed metal (voxels above ``metal_threshold_hu``, and the given seed positions) grown by
+   ``metal_margin_mm`` is left out of every average and of the metric; an optional region of
+   interest on the pre-plan (e.g. the target grown by a few cm) restricts the metric.
+3. Images at physical resolutions (``schedule_mm``; :mod:`.registration_levels`): block averages and
+   Gaussian smoothing, with the slice profiles of the two series matched at every level.
+4. Global start search at the coarsest level (:mod:`.registration_search`): rotations within
+   ``max_rotation_deg`` x every translation (masked NCC by FFT). The post-implant CT is the fixed
+   image (it is usually the shorter scan, so its samples stay inside the pre-plan's range).
+5. Local optimisation (Mattes mutual information or mean squares; regular-step gradient descent)
+   from every start at the next level, then from the two best distinct answers at each finer level;
+   the better one at the finest level is the result (polished there by conjugate gradients with a
+   line search, and restarted from a better neighbour when a 2 mm / 2 deg move still improves an
+   independently computed mutual information), the other its alternative.
+6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
+   agreement of the independent starts and the best distinct alternative; implausible results
+   are flagged with the reasons (``result.quality``).
+
+ITK works in LPS; the LPS -> RAS conversion is done once, in :mod:`SeedBrachyLib.itk_image`.
 """
 
 from __future__ import annotations
@@ -25,16 +38,23 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import Cancelled, InputError
+from ..errors import InputError
 from ..grid import Grid
 from ..itk_image import matrix_lps_to_ras, resample, to_sitk, transform_to_matrix_lps
 from ..progress import report
 from ..seeds import Seed
 from ..structures import expand_margin
+from . import registration_levels as levels
+from .registration_quality import BODY_HU, GAIN_LIMIT, Quality, assess, displacement_mm, sensitivity
+from .registration_search import search
 
 KINDS = ("rigid", "affine")
 METRICS = ("mattes", "meansquares")
-INITIALIZERS = ("geometry", "moments")
+SCHEDULE_MM = (8.0, 4.0, 2.0)  # search level, then the local optimisation levels (mm)
+MAX_ROTATION_DEG = 30.0  # rotations searched (capture range); translations are searched in full
+DEFAULT_ROI_MARGIN_MM = 30.0  # margin (mm) around the target when the metric is restricted to it
+AGREEMENT_MM = 2.0  # two optima closer than this (mm, over the region) are the same answer
+MAX_RESTARTS = 2  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
 
 
 @dataclass(frozen=True)
@@ -45,10 +65,11 @@ class RegistrationResult:
         post_to_pre: 4x4 RAS matrix, post-implant frame -> pre-plan frame (mm).
         kind: "rigid" (rotation + translation) or "affine".
         metric: "mattes" (Mattes mutual information) or "meansquares".
-        metric_value: final metric value (lower is better for both).
-        iterations: optimiser iterations at the last level.
-        masked_voxels: post-implant CT voxels left out of the metric as seed metal / streaks.
-        stop_condition: optimiser's stop reason.
+        metric_value: final metric value at the finest level (lower is better for both).
+        iterations: optimiser iterations at the finest level.
+        masked_cc: volume (cm^3) of the post-implant CT left out of the metric as seed metal / streaks.
+        quality: :class:`~SeedBrachyLib.postimplant.registration_quality.Quality` (plausible or flagged).
+        stop_condition: optimiser's stop reason at the finest level.
     """
 
     post_to_pre: np.ndarray
@@ -56,13 +77,19 @@ class RegistrationResult:
     metric: str
     metric_value: float
     iterations: int
-    masked_voxels: int
+    masked_cc: float
+    quality: Quality
     stop_condition: str = ""
 
     @property
     def pre_to_post(self):
         """4x4 RAS matrix, pre-plan frame -> post-implant frame (inverse of ``post_to_pre``)."""
         return np.linalg.inv(self.post_to_pre)
+
+    @property
+    def plausible(self):
+        """False when the quality checks flag the result (see ``quality.reasons``)."""
+        return self.quality.plausible
 
     def rotation_deg(self):
         """Rotation angle (degrees) of the linear part (its closest rotation, for an affine)."""
@@ -71,29 +98,17 @@ class RegistrationResult:
         return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
 
     def describe(self):
-        """One line with units: kind, metric, rotation and translation."""
+        """One line with units: kind, metric, rotation, translation and the quality verdict."""
         t = self.post_to_pre[:3, 3]
         return (f"{self.kind} registration post-implant -> pre-plan ({self.metric}, seed metal masked: "
-                f"{self.masked_voxels} voxels): rotation {self.rotation_deg():.2f} deg, translation "
-                f"({t[0]:.1f}, {t[1]:.1f}, {t[2]:.1f}) mm RAS")
+                f"{self.masked_cc:.1f} cc): rotation {self.rotation_deg():.2f} deg, translation "
+                f"({t[0]:.1f}, {t[1]:.1f}, {t[2]:.1f}) mm RAS; {self.quality.describe()}")
 
 
-def metal_mask(ct, grid, threshold_hu=1500.0, margin_mm=5.0, seed_points=None):
-    """Boolean mask [k, j, i] of seed metal and its surroundings on ``grid``.
-
-    Voxels of ``ct`` (HU) above ``threshold_hu``, plus balls of ``margin_mm`` around ``seed_points``
-    (n, 3) mm RAS when given, grown by ``margin_mm`` (mm, Euclidean, via ``structures.expand_margin``).
-    """
-    if margin_mm < 0:
-        raise InputError(f"metal margin {margin_mm!r} mm invalid: must be >= 0")
-    core = np.asarray(ct) > threshold_hu
-    if seed_points is not None and len(seed_points):
-        ijk = np.rint(grid.to_ijk(np.asarray(seed_points, float).reshape(-1, 3))).astype(int)
-        ok = np.all((ijk >= 0) & (ijk < np.asarray(grid.dims)), axis=1)
-        core[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] = True
+def _grow(core, grid, margin_mm):
+    """``core`` (bool [k, j, i] on ``grid``) grown by ``margin_mm`` (mm, Euclidean), inside its padded box."""
     if margin_mm == 0 or not core.any():
         return core
-    # grow inside the bounding box of the metal only (padded by the margin): same result, less work
     pad = np.ceil(margin_mm / grid.spacing).astype(int)[::-1] + 1
     idx = np.argwhere(core)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
@@ -105,142 +120,232 @@ def metal_mask(ct, grid, threshold_hu=1500.0, margin_mm=5.0, seed_points=None):
     return out
 
 
-def _metric_mask(ct, grid, roi, threshold_hu, margin_mm, seed_points):
-    keep = ~metal_mask(ct, grid, threshold_hu, margin_mm, seed_points)
+def _mark_points(core, grid, points):
+    if points is not None and len(points):
+        ijk = np.rint(grid.to_ijk(np.asarray(points, float).reshape(-1, 3))).astype(int)
+        ok = np.all((ijk >= 0) & (ijk < np.asarray(grid.dims)), axis=1)
+        core[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] = True
+    return core
+
+
+def metal_mask(ct, grid, threshold_hu=1500.0, margin_mm=5.0, seed_points=None):
+    """Boolean mask [k, j, i] of seed metal and its surroundings on ``grid``.
+
+    Voxels of ``ct`` (HU) above ``threshold_hu``, plus the voxels of ``seed_points`` (n, 3) mm RAS
+    when given, grown by ``margin_mm`` (mm, Euclidean, via ``structures.expand_margin``).
+    """
+    if margin_mm < 0:
+        raise InputError(f"metal margin {margin_mm!r} mm invalid: must be >= 0")
+    return _grow(_mark_points(np.asarray(ct) > threshold_hu, grid, seed_points), grid, margin_mm)
+
+
+def target_region(target_mask, grid, margin_mm=DEFAULT_ROI_MARGIN_MM):
+    """The region of interest around a target: ``target_mask`` (bool [k, j, i] on ``grid``) grown by ``margin_mm``."""
+    if not margin_mm > 0:
+        raise InputError(f"region margin {margin_mm!r} mm invalid: must be > 0 (about 20-50 mm around the target)")
+    target_mask = np.asarray(target_mask, bool)
+    if not target_mask.any():
+        raise InputError("the target mask for the registration region is empty")
+    return _grow(target_mask, grid, margin_mm)
+
+
+def _levels(ct, grid, name, roi, metal_threshold_hu, metal_margin_mm, seed_points, thickness_mm, schedule_mm):
+    """{spacing: Level} of one CT with metal grown at the finest level; masked volume (cm^3) at that level."""
+    levels.check_ct_content(ct, name)
+    core = np.asarray(ct) > metal_threshold_hu
+    keep = ~core
     if roi is not None:
         roi = np.asarray(roi, dtype=bool)
         if roi.shape != keep.shape:
-            raise InputError(f"region-of-interest mask shape {roi.shape} does not match the CT {keep.shape}")
+            raise InputError(f"region-of-interest mask shape {roi.shape} does not match the {name} {keep.shape}")
         keep &= roi
-    if keep.sum() < 1000:
-        raise InputError(f"only {int(keep.sum())} voxels left for the registration metric after masking "
-                         "metal and the region of interest; enlarge the region or raise the metal threshold")
-    return keep
+    base = levels.base_level(ct, grid, keep, thickness_mm)
+    finest = levels.shrink_to(base, min(schedule_mm))
+    if core.any() or (seed_points is not None and len(seed_points)):
+        # metal at the finest level: any metal voxel in the block, plus the given seeds, grown by the margin
+        fine_grid = levels.level_grid(finest)
+        pooled = sitk.GetArrayFromImage(sitk.BinShrink(to_sitk(core.astype(np.float32), grid),
+                                                       _factors(base, finest))) > 0
+        metal = _grow(_mark_points(pooled, fine_grid, seed_points), fine_grid, metal_margin_mm)
+        keep_fine = sitk.GetArrayFromImage(finest.keep).astype(bool) & ~metal
+        finest = levels.Level(finest.image, to_sitk(keep_fine, fine_grid), finest.variance_mm2)
+        masked_cc = float(metal.sum()) * fine_grid.voxel_volume_cc
+    else:
+        masked_cc = 0.0
+    levels.kept_voxels(finest, name)
+    return levels.pyramid(finest, schedule_mm), masked_cc
+
+
+def _factors(base, finest):
+    return [int(round(f / b)) for f, b in zip(finest.image.GetSpacing(), base.image.GetSpacing())]
 
 
 def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", metric="mattes",
-                         metal_threshold_hu=1500.0, metal_margin_mm=5.0, post_seed_points=None,
-                         pre_roi=None, initializer="geometry", shrink_factors=(4, 2, 1),
-                         smoothing_mm=(2.0, 1.0, 0.0), sampling_fraction=0.1, iterations=200,
-                         random_seed=7, progress=None):
-    """Register the post-implant CT (moving) to the pre-plan CT (fixed); return a RegistrationResult.
+                         metal_threshold_hu=1500.0, metal_margin_mm=5.0, post_seed_points=None, pre_roi=None,
+                         pre_slice_thickness_mm=None, post_slice_thickness_mm=None,
+                         max_rotation_deg=MAX_ROTATION_DEG, schedule_mm=SCHEDULE_MM, n_starts=5, samples=12000,
+                         iterations=50, random_seed=7, progress=None):
+    """Register the post-implant CT to the pre-plan CT; return a :class:`RegistrationResult`.
 
     Args:
         pre_ct, post_ct: CT arrays [k, j, i] in HU on the RAS grids ``pre_grid`` and ``post_grid``.
         kind: "rigid" (Euler 3D) or "affine" (rigid first, then a 12-parameter affine from it).
-        metric: "mattes" (mutual information, 50 bins) or "meansquares" (same scanner and protocol).
-        metal_threshold_hu: HU above which a voxel counts as seed metal (both images). Seed peaks in
-            thick (5 mm) slices may fall below it: pass the detected seeds as ``post_seed_points``.
-        metal_margin_mm: dilation (mm) of the metal mask, to cover streaks next to the seeds.
+        metric: "mattes" (mutual information, 32 bins) or "meansquares" (same scanner and protocol).
+        metal_threshold_hu: HU above which a voxel counts as seed metal (both images).
+        metal_margin_mm: growth (mm) of the metal mask, to cover streaks next to the seeds.
         post_seed_points: optional detected seed positions (n, 3) mm RAS in the post-implant frame,
-            masked too (useful when thick slices smear the seeds below the threshold).
-        pre_roi: optional boolean mask on the pre-plan grid restricting the metric (e.g. the body, or
-            the target region enlarged by a few cm).
-        initializer: starting translation and rotation centre: "geometry" (image centres) or
-            "moments" (centres of mass of the body, HU > -400: for scans with different fields of view).
-        shrink_factors, smoothing_mm: multi-resolution schedule (voxel shrink factors; Gaussian
-            sigma in mm per level).
-        sampling_fraction: fraction of voxels sampled by the metric (random, seeded by ``random_seed``
-            so results are reproducible).
-        iterations: maximum optimiser iterations per level.
+            masked too (thick slices smear seeds below the threshold).
+        pre_roi: optional boolean mask on the pre-plan grid restricting the metric (see
+            :func:`target_region`: the target grown by a few cm).
+        pre_slice_thickness_mm, post_slice_thickness_mm: reconstructed slice thickness (mm) of each
+            series along its K axis; default its K spacing.
+        max_rotation_deg: rotations searched for starts (deg); translations are searched in full.
+        schedule_mm: voxel sizes (mm): the first for the start search, the others for the local
+            optimisation levels, the last being the finest.
+        n_starts: distinct starts taken from the search.
+        samples: metric sample points at the finest level, fewer in proportion to the voxel size at the
+            coarser ones (random, seeded by ``random_seed``: reproducible).
+        iterations: maximum optimiser iterations per level and start.
         progress: callback(fraction, message); returning False cancels (raises Cancelled).
     """
-    for name, value, allowed in (("kind", kind, KINDS), ("metric", metric, METRICS),
-                                 ("initializer", initializer, INITIALIZERS)):
+    for name, value, allowed in (("kind", kind, KINDS), ("metric", metric, METRICS)):
         if value not in allowed:
             raise InputError(f"registration {name} {value!r} invalid: use one of {list(allowed)}")
-    if len(shrink_factors) != len(smoothing_mm) or not shrink_factors:
-        raise InputError(f"shrink factors {shrink_factors} and smoothing {smoothing_mm} mm need the same "
-                         "number (>= 1) of levels")
-    if not 0 < sampling_fraction <= 1:
-        raise InputError(f"sampling fraction {sampling_fraction!r} invalid: must be in (0, 1]")
-    fixed = to_sitk(np.asarray(pre_ct, dtype=np.float32), pre_grid)
-    moving = to_sitk(np.asarray(post_ct, dtype=np.float32), post_grid)
-    fixed_keep = _metric_mask(pre_ct, pre_grid, pre_roi, metal_threshold_hu, metal_margin_mm, None)
-    moving_keep = _metric_mask(post_ct, post_grid, None, metal_threshold_hu, metal_margin_mm, post_seed_points)
+    schedule_mm = tuple(float(s) for s in schedule_mm)
+    if len(schedule_mm) < 2 or min(schedule_mm) <= 0 or list(schedule_mm) != sorted(schedule_mm, reverse=True):
+        raise InputError(f"registration schedule {schedule_mm} mm invalid: need >= 2 voxel sizes > 0, coarse to fine")
+    if n_starts < 1:
+        raise InputError(f"number of starts {n_starts!r} invalid: must be >= 1")
+    report(progress, 0.0, "registration: preparing images")
+    pre, _ = _levels(pre_ct, pre_grid, "pre-plan CT", pre_roi, metal_threshold_hu, metal_margin_mm, None,
+                     pre_slice_thickness_mm, schedule_mm)
+    post, masked_cc = _levels(post_ct, post_grid, "post-implant CT", None, metal_threshold_hu, metal_margin_mm,
+                              post_seed_points, post_slice_thickness_mm, schedule_mm)
+    pairs = {s: levels.match_blur(post[s], pre[s]) for s in schedule_mm}  # (fixed = post, moving = pre)
 
-    if initializer == "geometry":
-        images = (fixed, moving)
-        mode = sitk.CenteredTransformInitializerFilter.GEOMETRY
-    else:
-        images = [sitk.Cast(image > -400.0, sitk.sitkFloat32) for image in (fixed, moving)]
-        mode = sitk.CenteredTransformInitializerFilter.MOMENTS
-    transform = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(*images, sitk.Euler3DTransform(), mode))
-    n_stages = 2 if kind == "affine" else 1
-    method = _optimise(fixed, moving, transform, "rigid", 0, n_stages, metric, fixed_keep, moving_keep, pre_grid,
-                       post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations, random_seed, progress)
-    if kind == "affine":
-        rigid, transform = transform, sitk.AffineTransform(3)
-        transform.SetCenter(rigid.GetCenter())
-        transform.SetMatrix(rigid.GetMatrix())
-        transform.SetTranslation(rigid.GetTranslation())
-        method = _optimise(fixed, moving, transform, "affine", 1, n_stages, metric, fixed_keep, moving_keep,
-                           pre_grid, post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations,
-                           random_seed, progress)
+    report(progress, 0.1, "registration: searching starts (rotations x translations)")
+    coarse = pairs[schedule_mm[0]]
+    starts = search(coarse[0].image, coarse[0].keep, coarse[1].image, coarse[1].keep, spacing_mm=schedule_mm[0],
+                    max_rotation_deg=max_rotation_deg, n_starts=n_starts)
+    if not starts:
+        raise InputError("the post-implant CT and the pre-plan CT do not overlap at any tried position: "
+                         "check that both scans show the same region")
+    center = starts[0].center
+    region = _region_lps(post_seed_points, center)
+    local = schedule_mm[1:]
+    runs = [_Run(s.matrix, center) for s in starts]
+    first = None
+    for n_level, spacing in enumerate(local):
+        if n_level:  # the two best distinct answers go on, so the finest level can tell them apart
+            runs = _distinct(runs, region)[:2]
+        stage = "affine" if kind == "affine" and n_level >= len(local) - 2 else "rigid"
+        fixed, moving = pairs[spacing]
+        fixed = levels.crop(fixed, levels.body_corners(fixed.image, BODY_HU), 2 * spacing)
+        for n_run, run in enumerate(runs):
+            report(progress, 0.2 + 0.55 * (n_level + n_run / len(runs)) / len(local),
+                   f"registration: level {spacing:g} mm, start {n_run + 1}/{len(runs)}")
+            run.optimise(fixed, moving, metric, stage, spacing, int(samples * local[-1] / spacing), iterations,
+                         False, random_seed)
+        runs.sort(key=lambda r: r.value)
+        if n_level == 0:
+            first = [r.matrix.copy() for r in runs]
+    contenders = [(r.matrix.copy(), r.value) for r in runs]
+    best = runs[0]
+    report(progress, 0.8, f"registration: final optimisation at {spacing:g} mm")
+    best.optimise(fixed, moving, metric, stage, spacing, samples, iterations, True, random_seed)
+    for _ in range(MAX_RESTARTS):  # an independent check of optimality; restart from a better neighbour
+        rng = np.random.default_rng(random_seed)
+        _, gains, move = sensitivity(fixed, moving, best.matrix, region.mean(axis=0), rng)
+        if gains.max() <= GAIN_LIMIT:
+            break
+        best.matrix = move @ best.matrix
+        best.optimise(fixed, moving, metric, stage, spacing, samples, iterations, True, random_seed)
+    report(progress, 0.95, "registration: checking the result")
+    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, random_seed)
     report(progress, 1.0, "registration done")
-    pre_to_post = matrix_lps_to_ras(transform_to_matrix_lps(transform))
-    return RegistrationResult(post_to_pre=np.linalg.inv(pre_to_post), kind=kind, metric=metric,
-                              metric_value=float(method.GetMetricValue()),
-                              iterations=int(method.GetOptimizerIteration()),
-                              masked_voxels=int((~moving_keep).sum()),
-                              stop_condition=method.GetOptimizerStopConditionDescription())
+    post_to_pre = matrix_lps_to_ras(best.matrix)
+    return RegistrationResult(post_to_pre=post_to_pre, kind=kind, metric=metric, metric_value=best.value,
+                              iterations=best.iterations, masked_cc=masked_cc, quality=quality,
+                              stop_condition=best.stop_condition)
 
 
-def _optimise(fixed, moving, transform, stage, n_stage, n_stages, metric, fixed_keep, moving_keep, pre_grid,
-              post_grid, shrink_factors, smoothing_mm, sampling_fraction, iterations, random_seed, progress):
-    """Optimise ``transform`` in place (one stage); return the finished registration method."""
-    method = _method(metric, fixed_keep, moving_keep, pre_grid, post_grid, shrink_factors, smoothing_mm,
-                     sampling_fraction, iterations, random_seed)
-    method.SetInitialTransform(transform, inPlace=True)
-    state = _watch(method, progress, n_stage, n_stages, len(shrink_factors))
-    method.Execute(fixed, moving)
-    if state["cancelled"]:
-        raise Cancelled(f"registration cancelled during the {stage} stage")
-    return method
-
-
-def _method(metric, fixed_keep, moving_keep, pre_grid, post_grid, shrink_factors, smoothing_mm,
-            sampling_fraction, iterations, random_seed):
-    method = sitk.ImageRegistrationMethod()
-    if metric == "mattes":
-        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+def _region_lps(post_seed_points, center):
+    """Points (LPS mm) where two answers are compared: the seeds' box if given, else 50 mm around ``center``."""
+    if post_seed_points is not None and len(post_seed_points):
+        pts = np.asarray(post_seed_points, float).reshape(-1, 3) * [-1.0, -1.0, 1.0]
+        lo, hi = pts.min(axis=0) - 10.0, pts.max(axis=0) + 10.0
     else:
-        method.SetMetricAsMeanSquares()
-    method.SetMetricFixedMask(to_sitk(fixed_keep, pre_grid))
-    method.SetMetricMovingMask(to_sitk(moving_keep, post_grid))
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(float(sampling_fraction), int(random_seed))
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3,
-                                                    numberOfIterations=int(iterations),
-                                                    relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([int(s) for s in shrink_factors])
-    method.SetSmoothingSigmasPerLevel([float(s) for s in smoothing_mm])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    return method
+        lo, hi = center - 50.0, center + 50.0
+    return np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
 
 
-def _watch(method, progress, n_stage, n_stages, n_levels):
-    """Report each resolution level to ``progress``; stop the optimiser if it asks to cancel."""
-    state = {"level": 0, "cancelled": False}
-    if progress is None:
-        return state
+def _distinct(runs, region):
+    """``runs`` (best first) without those that reached the same answer as a better one."""
+    out = []
+    for run in runs:
+        if all(displacement_mm(run.matrix, other.matrix, region) > AGREEMENT_MM for other in out):
+            out.append(run)
+    return out
 
-    def on_level():
-        fraction = (n_stage + state["level"] / n_levels) / n_stages
-        state["level"] += 1
-        if progress(fraction, f"registration level {state['level']}/{n_levels}") is False:
-            state["cancelled"] = True
-            method.StopRegistration()
 
-    def on_iteration():
-        if state["cancelled"]:
-            method.StopRegistration()
+class _Run:
+    """One start followed through the local levels (LPS matrix fixed = post -> moving = pre)."""
 
-    method.AddCommand(sitk.sitkMultiResolutionIterationEvent, on_level)
-    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
-    return state
+    def __init__(self, matrix, center):
+        self.matrix = np.asarray(matrix, float)
+        self.start = self.matrix.copy()
+        self.center = np.asarray(center, float)
+        self.value = np.inf
+        self.iterations = 0
+        self.stop_condition = ""
+
+    def optimise(self, fixed, moving, metric, stage, spacing, samples, iterations, finest, random_seed):
+        """Local optimisation from the current matrix at one level (``spacing`` mm).
+
+        Regular-step gradient descent (robust far from the optimum), or with ``finest`` conjugate
+        gradients with a line search, which does not stop on a step-size rule (the regular-step
+        optimiser halves its step at every turn and stalled 1-3 mm short of the optimum on
+        thick-slice and short scans).
+        """
+        method = sitk.ImageRegistrationMethod()
+        if metric == "mattes":
+            method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+        else:
+            method.SetMetricAsMeanSquares()
+        method.SetMetricFixedMask(fixed.keep)
+        method.SetMetricMovingMask(moving.keep)
+        n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed.keep)))
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(min(1.0, samples / max(n_kept, 1)), int(random_seed))
+        method.SetInterpolator(sitk.sitkLinear)
+        if finest:
+            method.SetOptimizerAsConjugateGradientLineSearch(
+                learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
+                convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,
+                lineSearchMaximumIterations=4, estimateLearningRate=method.Once,
+                maximumStepSizeInPhysicalUnits=float(spacing))
+        else:
+            method.SetOptimizerAsRegularStepGradientDescent(learningRate=spacing, minStep=0.05 * spacing,
+                                                            numberOfIterations=int(iterations),
+                                                            relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+        method.SetOptimizerScalesFromPhysicalShift()
+        transform = sitk.Euler3DTransform() if stage == "rigid" else sitk.AffineTransform(3)
+        transform.SetCenter(tuple(float(v) for v in self.center))
+        a = self.matrix[:3, :3]
+        if stage == "rigid":
+            u, _, vt = np.linalg.svd(a)
+            a = u @ vt
+        transform.SetMatrix(tuple(a.ravel()))
+        transform.SetTranslation(tuple(self.matrix[:3, 3] - self.center + a @ self.center))
+        method.SetInitialTransform(transform, inPlace=True)
+        # the moving image cut to where the fixed body can land (ITK's cost grows with the moving image's size)
+        reach = levels.body_corners(fixed.image, BODY_HU) @ self.matrix[:3, :3].T + self.matrix[:3, 3]
+        moving = levels.crop(moving, reach, 20.0 + 2 * spacing) or moving
+        method.Execute(fixed.image, moving.image)
+        self.matrix = transform_to_matrix_lps(transform)
+        self.value = float(method.GetMetricValue())
+        self.iterations = int(method.GetOptimizerIteration())
+        self.stop_condition = method.GetOptimizerStopConditionDescription()
 
 
 def map_points(matrix, points):
