@@ -23,11 +23,7 @@ from scipy.spatial.transform import Rotation
 
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.itk_image import resample
-
-try:  # the lead moves the synthetic CT (issue 9)
-    from SeedBrachyLib.synthetic.post_implant_ct import SEED_DIAMETER_MM, SEED_LENGTH_MM, random_implant, render_capsule
-except ImportError:  # pragma: no cover - before the move
-    from SeedBrachyLib.postimplant.synthetic_ct import SEED_DIAMETER_MM, SEED_LENGTH_MM, random_implant, render_capsule
+from SeedBrachyLib.synthetic.post_implant_ct import SEED_DIAMETER_MM, SEED_LENGTH_MM, random_implant, render_capsule
 
 EDGE_MM = 0.4  # partial-volume edge width of every solid
 TARGET = np.array([-35.0, 10.0, 20.0])  # mediastinal (right paratracheal) node centre, mm RAS

@@ -1,8 +1,12 @@
-"""Post-implant registration: LPS/RAS conversion, resampling, and target registration error (TRE).
+"""Post-implant registration: LPS/RAS conversion, resampling, target registration error (TRE), and the
+cases where registration used to fail silently.
 
-Misalignments are known rigid transforms (rotations up to 10 deg, shifts up to 20 mm); the
-post-implant CT is the pre-plan phantom moved by that transform, with seeds (and their streaks)
-rendered into it. TRE is measured at points of the target (GTV) region.
+Neck phantom: known rigid misalignments (rotations up to 10 deg, shifts up to 20 mm); the post-implant
+CT is the phantom moved by that transform, with seeds (and streaks); TRE at points of the GTV.
+Thorax phantoms (Testing/registration_phantoms.py): vertebrae repeating along S, contrast only in the
+pre-plan, 30 degrees about a distant point with 60 mm, 1 mm vs 5 mm slices, a short post-implant scan
+far along S, the metric restricted to the target region, an unrelated image; TRE at the seeds. Every
+result that is not flagged must have TRE <= 1 mm; the unrelated image must be flagged.
 """
 
 import numpy as np
@@ -28,6 +32,7 @@ from SeedBrachyLib.postimplant.registration import (
     map_seeds,
     metal_mask,
     register_post_to_pre,
+    target_region,
 )
 from SeedBrachyLib.seeds import Seed
 from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct
@@ -202,7 +207,9 @@ def test_rigid_registration_tre_below_1mm(case, rotvec_deg, shift_mm, oblique):
 
 
 @pytest.mark.slow
-def test_affine_and_mean_squares_options_also_register(case):
+def test_affine_and_mean_squares_options_register_or_say_they_cannot(case):
+    """Mean squares registers this pair; an affine fit of a neck that hardly changes along S is not fixed
+    along S (its scaling there is free): it must then be flagged, never a silent error above 1 mm."""
     truth = _rigid([6.0, 4.0, -5.0], [-15.0, 10.0, 8.0])
     post_ct, post_grid, seeds = _post_ct(truth, 5)
     for kind, metric in (("affine", "mattes"), ("rigid", "meansquares")):
@@ -210,7 +217,9 @@ def test_affine_and_mean_squares_options_also_register(case):
                                       post_seed_points=seeds)
         tre = _tre(case, truth, result)
         print(f"{kind}/{metric}: TRE mean {tre.mean():.3f} mm, max {tre.max():.3f} mm; {result.quality.describe()}")
-        assert tre.max() <= 1.0 and result.plausible
+        assert tre.max() <= 1.0 or not result.plausible
+        if kind == "rigid":
+            assert tre.max() <= 1.0 and result.plausible
 
 
 @pytest.mark.parametrize("thickness_mm", [1.0, 5.0])
@@ -319,3 +328,19 @@ def test_blank_or_non_hu_images_are_refused_naming_what_was_seen(case):
         register_post_to_pre(case.ct, case.grid, offset, case.grid)
     with pytest.raises(InputError, match="non-finite"):
         register_post_to_pre(np.where(case.masks["Body"], np.nan, case.ct), case.grid, case.ct, case.grid)
+
+
+def test_restriction_to_the_target_region_registers_within_1mm(thorax):
+    """The metric restricted to the node grown by 40 mm (the user's choice for a local fit)."""
+    truth = phantoms.rigid([4.0, -3.0, 12.0], [20.0, 15.0, -35.0])
+    pair = phantoms.make_pair(truth, *thorax, pre_spacing=(2.0, 2.0, 2.0), post_spacing=(2.0, 2.0, 2.0),
+                              pre_z=(-100.0, 120.0), random_seed=3, description="metric within 40 mm of the node")
+    node = np.linalg.norm((pair.pre_grid.points() - phantoms.TARGET) / [12.0, 11.0, 13.0], axis=-1) <= 1.0
+    roi = target_region(node, pair.pre_grid, 40.0)
+    assert 0.02 < roi.mean() < 0.2
+    result, tre = _register(pair, pre_roi=roi)
+    assert tre.max() <= 1.0 and result.plausible
+    with pytest.raises(InputError, match="margin"):
+        target_region(node, pair.pre_grid, 0.0)
+    with pytest.raises(InputError, match="empty"):
+        target_region(np.zeros_like(node), pair.pre_grid)

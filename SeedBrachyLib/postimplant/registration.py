@@ -8,12 +8,13 @@ Direction convention (all matrices 4x4, mm, RAS):
   over the pre-plan CT.
 * ``pre_to_post`` is its inverse: pre-plan frame -> post-implant frame.
 
-Method (rigid; "affine" adds a 12-parameter stage at the two finest levels):
+Method (rigid; "affine" makes the final optimisation a 12-parameter one):
 
 1. Both CTs are checked (a blank image, or one not in HU, is an InputError naming what was seen).
 2. Seed metal (voxels above ``metal_threshold_hu``, and the given seed positions) grown by
    ``metal_margin_mm`` is left out of every average and of the metric; an optional region of
-   interest on the pre-plan (e.g. the target grown by a few cm) restricts the metric.
+   interest on the pre-plan (e.g. the target grown by a few cm) restricts the metric of the local
+   optimisation and the quality checks (the start search sees the whole anatomy).
 3. Images at physical resolutions (``schedule_mm``; :mod:`.registration_levels`): block averages and
    Gaussian smoothing, with the slice profiles of the two series matched at every level.
 4. Global start search at the coarsest level (:mod:`.registration_search`): rotations within
@@ -54,7 +55,7 @@ SCHEDULE_MM = (8.0, 4.0, 2.0)  # search level, then the local optimisation level
 MAX_ROTATION_DEG = 30.0  # rotations searched (capture range); translations are searched in full
 DEFAULT_ROI_MARGIN_MM = 30.0  # margin (mm) around the target when the metric is restricted to it
 AGREEMENT_MM = 2.0  # two optima closer than this (mm, over the region) are the same answer
-MAX_RESTARTS = 2  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
+MAX_RESTARTS = 4  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
 
 
 @dataclass(frozen=True)
@@ -149,17 +150,11 @@ def target_region(target_mask, grid, margin_mm=DEFAULT_ROI_MARGIN_MM):
     return _grow(target_mask, grid, margin_mm)
 
 
-def _levels(ct, grid, name, roi, metal_threshold_hu, metal_margin_mm, seed_points, thickness_mm, schedule_mm):
+def _levels(ct, grid, name, metal_threshold_hu, metal_margin_mm, seed_points, thickness_mm, schedule_mm):
     """{spacing: Level} of one CT with metal grown at the finest level; masked volume (cm^3) at that level."""
     levels.check_ct_content(ct, name)
     core = np.asarray(ct) > metal_threshold_hu
-    keep = ~core
-    if roi is not None:
-        roi = np.asarray(roi, dtype=bool)
-        if roi.shape != keep.shape:
-            raise InputError(f"region-of-interest mask shape {roi.shape} does not match the {name} {keep.shape}")
-        keep &= roi
-    base = levels.base_level(ct, grid, keep, thickness_mm)
+    base = levels.base_level(ct, grid, ~core, thickness_mm)
     finest = levels.shrink_to(base, min(schedule_mm))
     if core.any() or (seed_points is not None and len(seed_points)):
         # metal at the finest level: any metal voxel in the block, plus the given seeds, grown by the margin
@@ -176,6 +171,15 @@ def _levels(ct, grid, name, roi, metal_threshold_hu, metal_margin_mm, seed_point
     return levels.pyramid(finest, schedule_mm), masked_cc
 
 
+def _restricted(level, roi, grid):
+    """``level`` (pre-plan) with its metric mask cut to ``roi`` (bool [k, j, i] on the RAS ``grid``)."""
+    level_grid = levels.level_grid(level)
+    keep = sitk.GetArrayFromImage(level.keep).astype(bool) & resample(np.asarray(roi, bool), grid, level_grid)
+    out = levels.Level(level.image, to_sitk(keep, level_grid), level.variance_mm2)
+    levels.kept_voxels(out, "pre-plan CT")
+    return out
+
+
 def _factors(base, finest):
     return [int(round(f / b)) for f, b in zip(finest.image.GetSpacing(), base.image.GetSpacing())]
 
@@ -183,7 +187,7 @@ def _factors(base, finest):
 def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", metric="mattes",
                          metal_threshold_hu=1500.0, metal_margin_mm=5.0, post_seed_points=None, pre_roi=None,
                          pre_slice_thickness_mm=None, post_slice_thickness_mm=None,
-                         max_rotation_deg=MAX_ROTATION_DEG, schedule_mm=SCHEDULE_MM, n_starts=5, samples=12000,
+                         max_rotation_deg=MAX_ROTATION_DEG, schedule_mm=SCHEDULE_MM, n_starts=8, samples=12000,
                          iterations=50, random_seed=7, progress=None):
     """Register the post-implant CT to the pre-plan CT; return a :class:`RegistrationResult`.
 
@@ -217,9 +221,12 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     if n_starts < 1:
         raise InputError(f"number of starts {n_starts!r} invalid: must be >= 1")
     report(progress, 0.0, "registration: preparing images")
-    pre, _ = _levels(pre_ct, pre_grid, "pre-plan CT", pre_roi, metal_threshold_hu, metal_margin_mm, None,
+    if pre_roi is not None and np.shape(pre_roi) != tuple(pre_grid.shape):
+        raise InputError(f"region-of-interest mask shape {np.shape(pre_roi)} does not match the pre-plan CT "
+                         f"{tuple(pre_grid.shape)}")
+    pre, _ = _levels(pre_ct, pre_grid, "pre-plan CT", metal_threshold_hu, metal_margin_mm, None,
                      pre_slice_thickness_mm, schedule_mm)
-    post, masked_cc = _levels(post_ct, post_grid, "post-implant CT", None, metal_threshold_hu, metal_margin_mm,
+    post, masked_cc = _levels(post_ct, post_grid, "post-implant CT", metal_threshold_hu, metal_margin_mm,
                               post_seed_points, post_slice_thickness_mm, schedule_mm)
     pairs = {s: levels.match_blur(post[s], pre[s]) for s in schedule_mm}  # (fixed = post, moving = pre)
 
@@ -233,18 +240,20 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     center = starts[0].center
     region = _region_lps(post_seed_points, center)
     local = schedule_mm[1:]
+    if pre_roi is not None:  # the search saw the whole anatomy; the fit and its checks see the region
+        for spacing in local:
+            pairs[spacing] = (pairs[spacing][0], _restricted(pairs[spacing][1], pre_roi, pre_grid))
     runs = [_Run(s.matrix, center) for s in starts]
     first = None
     for n_level, spacing in enumerate(local):
         if n_level:  # the two best distinct answers go on, so the finest level can tell them apart
             runs = _distinct(runs, region)[:2]
-        stage = "affine" if kind == "affine" and n_level >= len(local) - 2 else "rigid"
         fixed, moving = pairs[spacing]
         fixed = levels.crop(fixed, levels.body_corners(fixed.image, BODY_HU), 2 * spacing)
         for n_run, run in enumerate(runs):
             report(progress, 0.2 + 0.55 * (n_level + n_run / len(runs)) / len(local),
                    f"registration: level {spacing:g} mm, start {n_run + 1}/{len(runs)}")
-            run.optimise(fixed, moving, metric, stage, spacing, int(samples * local[-1] / spacing), iterations,
+            run.optimise(fixed, moving, metric, "rigid", spacing, int(samples * local[-1] / spacing), iterations,
                          False, random_seed)
         runs.sort(key=lambda r: r.value)
         if n_level == 0:
@@ -252,16 +261,17 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     contenders = [(r.matrix.copy(), r.value) for r in runs]
     best = runs[0]
     report(progress, 0.8, f"registration: final optimisation at {spacing:g} mm")
-    best.optimise(fixed, moving, metric, stage, spacing, samples, iterations, True, random_seed)
+    best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, True, random_seed)
     for _ in range(MAX_RESTARTS):  # an independent check of optimality; restart from a better neighbour
         rng = np.random.default_rng(random_seed)
-        _, gains, move = sensitivity(fixed, moving, best.matrix, region.mean(axis=0), rng)
+        _, gains, move = sensitivity(fixed, moving, best.matrix, region.mean(axis=0), rng, affine=kind == "affine")
         if gains.max() <= GAIN_LIMIT:
             break
         best.matrix = move @ best.matrix
-        best.optimise(fixed, moving, metric, stage, spacing, samples, iterations, True, random_seed)
+        best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, True, random_seed)
     report(progress, 0.95, "registration: checking the result")
-    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, random_seed)
+    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, random_seed,
+                     affine=kind == "affine")
     report(progress, 1.0, "registration done")
     post_to_pre = matrix_lps_to_ras(best.matrix)
     return RegistrationResult(post_to_pre=post_to_pre, kind=kind, metric=metric, metric_value=best.value,
@@ -338,9 +348,13 @@ class _Run:
         transform.SetMatrix(tuple(a.ravel()))
         transform.SetTranslation(tuple(self.matrix[:3, 3] - self.center + a @ self.center))
         method.SetInitialTransform(transform, inPlace=True)
-        # the moving image cut to where the fixed body can land (ITK's cost grows with the moving image's size)
+        # the moving image cut to where the fixed body can land (ITK's cost grows with the moving image's size),
+        # the fixed image to what can land on the moving image's metric region (a region of interest)
         reach = levels.body_corners(fixed.image, BODY_HU) @ self.matrix[:3, :3].T + self.matrix[:3, 3]
         moving = levels.crop(moving, reach, 20.0 + 2 * spacing) or moving
+        inverse = np.linalg.inv(self.matrix)
+        back = levels.mask_corners(moving.keep) @ inverse[:3, :3].T + inverse[:3, 3]
+        fixed = levels.crop(fixed, back, 2 * spacing) or fixed
         method.Execute(fixed.image, moving.image)
         self.matrix = transform_to_matrix_lps(transform)
         self.value = float(method.GetMetricValue())

@@ -174,7 +174,16 @@ def pyramid(base, spacings_mm, sigma_fraction=0.5):
 
 def body_corners(image, body_hu):
     """LPS corners (8, 3) of the box of voxels above ``body_hu`` (the whole image if none), one voxel wider."""
-    above = np.argwhere(sitk.GetArrayViewFromImage(image) > body_hu)[:, ::-1]
+    return _box_corners(image, sitk.GetArrayViewFromImage(image) > body_hu)
+
+
+def mask_corners(mask):
+    """LPS corners (8, 3) of the box of a uint8 mask image's set voxels (the whole image if none), one voxel wider."""
+    return _box_corners(mask, sitk.GetArrayViewFromImage(mask) > 0)
+
+
+def _box_corners(image, selected):
+    above = np.argwhere(selected)[:, ::-1]
     size = np.asarray(image.GetSize()) - 1
     lo, hi = (np.maximum(above.min(0) - 1, 0), np.minimum(above.max(0) + 1, size)) if len(above) else (0 * size, size)
     idx = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)

@@ -116,12 +116,13 @@ class _Sampler:
         ijk = (points - self.origin) @ self.direction / self.spacing
         return ijk[:, ::-1].T
 
-    def inside(self, points):
+    def inside(self, points, use_keep=True):
+        """Whether LPS points (n, 3) fall inside the image (and on its kept voxels, with ``use_keep``)."""
         kji = self.index(points)
         shape = np.array(self.values.shape)[:, None]
         ok = np.all((kji >= 0) & (kji <= shape - 1), axis=0)
         near = np.clip(np.rint(kji).astype(int), 0, shape - 1)
-        return ok & self.keep[near[0], near[1], near[2]]
+        return ok & self.keep[near[0], near[1], near[2]] if use_keep else ok
 
     def value(self, points):
         return ndimage.map_coordinates(self.values, self.index(points), order=1, mode="nearest")
@@ -183,7 +184,7 @@ def _overlap_and_correlation(fixed, moving, matrix, rng, n=20000):
         kji = kji[rng.choice(len(kji), n, replace=False)]
     points = fixed_s.voxel_points(kji.astype(float))
     mapped = points @ matrix[:3, :3].T + matrix[:3, 3]
-    inside = moving_s.inside(mapped)
+    inside = moving_s.inside(mapped, use_keep=False)
     overlap = float(inside.mean()) if len(inside) else 0.0
     if inside.sum() < 10:
         return overlap, 0.0
@@ -205,20 +206,24 @@ def _mutual_information(a, b, bins=48):
 
 
 MOVES = ("shift along R-L", "shift along A-P", "shift along S-I", "rotation about R-L", "rotation about A-P",
-         "rotation about S-I")
+         "rotation about S-I", "scaling along R-L", "scaling along A-P", "scaling along S-I")
+SCALE_STEP = 0.02  # relative scaling of the affine checks
 
 
-def _moves(center, shift_mm, angle_deg):
-    """The 12 perturbations (4x4 LPS maps of the moving frame): +-shift along x, y, z; +-rotation about them at
-    ``center``; in MOVES order, each as (plus, minus)."""
+def _moves(center, shift_mm, angle_deg, affine):
+    """Perturbations (4x4 LPS maps of the moving frame) in MOVES order, each as (plus, minus): +-shift along
+    x, y, z; +-rotation about them at ``center``; with ``affine`` also +-``SCALE_STEP`` scalings at ``center``."""
     out = []
-    for kind in ("shift", "rotation"):
+    for kind in ("shift", "rotation", "scaling") if affine else ("shift", "rotation"):
         for axis in np.eye(3):
             pair = []
             for sign in (1.0, -1.0):
                 m = np.eye(4)
                 if kind == "shift":
                     m[:3, 3] = sign * shift_mm * axis
+                elif kind == "scaling":
+                    m[:3, :3] = np.diag(1.0 + sign * SCALE_STEP * axis)
+                    m[:3, 3] = center - m[:3, :3] @ center
                 else:
                     m[:3, :3] = Rotation.from_rotvec(sign * np.radians(angle_deg) * axis).as_matrix()
                     m[:3, 3] = center - m[:3, :3] @ center
@@ -227,11 +232,12 @@ def _moves(center, shift_mm, angle_deg):
     return out
 
 
-def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle_deg=2.0):
+def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle_deg=2.0, affine=False):
     """How sharply the fit is defined, checked with a mutual information computed here (numpy, 48 bins).
 
     The answer ``matrix`` (4x4 LPS, fixed -> moving) is moved by each of :data:`MOVES` (``shift_mm``,
-    ``angle_deg`` about ``center``, LPS mm), both ways. Returns (drops (6,), gains (6,), best move):
+    ``angle_deg`` about ``center``, LPS mm; with ``affine`` also scalings), both ways. Returns (drops,
+    gains, best move), one drop and gain per move:
     drop = (MI(0) - mean(MI(+), MI(-))) / MI(0), small when the images barely constrain that motion;
     gain = (max(MI(+), MI(-)) - MI(0)) / MI(0), positive when a move improves the fit (the optimiser
     stopped short); best move = the 4x4 perturbation with the largest gain (apply as ``move @ matrix``).
@@ -246,10 +252,10 @@ def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle
     ok = moving_s.inside(mapped)
     values, mapped = values[ok], mapped[ok]
     if len(values) < 100:
-        return np.zeros(6), np.zeros(6), np.eye(4)
+        return np.zeros(9 if affine else 6), np.zeros(9 if affine else 6), np.eye(4)
     base = max(_mutual_information(values, moving_s.value(mapped)), 1e-12)
     drops, gains, best = [], [], (0.0, np.eye(4))
-    for pair in _moves(center, shift_mm, angle_deg):
+    for pair in _moves(center, shift_mm, angle_deg, affine):
         moved = [_mutual_information(values, moving_s.value(mapped @ m[:3, :3].T + m[:3, 3])) for m in pair]
         drops.append((base - 0.5 * sum(moved)) / base)
         gains.append((max(moved) - base) / base)
@@ -258,7 +264,7 @@ def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle
     return np.array(drops), np.array(gains), best[1]
 
 
-def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, random_seed=0):
+def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, random_seed=0, affine=False):
     """The :class:`Quality` of ``matrix`` (4x4 LPS, fixed = post-implant -> moving = pre-plan).
 
     Args:
@@ -267,6 +273,7 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, rando
         contenders: (matrix, metric value) of the distinct answers compared at one level, best first.
         region: points (LPS mm) over which two answers are compared (see :func:`displacement_mm`).
         agreement_mm: two answers closer than this (mm) are the same.
+        affine: the answer is an affine map: its scalings are checked too.
     """
     rng = np.random.default_rng(random_seed)
     surface = "bone"
@@ -275,7 +282,7 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, rando
         surface = "body outline"
         d = surface_distances(fixed, moving, matrix, BODY_HU, rng)
     overlap, correlation = _overlap_and_correlation(fixed, moving, matrix, rng)
-    drops, gains, _ = sensitivity(fixed, moving, matrix, region.mean(axis=0), rng)
+    drops, gains, _ = sensitivity(fixed, moving, matrix, region.mean(axis=0), rng, affine=affine)
     agreeing = sum(displacement_mm(m, first[0], region) <= agreement_mm for m in first)
     same = [value for m, value in contenders if displacement_mm(m, contenders[0][0], region) <= agreement_mm]
     others = [(m, value) for m, value in contenders if displacement_mm(m, contenders[0][0], region) > AMBIGUITY_MM]
@@ -294,10 +301,10 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, rando
                        f"gives <= {SURFACE_LIMIT_MM:g} mm): the images may not show the same anatomy, or the fit "
                        "is wrong")
     if gains.max() > GAIN_LIMIT:
-        reasons.append(f"not at the best fit: a {MOVES[int(np.argmax(gains))]} by 2 mm / 2 deg improves it by "
+        reasons.append(f"not at the best fit: a {MOVES[int(np.argmax(gains))]} by 2 mm / 2 deg / 2% improves it by "
                        f"{100 * gains.max():.1f}% (> {100 * GAIN_LIMIT:g}%)")
     if drops.min() < DROP_MIN:
-        reasons.append(f"the images barely fix the {MOVES[int(np.argmin(drops))]}: 2 mm / 2 deg change the fit by "
+        reasons.append(f"the images barely fix the {MOVES[int(np.argmin(drops))]}: 2 mm / 2 deg / 2% change the fit by "
                        f"{100 * drops.min():.1f}% (< {100 * DROP_MIN:g}%)")
     if overlap < MIN_OVERLAP:
         reasons.append(f"only {100 * overlap:.0f}% of the post-implant CT lies inside the pre-plan CT "

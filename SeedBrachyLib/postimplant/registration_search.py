@@ -75,7 +75,7 @@ def _axis_aligned(image, keep, corners, spacing_mm, transform=None):
 
 def _centred(values, mask):
     """Values (HU / 1000) minus their masked mean, zero outside the mask (keeps the FFT sums accurate)."""
-    values = values / np.float32(1000.0)
+    values = np.clip(values, -300.0, 1200.0) / np.float32(1000.0)
     mean = values[mask > 0].mean() if mask.any() else 0.0
     return (values - mean) * mask
 
