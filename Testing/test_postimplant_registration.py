@@ -344,3 +344,42 @@ def test_restriction_to_the_target_region_registers_within_1mm(thorax):
         target_region(node, pair.pre_grid, 0.0)
     with pytest.raises(InputError, match="empty"):
         target_region(np.zeros_like(node), pair.pre_grid)
+
+
+# ------------------------------------------------------------------ the start search's building blocks
+def test_masked_ncc_by_fft_matches_a_direct_sum_at_every_shift():
+    from SeedBrachyLib.postimplant.registration_search import _Correlator
+
+    rng = np.random.default_rng(5)
+    moving = rng.uniform(-300, 1200, (7, 6, 8)).astype(np.float32)
+    fixed = rng.uniform(-300, 1200, (5, 4, 6)).astype(np.float32)
+    moving_mask = (rng.random(moving.shape) > 0.2).astype(np.float32)
+    fixed_mask = (rng.random(fixed.shape) > 0.3).astype(np.float32)
+    shape = [m + f for m, f in zip(moving.shape, fixed.shape)]
+    ncc, count = _Correlator(moving, moving_mask, shape).ncc(fixed, fixed_mask)
+    checked = 0
+    for shift in [(0, 0, 0), (1, 2, -1), (-2, -1, 3), (2, 0, 2), (-4, -3, -5), (6, 5, 7)]:
+        pairs = [(fixed[i], moving[tuple(np.add(i, shift))]) for i in np.ndindex(fixed.shape)
+                 if fixed_mask[i] and all(0 <= a + s < m for a, s, m in zip(i, shift, moving.shape))
+                 and moving_mask[tuple(np.add(i, shift))]]
+        index = tuple(s % n for s, n in zip(shift, shape))
+        assert count[index] == pytest.approx(len(pairs), abs=1e-3)
+        if len(pairs) > 3:
+            a, b = np.array(pairs, dtype=float).T
+            assert ncc[index] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-4)
+            checked += 1
+    assert checked >= 4
+
+
+def test_rotation_samples_cover_the_capture_range():
+    from SeedBrachyLib.postimplant.registration_search import rotation_samples
+
+    samples = rotation_samples(30.0, 20.0)
+    np.testing.assert_allclose(samples[0], np.eye(3))
+    vectors = Rotation.from_matrix(samples).as_rotvec(degrees=True)
+    probes = Rotation.random(2000, random_state=3).as_rotvec()
+    probes = probes / np.linalg.norm(probes, axis=1, keepdims=True) * np.random.default_rng(3).uniform(0, 30, (2000, 1))
+    nearest = np.min(np.linalg.norm(probes[:, None] - vectors[None], axis=-1), axis=1)
+    assert nearest.max() <= 12.0  # every rotation within 30 deg is within 12 deg of a sample
+    with pytest.raises(InputError, match="rotation"):
+        rotation_samples(120.0, 20.0)

@@ -20,13 +20,14 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
 4. Global start search at the coarsest level (:mod:`.registration_search`): rotations within
    ``max_rotation_deg`` x every translation (masked NCC by FFT). The post-implant CT is the fixed
    image (it is usually the shorter scan, so its samples stay inside the pre-plan's range).
-5. Local optimisation (Mattes mutual information or mean squares; regular-step gradient descent)
-   from every start at the next level, then from the two best distinct answers at each finer level;
-   the better one at the finest level is the result (polished there by conjugate gradients with a
-   line search, and restarted from a better neighbour when a 2 mm / 2 deg move still improves an
-   independently computed mutual information), the other its alternative.
+5. Local optimisation (Mattes mutual information or mean squares; conjugate gradients with a line
+   search) from every start at the next level, then from the two best distinct answers at each finer
+   level; the better one at the finest level is the result (polished once more there, and restarted
+   from a better neighbour while a 2 mm / 2 deg move still improves an independently computed
+   mutual information), the other its alternative.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
-   agreement of the independent starts and the best distinct alternative; implausible results
+   sharpness of the optimum, agreement of the independent starts and the best distinct
+   alternative; implausible results
    are flagged with the reasons (``result.quality``).
 
 ITK works in LPS; the LPS -> RAS conversion is done once, in :mod:`SeedBrachyLib.itk_image`.
@@ -207,8 +208,8 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         schedule_mm: voxel sizes (mm): the first for the start search, the others for the local
             optimisation levels, the last being the finest.
         n_starts: distinct starts taken from the search.
-        samples: metric sample points at the finest level, fewer in proportion to the voxel size at the
-            coarser ones (random, seeded by ``random_seed``: reproducible).
+        samples: metric sample points at the finest level (twice with ``pre_roi``), fewer in proportion
+            to the voxel size at the coarser ones (random, seeded by ``random_seed``: reproducible).
         iterations: maximum optimiser iterations per level and start.
         progress: callback(fraction, message); returning False cancels (raises Cancelled).
     """
@@ -241,6 +242,7 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     region = _region_lps(post_seed_points, center)
     local = schedule_mm[1:]
     if pre_roi is not None:  # the search saw the whole anatomy; the fit and its checks see the region
+        samples *= 2  # about half the fixed samples fall outside the region
         for spacing in local:
             pairs[spacing] = (pairs[spacing][0], _restricted(pairs[spacing][1], pre_roi, pre_grid))
     runs = [_Run(s.matrix, center) for s in starts]
@@ -254,21 +256,21 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
             report(progress, 0.2 + 0.55 * (n_level + n_run / len(runs)) / len(local),
                    f"registration: level {spacing:g} mm, start {n_run + 1}/{len(runs)}")
             run.optimise(fixed, moving, metric, "rigid", spacing, int(samples * local[-1] / spacing), iterations,
-                         False, random_seed)
+                         random_seed)
         runs.sort(key=lambda r: r.value)
         if n_level == 0:
             first = [r.matrix.copy() for r in runs]
     contenders = [(r.matrix.copy(), r.value) for r in runs]
     best = runs[0]
     report(progress, 0.8, f"registration: final optimisation at {spacing:g} mm")
-    best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, True, random_seed)
+    best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
     for _ in range(MAX_RESTARTS):  # an independent check of optimality; restart from a better neighbour
         rng = np.random.default_rng(random_seed)
         _, gains, move = sensitivity(fixed, moving, best.matrix, region.mean(axis=0), rng, affine=kind == "affine")
         if gains.max() <= GAIN_LIMIT:
             break
         best.matrix = move @ best.matrix
-        best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, True, random_seed)
+        best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
     report(progress, 0.95, "registration: checking the result")
     quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, random_seed,
                      affine=kind == "affine")
@@ -309,13 +311,12 @@ class _Run:
         self.iterations = 0
         self.stop_condition = ""
 
-    def optimise(self, fixed, moving, metric, stage, spacing, samples, iterations, finest, random_seed):
+    def optimise(self, fixed, moving, metric, stage, spacing, samples, iterations, random_seed):
         """Local optimisation from the current matrix at one level (``spacing`` mm).
 
-        Regular-step gradient descent (robust far from the optimum), or with ``finest`` conjugate
-        gradients with a line search, which does not stop on a step-size rule (the regular-step
-        optimiser halves its step at every turn and stalled 1-3 mm short of the optimum on
-        thick-slice and short scans).
+        Conjugate gradients with a line search (steps up to ``spacing``): it does not stop on a
+        step-size rule, as the regular-step optimiser did (it halves its step at every turn and
+        stalled 1-10 mm short of the optimum on thick-slice, short and S-invariant scans).
         """
         method = sitk.ImageRegistrationMethod()
         if metric == "mattes":
@@ -328,16 +329,11 @@ class _Run:
         method.SetMetricSamplingStrategy(method.RANDOM)
         method.SetMetricSamplingPercentage(min(1.0, samples / max(n_kept, 1)), int(random_seed))
         method.SetInterpolator(sitk.sitkLinear)
-        if finest:
-            method.SetOptimizerAsConjugateGradientLineSearch(
-                learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
-                convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,
-                lineSearchMaximumIterations=4, estimateLearningRate=method.Once,
-                maximumStepSizeInPhysicalUnits=float(spacing))
-        else:
-            method.SetOptimizerAsRegularStepGradientDescent(learningRate=spacing, minStep=0.05 * spacing,
-                                                            numberOfIterations=int(iterations),
-                                                            relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+        method.SetOptimizerAsConjugateGradientLineSearch(
+            learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
+            convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,
+            lineSearchMaximumIterations=4, estimateLearningRate=method.Once,
+            maximumStepSizeInPhysicalUnits=float(spacing))
         method.SetOptimizerScalesFromPhysicalShift()
         transform = sitk.Euler3DTransform() if stage == "rigid" else sitk.AffineTransform(3)
         transform.SetCenter(tuple(float(v) for v in self.center))
@@ -355,7 +351,11 @@ class _Run:
         inverse = np.linalg.inv(self.matrix)
         back = levels.mask_corners(moving.keep) @ inverse[:3, :3].T + inverse[:3, 3]
         fixed = levels.crop(fixed, back, 2 * spacing) or fixed
-        method.Execute(fixed.image, moving.image)
+        try:
+            method.Execute(fixed.image, moving.image)
+        except RuntimeError:  # the start drove the images apart ("all samples map outside"): a failed start
+            self.value = np.inf
+            return
         self.matrix = transform_to_matrix_lps(transform)
         self.value = float(method.GetMetricValue())
         self.iterations = int(method.GetOptimizerIteration())

@@ -51,10 +51,6 @@ class Level:
         """3x3 direction (columns = I, J, K unit vectors, LPS)."""
         return np.asarray(self.image.GetDirection(), float).reshape(3, 3)
 
-    def array(self):
-        """(HU array [k, j, i], keep mask [k, j, i] bool)."""
-        return sitk.GetArrayViewFromImage(self.image), sitk.GetArrayViewFromImage(self.keep) > 0
-
 
 def check_ct_content(ct, name):
     """Refuse a CT that cannot be registered: blank, not finite, or not in HU (InputError naming what was seen)."""

@@ -5,7 +5,9 @@ answer. This search gives it starts that cover real set-ups: for each rotation o
 rotation vectors on a grid of ``step_deg`` within ``max_rotation_deg``, plus the centres of the grid's
 cells), the normalised cross-correlation of the two images is computed at every translation at once
 (Padfield's masked NCC, with FFTs), so any shift and any partial overlap along the scan axis is
-searched. The best distinct peaks become the starts.
+searched. Every rotation is first ranked on grids twice as coarse; the best few are searched at full
+resolution and their best distinct peaks become the starts. HU are clipped to ``SEARCH_HU`` so that
+bone weighs as much as the lungs' edges (the S position of a short scan is fixed by the vertebrae).
 
 Conventions: images are SimpleITK (LPS, mm); a start is a 4x4 LPS matrix mapping a point of the
 fixed image to the moving image (ITK's convention), ``x_moving = R (x_fixed - c) + c + t``.
@@ -23,6 +25,8 @@ from scipy.spatial.transform import Rotation
 from ..errors import InputError
 from .registration_levels import body_corners
 
+SEARCH_HU = (-300.0, 1200.0)
+
 
 @dataclass(frozen=True)
 class Start:
@@ -32,13 +36,11 @@ class Start:
         matrix: 4x4 LPS matrix, fixed -> moving (mm).
         center: rotation centre (LPS mm) of the fixed image used by the search.
         score: masked normalised cross-correlation at that start (-1 to 1).
-        overlap: fraction of the smaller image's kept voxels that overlap the other there.
     """
 
     matrix: np.ndarray
     center: np.ndarray
     score: float
-    overlap: float
 
 
 def rotation_samples(max_rotation_deg, step_deg):
@@ -74,8 +76,8 @@ def _axis_aligned(image, keep, corners, spacing_mm, transform=None):
 
 
 def _centred(values, mask):
-    """Values (HU / 1000) minus their masked mean, zero outside the mask (keeps the FFT sums accurate)."""
-    values = np.clip(values, -300.0, 1200.0) / np.float32(1000.0)
+    """Values (HU clipped to SEARCH_HU, / 1000) minus their masked mean, zero outside the mask (accurate FFT sums)."""
+    values = np.clip(values, *SEARCH_HU) / np.float32(1000.0)
     mean = values[mask > 0].mean() if mask.any() else 0.0
     return (values - mean) * mask
 
@@ -140,8 +142,7 @@ def _candidates(fixed, fixed_keep, moving, moving_keep, fixed_corners, moving_co
             matrix = np.eye(4)
             matrix[:3, :3] = rot
             matrix[:3, 3] = center - rot @ center + t
-            overlap = float(count.ravel()[index]) / max(need, 1.0)
-            candidates.append(Start(matrix, center, float(ncc.ravel()[index]), overlap))
+            candidates.append(Start(matrix, center, float(ncc.ravel()[index])))
     return candidates
 
 
