@@ -393,6 +393,11 @@ def test_rtplan_refusals(exported, tmp_path):
     with pytest.raises(InputError, match="AIR_KERMA_RATE"):
         read_rtplan(path)
     ds = pydicom.dcmread(exported["folder"] / "RP.dcm")
+    ds.SourceSequence[1].SourceStrengthReferenceDate = "60260302"  # a damaged year: 4 million years of decay
+    ds.save_as(path)
+    with pytest.raises(InputError, match="more than 20 half-lives"):
+        read_rtplan(path)
+    ds = pydicom.dcmread(exported["folder"] / "RP.dcm")
     ds.BrachyTreatmentType = "HDR"
     ds.save_as(path)
     with pytest.raises(InputError, match="HDR"):

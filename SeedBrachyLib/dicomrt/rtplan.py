@@ -66,6 +66,8 @@ from .geometry import lps_to_ras, ras_to_lps
 SAME_POSITION_MM = 1e-3
 MAX_SEEDS = 20_000
 SECONDS_PER_DAY = 86400.0
+#: Largest decay (either way) between a source's strength reference date and the implant, in half-lives.
+MAX_HALF_LIVES = 20
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ class PlanSeeds:
         if self.implant_datetime is None or source.reference_datetime is None:
             return 1.0
         days = (self.implant_datetime - source.reference_datetime).total_seconds() / SECONDS_PER_DAY
+        if abs(days) > MAX_HALF_LIVES * source.half_life_days:
+            raise InputError(f"source {source.number}: strength reference date {source.reference_datetime:%Y-%m-%d} "
+                             f"is {days:.0f} d from the implant date {self.implant_datetime:%Y-%m-%d}, more than "
+                             f"{MAX_HALF_LIVES} half-lives ({source.half_life_days:g} d): check both dates")
         return math.exp(-math.log(2.0) * days / source.half_life_days)
 
     def decay_lines(self):
