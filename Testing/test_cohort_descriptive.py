@@ -2,7 +2,9 @@
 
 Oracles: statsmodels' ttest_ind (unequal variances) for Welch's test; the Mann-Whitney normal
 approximation with tie and continuity correction written out here; statsmodels' contingency Table
-for Pearson's chi-square; Fisher's exact p by enumerating the hypergeometric distribution.
+for Pearson's chi-square; Fisher's exact p by enumerating the hypergeometric distribution; the
+Freeman-Halton r x 2 test against a brute-force listing (itertools, scipy's multivariate
+hypergeometric pmf) and scipy's Monte Carlo r x c Fisher test.
 """
 
 import numpy as np
@@ -61,7 +63,47 @@ def test_categorical_fisher_when_a_cell_is_small():
     assert row["p"] == pytest.approx(probs[probs <= dist.pmf(a_obs) * (1 + 1e-7)].sum(), rel=1e-9)
 
 
-def test_larger_table_with_small_counts_says_the_p_is_approximate():
+def _exact_by_brute_force(table):
+    """Freeman-Halton p by listing every first column with the margins (itertools) and scipy's pmf."""
+    import itertools
+
+    t = np.asarray(table)
+    rows, n1 = t.sum(axis=1), int(t[:, 0].sum())
+    dist = stats.multivariate_hypergeom(rows, n1)
+    tables = [a for a in itertools.product(*(range(r + 1) for r in rows)) if sum(a) == n1]
+    probs = np.array([dist.pmf(a) for a in tables])
+    return probs[probs <= dist.pmf(t[:, 0]) * (1 + 1e-7)].sum()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_freeman_halton_against_brute_force_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 7, size=(int(rng.integers(2, 6)), 2))
+    table[0] += 1   # no empty table
+    assert descriptive.freeman_halton(table) == pytest.approx(_exact_by_brute_force(table), rel=1e-9)
+
+
+def test_freeman_halton_is_fisher_for_2x2_and_agrees_with_scipy_monte_carlo():
+    assert descriptive.freeman_halton([[5, 2], [56, 18]]) == pytest.approx(
+        stats.fisher_exact([[5, 2], [56, 18]]).pvalue, rel=1e-12)
+    assert descriptive.freeman_halton([[9, 0], [0, 9]]) == pytest.approx(stats.fisher_exact([[9, 0], [0, 9]]).pvalue)
+    table = np.array([[9, 1], [5, 5], [3, 6], [1, 8], [0, 4], [2, 2]])
+    mc = stats.fisher_exact(table, method=stats.MonteCarloMethod(n_resamples=40000, rng=np.random.default_rng(0)))
+    p = descriptive.freeman_halton(table)
+    assert abs(p - mc.pvalue) < 4 * np.sqrt(p * (1 - p) / 40000) + 1e-4
+
+
+def test_larger_table_with_small_counts_gets_the_freeman_halton_test():
+    values = np.r_[["lung"] * 20, ["other"] * 35, ["rare"] * 3, ["lung"] * 8, ["other"] * 14, ["rare"] * 1]
+    row = descriptive.categorical_row("primary", values, np.r_[np.ones(58), np.zeros(23)])
+    assert row["test"] == "Fisher's exact test (Freeman-Halton, 3 x 2)" and row["note"] is None
+    assert row["p"] == pytest.approx(_exact_by_brute_force([[20, 8], [35, 14], [3, 1]]), rel=1e-9)
+
+
+def test_too_many_tables_for_the_exact_test_keep_an_approximate_chi_square(monkeypatch):
+    assert descriptive.freeman_halton(np.full((10, 2), 8), max_tables=1000) is None
+    monkeypatch.setattr(descriptive, "MAX_EXACT_TABLES", 10)
+    monkeypatch.setattr(descriptive.freeman_halton, "__defaults__", (10,))
     values = np.r_[["lung"] * 20, ["other"] * 35, ["rare"] * 3, ["lung"] * 8, ["other"] * 14, ["rare"] * 1]
     row = descriptive.categorical_row("primary", values, np.r_[np.ones(58), np.zeros(23)])
     assert row["test"] == "Pearson chi-square" and "approximate" in row["note"]

@@ -176,13 +176,24 @@ def test_best_overall_response(sequence, expected):
 
 
 @pytest.mark.parametrize("first, second, months, expected", [
-    (CR, CR, (2, 3), CR), (CR, PR, (2, 3), PR), (CR, SD, (2, 3), SD), (CR, PD, (2, 3), SD), (CR, PD, (1, 2), PD),
+    (CR, CR, (2, 3), CR), (CR, PR, (2, 3), PR), (CR, SD, (2, 3), SD), (CR, SD, (1, 2), PD), (CR, SD, (1, 1.4), PD),
+    (CR, PD, (2, 3), SD), (CR, PD, (1, 2), PD),
     (CR, NE, (2, 3), SD), (CR, NE, (1, 2), NE), (PR, CR, (2, 3), PR), (PR, PR, (2, 3), PR), (PR, SD, (2, 3), SD),
     (PR, PD, (2, 3), SD), (PR, PD, (1, 2), PD), (PR, NE, (2, 3), SD), (NE, NE, (2, 3), NE)])
 def test_confirmed_best_overall_response_table_3(first, second, months, expected):
-    """RECIST 1.1 Table 3 (confirmation >= 4 weeks; SD at >= 1.5 months)."""
+    """RECIST 1.1 Table 3 (confirmation >= 4 weeks; SD at >= 1.5 months). CR then SD: "SD provided minimum
+    criteria for SD duration met, otherwise, PD" (the SD after a CR is disease come back, footnote a), also
+    when the SD comes sooner than the confirmation interval."""
     seq = [_vr(months[0], first), _vr(months[1], second)]
     assert recist.best_overall_response(seq, min_sd_months=1.5, confirm_months=0.92) == expected
+
+
+def test_sd_after_cr_ends_the_confirmed_assessment_only():
+    seq = [_vr(1, CR), _vr(1.4, SD), _vr(3, PR)]
+    assert recist.best_overall_response(seq, min_sd_months=1.5) == CR                     # unconfirmed: the CR
+    assert recist.best_overall_response(seq, min_sd_months=1.5, confirm_months=0.92) == PD  # came back before 6 weeks
+    confirmed = [_vr(2, CR), _vr(3, CR), _vr(5, SD)]
+    assert recist.best_overall_response(confirmed, min_sd_months=1.5, confirm_months=0.92) == CR
 
 
 def test_confirmation_needs_the_interval():

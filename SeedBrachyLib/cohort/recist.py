@@ -24,7 +24,9 @@ Time is in months since the implant (0 = baseline). Rules implemented, with the 
   (CR > PR > SD > Non-CR/Non-PD); SD (and Non-CR/Non-PD) counts only at >= ``min_sd_months`` after
   baseline (the protocol's minimum interval, here 1.5 months = 6 weeks by default); without such a
   visit the best response is PD if progression was seen, else NE. Unconfirmed by default; with
-  ``confirm_months`` the confirmation of Table 3 (non-randomised trials) is applied.
+  ``confirm_months`` the confirmation of Table 3 (non-randomised trials) is applied, where SD after a
+  CR counts as progression (Table 3 footnote a): CR then SD is SD if the CR visit meets the minimum
+  interval, otherwise PD.
 
 Objective response = CR or PR; local control = CR, PR, SD or Non-CR/Non-PD.
 """
@@ -208,18 +210,24 @@ def best_overall_response(responses, min_sd_months=1.5, confirm_months=None):
     ``confirm_months`` None: unconfirmed (the best visit response before progression). A number
     (e.g. 0.92 = 4 weeks): CR and PR must be confirmed (4.4.1, Table 3) by the next visit at least
     that long after: CR then CR is CR; CR then PR, or PR then PR or CR, is PR; an unconfirmed CR or PR
-    counts as SD (if the SD interval is met).
+    counts as SD (if the SD interval is met). With confirmation, SD after a CR is progression (Table 3
+    footnote a: disease seen after a true CR has reappeared): CR then SD is SD if the CR visit meets
+    the SD interval, otherwise PD, as CR then PD. Of the readings Table 3 allows for CR then PR ("SD,
+    PD or PR") this takes PR (the first CR re-read as a PR, the footnote's second case).
     """
     rank = {CR: 0, PR: 1, SD: 2, NON_CR_NON_PD: 3}
     visits = sorted(responses, key=lambda r: r.month)
-    best, progressed = None, False
+    end = len(visits)  # the first visit with progression
     for i, r in enumerate(visits):
-        if r.overall == PD:
-            progressed = True
+        if r.overall == PD or (confirm_months is not None and r.overall == SD
+                               and any(v.overall == CR for v in visits[:i])):
+            end = i
             break
+    best = None
+    for i, r in enumerate(visits[:end]):
         value = r.overall
         if confirm_months is not None and value in (CR, PR):
-            later = next((v.overall for v in visits[i + 1:] if v.month - r.month >= confirm_months), None)
+            later = next((v.overall for v in visits[i + 1:end] if v.month - r.month >= confirm_months), None)
             value = (CR if later == CR and value == CR else PR if later in (CR, PR) else SD)
         if value in (SD, NON_CR_NON_PD) and r.month < min_sd_months:
             continue
@@ -227,7 +235,7 @@ def best_overall_response(responses, min_sd_months=1.5, confirm_months=None):
             best = value
     if best is not None:
         return best
-    return PD if progressed else NE
+    return PD if end < len(visits) else NE
 
 
 def response_at(responses, month, tolerance_months=0.5):
