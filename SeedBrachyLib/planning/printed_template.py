@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from ..errors import InputError
+from ..errors import InputError, require_range
 from ..outputs import check_output
 from ..progress import report
 from ..vectors import unit
@@ -52,6 +52,15 @@ def _vtk():
         raise InputError("the printed template needs VTK: inside Slicer it is bundled; elsewhere install it with "
                          "pip install 'SeedBrachyLib[mesh]'") from exc
     return vtk
+
+
+#: Allowed values of each template dimension (mm): name -> (minimum, maximum, minimum excluded).
+SETTING_RANGES = {"plate_thickness_mm": (0.0, 30.0, True), "gap_mm": (0.0, 20.0, False),
+                  "needle_od_mm": (0.0, 5.0, True), "clearance_mm": (0.0, 2.0, False),
+                  "sleeve_length_mm": (0.0, 50.0, False), "sleeve_wall_mm": (0.0, 10.0, True),
+                  "margin_mm": (0.0, 50.0, True), "label_height_mm": (0.0, 20.0, True),
+                  "label_depth_mm": (0.0, 5.0, True), "registration_diameter_mm": (0.0, 10.0, True),
+                  "resolution_mm": (0.05, 0.5, False)}
 
 
 @dataclass(frozen=True)
@@ -82,16 +91,8 @@ class TemplateSettings:
     resolution_mm: float = 0.2
 
     def __post_init__(self):
-        positive = ("plate_thickness_mm", "needle_od_mm", "sleeve_wall_mm", "margin_mm", "label_height_mm",
-                    "label_depth_mm", "registration_diameter_mm", "resolution_mm")
-        for name in positive + ("gap_mm", "clearance_mm", "sleeve_length_mm"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0) or \
-                    (name in positive and value == 0):
-                raise InputError(f"template setting {name} = {value!r} mm invalid: need a finite value "
-                                 f"{'> 0' if name in positive else '>= 0'} mm")
-        if not 0.05 <= self.resolution_mm <= 0.5:
-            raise InputError(f"template resolution {self.resolution_mm!r} mm invalid: allowed 0.05..0.5 mm")
+        for name, (minimum, maximum, above_minimum) in SETTING_RANGES.items():
+            require_range(f"template setting {name}", getattr(self, name), "mm", minimum, maximum, above_minimum)
 
     @property
     def hole_diameter_mm(self):

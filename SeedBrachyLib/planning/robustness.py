@@ -44,7 +44,7 @@ import numpy as np
 from ..checks import COMPARATORS
 from ..dose import dose_at_points
 from ..dvh import DVH, metric_unit
-from ..errors import InputError
+from ..errors import InputError, require_range
 from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed, seed_arrays
@@ -75,6 +75,14 @@ ERROR_SOURCES = {
 }
 
 
+#: Allowed values of each placement error: name -> (unit, minimum, maximum); a seed is lost with a probability
+#: of at most 0.5 (more is not a placement error), angles up to 45 degrees.
+ERROR_RANGES = {"needle_depth_sd_mm": ("mm", 0.0, 20.0), "needle_entry_sd_mm": ("mm", 0.0, 20.0),
+                "needle_angle_sd_deg": ("deg", 0.0, 45.0), "seed_along_sd_mm": ("mm", 0.0, 20.0),
+                "seed_across_sd_mm": ("mm", 0.0, 20.0), "seed_tilt_sd_deg": ("deg", 0.0, 45.0),
+                "p_lost": ("", 0.0, 0.5)}
+
+
 @dataclass(frozen=True)
 class PlacementErrors:
     """Placement error model (module notes); all standard deviations of zero-mean normal errors.
@@ -84,7 +92,7 @@ class PlacementErrors:
         needle_angle_sd_deg: per needle, deflection about the entry point per perpendicular axis (degrees).
         seed_along_sd_mm, seed_across_sd_mm: per seed, along the needle and per axis across it (mm).
         seed_tilt_sd_deg: per seed, axis tilt from the needle per perpendicular axis (degrees).
-        p_lost: probability that a seed is lost (0..1).
+        p_lost: probability that a seed is lost (0..0.5).
     """
 
     needle_depth_sd_mm: float = 6.5
@@ -96,16 +104,8 @@ class PlacementErrors:
     p_lost: float = 0.005
 
     def __post_init__(self):
-        for name in ERROR_SOURCES:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
-                raise InputError(f"placement error {name} = {value!r} invalid: need a finite value >= 0")
-        if self.p_lost >= 1:
-            raise InputError(f"seed loss probability p_lost = {self.p_lost!r} invalid: need 0 <= p < 1")
-        for name in ("needle_angle_sd_deg", "seed_tilt_sd_deg"):
-            if getattr(self, name) > 45:
-                raise InputError(f"{name} = {getattr(self, name)!r} deg invalid: allowed 0..45 deg")
+        for name, (unit, minimum, maximum) in ERROR_RANGES.items():
+            require_range(f"placement error {name}", getattr(self, name), unit, minimum, maximum)
 
     def describe(self):
         """One line with units."""
