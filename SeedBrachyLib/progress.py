@@ -3,7 +3,7 @@
 A progress callback is any callable ``callback(fraction, message)`` with
 ``fraction`` in [0, 1]; returning ``False`` asks the operation to stop, which
 then raises :class:`SeedBrachyLib.errors.Cancelled`. The Slicer module wires it
-to a progress dialog; the command line shows :func:`console_progress` (a bar on a
+to a progress dialog (:class:`DialogProgress`); the command line shows :func:`console_progress` (a bar on a
 terminal, plain lines in logs), which reaches 100% only when the work is closed.
 """
 
@@ -66,6 +66,26 @@ class _Shown:
         if f == f:  # NaN is ignored
             self.value = max(self.value, min(max(f, 0.0), SHOWN_MAX))
         return self.value
+
+
+class DialogProgress:
+    """A progress callback driving a progress dialog, as the Slicer module shows one (Qt's QProgressDialog
+    from ``slicer.util.createProgressDialog``, 0..100; used through ``setValue``, ``setLabelText`` and
+    ``wasCanceled`` only). ``process_events()`` (e.g. ``slicer.app.processEvents``) keeps the application
+    responsive. The value never goes back and stays below 100 (a QProgressDialog resets at its maximum)
+    until the work is done; returns False, so that the work stops with Cancelled, once Cancel was pressed."""
+
+    def __init__(self, dialog, process_events=None):
+        self.dialog, self.process_events = dialog, process_events
+        self.shown = _Shown()
+
+    def __call__(self, fraction, message=""):
+        self.dialog.setValue(int(round(100 * self.shown.update(fraction))))
+        if message:
+            self.dialog.setLabelText(message)
+        if self.process_events is not None:
+            self.process_events()
+        return not self.dialog.wasCanceled
 
 
 class LineProgress:

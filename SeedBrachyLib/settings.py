@@ -25,6 +25,8 @@ from .errors import InputError
 from .planning.candidates import MIN_CANDIDATE_SPACING_MM
 from .planning.loading import DEFAULT_SEED_SPACING_MM, PATTERNS
 from .planning.optimize import OAR_METRICS
+from .planning.printed_template import SETTING_RANGES, TemplateSettings
+from .planning.robustness import ERROR_RANGES, ERROR_SOURCES, PlacementErrors
 from .planning.template import (
     DEFAULT_BONE_THRESHOLD_HU,
     DEFAULT_HOLE_SPACING_MM,
@@ -32,11 +34,48 @@ from .planning.template import (
     NEEDLE_ENTRY_DIRECTIONS,
 )
 from .postimplant.comparison import AXIS_SOURCES
+from .radiobiology import DEFAULT_KICKOFF_DAYS, DEFAULT_REPAIR_HALF_TIME_H, LATE_NORMAL, SPINAL_CORD, TUMOUR
 from .sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
 from .structures import DEFAULT_BODY_THRESHOLD_HU, DEFAULT_CTV_MARGIN_MM, DEFAULT_SKIN_THICKNESS_MM
 
 #: Planning methods: the inverse optimiser or a loading pattern (:mod:`SeedBrachyLib.planning.loading`).
 PLANNING_METHODS = ("optimise", *PATTERNS)
+#: Placement-error settings -> the PlacementErrors field each sets (defaults, ranges and sources live there).
+PLACEMENT_ERROR_SETTINGS = {"needleDepthSdMm": "needle_depth_sd_mm", "needleEntrySdMm": "needle_entry_sd_mm",
+                            "needleAngleSdDeg": "needle_angle_sd_deg", "seedAlongSdMm": "seed_along_sd_mm",
+                            "seedAcrossSdMm": "seed_across_sd_mm", "seedTiltSdDeg": "seed_tilt_sd_deg",
+                            "seedLossProbability": "p_lost"}
+#: Template settings -> the TemplateSettings field each sets (the other dimensions keep their defaults).
+TEMPLATE_SETTINGS = {"plateThicknessMm": "plate_thickness_mm", "holeClearanceMm": "clearance_mm",
+                     "sleeveLengthMm": "sleeve_length_mm"}
+_PLACEMENT_HELP = {"needle_depth_sd_mm": "SD of each needle's depth error along it",
+                   "needle_entry_sd_mm": "SD of each needle's entry-point shift across it, per axis",
+                   "needle_angle_sd_deg": "SD of each needle's deflection about its entry point, per axis",
+                   "seed_along_sd_mm": "SD of each seed's error along its needle",
+                   "seed_across_sd_mm": "SD of each seed's error across its needle, per axis",
+                   "seed_tilt_sd_deg": "SD of each seed's axis tilt from its needle, per axis",
+                   "p_lost": "probability that a seed is lost or migrates"}
+
+
+def _placement_error_settings():
+    """The placement-error settings: defaults, units and ranges of PlacementErrors, help with its source."""
+    errors = PlacementErrors()
+    for name, field in PLACEMENT_ERROR_SETTINGS.items():
+        unit, minimum, maximum = ERROR_RANGES[field]
+        help_text = f"{_PLACEMENT_HELP[field]} (default {ERROR_SOURCES[field]})"
+        yield Setting(name, float, getattr(errors, field), unit, help_text, minimum, maximum, section="robustness")
+
+
+def _template_settings():
+    """The template settings: defaults and ranges of TemplateSettings."""
+    template = TemplateSettings()
+    helps = {"plate_thickness_mm": "thickness of the printed template's plate along the needles",
+             "clearance_mm": f"hole diameter = needle outer diameter ({template.needle_od_mm:g} mm, 18G) + this",
+             "sleeve_length_mm": "length of the guide sleeve beyond the plate around each hole (0: none)"}
+    for name, field in TEMPLATE_SETTINGS.items():
+        minimum, maximum, above_minimum = SETTING_RANGES[field]
+        yield Setting(name, float, getattr(template, field), "mm", helps[field],
+                      0.1 if above_minimum else minimum, maximum, section="template")
 
 
 @dataclass(frozen=True)
@@ -138,7 +177,8 @@ SETTINGS = MappingProxyType({s.name: s for s in (
        section="planning"),
     _S("seedSpacingMm", float, DEFAULT_SEED_SPACING_MM, "mm",
        "seed spacing of the loading patterns", 5.0, 10.0, section="planning"),
-    _S("randomSeed", int, 0, "", "random seed of the optimiser (same seed, same plan)", 0, 2 ** 31 - 1,
+    _S("randomSeed", int, 0, "", "random seed of the optimiser and of the robustness sampling (same seed, same "
+       "result)", 0, 2 ** 31 - 1,
        section="planning"),
     _S("boneThresholdHu", float, DEFAULT_BONE_THRESHOLD_HU, "HU",
        "CT number above which tissue is bone (a needle obstacle)",
@@ -166,6 +206,30 @@ SETTINGS = MappingProxyType({s.name: s for s in (
     # Post-implant
     _S("postSeedAxis", str, "detection", "", "seed axes for the post-plan dose: detected, along the plan's needles, "
        "or unknown (1D point source)", choices=tuple(AXIS_SOURCES), section="postimplant"),
+    # Placement robustness (the random seed: randomSeed)
+    _S("robustnessSamples", int, 1000, "", "simulated implants of the robustness analysis", 10, 100000,
+       section="robustness"),
+    *_placement_error_settings(),
+    # Radiobiology
+    _S("targetAlphaBetaGy", float, TUMOUR.alpha_beta_gy, "Gy", "alpha/beta of the targets", 0.5, 30.0,
+       section="radiobiology"),
+    _S("oarAlphaBetaGy", float, LATE_NORMAL.alpha_beta_gy, "Gy", "alpha/beta of the chosen organ at risk (other "
+       f"organs: {LATE_NORMAL.alpha_beta_gy:g} Gy, a spinal cord {SPINAL_CORD.alpha_beta_gy:g} Gy)", 0.5, 30.0,
+       section="radiobiology"),
+    _S("repairHalfTimeH", float, DEFAULT_REPAIR_HALF_TIME_H, "h", "half-time of sublethal-damage repair",
+       0.1, 10.0, section="radiobiology"),
+    _S("tpotDays", float, 0.0, "days", "potential doubling time of the targets for repopulation (0 = none)",
+       0.0, 100.0, section="radiobiology"),
+    _S("kickoffDays", float, DEFAULT_KICKOFF_DAYS, "days", "onset of repopulation after the implant",
+       0.0, 365.0, section="radiobiology"),
+    _S("priorDoseGy", float, 0.0, "Gy", "prior external-beam dose, taken as received in full by every structure "
+       "(the conservative sum; 0 = no prior course)", 0.0, 150.0, section="radiobiology"),
+    _S("priorFractions", int, 30, "", "fractions of the prior external-beam course", 1, 100,
+       section="radiobiology"),
+    _S("cumulativeLimitGy", float, 0.0, "Gy", "limit on the chosen organ at risk's cumulative EQD2 of the oarMetric "
+       "(0 = none)", 0.0, 1000.0, section="radiobiology"),
+    # Printed template
+    *_template_settings(),
 )})
 
 
@@ -200,6 +264,16 @@ class Values:
     def strength_u(self):
         """Air-kerma strength S_K (U) of one seed: seedActivityMci (mCi) x uPerMci (U/mCi)."""
         return float(mci_to_u(self.seedActivityMci, self.uPerMci))
+
+    @property
+    def placement_errors(self):
+        """The robustness error model (:class:`~SeedBrachyLib.planning.robustness.PlacementErrors`)."""
+        return PlacementErrors(**{field: self._values[name] for name, field in PLACEMENT_ERROR_SETTINGS.items()})
+
+    @property
+    def template_settings(self):
+        """The printed template's dimensions (:class:`~SeedBrachyLib.planning.printed_template.TemplateSettings`)."""
+        return TemplateSettings(**{field: self._values[name] for name, field in TEMPLATE_SETTINGS.items()})
 
     @property
     def needle_direction(self):

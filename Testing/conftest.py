@@ -122,7 +122,16 @@ def seedbrachy_module(monkeypatch, mrml_app):
                 parameters.write_settings(node, **unset)
 
             def __getattr__(self, name):
-                return parameters.read_settings(self.parameterNode)[name]
+                values = parameters.read_settings(self.parameterNode)
+                if name not in values:
+                    raise AttributeError(name)
+                return values[name]
+
+            def StartModify(self):  # as Slicer's wrapper (parameterNodeWrapper/wrapper.py): the node's own
+                return self.parameterNode.StartModify()
+
+            def EndModify(self, was_modifying):
+                self.parameterNode.EndModify(was_modifying)
 
             def __setattr__(self, name, value):
                 parameters.write_settings(self.parameterNode, **{name: value})

@@ -82,10 +82,10 @@ def test_every_widget_the_module_uses_exists_with_the_expected_class(tree, ui_wi
             assert member in CLASS_API[cls], f"self.ui.{name}.{member}: not an API of {cls}"
 
 
-def test_ui_has_the_seven_collapsible_sections(ui_widgets):
+def test_ui_has_the_eight_collapsible_sections(ui_widgets):
     sections = {props["text"] for cls, props in ui_widgets.values() if cls == "ctkCollapsibleButton"}
     assert sections == {"Inputs", "Source and prescription", "Needles and seeds", "Dose", "Evaluation",
-                        "Post-implant", "DICOM RT"}
+                        "Post-implant", "DICOM RT", "Robustness, radiobiology, printed template"}
 
 
 def test_every_setting_has_its_widget_with_the_settings_range_and_choices(ui_widgets):
@@ -201,28 +201,6 @@ def test_every_mrml_widget_gets_the_scene_from_the_top_level_widget():
         assert declared.get(cls) == f"{cls}.h", f"custom widget {cls} needs <customwidget> with header {cls}.h"
 
 
-def _signature(function, method):
-    """inspect.Signature of an ast.FunctionDef (defaults as placeholders); ``method`` drops ``self``."""
-    import inspect
-
-    a = function.args
-    positional = a.posonlyargs + a.args
-    if method and not any(getattr(d, "id", "") == "staticmethod" for d in function.decorator_list):
-        positional = positional[1:]
-    first_default = len(positional) - len(a.defaults)
-    params = [inspect.Parameter(arg.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                default=None if i >= first_default else inspect.Parameter.empty)
-              for i, arg in enumerate(positional)]
-    if a.vararg:
-        params.append(inspect.Parameter(a.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
-    params += [inspect.Parameter(arg.arg, inspect.Parameter.KEYWORD_ONLY,
-                                 default=inspect.Parameter.empty if d is None else None)
-               for arg, d in zip(a.kwonlyargs, a.kw_defaults)]
-    if a.kwarg:
-        params.append(inspect.Parameter(a.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
-    return inspect.Signature(params)
-
-
 def _bind(signature, call, where):
     """Bind a call's argument count and keyword names to ``signature`` (TypeError -> test failure)."""
     if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
@@ -233,15 +211,35 @@ def _bind(signature, call, where):
         pytest.fail(f"{where} (line {call.lineno}): {ast.unparse(call)[:100]}: {exc}")
 
 
-def test_widget_and_test_calls_to_the_logic_match_its_methods(tree):
-    logic = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SeedBrachyLogic")
-    methods = {f.name: _signature(f, method=True) for f in logic.body if isinstance(f, ast.FunctionDef)}
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and ast.unparse(n.func.value) in ("self.logic", "logic")]
-    assert len(calls) >= 15
-    for call in calls:
-        assert call.func.attr in methods, f"line {call.lineno}: SeedBrachyLogic has no method {call.func.attr}"
-        _bind(methods[call.func.attr], call, f"SeedBrachyLogic.{call.func.attr}")
+SELFTEST = ROOT / "SeedBrachyLib" / "demo" / "selftest.py"
+
+
+def test_widget_and_self_test_calls_to_the_logic_match_its_methods(tree, seedbrachy_module):
+    """Every ``self.logic.X(...)`` of the Widget and ``logic.X(...)`` of the self-test steps binds to the Logic's
+    real signature (aliases of library functions included); every entry the Widget hands to ``_run`` exists and
+    accepts (parameter node, progress=..., the keywords given)."""
+    import inspect
+
+    logic = seedbrachy_module.SeedBrachyLogic
+    calls = [(n, "SeedBrachy.py") for n in ast.walk(tree)]
+    calls += [(n, "selftest.py") for n in ast.walk(ast.parse(SELFTEST.read_text()))]
+    checked = entries = 0
+    for call, where in calls:
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        if ast.unparse(call.func.value) in ("self.logic", "logic"):
+            name = call.func.attr
+            assert hasattr(logic, name), f"{where} line {call.lineno}: SeedBrachyLogic has no method {name}"
+            _bind(inspect.signature(getattr(logic(), name)), call, f"{where}: SeedBrachyLogic.{name}")
+            checked += 1
+        elif ast.unparse(call.func) == "self._run":
+            entry = call.args[2]
+            assert ast.unparse(entry.value) == "self.logic", ast.unparse(call)[:80]
+            signature = inspect.signature(getattr(logic(), entry.attr))
+            keywords = {k.arg for k in call.keywords}
+            signature.bind(None, progress=None, **dict.fromkeys(keywords))
+            entries += 1
+    assert checked >= 12 and entries >= 8, (checked, entries)
 
 
 def test_calls_into_seedbrachylib_match_the_library(tree):
@@ -273,7 +271,7 @@ def test_calls_into_seedbrachylib_match_the_library(tree):
         if target is not None and callable(target) and not inspect.isclass(target):
             _bind(inspect.signature(target), call, name)
             checked += 1
-    assert checked >= 20
+    assert checked >= 5
 
 
 def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_nodes):
@@ -324,13 +322,37 @@ def test_needle_entry_and_nogo_settings_round_trip_and_reach_the_planner(case_no
     assert plan("right", stored["nogoSegmentIDs"])[1] == 0
 
 
-def test_module_self_test_runs_headless(seedbrachy_module):
-    """SeedBrachyTest's methods (Logic only) on slicer-core, with minimal stand-ins for the Slicer-only
-    ScriptedLoadableModule, parameterNodeWrapper and i18n modules (conftest.seedbrachy_module)."""
+def test_module_self_test_runs_headless(seedbrachy_module, monkeypatch):
+    """SeedBrachyTest.runTest on slicer-core, with minimal stand-ins for the Slicer-only ScriptedLoadableModule,
+    parameterNodeWrapper and i18n modules (conftest.seedbrachy_module): every step of
+    SeedBrachyLib.demo.selftest runs, each through the module's Logic, and passes."""
     import unittest
 
-    names = [n for n in dir(seedbrachy_module.SeedBrachyTest) if n.startswith("test_")]
-    assert set(names) == {"test_DoseAndChecks", "test_Planning", "test_PostImplant"}
+    from SeedBrachyLib.demo import selftest
+
+    ran = []
+
+    def recorded(step):
+        def run(test, logic, scene):
+            ran.append((step.__name__, type(logic).__name__))
+            step(test, logic, scene)
+
+        return run
+
+    monkeypatch.setattr(selftest, "STEPS", tuple(recorded(step) for step in selftest.STEPS))
     result = unittest.TestResult()
     seedbrachy_module.SeedBrachyTest("runTest").run(result)
     assert result.wasSuccessful() and result.testsRun == 1, result.errors + result.failures
+    assert ran == [("dose_and_checks", "SeedBrachyLogic"), ("planning", "SeedBrachyLogic"),
+                   ("post_implant", "SeedBrachyLogic")]
+
+
+def test_every_action_button_has_its_slot_and_its_widget(seedbrachy_module, ui_widgets):
+    """setup() connects each button of parameters.ACTION_INPUTS (and Import DICOM) to on<Button>: all exist."""
+    from SeedBrachyLib.mrml.parameters import ACTION_INPUTS
+
+    buttons = [*ACTION_INPUTS, "importDicomButton"]
+    assert {"robustnessButton", "radiobiologyButton", "exportTemplateButton"} <= set(buttons)
+    for button in buttons:
+        assert ui_widgets[button][0] == "QPushButton", button
+        assert callable(getattr(seedbrachy_module.SeedBrachyWidget, "on" + button[0].upper() + button[1:])), button

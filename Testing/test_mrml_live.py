@@ -79,19 +79,30 @@ def test_a_seed_dragged_out_of_the_dose_grid_regrids(case_nodes):
 
 
 def test_module_logic_turns_live_dose_on_follows_and_off(seedbrachy_module, case_nodes):
-    """The module's Logic (what the Live dose check box calls), headless."""
+    """The module's Logic (what the Live dose check box calls), headless: started from the parameter node, a seed
+    moved in the node fires the observer (the Widget's throttle timer) once per event, the update recomputes one
+    seed; stopping removes the observers."""
     c = case_nodes
     logic = seedbrachy_module.SeedBrachyLogic()
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
-    logic.startLiveDose(c.ct, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.seeds_node, c.dose,
-                        settings.resolve(c.values, doseSpacingMm=2.0), dvhTable=table)
+    p = logic.getParameterNode()
+    for name, value in dict(ctVolume=c.ct, segmentation=c.segmentation, gtvSegmentID=c.ids["GTV"],
+                            ctvSegmentID=c.ids["CTV"], seeds=c.seeds_node, doseVolume=c.dose, dvhTable=table,
+                            doseSpacingMm=2.0).items():
+        setattr(p, name, value)
+    logic.startLiveDoseUsingParameterNode(p)
     assert logic.liveDose.results is not None  # checks run with the evaluation
+    changes = []
+    logic.liveDose.observe(lambda: changes.append(1))
     assert logic.updateLiveDose() == 0
-    p = np.array(c.seeds_node.GetNthControlPointPositionVector(1))
-    c.seeds_node.SetNthControlPointPosition(1, *(p + [0.0, 1.0, 0.0]))
+    position = np.array(c.seeds_node.GetNthControlPointPositionVector(1))
+    c.seeds_node.SetNthControlPointPosition(1, *(position + [0.0, 1.0, 0.0]))
+    assert changes == [1]
     assert logic.updateLiveDose() == 1
     assert logic.liveDose.evaluation is not None and table.GetNumberOfRows() >= 1
     logic.stopLiveDose()
     assert logic.liveDose is None
+    c.seeds_node.SetNthControlPointPosition(1, *position)
+    assert changes == [1]  # no longer observed
     with pytest.raises(seedbrachy_module.InputError, match="live dose is off"):
         logic.updateLiveDose()

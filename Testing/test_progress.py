@@ -10,6 +10,7 @@ import pytest
 from SeedBrachyLib.errors import Cancelled
 from SeedBrachyLib.progress import (
     SHOWN_MAX,
+    DialogProgress,
     LineProgress,
     TextProgressBar,
     TqdmProgress,
@@ -93,3 +94,27 @@ def test_console_progress_fits_the_stream():
 def test_a_false_return_cancels():
     with pytest.raises(Cancelled, match="40%"):
         report(lambda f, m: False, 0.4, "dose")
+
+
+def test_a_progress_dialog_gets_monotonic_values_below_its_maximum_and_cancel_stops_the_work():
+    """As the module's QProgressDialog (0..100): values never go back, stay below 100 (the dialog resets at its
+    maximum) and NaN is ignored; the label follows the message; Cancel makes report() raise Cancelled."""
+
+    class Dialog:  # the QProgressDialog API DialogProgress uses
+        def __init__(self):
+            self.values, self.labels, self.wasCanceled = [], [], False
+
+        def setValue(self, value):
+            self.values.append(value)
+
+        def setLabelText(self, text):
+            self.labels.append(text)
+
+    dialog, events = Dialog(), []
+    callback = DialogProgress(dialog, lambda: events.append(1))
+    for fraction in (0.1, 0.5, 0.3, float("nan"), 1.0, 2.0):
+        report(callback, fraction, "dose" if fraction == 0.5 else "")
+    assert dialog.values == [10, 50, 50, 50, 99, 99] and dialog.labels == ["dose"] and len(events) == 6
+    dialog.wasCanceled = True
+    with pytest.raises(Cancelled):
+        report(callback, 0.7, "registration")

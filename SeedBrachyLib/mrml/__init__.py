@@ -18,6 +18,7 @@ Submodules, one concern each:
   generated plan is kept on the node so seeds edited by hand are never replaced without asking.
 * :mod:`.tables` -- DVH metrics, DVH curves (table + plot chart) and plan checks -> table nodes.
 * :mod:`.parameters` -- plan settings kept in the scene (the module's parameter node).
+* :mod:`.actions` -- each button of the module's panel as one function of the parameter node.
 * :mod:`.dicom` -- DICOM RT folders <-> CT, segmentation, seeds and dose nodes, each node linked to its DICOM
   object by SOP Instance UID attributes.
 * :mod:`.scene` -- headless application set-up for slicer-core; saving and loading .mrb bundles.

@@ -4,7 +4,8 @@
   segmentation (one segment per ROI: voxels at least half inside the ROI's contours, on the CT grid), seeds
   node (one point per seed, axis and S_K at implant kept, :mod:`.markups`), dose volume (marked the SlicerRT
   way, :func:`.volumes.set_dose_volume`).
-* :func:`link_ct_to_files` -- link a CT node loaded elsewhere (Slicer's DICOM browser) to its series' files.
+* :func:`link_ct_to_files` -- link a CT node loaded elsewhere (Slicer's DICOM browser) to its series' files;
+  :func:`link_ct_to_database` finds those files in Slicer's DICOM database.
 * :func:`export_case` -- CT, segmentation, seeds and dose nodes as CT series + RT Structure Set + RT Plan +
   RT Dose (:func:`SeedBrachyLib.dicomrt.write_dicom_case`). A CT linked to a DICOM series is referenced, not
   written again; an unlinked CT is written and linked to its new series.
@@ -16,6 +17,8 @@ RT Dose SOP Instance UID) and :data:`FRAME_UID`; each segment carries its ROI Nu
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -82,6 +85,29 @@ def linked_series(ct_node):
     study = Study(patient_name=ct_node.GetAttribute(PATIENT_NAME) or "", patient_id=ct_node.GetAttribute(PATIENT_ID)
                   or "", study_instance_uid=needed[1], frame_of_reference_uid=needed[2])
     return ImageSeries(study, needed[0], needed[3], tuple(uids))
+
+
+#: Attribute Slicer's DICOM plugins put on a volume they load: its slices' SOP Instance UIDs, space-separated.
+SLICER_INSTANCE_UIDS = "DICOM.instanceUIDs"
+
+
+def link_ct_to_database(ct_node, database):
+    """Link a CT loaded by Slicer's DICOM browser (attribute ``DICOM.instanceUIDs``) to its series' files in
+    ``database`` (a ctkDICOMDatabase: ``fileForInstance(uid)`` -> path), so that an export references it
+    instead of writing a new series. Returns the ImageSeries, or None when nothing is linked: no database, a
+    CT not from the browser or already linked, files missing, or a CT cropped or resampled since (logged as a
+    warning, not an error: the export then writes the CT as a new series)."""
+    uids = (ct_node.GetAttribute(SLICER_INSTANCE_UIDS) or "").split()
+    if not uids or database is None or linked_series(ct_node) is not None:
+        return None
+    files = [database.fileForInstance(uid) for uid in uids]
+    if not all(files):
+        return None
+    try:
+        return link_ct_to_files(ct_node, files)
+    except InputError as exc:
+        logging.getLogger(__name__).warning("SeedBrachy: %s", exc)
+        return None
 
 
 def _link(node, uid, frame):

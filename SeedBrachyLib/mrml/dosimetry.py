@@ -29,12 +29,13 @@ from ._common import require_outputs
 CURVES_TABLE_REFERENCE_ROLE = "SeedBrachyDVHCurves"
 
 
-def curves_table_of(chart):
-    """The DVH curve table referenced by ``chart`` (a new table node, referenced, if none)."""
-    table = chart.GetNodeReference(CURVES_TABLE_REFERENCE_ROLE)
+def curves_table_of(chart, role=CURVES_TABLE_REFERENCE_ROLE, suffix="curves"):
+    """The table of a chart's curves referenced by ``chart`` as ``role`` (the DVH curves by default; a new table
+    node named "<chart> <suffix>", referenced, if none)."""
+    table = chart.GetNodeReference(role)
     if table is None:
-        table = chart.GetScene().AddNewNodeByClass("vtkMRMLTableNode", f"{chart.GetName()} curves")
-        chart.SetNodeReferenceID(CURVES_TABLE_REFERENCE_ROLE, table.GetID())
+        table = chart.GetScene().AddNewNodeByClass("vtkMRMLTableNode", f"{chart.GetName()} {suffix}")
+        chart.SetNodeReferenceID(role, table.GetID())
     return table
 
 
@@ -182,3 +183,18 @@ def check(evaluation, values=None, checks_table=None, targets=None, oar_name="")
     if checks_table is not None:
         tables.write_checks(checks_table, results)
     return results
+
+
+def evaluate_and_check(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None,
+                       metrics_table=None, chart=None, checks_table=None, oar_segment_id="", ct_node=None):
+    """:func:`evaluate` (DVH metrics in Gy, cc and %; tables and chart filled if given), then :func:`check`
+    with the chosen targets and ``oar_segment_id`` as the organ at risk of the user limit.
+
+    Returns:
+        (:class:`~SeedBrachyLib.dvh.PlanEvaluation`, list of :class:`~SeedBrachyLib.checks.CheckResult`).
+    """
+    evaluation = evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values, metrics_table,
+                          chart, ct_node=ct_node)
+    oar_name = segmentations.segment_name(segmentation_node, oar_segment_id) if oar_segment_id else ""
+    targets = target_names(segmentation_node, gtv_segment_id, ctv_segment_id)
+    return evaluation, check(evaluation, values, checks_table, targets, oar_name)

@@ -1,15 +1,15 @@
 """Live dose: the dose volume, DVH tables and checks follow a seeds node while seeds are dragged, placed or deleted.
 
-The library side of the module's "Live dose" toggle (the module only observes the seeds node
-and calls :meth:`LiveDosimetry.update` through a single-shot timer). :class:`LiveDosimetry`
-computes once as the Compute dose button does (:func:`.dosimetry.compute_dose`: the grid
+The library side of the module's "Live dose" toggle (the module only throttles: a change seen by
+:meth:`LiveDosimetry.observe` starts a single-shot timer that calls :meth:`LiveDosimetry.update`).
+:class:`LiveDosimetry` computes once as the Compute dose button does (:func:`.dosimetry.compute_dose`: the grid
 policy's grid, the same dose volume), then keeps a :class:`SeedBrachyLib.incremental.LiveDose`
 on that grid. Each :meth:`~LiveDosimetry.update` reads the seeds back from the node (hand-placed
 points take the panel's strength and the default axis), applies the single-seed edits (moved,
 added, deleted), rewrites the dose volume and, when an evaluation is asked for, re-runs
-:func:`.dosimetry.evaluate` and :func:`.dosimetry.check`. The grid stays while every seed stays
+:func:`.dosimetry.evaluate_and_check`. The grid stays while every seed stays
 inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
-starts a full computation on a new policy grid. Turning live off is dropping the object.
+starts a full computation on a new policy grid. Turning live off is :meth:`LiveDosimetry.close`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from __future__ import annotations
 from .. import settings
 from ..incremental import LiveDose
 from ..progress import report
-from . import dosimetry, segmentations, volumes
+from . import dosimetry, volumes
+
+#: Seeds-node events that start a live update: moved, placed, deleted (vtkMRMLMarkupsNode.h).
+SEED_EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
 
 
 class LiveDosimetry:
@@ -28,7 +31,7 @@ class LiveDosimetry:
             as :func:`.dosimetry.compute_dose` (dose in Gy, positions mm RAS).
         evaluation: None (dose only), or a dict with ``gtv_segment_id``, ``ctv_segment_id`` and optionally
             ``metrics_table``, ``chart``, ``checks_table``, ``oar_segment_id`` and ``ct_node``: the
-            evaluation and checks re-run after each change (:func:`.dosimetry.evaluate`, :func:`.dosimetry.check`).
+            evaluation and checks re-run after each change (:func:`.dosimetry.evaluate_and_check`).
         progress: callback(fraction, message) for the first computation.
     """
 
@@ -51,18 +54,24 @@ class LiveDosimetry:
         report(progress, 1.0, "live dose ready")
 
     def _evaluate(self):
-        options = self.evaluation_options
-        if options is None:
-            return
-        segmentation, dose_node = self.nodes[1], self.nodes[4]
-        gtv, ctv = options["gtv_segment_id"], options["ctv_segment_id"]
-        self.evaluation = dosimetry.evaluate(dose_node, segmentation, gtv, ctv, self.values,
-                                             options.get("metrics_table"), options.get("chart"),
-                                             ct_node=options.get("ct_node"))
-        oar = options.get("oar_segment_id")
-        oar_name = segmentations.segment_name(segmentation, oar) if oar else ""
-        self.results = dosimetry.check(self.evaluation, self.values, options.get("checks_table"),
-                                       dosimetry.target_names(segmentation, gtv, ctv), oar_name)
+        if self.evaluation_options is not None:
+            self.evaluation, self.results = dosimetry.evaluate_and_check(
+                self.nodes[4], self.nodes[1], values=self.values, **self.evaluation_options)
+
+    def observe(self, callback):
+        """Call ``callback()`` whenever a seed of the seeds node is moved, placed or deleted (the node's
+        :data:`SEED_EVENTS`); the caller throttles and then calls :meth:`update`. :meth:`close` stops it."""
+        self.close()
+        seeds_node = self.nodes[3]
+        self._observations = [(seeds_node, seeds_node.AddObserver(getattr(seeds_node, event),
+                                                                  lambda caller, event: callback()))
+                              for event in SEED_EVENTS]
+
+    def close(self):
+        """Stop observing the seeds node (the dose volume and tables stay as they are)."""
+        for node, tag in getattr(self, "_observations", ()):
+            node.RemoveObserver(tag)
+        self._observations = []
 
     def update(self):
         """Follow the seeds node; returns the number of seeds whose dose was recomputed (0: nothing changed)."""
