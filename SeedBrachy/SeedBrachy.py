@@ -69,6 +69,7 @@ class SeedBrachy(ScriptedLoadableModule):
     """Module metadata (Slicer's ScriptedLoadableModule)."""
 
     def __init__(self, parent):
+        """Title, category, contributors, help (the published goals and the dose formalism) and acknowledgement."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("SeedBrachy")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Radiotherapy")]

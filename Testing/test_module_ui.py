@@ -356,3 +356,17 @@ def test_every_action_button_has_its_slot_and_its_widget(seedbrachy_module, ui_w
     for button in buttons:
         assert ui_widgets[button][0] == "QPushButton", button
         assert callable(getattr(seedbrachy_module.SeedBrachyWidget, "on" + button[0].upper() + button[1:])), button
+
+
+def test_every_widget_and_logic_method_has_a_docstring(seedbrachy_module):
+    """Issue 9: a docstring on every Widget and Logic method, the Logic's library aliases included (their
+    docstrings are the library's)."""
+    import inspect
+
+    for cls in (seedbrachy_module.SeedBrachyWidget, seedbrachy_module.SeedBrachyLogic):
+        own = {name: value for name, value in vars(cls).items() if not name.startswith("__") or name == "__init__"}
+        functions = {name: getattr(cls, name) for name, value in own.items()
+                     if inspect.isfunction(value) or isinstance(value, staticmethod)}
+        assert len(functions) >= 10, cls.__name__
+        undocumented = [name for name, f in functions.items() if not (f.__doc__ or "").strip()]
+        assert not undocumented, (cls.__name__, undocumented)

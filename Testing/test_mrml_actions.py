@@ -1,6 +1,7 @@
-"""The panel's actions on a raw parameter node (SeedBrachyLib.mrml.actions): a scene saved from Slicer and opened
-headless re-runs what the buttons do, with the same settings; the CT of Slicer's DICOM browser is linked to its
-database files before an export."""
+"""The panel's actions (SeedBrachyLib.mrml.actions): on a raw parameter node, a scene saved from Slicer and opened
+headless re-runs what the buttons do, with the same settings; through the module's Logic and typed parameter node,
+the robustness, radiobiology and printed-template buttons' entries on real MRML nodes; the CT of Slicer's DICOM
+browser is linked to its database files before an export."""
 
 import pytest
 
@@ -75,13 +76,22 @@ def test_a_ct_from_the_dicom_browser_is_linked_to_its_database_files(case_nodes,
 
 
 @pytest.fixture
-def planned(raw):
-    """The raw parameter node with a uniform plan (seeds on their needle lines) in a new seeds node."""
+def planned(raw, seedbrachy_module):
+    """The module's Logic and typed parameter node (wrapping the raw node) with a uniform plan (seeds on their
+    needle lines) in a new seeds node: the new buttons' entries are called as the panel calls them."""
     c, node = raw
-    seeds = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Planned")
-    parameters.write_settings(node, ctvSegmentID=c.ids["CTV"], seeds=seeds, oarSegmentID=c.ids["Carotid"])
-    actions.plan_seeds(node)
-    return c, node, seeds
+    logic = seedbrachy_module.SeedBrachyLogic()
+    p = logic.getParameterNode()
+    assert p.parameterNode is node
+    p.ctvSegmentID, p.oarSegmentID = c.ids["CTV"], c.ids["Carotid"]
+    p.seeds = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Planned")
+    logic.planSeedsUsingParameterNode(p)
+    return c, logic, p
+
+
+def _set(p, **values):
+    for name, value in values.items():
+        setattr(p, name, value)
 
 
 @pytest.mark.slow
@@ -89,14 +99,13 @@ def test_robustness_from_the_panel_settings_without_errors_every_implant_is_the_
     """All placement SDs and the loss probability at 0: each simulated implant is the plan, so every sample's D90
     is the nominal one (the analytic case), each goal holds in all samples or in none, and the histogram has all
     samples in one bin; the chart's histogram table is created once and reused."""
-    c, node, seeds = planned
+    c, logic, p = planned
     zero = dict.fromkeys(settings.PLACEMENT_ERROR_SETTINGS, 0.0)
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "Robustness")
     chart = c.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "Robustness chart")
-    parameters.write_settings(node, robustnessSamples=10, robustnessTable=table, robustnessChart=chart,
-                              oarLimitGy=500.0, **zero)
-    assert actions.missing_inputs(node)["robustnessButton"] == []
-    result = actions.robustness(node)
+    _set(p, robustnessSamples=10, robustnessTable=table, robustnessChart=chart, oarLimitGy=500.0, **zero)
+    assert logic.missingInputs(p)["robustnessButton"] == []
+    result = logic.robustnessUsingParameterNode(p)
     assert result.n_samples == 10 and result.errors == settings.resolve(**zero).placement_errors
     d90 = result.values[("GTV", "D90")]
     assert d90 == pytest.approx([result.nominal[("GTV", "D90")]] * 10, rel=1e-9)
@@ -109,7 +118,7 @@ def test_robustness_from_the_panel_settings_without_errors_every_implant_is_the_
               for i in range(histogram.GetNumberOfRows())]
     assert sorted(counts)[-1] == 10
     tables_before = c.scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
-    actions.robustness(node)
+    logic.robustnessUsingParameterNode(p)
     assert c.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables_before
 
 
@@ -122,12 +131,12 @@ def test_radiobiology_from_the_panel_settings_matches_hand_computed_eqd2(planned
 
     from SeedBrachyLib.sources import get_model
 
-    c, node, _ = planned
+    c, logic, p = planned
     table = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "EQD2")
-    parameters.write_settings(node, radiobiologyTable=table, priorDoseGy=60.0, priorFractions=30,
-                              oarAlphaBetaGy=2.5, cumulativeLimitGy=100.0, oarMetric="D2cc", doseSpacingMm=2.0)
-    actions.compute_dose(node)
-    result = actions.radiobiology(node)
+    _set(p, radiobiologyTable=table, priorDoseGy=60.0, priorFractions=30, oarAlphaBetaGy=2.5,
+         cumulativeLimitGy=100.0, oarMetric="D2cc", doseSpacingMm=2.0)
+    logic.computeDoseUsingParameterNode(p)
+    result = logic.radiobiologyUsingParameterNode(p)
     lam = math.log(2) / (get_model(settings.defaults().sourceModel).half_life_days * 24.0)
     mu = math.log(2) / 1.5
 
@@ -156,14 +165,13 @@ def test_printed_template_from_the_panel_settings(planned, tmp_path):
     from SeedBrachyLib.errors import InputError
     from SeedBrachyLib.planning import printed_template
 
-    c, node, seeds = planned
+    c, logic, p = planned
     model = c.scene.AddNewNodeByClass("vtkMRMLModelNode", "Template")
-    parameters.write_settings(node, templateModel=model, plateThicknessMm=4.0, holeClearanceMm=0.3,
-                              sleeveLengthMm=0.0)
+    _set(p, templateModel=model, plateThicknessMm=4.0, holeClearanceMm=0.3, sleeveLengthMm=0.0)
     path = tmp_path / "template.stl"
-    template = actions.export_template(node, str(path))
+    template = logic.exportTemplateUsingParameterNode(p, str(path))
     assert template.settings.plate_thickness_mm == 4.0 and template.settings.hole_diameter_mm == pytest.approx(1.57)
     assert path.is_file() and model.GetPolyData().GetNumberOfCells() == template.mesh.GetNumberOfCells()
     assert printed_template.mesh_check(model.GetPolyData())["boundary_edges"] == 0
     with pytest.raises(InputError, match="exists"):
-        actions.export_template(node, str(path))
+        logic.exportTemplateUsingParameterNode(p, str(path))
