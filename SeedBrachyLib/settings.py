@@ -35,7 +35,7 @@ from .planning.template import (
 )
 from .postimplant.comparison import AXIS_SOURCES
 from .radiobiology import DEFAULT_KICKOFF_DAYS, DEFAULT_REPAIR_HALF_TIME_H, LATE_NORMAL, SPINAL_CORD, TUMOUR
-from .sources import DEFAULT_U_PER_MCI, available_models, mci_to_u
+from .sources import DEFAULT_U_PER_MCI, available_models, mci_to_u, model_key
 from .structures import DEFAULT_BODY_THRESHOLD_HU, DEFAULT_CTV_MARGIN_MM, DEFAULT_SKIN_THICKNESS_MM
 
 #: Planning methods: the inverse optimiser or a loading pattern (:mod:`SeedBrachyLib.planning.loading`).
@@ -91,6 +91,8 @@ class Setting:
         minimum, maximum: allowed range (inclusive) for numbers.
         choices: allowed values for strings (a callable for lists known only at run time).
         section: the module section / command-line group it belongs to.
+        canonical: for strings, a callable mapping another accepted spelling (e.g. a seed model's alias)
+            to its choice, raising InputError when there is none; the choice is what is stored.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Setting:
     maximum: float = None
     choices: object = None
     section: str = ""
+    canonical: object = None
 
     def allowed(self):
         """The allowed choices (tuple) or None."""
@@ -140,6 +143,11 @@ class Setting:
                                  f"{self.minimum:g} to {self.maximum:g} {self.unit}".rstrip())
             return number
         value = str(value)
+        if self.canonical is not None:
+            try:
+                value = self.canonical(value)
+            except InputError as error:
+                raise InputError(f"setting {self.name} = {value[:80]!r} invalid: {error}") from None
         allowed = self.allowed()
         if allowed is not None and value not in allowed:
             raise InputError(f"setting {self.name} = {value!r} invalid: allowed are {', '.join(allowed)}")
@@ -151,7 +159,7 @@ _S = Setting
 SETTINGS = MappingProxyType({s.name: s for s in (
     # Source and prescription
     _S("sourceModel", str, "I125_OncoSeed6711", "", "TG-43U1 seed model (consensus dataset)", choices=available_models,
-       section="source"),
+       section="source", canonical=model_key),
     _S("seedActivityMci", float, 0.5, "mCi", "apparent activity per seed", 0.05, 5.0, section="source"),
     _S("uPerMci", float, DEFAULT_U_PER_MCI, "U/mCi", "air-kerma strength per apparent activity (I-125 convention "
        "1.270 U/mCi)", 0.5, 2.0, section="source"),
@@ -319,6 +327,10 @@ def add_arguments(parser, names=None):
             parser.add_argument(s.option, dest=name, action="store_true", default=s.default, help=s.help)
             continue
         allowed = s.allowed()
+        if s.canonical is not None:  # other spellings are accepted: checked by from_arguments, not argparse
+            parser.add_argument(s.option, dest=name, default=s.default, metavar=name.upper(),
+                                help=f"{s.help}: one of {', '.join(allowed)} (or a unique alias); default {s.default}")
+            continue
         parser.add_argument(s.option, dest=name, default=s.default, type=None if allowed else s.kind,
                             choices=allowed, help=f"{s.help}{unit}; default {s.default}")
 

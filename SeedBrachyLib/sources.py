@@ -310,15 +310,23 @@ def get_model(name):
     """
     if isinstance(name, SourceModel):
         return name
+    return load_model_file(_model_files()[model_key(name)])
+
+
+def model_key(name):
+    """The key of the model whose key is ``name`` or whose alias (:func:`model_aliases`) is uniquely ``name``.
+
+    InputError naming the available models when none or several match (the model file is not loaded).
+    """
     files = _model_files()
     if name in files:
-        return load_model_file(files[name])
+        return name
     wanted = _normal(name)
     hits = [k for k, path in files.items() if wanted and wanted in model_aliases(k, _model_name(path))]
     if len(hits) == 1:
-        return load_model_file(files[hits[0]])
+        return hits[0]
     what = f"matches several models ({', '.join(sorted(hits))})" if hits else "is not a known seed model"
-    raise InputError(f"seed model {name!r} {what}; give a key or a unique alias (model name or number), "
+    raise InputError(f"seed model {str(name)[:80]!r} {what}; give a key or a unique alias (model name or number), "
                      f"never a part of one; available: {', '.join(sorted(files))}")
 
 

@@ -110,7 +110,8 @@ LIBRARY += [(f"setting {name} = {value!r}", (lambda n=name, v=value: settings.re
                 ("safetyMarginMm", math.nan, r"0 to 20 mm"), ("candidateSpacingMm", 2.0, r"5 to 10 mm"),
                 ("randomSeed", -1, r"0 to"), ("randomSeed", 2.5, r"whole number"),
                 ("doseSpacingMm", 0.0, r"0\.25 to 5 mm"), ("doseGridThresholdPct", 0.0, r"0\.1 to 50 %"),
-                ("sourceModel", "6711", r"allowed are I125_"), ("formalism", "3d", r"allowed are line, point"),
+                ("sourceModel", "6712", r"'6712' is not a known seed model.*available: I125_"),
+                ("formalism", "3d", r"allowed are line, point"),
                 ("indication", "prostate", r"allowed are lymph-node"), ("oarMetric", "V100", r"allowed are D2cc"),
                 ("postSeedAxis", "guess", r"allowed are detection, needle, unknown"),
                 ("planningMethod", "random", r"allowed are optimise"), ("needleEntry", "up", r"allowed are right"),
@@ -165,7 +166,8 @@ def test_inputs_are_unchanged_after_an_error():
 # --------------------------------------------------------------------------------------------- command line
 COMMAND_LINE = [
     ("demo activity 9 mCi", ["demo", "--quiet", "--seed-activity-mci", "9"], r"0\.05 to 5 mCi"),
-    ("demo unknown model", ["demo", "--quiet", "--source-model", "Model6711"], r"invalid choice: 'Model6711'"),
+    ("demo unknown model", ["demo", "--quiet", "--source-model", "Model6711"],
+     r"sourceModel = 'Model6711' invalid: seed model 'Model6711' is not a known seed model.*available: I125_"),
     ("models add missing file", ["models", "--add", "/no/such/model.json"], r"/no/such/model\.json"),
     ("unknown subcommand", ["plot"], r"invalid choice: 'plot'"),
 ]

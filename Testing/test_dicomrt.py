@@ -184,6 +184,27 @@ def test_rtplan_round_trip(exported):
     assert plan.implant_datetime == IMPLANT
 
 
+def test_our_plans_name_their_seed_model_within_the_16_characters_of_source_model_id(tmp_path, monkeypatch):
+    """Source Model ID is SH (16 characters): every model, packaged or a user's with a long key, is read back."""
+    import json
+
+    from SeedBrachyLib import sources
+
+    monkeypatch.setenv("SEEDBRACHY_SOURCE_DIR", str(tmp_path / "user"))
+    data = json.loads((sources.PACKAGED_DIR / "I125_OncoSeed6711.json").read_text())
+    data["model"] = "Clinic reference seed (copy of 6711 data)"
+    user = tmp_path / "I125_Clinic_Reference_Seed_2026.json"
+    user.write_text(json.dumps(data))
+    sources.add_user_model(user)
+    for key in sources.available_models():
+        path = tmp_path / f"{key}.dcm"
+        write_rtplan(path, [Seed([1, 2, 3], [0, 0, 1], 0.5)], key, Study(), 100.0, IMPLANT)
+        written = pydicom.dcmread(path).SourceSequence[0].SourceModelID
+        assert len(written) <= 16 and read_rtplan(path).model_key == key, (key, written)
+    assert pydicom.dcmread(tmp_path / "I125_selectSeed_130002.dcm").SourceSequence[0].SourceModelID == \
+        "selectSeed130002"
+
+
 # ----------------------------------------------------------------------------------------- contours
 def test_contour_filling_against_analytic_areas():
     """Circles, an annulus (hole) and two islands on one plane: filled area vs the exact polygon areas."""

@@ -27,7 +27,9 @@ def test_every_setting_has_help_a_default_within_its_range_or_choices_and_a_sect
     ("prescriptionGy", True, "must be a number"),
     ("randomSeed", 1.5, "must be a whole number"),
     ("holeSpacingMm", 0.0, "holeSpacingMm = 0.0 mm invalid: allowed is 3 to 30 mm"),
-    ("sourceModel", "6711", "sourceModel = '6711' invalid: allowed are I125_"),
+    ("sourceModel", "6712", "sourceModel = '6712' invalid: seed model '6712' is not a known seed model; .* "
+                            "available: I125_"),
+    ("sourceModel", "OncoSeed", "sourceModel = 'OncoSeed' invalid: .* never a part of one"),
     ("planningMethod", "random", "allowed are optimise, uniform, peripheral, modified_peripheral"),
     ("needleEntry", "up", "allowed are right, left, anterior, posterior"),
 ])
@@ -55,8 +57,11 @@ def test_command_line_options_come_from_the_settings():
     assert defaults == settings.defaults()
     changed = settings.from_arguments(parser.parse_args(["--seed-activity-mci", "0.7", "--prescription-gy", "90"]))
     assert (changed.seedActivityMci, changed.prescriptionGy) == (0.7, 90.0)
-    with pytest.raises(SystemExit):  # a model not among the choices: argparse refuses it
-        parser.parse_args(["--source-model", "Model6711"])
+    aliases = [settings.from_arguments(parser.parse_args(["--source-model", name])).sourceModel
+               for name in ("6711", "OncoSeed 6711", "oncoseed6711", "selectSeed 130.002", "130002")]
+    assert aliases == ["I125_OncoSeed6711"] * 3 + ["I125_selectSeed_130002"] * 2  # the library's aliases -> the key
+    with pytest.raises(InputError, match="'Model6711' invalid: seed model 'Model6711' is not a known seed model"):
+        settings.from_arguments(parser.parse_args(["--source-model", "Model6711"]))
     with pytest.raises(InputError, match="allowed is 0.05 to 5 mCi"):
         settings.from_arguments(parser.parse_args(["--seed-activity-mci", "9"]))
     assert "seed" in parser.format_help() and "default 0.5" in parser.format_help()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,7 @@ from pydicom.uid import RTPlanStorage, RTStructureSetStorage, generate_uid
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
 from ..seeds import Seed
-from ..sources import available_models, get_model
+from ..sources import get_model, model_key
 from .dataset import (
     date_time,
     dicom_date_time,
@@ -68,11 +69,13 @@ MAX_SEEDS = 20_000
 SECONDS_PER_DAY = 86400.0
 #: Largest decay (either way) between a source's strength reference date and the implant, in half-lives.
 MAX_HALF_LIVES = 20
+#: Source Model ID is SH: at most 16 characters.
+MODEL_ID_LENGTH = 16
 
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """One Source Sequence item: strength in U (= uGy h^-1 at 1 m) at ``reference_datetime``."""
+    """One Source Sequence item: strength in U (= uGy h^-1 at 1 m) at ``reference_datetime``; texts as written."""
 
     number: int
     isotope: str
@@ -82,6 +85,7 @@ class SourceInfo:
     model_id: str = ""
     manufacturer: str = ""
     source_type: str = ""
+    description: str = ""
 
 
 @dataclass
@@ -91,7 +95,8 @@ class PlanSeeds:
     Attributes:
         seeds: list of :class:`~SeedBrachyLib.seeds.Seed`.
         sources: the :class:`SourceInfo` items, by source number.
-        model_key: the SeedBrachy seed model matching the Source Model ID, or None.
+        model_key: the SeedBrachy seed model the first source names (Source Model ID, else the model name in
+            Source Description), or None.
         implant_datetime: the date the strengths are decayed to (None: no reference date in the file).
         prescription_gy: the prescription (Gy) if the plan gives one, else None.
         encoding: "one application setup per seed", "one channel per needle" or "one channel per seed".
@@ -138,12 +143,24 @@ class PlanSeeds:
 
 
 def model_id(model):
-    """Source Model ID (at most 16 characters) of a SeedBrachy seed model: its key without the isotope prefix."""
+    """Source Model ID of a SeedBrachy seed model: a spelling that names it alone, at most 16 characters.
+
+    Source Model ID (300A,0229) is SH, VM 1 (PS3.6): 16 characters at most. The first of these that fits and
+    that :func:`~SeedBrachyLib.sources.model_key` resolves to this model alone: the key without its
+    radionuclide prefix (``OncoSeed6711``), that without separators (``selectSeed130002``), a model number of
+    the name (``130.002``). A model with none (a user model with a long key and no short alias) gets its key
+    cut to 16 characters; the reader then finds it by its name in Source Description.
+    """
     key = model.key
     for prefix in ("I125_", "Pd103_", "Cs131_"):
         if key.startswith(prefix):
             key = key[len(prefix):]
-    return key[:16]
+    head = model.name.split("(", 1)[0]
+    spellings = [key, re.sub(r"[\s_\-.]+", "", key), *(w for w in head.split() if any(c.isdigit() for c in w))]
+    for spelling in spellings:
+        if len(spelling) <= MODEL_ID_LENGTH and _model_key(spelling) == model.key:
+            return spelling
+    return key[:MODEL_ID_LENGTH]
 
 
 def _manufacturer(model):
@@ -310,7 +327,7 @@ def read_rtplan(path, implant_datetime=None, default_axis=(0.0, 0.0, 1.0)):
     if implant_datetime is not None and any(s.reference_datetime is None for s in sources.values()):
         raise InputError(f"{where}: a source has no Source Strength Reference Date: its strength cannot be decayed "
                          "to the implant date")
-    plan = PlanSeeds([], sources, _model_key(first.model_id), moment, _prescription(ds, where), "",
+    plan = PlanSeeds([], sources, _source_model_key(first), moment, _prescription(ds, where), "",
                      uid(ds, "FrameOfReferenceUID", where, required=False), uid(ds, "SOPInstanceUID", where), notes)
     setups = sequence(ds, "ApplicationSetupSequence", where)
     per_channel = []
@@ -350,20 +367,21 @@ def _read_source(item, where):
                       number(item, "ReferenceAirKermaRate", here, minimum=0, maximum=1e9),
                       reference, text(item, "SourceModelID", here, required=False),
                       text(item, "SourceManufacturer", here, required=False),
-                      text(item, "SourceType", here, required=False))
+                      text(item, "SourceType", here, required=False),
+                      text(item, "SourceDescription", here, required=False))
 
 
-def _model_key(model_id_):
-    if not model_id_:
-        return None
-    keys = available_models()
-    for key in keys:
-        if model_id_ in (key, key.split("_", 1)[-1]):
-            return key
+def _model_key(name):
+    """The key of the SeedBrachy model ``name`` (a key or a unique alias) names, or None."""
     try:
-        return get_model(model_id_).key
+        return model_key(name) if name else None
     except InputError:
         return None
+
+
+def _source_model_key(source):
+    """The SeedBrachy model of a Source Sequence item: by its Source Model ID, else by the name in its description."""
+    return _model_key(source.model_id) or _model_key(source.description.split("(", 1)[0].strip())
 
 
 def _prescription(ds, where):
