@@ -80,7 +80,16 @@ def _example(args):
 
 
 def main(argv=None):
-    """Entry point of the ``seedbrachy`` console command; returns the exit code."""
+    """Entry point of the ``seedbrachy`` console command; returns the exit code (2: bad input, named on stderr)."""
+    try:
+        args = _parser().parse_args(argv)  # the options' choices are read here (e.g. the user's seed models)
+        return args.func(args)
+    except InputError as exc:
+        print(f"seedbrachy: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="seedbrachy", description=f"SeedBrachy {__version__}. {RESEARCH_NOTICE}")
     parser.add_argument("--version", action="version", version=f"seedbrachy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,12 +119,7 @@ def main(argv=None):
     for command in (plan, evaluate, postplan, detect, batch, cohort):
         command.add_parser(sub)
     dicom.add_parser(sub, export_demo=_dicom_demo)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as exc:
-        print(f"seedbrachy: error: {exc}", file=sys.stderr)
-        return 2
+    return parser
 
 
 if __name__ == "__main__":

@@ -68,9 +68,16 @@ PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "sources"
 
 
 def user_source_dir():
-    """Folder for user-added model files: ``$SEEDBRACHY_SOURCE_DIR`` or ``~/.seedbrachy/sources``."""
+    """Folder for user-added model files: ``$SEEDBRACHY_SOURCE_DIR`` or ``~/.seedbrachy/sources``.
+
+    InputError if that path exists and is not a folder (its models would otherwise be left out unsaid).
+    """
     env = os.environ.get("SEEDBRACHY_SOURCE_DIR")
-    return Path(env) if env else Path.home() / ".seedbrachy" / "sources"
+    folder = Path(env) if env else Path.home() / ".seedbrachy" / "sources"
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"user model folder {str(folder)!r} (SEEDBRACHY_SOURCE_DIR, default ~/.seedbrachy/sources) "
+                         "is a file: it must be a folder (or not exist yet)")
+    return folder
 
 
 def mci_to_u(activity_mci, u_per_mci=DEFAULT_U_PER_MCI):
@@ -87,7 +94,13 @@ def u_to_mci(strength_u, u_per_mci=DEFAULT_U_PER_MCI):
 
 def _check_positive(name, value):
     if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
-        raise InputError(f"{name} = {value!r} invalid: must be a finite number > 0")
+        raise InputError(f"{name} = {_quoted(value)} invalid: must be a finite number > 0")
+
+
+def _quoted(value, limit=80):
+    """``repr(value)``, cut to ``limit`` characters (a message quotes a value, never a whole table)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,7 @@ def _get(data, dotted, where):
 def _number(data, dotted, where):
     value = _get(data, dotted, where)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{where}: field '{dotted}' = {value!r} invalid: must be a number > 0")
+        raise InputError(f"{where}: field '{dotted}' = {_quoted(value)} invalid: must be a number > 0")
     return float(value)
 
 
@@ -346,6 +359,9 @@ def add_user_model(path, overwrite=False):
     if (PACKAGED_DIR / f"{model.key}.json").exists():
         raise InputError(f"model key {model.key!r} is a packaged model; rename the file")
     target = user_source_dir() / f"{model.key}.json"
+    if target.exists() and target.samefile(path):
+        raise InputError(f"{str(path)!r} is the user model {model.key!r} itself (in {str(target.parent)!r}): it is "
+                         "added already; to change it, edit a copy elsewhere and add that with --force")
     if target.exists() and not overwrite:
         raise InputError(f"user model {str(target)!r} exists; pass overwrite=True (--force) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -405,6 +405,18 @@ def _split(case):
             for y in (-5.0, 5.0) for z in (-4.0, 4.0)]
 
 
+def test_a_file_cut_between_two_items_is_refused_not_read_short(exported, tmp_path):
+    """Cut at the start of its last item, a plan would lose seeds and a structure set contours without a word."""
+    readers = {"RP.dcm": read_rtplan, "RS.dcm": lambda p: read_rtstruct(p, exported["case"].grid),
+               "RD.dcm": read_rtdose}
+    for name, read in readers.items():
+        data = (exported["folder"] / name).read_bytes()
+        cut = tmp_path / name
+        cut.write_bytes(data[:data.rindex(b"\xfe\xff\x00\xe0")])  # the last (FFFE,E000) item tag
+        with pytest.raises(InputError, match=r"is cut short: it ends inside (an element or item|\d unclosed sequence)"):
+            read(cut)
+
+
 def test_rtplan_refusals(exported, tmp_path):
     path = tmp_path / "RP.dcm"
     path.write_bytes((exported["folder"] / "RP.dcm").read_bytes())

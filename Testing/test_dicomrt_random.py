@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from SeedBrachyLib.dicomrt import (
-    Roi,
-    Study,
-    read_rtdose,
-    read_rtplan,
-    read_rtstruct,
-    write_ct_series,
-    write_rtdose,
-    write_rtplan,
-    write_rtstruct,
-)
+from SeedBrachyLib import dicomrt
 from SeedBrachyLib.dicomrt.contours import fill_fraction, polygon_area
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.seeds import Seed
@@ -40,8 +30,8 @@ def test_random_plans_round_trip(tmp_path):
                       round(float(rng.uniform(0.1, 2.0)), 6) if n % 2 else float(rng.uniform(0.1, 2.0)), f"S{m}")
                  for m in range(int(rng.integers(1, 13)))]
         path = tmp_path / f"RP{n}.dcm"
-        write_rtplan(path, seeds, "I125_OncoSeed6711", Study(), float(rng.uniform(40, 160)))
-        back = read_rtplan(path).seeds
+        dicomrt.write_rtplan(path, seeds, "I125_OncoSeed6711", dicomrt.Study(), float(rng.uniform(40, 160)))
+        back = dicomrt.read_rtplan(path).seeds
         assert len(back) == len(seeds)
         for a, b in zip(seeds, back):
             worst_mm = max(worst_mm, float(np.linalg.norm(a.position - b.position)))
@@ -77,9 +67,9 @@ def test_random_masks_round_trip_voxel_for_voxel(tmp_path):
         mask = _blob(rng, grid)
         if not mask.any():
             continue
-        series = write_ct_series(tmp_path / f"CT{n}", np.zeros(grid.shape, np.int16), grid)
-        write_rtstruct(tmp_path / f"RS{n}.dcm", [Roi("X", mask.astype(np.float32))], grid, series)
-        roi = read_rtstruct(tmp_path / f"RS{n}.dcm", grid)[0]
+        series = dicomrt.write_ct_series(tmp_path / f"CT{n}", np.zeros(grid.shape, np.int16), grid)
+        dicomrt.write_rtstruct(tmp_path / f"RS{n}.dcm", [dicomrt.Roi("X", mask.astype(np.float32))], grid, series)
+        roi = dicomrt.read_rtstruct(tmp_path / f"RS{n}.dcm", grid)[0]
         assert np.array_equal(roi.fraction >= 0.5, mask), n
 
 
@@ -112,8 +102,8 @@ def test_random_doses_round_trip(tmp_path):
         grid = Grid(rng.uniform(-100, 100, 3), rng.uniform(0.5, 4.0, 3), direction,
                     tuple(int(d) for d in rng.integers(2, 14, 3)))
         dose = 10.0 ** rng.uniform(-2, 5, grid.shape)  # 0.01 to 100000 Gy side by side
-        write_rtdose(tmp_path / f"RD{n}.dcm", dose, grid, Study(), "1.2.3.4")
-        back, back_grid, info = read_rtdose(tmp_path / f"RD{n}.dcm")
+        dicomrt.write_rtdose(tmp_path / f"RD{n}.dcm", dose, grid, dicomrt.Study(), "1.2.3.4")
+        back, back_grid, info = dicomrt.read_rtdose(tmp_path / f"RD{n}.dcm")
         if np.linalg.det(direction) < 0:
             back, points = back[::-1], back_grid.points()[::-1]
         else:

@@ -34,7 +34,8 @@ def add_case_arguments(p, ct_required=True):
 
 @dataclass
 class Case:
-    """Structures (bool masks) on ``grid``; ``ct`` is the :class:`~.inputs.Image` or None (dose-only evaluation)."""
+    """Structures (bool masks: voxels at least half inside) on ``grid``; ``ct`` is the :class:`~.inputs.Image` or None
+    (dose-only evaluation); ``read`` the structures as read, with their partial volumes (:meth:`fraction`)."""
 
     grid: object
     gtv_name: str
@@ -46,6 +47,7 @@ class Case:
     identification: dict = field(default_factory=dict)
     frame_of_reference_uid: str = None
     notes: list = field(default_factory=list)
+    read: dict = field(default_factory=dict)  # name -> Structure on grid as read (partial volumes kept)
 
     def targets(self):
         """name -> mask of the targets (GTV, CTV)."""
@@ -53,6 +55,11 @@ class Case:
         if self.ctv is not None:
             out[self.ctv_name] = self.ctv
         return out
+
+    def fraction(self, name):
+        """float32 ``[k, j, i]``: the part of each voxel inside structure ``name`` (as read, else its mask)."""
+        read = self.read.get(name)
+        return read.weights if read is not None else np.asarray({**self.targets(), **self.oars}[name], np.float32)
 
     def target_names(self):
         """{"GTV": the user's GTV name, "CTV": the CTV's} for :func:`SeedBrachyLib.checks.run_checks`."""
@@ -75,7 +82,8 @@ def load_case(args, grid=None, ctv_margin_mm=None, body_threshold_hu=None, progr
         grid = ct.grid
     frame = getattr(getattr(ct, "series", None), "study", None)
     frame_uid = frame.frame_of_reference_uid if frame is not None else None
-    structures = read_structures(args.structures, grid, frame_uid)
+    read = read_structures(args.structures, grid, frame_uid)
+    structures = {name: s.weights >= 0.5 for name, s in read.items()}
     notes = []
     for name in args.ignore:
         hits = [k for k in structures if k.lower() == str(name).lower()]
@@ -103,4 +111,4 @@ def load_case(args, grid=None, ctv_margin_mm=None, body_threshold_hu=None, progr
     ident = dict(ct.identification) if ct is not None else {}
     ident.setdefault("Structures", str(args.structures))
     return Case(grid, gtv_name, structures[gtv_name], ctv, ctv_name, {n: structures[n] for n in oar_names}, ct,
-                ident, frame_uid, notes)
+                ident, frame_uid, notes, {n: read[n] for n in structures})

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..dicomrt.dataset import parse_datetime
 from ..errors import InputError
 from ..progress import close
@@ -75,12 +73,12 @@ def _export_case(args, when, progress):
     image = read_image(args.ct, "CT")
     frame = image.series.study.frame_of_reference_uid if image.series is not None else None
     plan = read_plan(args.plan)
-    masks = read_structures(args.structures, image.grid, frame) if args.structures else {}
-    target = args.target or next((n for n in ("CTV", "GTV") if n in masks), None)
-    if args.target and args.target not in masks:
-        raise InputError(f"target {args.target!r} is not among the structures {sorted(masks)}")
-    rois = [Roi(name, np.asarray(mask, dtype=np.float32), interpreted_type=name if name in ("GTV", "CTV", "PTV")
-                else "ORGAN") for name, mask in masks.items()]
+    read = read_structures(args.structures, image.grid, frame) if args.structures else {}
+    target = args.target or next((n for n in ("CTV", "GTV") if n in read), None)
+    if args.target and args.target not in read:
+        raise InputError(f"target {args.target!r} is not among the structures {sorted(read)}")
+    rois = [Roi(name, s.weights, interpreted_type=name if name in ("GTV", "CTV", "PTV") else "ORGAN")
+            for name, s in read.items()]  # partial volumes as read: the contours keep their sub-voxel course
     target_number = [r.name for r in rois].index(target) + 1 if target else None
     dose = dose_grid = None
     if args.dose:

@@ -2,8 +2,9 @@
 
 * Images: a folder of DICOM slices (:func:`SeedBrachyLib.dicomrt.read_ct_series`) or one volume file
   SimpleITK reads (NRRD, NIfTI, MetaImage...; geometry converted from LPS to RAS at this boundary).
-* Structures: an RT Structure Set file, a folder holding one, or a folder of labelmap files (one per
-  structure, named by the file stem, every non-zero voxel inside), resampled (nearest) onto the CT grid.
+* Structures: an RT Structure Set file, a folder holding one (partial volumes kept), or a folder of labelmap
+  files (one per structure, named by the file stem, every non-zero voxel inside), resampled (nearest) onto the
+  CT grid.
 * Plans: an RT Plan file (brachy, seeds) or a seeds JSON (``{"space": "RAS", "seeds": [...]}`` as
   ``detect`` and ``plan`` write it).
 * Dose: an RT Dose file or a dose volume file (Gy).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dicomrt.dataset import has_dicom_header, read_dataset, text
 from ..errors import InputError
 from ..grid import Grid
 
@@ -46,16 +48,6 @@ def _exists(path, what):
 
 def is_volume_file(path):
     return str(path).lower().endswith(VOLUME_SUFFIXES)
-
-
-def is_dicom_file(path):
-    """True for a file with the DICOM preamble ('DICM' at byte 128)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def study_identification(study):
@@ -93,24 +85,23 @@ def read_image(path, what="CT", progress=None):
 
 def _rtstruct_in(folder):
     hits = [f for f in sorted(Path(folder).iterdir())
-            if f.is_file() and is_dicom_file(f) and _modality(f) == "RTSTRUCT"]
+            if f.is_file() and has_dicom_header(f) and _modality(f) == "RTSTRUCT"]
     if len(hits) > 1:
         raise InputError(f"{str(folder)!r} holds {len(hits)} RT Structure Sets: name the file")
     return hits[0] if hits else None
 
 
 def _modality(path):
-    import pydicom
     try:
-        return str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"]).Modality)
-    except Exception:  # noqa: BLE001 - an unreadable file is simply not the one sought
+        return text(read_dataset(path, stop_before_pixels=True), "Modality", str(path), required=False)
+    except InputError:  # an unreadable file is simply not the one sought
         return ""
 
 
 def rtstruct_path(path):
     """The RT Structure Set file ``path`` names (the file, or the one in a folder), or None."""
     p = _exists(path, "structures")
-    return p if p.is_file() and is_dicom_file(p) else (_rtstruct_in(p) if p.is_dir() else None)
+    return p if p.is_file() and has_dicom_header(p) else (_rtstruct_in(p) if p.is_dir() else None)
 
 
 def contour_grid(path, like):
@@ -119,13 +110,11 @@ def contour_grid(path, like):
 
     Contours are planar on the CT's slices; rasterising them on other slices would lose whole slices.
     """
-    import pydicom
-    ds = pydicom.dcmread(str(path))
-    points = [np.asarray(c.ContourData, dtype=float).reshape(-1, 3) for item in getattr(ds, "ROIContourSequence", [])
-              for c in getattr(item, "ContourSequence", [])]
+    from ..dicomrt.rtstruct import contour_points
+    points = contour_points(path)
     if not points:
-        raise InputError(f"RT Structure Set {str(path)!r} has no contour")
-    ras = np.vstack(points) * np.array([-1.0, -1.0, 1.0])  # LPS -> RAS
+        raise InputError(f"RT Structure Set {str(path)!r} has no closed planar contour")
+    ras = np.vstack(points)
     local = ras @ like.direction  # coordinates along the grid axes (mm)
     planes = np.unique(np.round(local[:, 2], 2))
     steps = np.diff(planes)
@@ -140,13 +129,19 @@ def contour_grid(path, like):
 
 
 def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
-    """Structures on ``grid`` (the CT's): name -> bool mask ``[k, j, i]`` (voxel at least half inside)."""
+    """Structures on ``grid`` (the CT's): name -> :class:`~SeedBrachyLib.structures.Structure` on ``grid``.
+
+    An RT Structure Set keeps its partial volumes: each weight is the fraction (0..1) of the voxel inside the
+    contours (:func:`SeedBrachyLib.dicomrt.read_rtstruct`). A labelmap's voxels are wholly in or out (weights 0
+    or 1, resampled nearest onto ``grid``). ``structure.weights >= 0.5`` is the voxel set where one is needed.
+    """
+    from ..structures import Structure
     p = _exists(path, "structures")
     rtstruct = rtstruct_path(p)
     if rtstruct is not None:
         from ..dicomrt import read_rtstruct
         rois = read_rtstruct(rtstruct, grid, frame_of_reference_uid=frame_of_reference_uid, progress=progress)
-        return {roi.name: np.asarray(roi.fraction) >= 0.5 for roi in rois}
+        return {roi.name: Structure(roi.name, roi.fraction, grid) for roi in rois}
     files = [p] if p.is_file() else [f for f in sorted(p.iterdir()) if f.is_file() and is_volume_file(f)]
     if not files:
         raise InputError(f"structures {str(p)!r}: no RT Structure Set and no labelmap files "
@@ -161,7 +156,7 @@ def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
         name = f.name[: -len(next(s for s in VOLUME_SUFFIXES if f.name.lower().endswith(s)))]
         if not mask.any():
             raise InputError(f"labelmap {str(f)!r} ({name}) has no voxel inside the CT")
-        out[name] = mask
+        out[name] = Structure(name, mask.astype(np.float32), grid)
     return out
 
 
@@ -195,7 +190,7 @@ class PlanInput:
 def read_plan(path, default_axis=(0.0, 0.0, 1.0)):
     """Seeds from an RT Plan file or a seeds JSON file (:func:`SeedBrachyLib.report.records.seed_records`)."""
     p = _exists(path, "plan")
-    if p.is_file() and is_dicom_file(p):
+    if p.is_file() and has_dicom_header(p):
         from ..dicomrt import read_rtplan
         plan = read_rtplan(p, default_axis=default_axis)
         return PlanInput(plan.seeds, plan.model_key, plan.prescription_gy, str(p), list(plan.notes),
@@ -229,7 +224,7 @@ def seeds_from_json(path, strength_u=None):
 def read_dose(path, frame_of_reference_uid=None):
     """(dose Gy ``[k, j, i]``, Grid, description) from an RT Dose file or a dose volume file (Gy)."""
     p = _exists(path, "dose")
-    if p.is_file() and is_dicom_file(p):
+    if p.is_file() and has_dicom_header(p):
         from ..dicomrt import read_rtdose
         dose, grid, info = read_rtdose(p, frame_of_reference_uid=frame_of_reference_uid)
         return np.asarray(dose, dtype=np.float32), grid, f"RT Dose {p.name} ({info.dose_type}, {info.summation})"

@@ -152,9 +152,9 @@ def write_outputs(result, out):
     structures = {**result.case.targets(), **result.case.oars}
     if series is not None:
         from ..dicomrt import Roi, write_rtdose, write_rtplan, write_rtstruct
-        rois = [Roi(n, m.astype("float32"), interpreted_type={result.case.gtv_name: "GTV",
-                                                             result.case.ctv_name: "CTV"}.get(n, "ORGAN"))
-                for n, m in structures.items()]
+        rois = [Roi(n, result.case.fraction(n), interpreted_type={result.case.gtv_name: "GTV",
+                                                                 result.case.ctv_name: "CTV"}.get(n, "ORGAN"))
+                for n in structures]
         write_rtstruct(out / OUTPUT_FILES["structures"], rois, result.case.grid, series, overwrite=True)
         ds = write_rtplan(out / OUTPUT_FILES["plan"], seeds, result.model, series.study,
                           result.values.prescriptionGy, overwrite=True)

@@ -5,15 +5,17 @@
 * :func:`new_dataset` -- a dataset with the Patient, General Study, (RT) Series, General Equipment,
   Frame of Reference and SOP Common modules filled in; :func:`save` writes it (Explicit VR Little
   Endian, with file meta information) and never replaces an existing file unless told to.
-* :func:`read_dataset`, :func:`value`, :func:`sequence`, :func:`numbers` -- reading that turns every
-  malformed, missing or undecodable attribute into an :class:`~SeedBrachyLib.errors.InputError` naming
-  the file, the attribute and what is allowed.
+* :func:`read_dataset`, :func:`read_object`, :func:`value`, :func:`sequence`, :func:`numbers` -- reading
+  that turns every malformed, missing or undecodable attribute into an
+  :class:`~SeedBrachyLib.errors.InputError` naming the file, the attribute and what is allowed.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import mmap
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,9 @@ MANUFACTURER = "SeedBrachy"
 MAX_FILE_BYTES = 2 << 30
 #: Largest count of items or values accepted from a file's sequences and multi-valued attributes.
 MAX_ITEMS = 1_000_000
+UNDEFINED_LENGTH = 0xFFFFFFFF
+#: Explicit VRs with a 32-bit value length (PS3.5 7.1.2).
+LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
 def _now():
@@ -170,12 +175,60 @@ def read_dataset(path, what="DICOM file", stop_before_pixels=False):
             syntax = ds.file_meta.get("TransferSyntaxUID")
             if syntax is None or syntax not in pydicom.uid.AllTransferSyntaxes:
                 raise InputError(f"{what} {str(path)!r}: transfer syntax {syntax!r} is not a DICOM transfer syntax")
+            if syntax.is_little_endian and not syntax.is_deflated:
+                _check_whole(path, what, syntax.is_implicit_VR)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged file
         raise InputError(f"{what} {str(path)!r} is not a readable DICOM file ({type(exc).__name__}: "
                          f"{_short(exc)})") from None
     return ds
+
+
+def _check_whole(path, what, implicit_vr):
+    """InputError if the file ends inside an element, a sequence or an item of undefined length: a cut file, of
+    which pydicom reads what is there without a word (an RT Plan cut between two channels has fewer seeds)."""
+    depth, pos = 0, 132
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        end = len(data)
+        while pos + 8 <= end:
+            group, elem = struct.unpack_from("<HH", data, pos)
+            if group == 0xFFFE:  # item (E000), item delimiter (E00D), sequence delimiter (E0DD): no VR
+                length = struct.unpack_from("<I", data, pos + 4)[0]
+                if elem != 0xE000:
+                    depth -= 1
+                elif length == UNDEFINED_LENGTH:
+                    depth += 1
+                pos += 8 if elem != 0xE000 or length == UNDEFINED_LENGTH else 8 + length
+                continue
+            if implicit_vr and group != 0x0002:
+                length, head = struct.unpack_from("<I", data, pos + 4)[0], 8
+            elif bytes(data[pos + 4:pos + 6]) in LONG_LENGTH_VRS:
+                length, head = (struct.unpack_from("<I", data, pos + 8)[0], 12) if pos + 12 <= end else (0, end)
+            else:
+                length, head = struct.unpack_from("<H", data, pos + 6)[0], 8
+            if length == UNDEFINED_LENGTH:
+                depth += 1
+                length = 0
+            pos += head + length
+    if pos != end or depth > 0:
+        raise InputError(f"{what} {str(path)!r} is cut short: it ends inside "
+                         f"{'an element or item' if pos != end else f'{depth} unclosed sequence(s) or item(s)'} "
+                         f"({end} bytes): copy the file again")
+
+
+def read_object(path, what, modality, sop_class_uid):
+    """(dataset, name for messages) of the DICOM file ``path``, which must be a ``modality`` object of
+    ``sop_class_uid`` (e.g. "RTPLAN", RT Plan Storage); InputError naming the file otherwise."""
+    ds = read_dataset(path, what)
+    where = str(path)
+    found = text(ds, "Modality", where)
+    if found != modality:
+        raise InputError(f"{where}: modality {found[:16]!r} is not {modality}: not an {what}")
+    found = uid(ds, "SOPClassUID", where)
+    if found != sop_class_uid:
+        raise InputError(f"{where}: SOP class {found} is not {sop_class_uid}: not an {what}")
+    return ds, where
 
 
 def _walk(ds, depth):

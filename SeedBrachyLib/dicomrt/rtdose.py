@@ -25,7 +25,7 @@ from .dataset import (
     integer,
     new_dataset,
     numbers,
-    read_dataset,
+    read_object,
     save,
     sequence,
     sequence_of,
@@ -100,10 +100,7 @@ def write_rtdose(path, dose_gy, grid, study, plan_sop_instance_uid=None, comment
 
 def read_rtdose(path, frame_of_reference_uid=None):
     """(dose float64 ``[k, j, i]`` Gy, RAS Grid, :class:`DoseInfo`) of the RT Dose file ``path``."""
-    ds = read_dataset(path, "RT Dose")
-    where = str(path)
-    if text(ds, "Modality", where) != "RTDOSE" or uid(ds, "SOPClassUID", where) != RTDoseStorage:
-        raise InputError(f"{where}: not an RT Dose object (modality {text(ds, 'Modality', where)!r})")
+    ds, where = read_object(path, "RT Dose", "RTDOSE", RTDoseStorage)
     units = text(ds, "DoseUnits", where, allowed={"GY", "CGY", "RELATIVE"})
     if units == "RELATIVE":
         raise InputError(f"{where}: Dose Units RELATIVE cannot be used: an absolute dose (GY) is needed")

@@ -54,7 +54,7 @@ from .dataset import (
     new_dataset,
     number,
     numbers,
-    read_dataset,
+    read_object,
     save,
     sequence,
     sequence_of,
@@ -305,10 +305,7 @@ def read_rtplan(path, implant_datetime=None, default_axis=(0.0, 0.0, 1.0)):
     ``implant_datetime`` (datetime): default the first source's strength reference date (no decay).
     ``default_axis`` (RAS): for seeds whose orientation the file gives neither directly nor by a needle.
     """
-    ds = read_dataset(path, "RT Plan")
-    where = str(path)
-    if text(ds, "Modality", where) != "RTPLAN" or uid(ds, "SOPClassUID", where) != RTPlanStorage:
-        raise InputError(f"{where}: not an RT Plan (modality {text(ds, 'Modality', where)!r})")
+    ds, where = read_object(path, "RT Plan", "RTPLAN", RTPlanStorage)
     kind = text(ds, "BrachyTreatmentType", where, required=False)
     technique = text(ds, "BrachyTreatmentTechnique", where, required=False)
     if "ApplicationSetupSequence" not in ds:

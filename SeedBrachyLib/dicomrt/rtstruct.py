@@ -3,6 +3,7 @@
 * :func:`write_rtstruct` -- ROIs given as fractional masks ``[k, j, i]`` (0..1, or boolean) on the CT grid
   become CLOSED_PLANAR contours on the CT slices (the 0.5 level, marching squares; holes as their own
   contours), each referencing its slice's SOP Instance UID, the CT series and its frame of reference.
+* :func:`contour_points` -- the points of every closed planar contour (mm RAS), e.g. to build a grid for them.
 * :func:`read_rtstruct` -- the ROIs of an RT Structure Set on a grid (normally the CT's) as
   :class:`Roi` objects: ``fraction`` float32 ``[k, j, i]``, the part of each voxel inside the ROI's
   contours on that voxel's slice (even-odd rule over all contours of the slice, so holes and several
@@ -27,7 +28,7 @@ from .dataset import (
     integer,
     new_dataset,
     numbers,
-    read_dataset,
+    read_object,
     save,
     sequence,
     sequence_of,
@@ -191,11 +192,7 @@ def read_rtstruct(path, grid, frame_of_reference_uid=None, supersampling=9, name
     ROIs without closed planar contours (points, open contours) are skipped and listed in the
     ``notes`` of the result's first ROI; an ROI whose contours all miss the grid is an InputError.
     """
-    ds = read_dataset(path, "RT Structure Set")
-    where = str(path)
-    modality = text(ds, "Modality", where)
-    if modality != "RTSTRUCT" or uid(ds, "SOPClassUID", where) != RTStructureSetStorage:
-        raise InputError(f"{where}: modality {modality!r} is not an RT Structure Set (RTSTRUCT)")
+    ds, where = read_object(path, "RT Structure Set", "RTSTRUCT", RTStructureSetStorage)
     rois = {}
     for item in sequence(ds, "StructureSetROISequence", where):
         number = integer(item, "ROINumber", f"{where}: StructureSetROISequence")
@@ -240,23 +237,37 @@ def read_rtstruct(path, grid, frame_of_reference_uid=None, supersampling=9, name
     return out
 
 
-def _rasterise(item, roi, grid, n, where):
-    """Fraction of each voxel inside the ROI's closed contours, or None if the ROI has none."""
-    where = f"{where}: ROI '{roi.name}'"
-    planes, other, outside = {}, 0, 0
+def contour_points(path):
+    """The points (mm RAS, ``(n, 3)`` arrays) of every closed planar contour of the RT Structure Set ``path``."""
+    ds, where = read_object(path, "RT Structure Set", "RTSTRUCT", RTStructureSetStorage)
+    return [ras for n, item in enumerate(sequence(ds, "ROIContourSequence", where))
+            for _, ras in _closed_contours(item, f"{where}: ROIContourSequence item {n + 1}", [0])]
+
+
+def _closed_contours(item, where, other):
+    """(name for messages, points mm RAS ``(n, 3)``) of each closed planar contour of a ROIContourSequence item;
+    ``other[0]`` counts the point and open contours passed over."""
     for c, contour in enumerate(sequence(item, "ContourSequence", where, required=False)):
         here = f"{where} contour {c + 1}"
         kind = text(contour, "ContourGeometricType", here, allowed={"POINT", "OPEN_PLANAR", "OPEN_NONPLANAR",
                                                                    "CLOSED_PLANAR", "CLOSEDPLANAR_XOR"})
         if kind not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
-            other += 1
+            other[0] += 1
             continue
         data = ds_array(contour, "ContourData", here, minimum=-1e6, maximum=1e6)
         count = integer(contour, "NumberOfContourPoints", here, required=False, default=len(data) // 3)
         if len(data) % 3 or count != len(data) // 3 or count < 3:
             raise InputError(f"{here}: ContourData has {len(data)} values for NumberOfContourPoints {count}: "
                              "need 3 values (x, y, z mm) per point and at least 3 points")
-        ijk = grid.to_ijk(lps_to_ras(np.reshape(data, (-1, 3))))
+        yield here, lps_to_ras(np.reshape(data, (-1, 3)))
+
+
+def _rasterise(item, roi, grid, n, where):
+    """Fraction of each voxel inside the ROI's closed contours, or None if the ROI has none."""
+    where = f"{where}: ROI '{roi.name}'"
+    planes, other, outside = {}, [0], 0
+    for here, ras in _closed_contours(item, where, other):
+        ijk = grid.to_ijk(ras)
         if np.ptp(ijk[:, 2]) > PLANARITY_TOLERANCE:
             raise InputError(f"{here}: points span {np.ptp(ijk[:, 2]) * grid.spacing[2]:.3f} mm across the slices: "
                              "contours must be planar and parallel to the image slices")
@@ -276,7 +287,7 @@ def _rasterise(item, roi, grid, n, where):
         raise InputError(f"{where}: its contours cover no voxel of the grid ({grid.describe()})")
     if outside:
         roi.notes.append(f"'{roi.name}': {outside} contours lie outside the grid's slices and were left out")
-    if other:
-        roi.notes.append(f"'{roi.name}': {other} point or open contours ignored")
+    if other[0]:
+        roi.notes.append(f"'{roi.name}': {other[0]} point or open contours ignored")
     return fraction
 

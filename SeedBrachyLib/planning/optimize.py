@@ -110,11 +110,23 @@ class Goals:
     def __post_init__(self):
         if not (np.isfinite(self.prescription_gy) and self.prescription_gy > 0):
             raise InputError(f"prescription {self.prescription_gy!r} Gy invalid: must be > 0 Gy")
-        for name in ("d90_min_pct", "v100_min_pct", "v150_max_pct"):
+        for name in ("d90_min_pct", "v100_min_pct", "v150_max_pct", "v200_max_pct", "safety_pct"):
             v = getattr(self, name)
-            if not (np.isfinite(v) and 0 <= v <= (200 if name == "d90_min_pct" else 100)):
-                raise InputError(f"goal {name} = {v!r} % invalid: use 0..100 % (D90: 0..200 % of Rx)")
+            if v is None and name == "v200_max_pct":
+                continue
+            top = {"d90_min_pct": 200, "safety_pct": MAX_SAFETY_PCT}.get(name, 100)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not (np.isfinite(v)
+                                                                                          and 0 <= v <= top):
+                raise InputError(f"goal {name} = {v!r} % invalid: use 0..{top} %"
+                                 f"{' of Rx' if name == 'd90_min_pct' else ''}")
+        if self.d90_min_pct == 0 and self.v100_min_pct == 0:
+            raise InputError("goals D90 >= 0 % of Rx and V100 >= 0 % are met by a plan of no seeds: give "
+                             "d90_min_pct or v100_min_pct > 0")
         object.__setattr__(self, "oar_limits", tuple(self.oar_limits))
+
+
+#: Largest safety margin (% points) the optimiser may aim inside its goals.
+MAX_SAFETY_PCT = 20
 
 
 @dataclass(frozen=True)
@@ -356,8 +368,8 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
             best = state
         report(progress, 0.2 + 0.2 * (n + 1) / (len(starts) + 1), f"optimiser: start {n + 1}/{len(starts) + 1}")
     rounds = 0
-    while rounds < restarts or (best.terms["violation"] > 0 and rounds < 3 * restarts):
-        rounds += 1
+    while best.x.any() and (rounds < restarts or (best.terms["violation"] > 0 and rounds < 3 * restarts)):
+        rounds += 1  # (a plan of no seed has none to perturb)
         state = best.copy()
         drop = rng.choice(np.flatnonzero(state.x), size=max(1, int(perturb_fraction * state.x.sum())),
                           replace=False)

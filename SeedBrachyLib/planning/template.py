@@ -127,8 +127,15 @@ def template_for_target(target_mask, grid, direction, body_mask=None, spacing_mm
     row = np.cross(normal, col)
     c = target.mean(axis=0)
     rel = target - c
+    if not (isinstance(spacing_mm, (int, float, np.number)) and np.isfinite(spacing_mm) and spacing_mm > 0):
+        raise InputError(f"template hole spacing {spacing_mm!r} mm invalid: must be > 0")
     half = max(np.abs(rel @ col).max(), np.abs(rel @ row).max())
     n = 2 * (int(np.ceil(half / spacing_mm)) + int(margin_holes)) + 1
+    if n > len(COLUMN_LETTERS):
+        fits = np.ceil(10.0 * half / max((len(COLUMN_LETTERS) - 1) // 2 - int(margin_holes), 1)) / 10.0  # mm
+        raise InputError(f"template hole spacing {spacing_mm:g} mm: the target spans {2 * half:.1f} mm across the "
+                         f"needles, which needs {n} x {n} holes at that spacing; a template has at most "
+                         f"{len(COLUMN_LETTERS)} columns: use a spacing of at least {fits:.1f} mm")
     front = _mask_points(body_mask, grid, "body") if body_mask is not None else target
     depth = float((front @ normal).min()) - float(standoff_mm)
     center = c + (depth - c @ normal) * normal

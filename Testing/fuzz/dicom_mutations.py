@@ -12,8 +12,8 @@ or a huge length field. The reader's outcome is sorted into
 * ``crash`` -- any other exception; ``hang`` -- over the per-file time limit; ``nonsense`` -- a result
   that breaks the invariants (non-finite values, wrong shapes, fractions outside [0, 1], ...).
 
-Only the last three are failures. ``run(kind, count)`` returns the counts; Testing/fuzz/fuzz_dicomrt.py runs
-the full count, Testing/test_dicomrt_fuzz.py a small sample in CI.
+Only the last three are failures. ``run(kind, count)`` returns the counts; ``python Testing/fuzz/dicom_mutations.py``
+runs the full count (10,000 per kind), Testing/test_dicomrt_fuzz.py a small sample in CI.
 """
 
 from __future__ import annotations
@@ -32,17 +32,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from SeedBrachyLib.dicomrt import (
-    Roi,
-    read_ct_series,
-    read_rtdose,
-    read_rtplan,
-    read_rtstruct,
-    write_ct_series,
-    write_rtdose,
-    write_rtplan,
-    write_rtstruct,
-)
+from SeedBrachyLib import dicomrt
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.seeds import Seed
@@ -72,27 +62,28 @@ def make_case(folder):
     r = np.linalg.norm(points - [3.0, 2.0, 0.0], axis=-1)
     ct = np.where(r < 14.0, 40, -1000).astype(np.int16)
     ring = (r < 9.0) & (r > 3.5)
-    series = write_ct_series(folder / "CT", ct, grid)
-    write_rtstruct(folder / "RS.dcm", [Roi("Body", (r < 14.0).astype(np.float32), interpreted_type="EXTERNAL"),
-                                       Roi("Ring", ring.astype(np.float32), interpreted_type="CTV")], grid, series)
+    series = dicomrt.write_ct_series(folder / "CT", ct, grid)
+    rois = [dicomrt.Roi("Body", (r < 14.0).astype(np.float32), interpreted_type="EXTERNAL"),
+            dicomrt.Roi("Ring", ring.astype(np.float32), interpreted_type="CTV")]
+    dicomrt.write_rtstruct(folder / "RS.dcm", rois, grid, series)
     seeds = [Seed([3.0 + x, 2.0, z], [1.0, 0.2, 0.1], 0.6 + 0.01 * n, f"N{n}")
              for n, (x, z) in enumerate([(-5, -3), (0, 0), (5, 3), (0, 4)])]
-    plan = write_rtplan(folder / "RP.dcm", seeds, "I125_OncoSeed6711", series.study, 120.0)
+    plan = dicomrt.write_rtplan(folder / "RP.dcm", seeds, "I125_OncoSeed6711", series.study, 120.0)
     dose_grid = Grid.around([3.0, 2.0, 0.0], [24.0, 20.0, 12.0], [3.0, 2.5, 3.0], direction)
-    write_rtdose(folder / "RD.dcm", compute_dose(dose_grid, seeds, "I125_OncoSeed6711"), dose_grid, series.study,
-                 plan.SOPInstanceUID)
+    dicomrt.write_rtdose(folder / "RD.dcm", compute_dose(dose_grid, seeds, "I125_OncoSeed6711"), dose_grid,
+                         series.study, plan.SOPInstanceUID)
     return grid
 
 
 def read_kind(kind, path, grid):
     """Run the reader of ``kind`` on ``path`` (a CT folder for "ct")."""
     if kind == "ct":
-        return read_ct_series(path)
+        return dicomrt.read_ct_series(path)
     if kind == "rtstruct":
-        return read_rtstruct(path, grid)
+        return dicomrt.read_rtstruct(path, grid)
     if kind == "rtplan":
-        return read_rtplan(path)
-    return read_rtdose(path)
+        return dicomrt.read_rtplan(path)
+    return dicomrt.read_rtdose(path)
 
 
 def _finite(a):
@@ -244,7 +235,7 @@ def run(kind, count, seed=0, time_limit_s=10.0, work=None, log=None):
     case = work / "case"
     if not case.exists():
         make_case(case)
-    grid = read_ct_series(case / "CT")[1]
+    grid = dicomrt.read_ct_series(case / "CT")[1]
     if kind == "ct":
         target = sorted((case / "CT").iterdir())[2]
         source = work / f"ct-{seed}"
