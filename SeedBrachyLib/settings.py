@@ -324,15 +324,21 @@ def add_arguments(parser, names=None):
         s = SETTINGS[name]
         unit = f" ({s.unit})" if s.unit else ""
         if s.kind is bool:
-            parser.add_argument(s.option, dest=name, action="store_true", default=s.default, help=s.help)
+            parser.add_argument(s.option, dest=name, action="store_true", default=s.default,
+                                help=_escaped(s.help))
             continue
         allowed = s.allowed()
         if s.canonical is not None:  # other spellings are accepted: checked by from_arguments, not argparse
-            parser.add_argument(s.option, dest=name, default=s.default, metavar=name.upper(),
-                                help=f"{s.help}: one of {', '.join(allowed)} (or a unique alias); default {s.default}")
+            parser.add_argument(s.option, dest=name, default=s.default, metavar=name.upper(), help=_escaped(
+                f"{s.help}: one of {', '.join(allowed)} (or a unique alias); default {s.default}"))
             continue
         parser.add_argument(s.option, dest=name, default=s.default, type=None if allowed else s.kind,
-                            choices=allowed, help=f"{s.help}{unit}; default {s.default}")
+                            choices=allowed, help=_escaped(f"{s.help}{unit}; default {s.default}"))
+
+
+def _escaped(help_text):
+    """``help_text`` for argparse, which formats help with %: a unit "%" is written "%%"."""
+    return help_text.replace("%", "%%")
 
 
 def from_arguments(namespace, names=None):

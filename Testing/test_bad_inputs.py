@@ -362,3 +362,267 @@ def test_table_values_keep_full_precision_through_save_and_reload(nodes, tmp_pat
     reloaded = load_bundle(save_bundle(c.scene, tmp_path / "t.mrb")).scene.GetFirstNodeByName("DVH metrics")
     assert reloaded.GetTable().GetColumnByName("D90 [Gy]").GetValue(0) != value  # what Slicer's storage keeps
     assert tables.read_dvh_metric(reloaded, "CTV", "D90") == (value, "Gy")  # what SeedBrachy keeps
+
+
+# --------------------------------------------------------------------------------------------- DICOM import
+@pytest.fixture(scope="module")
+def dicom_case(tmp_path_factory):
+    """A small oblique case as DICOM (CT/, RS.dcm, RP.dcm, RD.dcm), a seeds JSON, and damaged copies."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
+    import dicom_mutations
+
+    folder = tmp_path_factory.mktemp("dicom-bad")
+    grid = dicom_mutations.make_case(folder / "case")
+    case = folder / "case"
+    data = (case / "RP.dcm").read_bytes()
+    damaged = folder / "damaged"
+    damaged.mkdir()
+    (damaged / "RP_cut.dcm").write_bytes(data[:data.rindex(b"\xfe\xff\x00\xe0")])
+    (damaged / "text.dcm").write_text("not DICOM at all")
+    (folder / "rtonly").mkdir()
+    for name in ("RS.dcm", "RP.dcm"):
+        (folder / "rtonly" / name).write_bytes((case / name).read_bytes())
+    for name, change in (("RP_HDR.dcm", lambda ds: setattr(ds, "BrachyTreatmentType", "HDR")),
+                         ("RD_relative.dcm", lambda ds: setattr(ds, "DoseUnits", "RELATIVE"))):
+        import pydicom
+        ds = pydicom.dcmread(case / ("RP.dcm" if name.startswith("RP") else "RD.dcm"))
+        change(ds)
+        ds.save_as(damaged / name)
+    from SeedBrachyLib.dicomrt import read_rtplan
+    seeds = read_rtplan(case / "RP.dcm").seeds
+    (folder / "seeds.json").write_text(json.dumps({"space": "RAS", "seeds": [
+        {"center_ras_mm": list(s.position), "axis_ras": list(s.axis), "strength_u": s.strength_u} for s in seeds]}))
+    return dict(folder=folder, case=case, damaged=damaged, grid=grid, seeds=seeds)
+
+
+def _dicom_cases():
+    import datetime
+
+    from SeedBrachyLib import dicomrt
+    from SeedBrachyLib.dicomrt.dataset import parse_datetime
+
+    far = datetime.datetime(2090, 1, 1)
+    roi = dicomrt.Roi
+    return [
+        ("CT folder missing", lambda c: dicomrt.read_ct_series(c["folder"] / "nope"), r"'.*nope' does not exist"),
+        ("CT folder without images", lambda c: dicomrt.read_ct_series(c["folder"] / "rtonly"),
+         r"no image series found in 2 files"),
+        ("CT folder with a damaged file", lambda c: dicomrt.read_ct_series(c["damaged"]),
+         r"RP_cut\.dcm' is cut short"),
+        ("RT Plan that is a CT slice", lambda c: dicomrt.read_rtplan(sorted((c["case"] / "CT").iterdir())[0]),
+         r"modality 'CT' is not RTPLAN: not an RT Plan"),
+        ("RT Plan that is text", lambda c: dicomrt.read_rtplan(c["damaged"] / "text.dcm"),
+         r"text\.dcm' is not a readable DICOM file"),
+        ("RT Plan cut short", lambda c: dicomrt.read_rtplan(c["damaged"] / "RP_cut.dcm"), r"RP_cut\.dcm' is cut short"),
+        ("RT Plan HDR", lambda c: dicomrt.read_rtplan(c["damaged"] / "RP_HDR.dcm"),
+         r"Brachy Treatment Type 'HDR' is not a seed implant: LDR or MANUAL expected"),
+        ("RT Plan decayed 64 years", lambda c: dicomrt.read_rtplan(c["case"] / "RP.dcm", far),
+         r"implant date 2090-01-01, more than 20 half-lives \(59\.4 d\)"),
+        ("RT Structure Set that is a plan", lambda c: dicomrt.read_rtstruct(c["case"] / "RP.dcm", c["grid"]),
+         r"modality 'RTPLAN' is not RTSTRUCT"),
+        ("RT Structure Set in another frame", lambda c: dicomrt.read_rtstruct(c["case"] / "RS.dcm", c["grid"],
+                                                                              frame_of_reference_uid="1.2.3"),
+         r"frame of reference .* not the CT's 1\.2\.3"),
+        ("RT Structure Set ROI not there", lambda c: dicomrt.read_rtstruct(c["case"] / "RS.dcm", c["grid"],
+                                                                           names=["Cord"]),
+         r"ROIs \['Cord'\] not found; the file has \['Body', 'Ring'\]"),
+        ("RT Dose in another frame", lambda c: dicomrt.read_rtdose(c["case"] / "RD.dcm", frame_of_reference_uid="1.2"),
+         r"dose frame of reference .* is not the CT's 1\.2"),
+        ("RT Dose RELATIVE", lambda c: dicomrt.read_rtdose(c["damaged"] / "RD_relative.dcm"),
+         r"Dose Units RELATIVE cannot be used: an absolute dose \(GY\) is needed"),
+        ("DICOM folder without CT", lambda c: dicomrt.read_dicom_folder(c["folder"] / "rtonly"),
+         r"no CT image in .*: a case needs its CT series"),
+        ("implant date 'yesterday'", lambda c: parse_datetime("yesterday", "implant date"),
+         r"implant date 'yesterday' invalid: use ISO 8601"),
+        ("export with an unknown model", lambda c: dicomrt.write_dicom_case(
+            c["folder"] / "out-model", *_ct_of(c), [], c["seeds"], "Onco", 100.0), r"'Onco' is not a known seed model"),
+        ("export with prescription NaN", lambda c: dicomrt.write_dicom_case(
+            c["folder"] / "out-rx", *_ct_of(c), [], c["seeds"], MODEL, math.nan), r"prescription nan Gy invalid"),
+        ("structure fraction 2", lambda c: dicomrt.write_rtstruct(
+            c["folder"] / "out-rs.dcm", [roi("Twice", np.full(c["grid"].shape, 2.0, np.float32))], c["grid"],
+            dicomrt.read_ct_series(c["case"] / "CT")[2]), r"'Twice' mask values must be fractions in \[0, 1\]"),
+        ("CT values NaN", lambda c: dicomrt.write_ct_series(c["folder"] / "out-ct", np.full(c["grid"].shape, np.nan),
+                                                            c["grid"]), r"CT values must be finite \(HU\)"),
+    ]
+
+
+def _ct_of(c):
+    from SeedBrachyLib.dicomrt import read_ct_series
+
+    hu, grid, _ = read_ct_series(c["case"] / "CT")
+    return hu, grid
+
+
+def _tree(folder):
+    """path -> bytes of every file below ``folder``."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+DICOM_IDS = [c[0] for c in _dicom_cases()]
+
+
+@pytest.mark.parametrize("name", DICOM_IDS)
+def test_dicom_bad_inputs_raise_a_clear_error_and_write_nothing(dicom_case, name):
+    call, pattern = {n: (f, rx) for n, f, rx in _dicom_cases()}[name]
+    before = _tree(dicom_case["folder"])
+    with pytest.raises(InputError) as error:
+        call(dicom_case)
+    assert re.search(pattern, str(error.value)), f"message {str(error.value)[:300]!r} does not match {pattern!r}"
+    assert len(str(error.value)) < 2000
+    assert _tree(dicom_case["folder"]) == before  # inputs unchanged, no output begun
+
+
+# ------------------------------------------------------------------- command line: the subcommands on real data
+def _subcommand_cases():
+    """(id, argv with {case}, {damaged}, {seeds}, {out} placeholders, stderr regex)."""
+    ct, rs, rp = "{case}/CT", "{case}/RS.dcm", "{case}/RP.dcm"
+    base = ["--ct", ct, "--structures", rs, "--gtv", "Ring", "--quiet"]
+    return [
+        ("plan CT missing", ["plan", "--ct", "{case}/nope", "--structures", rs, "--gtv", "Ring", "--out", "{out}"],
+         r"CT '.*nope' does not exist"),
+        ("plan GTV not there", ["plan", *base[:4], "--gtv", "Tumour", "--out", "{out}", "--quiet"],
+         r"GTV 'Tumour' not found among the structures: have Body, Ring"),
+        ("plan prescription 0", ["plan", *base, "--out", "{out}", "--prescription-gy", "0"],
+         r"prescriptionGy = 0\.0 Gy invalid: allowed is 1 to 300 Gy"),
+        ("plan unknown model", ["plan", *base, "--out", "{out}", "--source-model", "6712"],
+         r"sourceModel = '6712' invalid: seed model '6712' is not a known seed model"),
+        ("plan hole spacing 1.5", ["plan", *base, "--out", "{out}", "--hole-spacing-mm", "1.5"],
+         r"holeSpacingMm = 1\.5 mm invalid: allowed is 3 to 30 mm"),
+        ("plan output is the CT", ["plan", *base, "--out", ct, "--force"],
+         r"output '.*CT' is the input '.*CT' \(or inside it\): choose another output"),
+        ("plan structures are text", ["plan", "--ct", ct, "--structures", "{damaged}/text.dcm", "--gtv", "Ring",
+                                      "--out", "{out}", "--quiet"],
+         r"labelmap '.*text\.dcm' is neither a folder of DICOM slices nor a volume file"),
+        ("evaluate plan is text", ["evaluate", *base, "--plan", "{damaged}/text.dcm"],
+         r"plan '.*text\.dcm' is neither an RT Plan \(DICOM\) nor a seeds JSON file"),
+        ("evaluate plan cut short", ["evaluate", *base, "--plan", "{damaged}/RP_cut.dcm"],
+         r"RP_cut\.dcm' is cut short"),
+        ("evaluate plan HDR", ["evaluate", *base, "--plan", "{damaged}/RP_HDR.dcm"], r"'HDR' is not a seed implant"),
+        ("evaluate dose RELATIVE", ["evaluate", *base, "--dose", "{damaged}/RD_relative.dcm"],
+         r"Dose Units RELATIVE cannot be used"),
+        ("evaluate plan without CT", ["evaluate", "--structures", rs, "--gtv", "Ring", "--plan", rp, "--quiet"],
+         r"--plan without --ct"),
+        ("postplan post-CT missing", ["postplan", "--post-ct", "{case}/nope", *base, "--plan", rp],
+         r"'.*nope' does not exist"),
+        ("detect CT missing", ["detect", "{case}/nope", "--quiet"], r"post-implant CT '.*nope' does not exist"),
+        ("batch cases missing", ["batch", "{case}/nope", "--out", "{out}.csv", "--quiet"],
+         r"cases '.*nope' do not exist"),
+        ("cohort table missing", ["cohort", "{case}/nope.csv", "--quiet"], r"cohort table '.*nope\.csv' is not a file"),
+        ("dicom export without CT", ["dicom", "export", "{out}", "--plan", "{seeds}", "--quiet"],
+         r"dicom export needs --ct, --plan and --prescription-gy"),
+        ("dicom export unknown target", ["dicom", "export", "{out}", "--ct", ct, "--structures", rs, "--plan",
+                                         "{seeds}", "--prescription-gy", "120", "--target", "Tumour", "--quiet"],
+         r"target 'Tumour' is not among the structures \['Body', 'Ring'\]"),
+        ("dicom export unknown model", ["dicom", "export", "{out}", "--ct", ct, "--structures", rs, "--plan",
+                                        "{seeds}", "--prescription-gy", "120", "--model", "Onco", "--quiet"],
+         r"seed model 'Onco' is not a known seed model"),
+        ("dicom export implant date 13th month", ["dicom", "export", "{out}", "--demo", "--implant-date",
+                                                  "2026-13-01", "--quiet"], r"'2026-13-01' invalid: use ISO 8601"),
+        ("dicom import folder missing", ["dicom", "import", "{case}/nope", "--quiet"],
+         r"DICOM folder '.*nope' does not exist or is not a folder"),
+        ("dicom import without CT", ["dicom", "import", "{rtonly}", "--quiet"], r"no CT image in"),
+        ("dicom import of a damaged file", ["dicom", "import", "{damaged}", "--quiet"], r"is cut short"),
+        ("dicom import implant date", ["dicom", "import", "{case}", "--implant-date", "yesterday", "--quiet"],
+         r"implant date 'yesterday' invalid: use ISO 8601"),
+        ("dicom import JSON over an input", ["dicom", "import", "{case}", "--json", rp, "--force", "--quiet"],
+         r"output '.*RP\.dcm' is the input .* choose another output"),
+    ]
+
+
+SUBCOMMAND_IDS = [c[0] for c in _subcommand_cases()]
+
+
+@pytest.mark.parametrize("name", SUBCOMMAND_IDS)
+def test_subcommand_bad_inputs_exit_2_naming_the_value_and_change_nothing(dicom_case, name, capsys, tmp_path):
+    from SeedBrachyLib.cli import main
+
+    argv, pattern = {n: (a, rx) for n, a, rx in _subcommand_cases()}[name]
+    places = {"case": dicom_case["case"], "damaged": dicom_case["damaged"], "seeds": dicom_case["folder"] /
+              "seeds.json", "rtonly": dicom_case["folder"] / "rtonly", "out": tmp_path / "out"}
+    argv = [a.format(**places) for a in argv]
+    before = _tree(dicom_case["folder"])
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.search(pattern, err), f"stderr {err[-400:]!r} does not match {pattern!r}"
+    assert _tree(dicom_case["folder"]) == before  # inputs unchanged
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.csv").exists()  # refused before any output
+
+
+def test_models_add_of_the_user_file_itself_and_a_model_folder_that_is_a_file(tmp_path, monkeypatch, capsys):
+    import SeedBrachyLib.sources as sources
+    from SeedBrachyLib.cli import main
+
+    user = tmp_path / "user"
+    user.mkdir()
+    mine = user / "Mine.json"
+    mine.write_text(json.dumps(_model_data()))
+    before = mine.read_bytes()
+    monkeypatch.setenv("SEEDBRACHY_SOURCE_DIR", str(user))
+    assert main(["models", "--add", str(mine), "--force"]) == 2
+    assert re.search(r"'.*Mine\.json' is the user model 'Mine' itself .* it is added already", capsys.readouterr().err)
+    assert mine.read_bytes() == before
+    monkeypatch.setenv("SEEDBRACHY_SOURCE_DIR", str(mine))  # a file where the folder should be
+    assert main(["models"]) == 2
+    assert re.search(r"user model folder '.*Mine\.json' .* is a file: it must be a folder", capsys.readouterr().err)
+    with pytest.raises(InputError, match="is a file: it must be a folder"):
+        sources.available_models()
+    assert mine.read_bytes() == before
+
+
+def test_a_huge_model_file_gets_a_short_message(tmp_path):
+    data = _model_data()
+    data["half_life_days"] = [59.4] * 200_000  # a 1.2 MB value: quoted whole, the message would be as long
+    path = tmp_path / "Huge.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"half_life_days' = \[59\.4, .*\.\.\. \(\d+ characters\) invalid") as error:
+        _load_text_file(path)
+    assert len(str(error.value)) < 300
+
+
+def _load_text_file(path):
+    from SeedBrachyLib.sources import load_model_file
+
+    return load_model_file(path)
+
+
+def test_optimiser_and_template_goals_that_cannot_mean_anything_are_refused():
+    from SeedBrachyLib.planning.optimize import Goals
+
+    with pytest.raises(InputError, match=r"goal safety_pct = nan % invalid: use 0\.\.20 %"):
+        Goals(100.0, safety_pct=math.nan)
+    with pytest.raises(InputError, match="met by a plan of no seeds"):
+        Goals(100.0, d90_min_pct=0.0, v100_min_pct=0.0)
+    with pytest.raises(InputError, match=r"goal v200_max_pct = 150 % invalid"):
+        Goals(100.0, v200_max_pct=150)
+    target = np.linalg.norm(GRID.points(), axis=-1) < 9.0
+    with pytest.raises(InputError, match=r"hole spacing 0\.5 mm: the target spans .* needs 31 x 31 holes .* at most 24 "
+                                         r"columns: use a spacing of at least 0\.7 mm"):
+        template.template_for_target(target, GRID, [1, 0, 0], spacing_mm=0.5)
+
+
+def test_registration_refuses_a_blank_post_implant_ct():
+    from SeedBrachyLib.postimplant.registration import register_post_to_pre
+
+    ct = np.where(np.linalg.norm(GRID.points(), axis=-1) < 8.0, 40.0, -1000.0).astype(np.float32)
+    blank = np.zeros(GRID.shape, np.float32)
+    with pytest.raises(InputError, match="blank|uniform|constant"):
+        register_post_to_pre(ct, GRID, blank, GRID)
+    assert not blank.any()
+
+
+@pytest.mark.parametrize("command", ["models", "demo", "example", "plan", "evaluate", "postplan", "detect", "batch",
+                                     "cohort", "dicom export", "dicom import"])
+def test_every_subcommand_prints_its_help(command, capsys):
+    """The help is formatted by argparse with %: a unit "%" in a setting's help once broke `plan --help`."""
+    from SeedBrachyLib.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([*command.split(), "--help"])
+    assert stop.value.code == 0 and "usage: seedbrachy" in capsys.readouterr().out

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..progress import report
+from ..sources import get_model
 from .ct import read_ct_series, write_ct_series
 from .dataset import Study, has_dicom_header, read_dataset, sequence, text, uid
 from .rtdose import read_rtdose, write_rtdose
-from .rtplan import read_rtplan, write_rtplan
+from .rtplan import check_plan, read_rtplan, write_rtplan
 from .rtstruct import read_rtstruct, write_rtstruct
 
 
@@ -157,6 +158,8 @@ def write_dicom_case(folder, hu, grid, rois, seeds, model, prescription_gy, dose
     reference its slices. Returns a :class:`WrittenCase`.
     """
     folder = Path(folder)
+    model = get_model(model)  # a bad model, plan or prescription is refused before any file is written
+    check_plan(seeds, prescription_gy)
     paths, uids = {}, {}
     if ct_series is None:
         report(progress, 0.0, "writing the CT series")

@@ -180,12 +180,7 @@ def write_rtplan(path, seeds, model, study, prescription_gy, implant_datetime=No
     ``structure_set_uid``: SOP Instance UID of the RT Structure Set the plan was made on (plan geometry PATIENT)
     and ``target_roi_number`` its target ROI (the Dose Reference then points to it).
     """
-    if not seeds:
-        raise InputError("no seeds given: an RT Plan needs at least one seed")
-    if len(seeds) > MAX_SEEDS:
-        raise InputError(f"{len(seeds)} seeds exceed {MAX_SEEDS}")
-    if not (isinstance(prescription_gy, (int, float)) and math.isfinite(prescription_gy) and prescription_gy > 0):
-        raise InputError(f"prescription {prescription_gy!r} Gy invalid: must be > 0")
+    check_plan(seeds, prescription_gy)
     model = get_model(model)
     moment = implant_datetime or datetime.datetime.now().replace(microsecond=0)
     ds = new_dataset(RTPlanStorage, "RTPLAN", study, "SeedBrachy plan")
@@ -225,6 +220,17 @@ def write_rtplan(path, seeds, model, study, prescription_gy, implant_datetime=No
     ds.ApprovalStatus = "UNAPPROVED"
     save(ds, path, overwrite)
     return ds
+
+
+def check_plan(seeds, prescription_gy):
+    """InputError unless there are 1..MAX_SEEDS seeds and the prescription (Gy) is a finite number > 0."""
+    if not seeds:
+        raise InputError("no seeds given: an RT Plan needs at least one seed")
+    if len(seeds) > MAX_SEEDS:
+        raise InputError(f"{len(seeds)} seeds exceed {MAX_SEEDS}")
+    if isinstance(prescription_gy, bool) or not (isinstance(prescription_gy, (int, float)) and
+                                                 math.isfinite(prescription_gy) and prescription_gy > 0):
+        raise InputError(f"prescription {prescription_gy!r} Gy invalid: must be a finite number > 0 Gy")
 
 
 def _dose_reference(prescription_gy, target_roi_number):
