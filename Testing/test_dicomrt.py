@@ -415,6 +415,9 @@ def test_a_file_cut_between_two_items_is_refused_not_read_short(exported, tmp_pa
         cut.write_bytes(data[:data.rindex(b"\xfe\xff\x00\xe0")])  # the last (FFFE,E000) item tag
         with pytest.raises(InputError, match=r"is cut short: it ends inside (an element or item|\d unclosed sequence)"):
             read(cut)
+        padded = tmp_path / f"padded-{name}"
+        padded.write_bytes(data + b"\0" * 6)  # a few zero bytes after the last element: read as it is
+        read(padded)
 
 
 def test_rtplan_refusals(exported, tmp_path):

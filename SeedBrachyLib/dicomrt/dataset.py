@@ -211,7 +211,8 @@ def _check_whole(path, what, implicit_vr):
                 depth += 1
                 length = 0
             pos += head + length
-    if pos != end or depth > 0:
+        tail_is_padding = pos < end and not any(data[pos:end])  # a few zero bytes after the last element
+    if (pos != end and not tail_is_padding) or depth > 0:
         raise InputError(f"{what} {str(path)!r} is cut short: it ends inside "
                          f"{'an element or item' if pos != end else f'{depth} unclosed sequence(s) or item(s)'} "
                          f"({end} bytes): copy the file again")
