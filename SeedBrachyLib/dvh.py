@@ -14,33 +14,53 @@ Public API
   targets, D2cc/D1cc/D0.1cc/Dmax/Dmean for organs at risk and skin); ``value(structure, metric)``.
 * :func:`format_evaluation` -- text tables with units in the column headers.
 
-How the DVH is built
---------------------
-Structures made by ``structures.structure_on_grid`` know, for every dose voxel, which of its
-n^3 sub-points (centres of an n x n x n subdivision) lie inside. The DVH is built from those
-inside sub-points, each with volume voxel/n^3 and the dose interpolated trilinearly from the dose
-grid at the sub-point: partial-volume voxels count only their inside part, at the dose where
-that part is, and the dose variation inside each voxel is resolved (in the tests a TG-43 target
-D90 from a 2 mm grid is within 1% of direct dose at 0.5 mm points; voxel-centre dose with
-partial-volume weights read D90 1% low there, and 8% low for a 12 mm target with seeds at its
-surface).
-A :class:`~SeedBrachyLib.structures.Structure` made directly from weights uses the voxel model:
-each voxel with weight w > 0 contributes ``w * voxel volume`` at its centre dose.
-The volume elements are sorted by dose, hottest first; C_i is the cumulative volume of the i
-hottest. Nothing is binned, so the DVH is exact for these samples whatever the dose range.
+Where the dose comes from
+-------------------------
+Every DVH is the dose at a structure's sample points (``Structure.sample_points``: points at most
+0.5 mm apart inside interior voxels, edge voxels of a voxel-resolution mask at their centres,
+the inside sub-points of each partial voxel, each with its volume in cc; see
+:mod:`SeedBrachyLib.structures`):
 
-* ``V(>= D)`` (Vx) is the summed volume of the voxels with dose >= D (inclusive).
-* ``Dx`` is the minimum dose received by the hottest x% (or v cc) of the volume. Each voxel's
-  dose stands for the volume interval [C_{i-1}, C_i]; it is placed at the interval's middle
-  M_i = C_i - w_i/2 and Dx is interpolated linearly in volume between neighbouring M_i (the
-  Hazen rule for empirical quantiles). For volumes below M_0 it is the maximum dose, above the
-  last M_i the minimum dose. The result lies between the doses of the two voxels whose volume
-  intervals meet at the requested volume, so the sampling error is at most one dose step
-  between consecutive sorted voxels (far below 0.1% of Rx for any clinical structure).
-* ``D100`` is the minimum dose of the samples in the structure (same as ``Dmin``). A binned
-  cumulative DVH tabulated from 0 Gy reads D100 where the curve first drops below 100%, the
-  lower edge of a bin, or 0 Gy when the first bin starts at 0; here D100 is the smallest sampled
-  dose itself, never a bin edge.
+* :class:`SeedDose` -- dose from seeds: TG-43 evaluated exactly at the sample points
+  (``dose.dose_at_points``), with the structure on its OWN sampling grid, so nothing is
+  interpolated and a structure is evaluated whole wherever it lies. This is the DVH of every
+  plan and post-plan; a dose volume is for display and export.
+* :class:`GridDose` -- a given dose volume (a loaded RT Dose, a dose node): the structure is
+  mapped onto the dose grid with partial volumes (``Structure.on_grid``). A voxel fully inside
+  counts its own value (one point), unsmoothed; only boundary voxels are resolved, with the dose
+  interpolated trilinearly at their inside sub-points (where that part of the voxel lies).
+  Sample points outside the dose grid have no dose: the structure's part inside the grid is
+  evaluated and the evaluation says so (``Structure.truncation_note``).
+* a plain dose array on the structure's grid (``DVH.of(dose, structure)``): the same rule.
+* :class:`PointDose` -- any exact point evaluator (e.g. an analytic field in the tests), used
+  like :class:`SeedDose`.
+
+Reading rules (exact to the samples; nothing is binned)
+-------------------------------------------------------
+The samples are sorted by dose, hottest first; C_i is the cumulative volume of the i hottest,
+w_i the volume of sample i.
+
+* ``V(>= D)`` (Vx, VxGy): the summed volume of the samples with dose >= D (inclusive); Vx with x
+  in % of the prescription, in % of the structure volume (Vx_cc in cc).
+* ``Dx`` (x % of the volume) and ``Dvcc`` (v cc): the minimum dose to the hottest x % or v cc.
+  Each sample's dose stands for the volume interval [C_{i-1}, C_i]; it is placed at the
+  interval's middle M_i = C_i - w_i/2 and Dx is interpolated linearly in volume between
+  neighbouring M_i (the Hazen rule for empirical quantiles). Below M_0 it is the maximum dose,
+  above the last M_i the minimum dose; the result lies between the doses of the two samples
+  whose volume intervals meet at the requested volume.
+* ``D100`` = ``Dmin``: the smallest sampled dose itself (a binned DVH tabulated from 0 Gy reads a
+  bin edge or 0 Gy instead). It lies at a sample point at most half a sub-point spacing inside
+  the boundary, so it reads slightly high of the continuous minimum on the surface.
+* ``Dmax`` (= D0): the largest sampled dose. Near a seed the TG-43 dose rises steeply toward the
+  capsule (about 1/r^2): Dmax of a structure that contains or touches a seed is the dose at the
+  sample point nearest to it and depends on where the sampling lattice falls, so it is not a
+  stable number there; use ``D0.1cc`` (the minimum dose to the hottest 0.1 cc, the GEC-ESTRO
+  near-maximum), which is. Far from seeds Dmax is the maximum over the points (up to half a
+  voxel from the true maximum).
+* ``D0.1cc``, ``D1cc``, ``D2cc`` next to a seed: hottest-volume doses over the sample volumes,
+  which near a seed include the volume the capsule occupies; their value there is set by the
+  TG-43 dose close to the capsule (see :mod:`SeedBrachyLib.tg43` for the near-seed rule).
+* ``Dmean``: the volume-weighted mean of the sampled doses.
 """
 
 from __future__ import annotations
@@ -52,8 +72,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .dose import dose_at_points
 from .errors import InputError
-from .structures import subpoint_offsets
 
 TARGET_METRICS = ("Volume", "D90", "D98", "D100", "Dmax", "Dmean", "V90", "V100", "V150", "V200", "V100_cc",
                   "CI", "EI", "HI")
@@ -113,29 +133,22 @@ class DVH:
         self._mid = self.cumulative - 0.5 * self.volumes
 
     @classmethod
-    def of(cls, dose_gy, structure):
-        """DVH of a :class:`~SeedBrachyLib.structures.Structure` for a dose array (Gy) on its grid.
+    def from_samples(cls, dose_gy, volumes_cc, name="structure"):
+        """DVH of sample doses (Gy) standing for volumes (cc), e.g. at ``Structure.sample_points``."""
+        return cls(dose_gy, volumes_cc, 1.0, name)
 
-        With ``structure.subvoxels`` (set by ``structure_on_grid``) every inside sub-point of every
-        voxel counts with volume voxel/n^3 at the dose interpolated (trilinear) at that point;
-        otherwise each voxel counts ``weight * voxel volume`` at its centre dose (module notes).
+    @classmethod
+    def of(cls, dose, structure):
+        """DVH of a :class:`~SeedBrachyLib.structures.Structure` for ``dose``.
+
+        ``dose``: a :class:`SeedDose` (exact TG-43 at the sample points) or another
+        :class:`PointDose`, a :class:`GridDose`
+        (the structure is mapped onto its grid), or a dose array (Gy) on the structure's grid.
+        See the module notes for the rules.
         """
-        dose = np.asarray(dose_gy)
-        if dose.shape != tuple(structure.grid.shape):
-            raise InputError(f"dose shape {dose.shape} does not match the grid of '{structure.name}' "
-                             f"{tuple(structure.grid.shape)}: map the structure onto the dose grid first")
-        if structure.subvoxels is None:
-            return cls(dose, structure.weights, structure.grid.voxel_volume_cc, structure.name)
-        flat, inside, n = structure.subvoxels
-        full = np.flatnonzero(structure.weights.ravel() >= 1.0)
-        offsets = subpoint_offsets(n)
-        point, sub = np.nonzero(inside)
-        voxel = np.concatenate([np.repeat(full, n ** 3), flat[point]])
-        sub = np.concatenate([np.tile(np.arange(n ** 3), full.size), sub])
-        ijk = np.stack(np.unravel_index(voxel, dose.shape)[::-1], axis=1) + offsets[sub]
-        sub_dose = ndimage.map_coordinates(dose, ijk[:, ::-1].T, output=dose.dtype if dose.dtype == np.float32
-                                           else np.float64, order=1, mode="nearest")
-        return cls(sub_dose, np.full(sub_dose.size, 1.0 / n ** 3), structure.grid.voxel_volume_cc, structure.name)
+        if isinstance(dose, (PointDose, GridDose)):
+            return dose.dvh(structure)
+        return GridDose(dose, structure.grid).dvh(structure)
 
     # ------------------------------------------------------------ summaries
     @property
@@ -221,6 +234,100 @@ class DVH:
         return axis, 100.0 * cc / self.volume_cc, cc
 
 
+OAR_HOT_CC = 4.0  # organs at risk: the hottest max(4 cc, 25 %) is sampled at 0.5 mm
+OAR_HOT_FRACTION = 0.25
+
+
+class PointDose:
+    """Dose (Gy) from an exact point evaluator, used at each structure's own sample points.
+
+    Targets are sampled at 0.5 mm inside (``Structure.sample_points``): their low quantiles (D90,
+    D98) need the dose spread inside each voxel. Organs at risk are read at their hot end (D2cc to
+    D0.1cc) and by Dmean: one point per interior voxel first, then the interior voxels whose dose
+    is at least the dose to the hottest max(4 cc, 25 %) are split at 0.5 mm (the mean is exact to
+    second order either way). In the validation cases one point per 1 mm voxel reads a 2 mm
+    slab's D0.1cc 0.6 % high; this rule is within 0.1 %.
+
+    Args:
+        dose_at: callable, points ``(N, 3)`` mm RAS -> dose ``(N,)`` Gy.
+    """
+
+    description = "DVH: exact point dose at each structure's own sample points"
+
+    def __init__(self, dose_at):
+        self.at = dose_at
+
+    def _dose(self, points):
+        return np.asarray(self.at(points), dtype=np.float64)
+
+    def dvh(self, structure):
+        """:class:`DVH` of ``structure`` from the dose at its sample points (its own grid)."""
+        if structure.role == "target":
+            points, volumes = structure.sample_points()
+            return DVH.from_samples(self._dose(points), volumes, structure.name)
+        points, volumes = structure.sample_points(math.inf)
+        dose = self._dose(points)
+        interior = structure.interior_voxels()  # their centres are the first points
+        coarse = DVH.from_samples(dose, volumes, structure.name)
+        level = coarse.dose_at_volume_cc(min(coarse.volume_cc, max(OAR_HOT_CC, OAR_HOT_FRACTION * coarse.volume_cc)))
+        hot = np.flatnonzero(dose[:interior.size] >= level)
+        if hot.size == 0:
+            return coarse
+        split, split_volumes = structure.split_points(interior[hot])
+        keep = np.ones(dose.size, bool)
+        keep[hot] = False
+        return DVH.from_samples(np.concatenate([dose[keep], self._dose(split)]),
+                                np.concatenate([volumes[keep], split_volumes]), structure.name)
+
+
+class SeedDose(PointDose):
+    """Dose (Gy) from seeds, evaluated with TG-43 exactly at each structure's sample points.
+
+    Args:
+        seeds: list of :class:`~SeedBrachyLib.seeds.Seed` (mm RAS, unit axis, S_K in U).
+        model: TG-43 source model or key.
+        formalism: "line" (2D) or "point" (1D).
+        time_window_days: None (permanent implant) or (t0, t1) in days.
+    """
+
+    def __init__(self, seeds, model, formalism="line", time_window_days=None):
+        if len(seeds) == 0:
+            raise InputError("no seeds: the dose from seeds needs at least one seed")
+        self.seeds, self.model = list(seeds), model
+        self.formalism, self.time_window_days = formalism, time_window_days
+        super().__init__(self._tg43)
+        self.description = (f"DVH: TG-43 {formalism} source exact at each structure's own sample points, every "
+                            "structure whole")
+
+    def _tg43(self, points_ras):
+        return dose_at_points(points_ras, self.seeds, self.model, self.formalism, self.time_window_days)
+
+
+class GridDose:
+    """A dose volume: array ``[k, j, i]`` (Gy) on a :class:`~SeedBrachyLib.grid.Grid`."""
+
+    description = ("DVH: read from the dose volume (voxels inside at their own value, boundary voxels at their "
+                   "inside parts)")
+
+    def __init__(self, dose_gy, grid):
+        dose = np.asarray(dose_gy)
+        if dose.shape != tuple(grid.shape):
+            raise InputError(f"dose shape {dose.shape} does not match its grid {tuple(grid.shape)} "
+                             "([k, j, i]): map the structure onto the dose grid first")
+        self.dose, self.grid = dose, grid
+
+    def at_ijk(self, ijk):
+        """Dose (Gy) at continuous voxel indices ``(N, 3)`` (i, j, k): trilinear, exact at voxel centres."""
+        out = self.dose.dtype if self.dose.dtype == np.float32 else np.float64
+        return ndimage.map_coordinates(self.dose, np.asarray(ijk)[:, ::-1].T, output=out, order=1, mode="nearest")
+
+    def dvh(self, structure):
+        """:class:`DVH` of ``structure`` mapped onto this grid (voxels inside at their own value)."""
+        s = structure.on_grid(self.grid)
+        points, volumes = s.sample_points(math.inf)
+        return DVH.from_samples(self.at_ijk(self.grid.to_ijk(points)), volumes, s.name)
+
+
 def _isodose_volume_cc(dose, reference_gy, body, voxel_volume_cc):
     hot = dose >= reference_gy
     if body is None:
@@ -251,15 +358,18 @@ def conformity_indices(dose, target, reference_gy, body=None, dvh=None):
     * HI = (VT,ref - VT,1.5ref) / VT,ref: homogeneity index, the fraction of the covered target
       that is not above 150% of the reference, 1 = perfectly homogeneous. Saw & Suntharalingam (as above).
 
-    Vref is only right if the dose grid contains the whole reference isodose;
-    ``isodose_clipped`` in the result says when it reaches the grid edge (then Vref, CI and EI
-    are underestimated / overestimated respectively).
+    Vref needs the whole isodose, so it comes from the dose volume. With ``dvh`` (the target's
+    DVH, e.g. exact from seeds) VT, VT,ref and VT,1.5ref come from it, and Vref is the dose
+    volume's isodose volume outside the target plus the exact VT,ref (so EI is the grid's
+    normal-tissue volume and CI <= 1 stays consistent). Vref is only right if the dose grid
+    contains the whole reference isodose; ``isodose_clipped`` says when it reaches the grid edge
+    (then Vref, CI and EI are underestimated / overestimated respectively).
 
     Args:
-        dose: dose (Gy) on the structures' grid.
-        target, body: :class:`~SeedBrachyLib.structures.Structure` on that grid.
+        dose: :class:`GridDose`, or a dose array (Gy) on the target's grid.
+        target, body: :class:`~SeedBrachyLib.structures.Structure` (mapped onto the dose grid).
         reference_gy: reference (prescription) dose (Gy), > 0.
-        dvh: the target's :class:`DVH` for this dose, if already computed.
+        dvh: the target's :class:`DVH` for this dose (default: from the dose volume).
 
     Returns:
         dict: CI, EI, HI (dimensionless), VT_cc, VT_ref_cc, VT_1.5ref_cc, Vref_cc, isodose_clipped.
@@ -267,19 +377,21 @@ def conformity_indices(dose, target, reference_gy, body=None, dvh=None):
     ref = float(reference_gy)
     if not ref > 0:
         raise InputError(f"reference dose {reference_gy!r} Gy must be > 0")
-    dvh = DVH.of(dose, target) if dvh is None else dvh
-    if body is not None and tuple(body.grid.shape) != tuple(target.grid.shape):
-        raise InputError(f"body '{body.name}' is not on the dose grid of '{target.name}'")
+    volume = dose if isinstance(dose, GridDose) else GridDose(dose, target.grid)
+    grid_dvh = volume.dvh(target)
+    dvh = grid_dvh if dvh is None else dvh
+    body_on_grid = None if body is None else body.on_grid(volume.grid)
     vt = dvh.volume_cc
     vt_ref, _ = dvh.volume_at_dose(ref)
     vt_15, _ = dvh.volume_at_dose(1.5 * ref)
-    v_ref = _isodose_volume_cc(np.asarray(dose), ref, body, target.grid.voxel_volume_cc)
+    v_ref = (_isodose_volume_cc(volume.dose, ref, body_on_grid, volume.grid.voxel_volume_cc)
+             - grid_dvh.volume_at_dose(ref)[0] + vt_ref)
     return {
         "CI": (vt_ref / vt) * (vt_ref / v_ref) if v_ref > 0 else 0.0,
         "EI": (v_ref - vt_ref) / vt,
         "HI": (vt_ref - vt_15) / vt_ref if vt_ref > 0 else float("nan"),
         "VT_cc": vt, "VT_ref_cc": vt_ref, "VT_1.5ref_cc": vt_15, "Vref_cc": v_ref,
-        "isodose_clipped": isodose_reaches_grid_edge(dose, ref),
+        "isodose_clipped": isodose_reaches_grid_edge(volume.dose, ref),
     }
 
 
@@ -354,19 +466,26 @@ def metric_unit(name):
 
 
 def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description="",
-                  target_metrics=TARGET_METRICS, oar_metrics=OAR_METRICS, outside_below_gy=None):
+                  target_metrics=TARGET_METRICS, oar_metrics=OAR_METRICS, dose_volume=None, outside_below_gy=None):
     """Metrics for each structure of a plan.
 
     Args:
-        dose: dose (Gy) array ``[k, j, i]`` on the structures' grid (the dose grid).
+        dose: where the dose comes from (module notes): a :class:`SeedDose` (exact TG-43 at each
+            structure's own sample points: the DVH of every plan), a :class:`GridDose` (a given
+            dose volume; structures are mapped onto it), or a dose (Gy) array ``[k, j, i]`` on the
+            structures' grid.
         structures: iterable of :class:`~SeedBrachyLib.structures.Structure`; role "target" gets
             ``target_metrics`` (default D90, D98, D100, Dmax, Dmean, V90-V200 %, V100 cc, CI, EI, HI),
             role "oar" gets ``oar_metrics`` (default Volume, D2cc, D1cc, D0.1cc, Dmax, Dmean).
         prescription_gy: prescription (reference) dose (Gy), > 0.
         body: optional body Structure limiting Vref for CI/EI (default: the whole dose grid).
-        dose_description: how the dose was computed (shown with the table).
-        outside_below_gy: if known, a bound (Gy) on the dose outside the grid (the dose-grid policy's threshold):
-            hot-spot metrics of structures partly outside are then exact when at or above it.
+        dose_description: how the dose was computed (shown with the table); how the DVH read it is added.
+        dose_volume: with a :class:`SeedDose`, the dose volume (:class:`GridDose`) that gives the
+            reference isodose volume Vref for CI and EI (see :func:`conformity_indices`); without
+            it CI and EI are n/a.
+        outside_below_gy: with a dose volume (:class:`GridDose` or array), if known, a bound (Gy) on the dose
+            outside its grid (the dose-grid policy's threshold): hot-spot metrics of structures partly outside
+            are then exact when at or above it. From seeds every structure is evaluated whole.
 
     Returns:
         :class:`PlanEvaluation`. Undefined metrics (e.g. D2cc of a structure under 2 cc) are NaN
@@ -386,12 +505,12 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
         dvh = DVH.of(dose, s)
         names = target_metrics if s.role == "target" else oar_metrics
         m = StructureMetrics(s.name, s.role, dvh)
-        truncated = s.truncation_note()
+        truncated = s.truncation_note(dvh.volume_cc)
         if truncated:
             m.notes.append(truncated)
-            m.evaluated_fraction = s.volume_cc / s.source_volume_cc
+            m.evaluated_fraction = dvh.volume_cc / s.source_volume_cc
             m.outside_below_gy = outside_below_gy
-        indices = conformity_indices(dose, s, rx, body, dvh) if s.role == "target" else None
+        indices = _target_indices(dose, dose_volume, s, rx, body, dvh, m.notes) if s.role == "target" else None
         for name in names:
             if name in INDEX_NAMES:
                 value, unit = (indices[name], "") if indices else (float("nan"), "")
@@ -404,7 +523,22 @@ def evaluate_plan(dose, structures, prescription_gy, body=None, dose_description
     if clipped:
         notes.append(f"the {rx:g} Gy isodose reaches the dose grid edge: Vref is underestimated "
                      "(CI too high, EI too low); enlarge the dose grid")
-    return PlanEvaluation(rx, out, dose_description, notes)
+    source = dose if isinstance(dose, (PointDose, GridDose)) else GridDose
+    return PlanEvaluation(rx, out, f"{dose_description} {source.description}.".strip(), notes)
+
+
+def _target_indices(dose, dose_volume, target, rx, body, dvh, notes):
+    """CI, EI, HI of a target: Vref from the dose volume (the given grid, or ``dose_volume`` for seeds)."""
+    if isinstance(dose, PointDose):
+        volume = dose_volume
+    else:
+        volume = dose if isinstance(dose, GridDose) else GridDose(dose, target.grid)
+    if volume is not None:
+        return conformity_indices(volume, target, rx, body, dvh)
+    notes.append(f"{target.name} CI, EI: n/a (no dose volume for the reference isodose volume)")
+    vt_ref, vt_15 = dvh.volume_at_dose(rx)[0], dvh.volume_at_dose(1.5 * rx)[0]
+    return {"CI": float("nan"), "EI": float("nan"), "isodose_clipped": False,
+            "HI": (vt_ref - vt_15) / vt_ref if vt_ref > 0 else float("nan")}
 
 
 def _fmt(value, unit):

@@ -7,10 +7,11 @@ import pytest
 from scipy.optimize import brentq
 from scipy.spatial.transform import Rotation
 
-from SeedBrachyLib.dvh import DVH, conformity_indices, evaluate_plan, format_evaluation
+from SeedBrachyLib.dvh import DVH, SeedDose, conformity_indices, evaluate_plan, format_evaluation
 from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.grid import Grid
-from SeedBrachyLib.structures import Structure, structure_on_grid
+from SeedBrachyLib.seeds import Seed
+from SeedBrachyLib.structures import Structure, structure_from_mask, structure_on_grid
 
 RADIUS = 15.0  # mm, test sphere
 CENTER = np.array([3.3, -2.1, 1.7])  # mm RAS, off the voxel lattice
@@ -74,8 +75,9 @@ def test_linear_ramp_in_sphere(spacing, direction):
 def test_inverse_square_sphere_closed_form(spacing, direction):
     """D = k / r^2 around the sphere centre: V(>= D) / V = (sqrt(k / D) / R)^3 for D >= k / R^2.
 
-    R = 20 mm: at D90 (r = 19.3 mm) the dose falls by 10 %/mm. Dose is sampled at voxel centres, so
-    on a 2 mm grid a steeper field (R = 15 mm, 14 %/mm) reads D90 about 1 % low.
+    R = 20 mm: at D90 (r = 19.3 mm) the dose falls by 10 %/mm. The dose is read at voxel centres
+    (voxels inside are not smoothed), which loses the spread inside each voxel: on 2 mm voxels D90
+    reads 1.2 % high here (the DVH from seeds samples 0.5 mm points instead).
     """
     radius = 20.0
     s = _sphere_structure(spacing, direction, radius)
@@ -86,7 +88,7 @@ def test_inverse_square_sphere_closed_form(spacing, direction):
     rx = 120.0
     d90 = k / (radius**2 * 0.9 ** (2.0 / 3.0))
     v100 = (math.sqrt(k / rx) / radius) ** 3
-    assert dvh.metric("D90")[0] == pytest.approx(d90, rel=0.01)
+    assert dvh.metric("D90")[0] == pytest.approx(d90, rel=0.01 if spacing == 1.0 else 0.015)
     assert dvh.metric("V100", rx)[0] == pytest.approx(100 * v100, rel=0.01)
     assert dvh.metric("V100_cc", rx)[0] == pytest.approx(v100 * _sphere_volume_cc(radius), rel=0.01, abs=0.01)
     assert dvh.metric("Volume")[0] == pytest.approx(_sphere_volume_cc(radius), rel=0.01)
@@ -268,8 +270,8 @@ def test_d90_agrees_with_dicompyler_core(spacing):
     """Independent oracle: dicompyler-core's DVH (contours on dose planes, 1 cGy bins) on a TG-43 dose.
 
     dicompyler counts the voxels whose centres lie inside the contours at their centre dose: the
-    same voxelisation in our voxel model must give the same D90 to its 1 cGy bins (0.2%). Our
-    default sub-point DVH from a fine mask must agree within 1%.
+    same voxelisation in our voxel model must give the same D90 to its 1 cGy bins (0.2%). (Accuracy
+    against the truth, for both, is in test_dvh_validation.py.)
     """
     import pydicom.dicomio
 
@@ -286,15 +288,17 @@ def test_d90_agrees_with_dicompyler_core(spacing):
     same = DVH.of(stored, Structure("CTV", centres_inside.astype(np.float32), grid, "target"))
     assert same.dose_at_volume_pct(90) == pytest.approx(d90_oracle, rel=0.002)
     assert same.volume_cc == pytest.approx(float(oracle.volume), rel=0.001)
-    fine = Grid.around(center, 2 * radius + 2, 0.25)
-    mask = np.linalg.norm(fine.points() - center, axis=-1) <= radius
-    ours = DVH.of(stored, structure_on_grid("CTV", mask, fine, grid, "target", supersampling=4))
-    assert ours.dose_at_volume_pct(90) == pytest.approx(d90_oracle, rel=0.01)
 
 
 @pytest.mark.parametrize("spacing", [1.0, 2.0])
-def test_subpoint_dvh_matches_fine_reference(spacing):
-    """TG-43 dose of 27 seeds: D90 and V100 from a 1 or 2 mm grid vs direct dose at 0.5 mm points."""
+def test_seed_and_grid_dvh_match_fine_reference(spacing):
+    """TG-43 dose of 27 seeds, D90 and V100 vs direct dose at the 0.5 mm points of the mask.
+
+    From seeds (exact TG-43 at the structure's own 1 mm cells): within 0.5 % and 0.5 pp whatever
+    the dose grid. From the 1 or 2 mm dose grid (voxels inside at their own value): the dose
+    grid's centre values lose the spread inside each voxel, so the low quantile D90 reads high,
+    by about 0.6 % on 1 mm and 2.5 % on 2 mm voxels in this steep field.
+    """
     from SeedBrachyLib.dose import dose_at_points
 
     radius, center, grid, seeds, model, dose = _seed_case(spacing)
@@ -304,9 +308,12 @@ def test_subpoint_dvh_matches_fine_reference(spacing):
     reference = dose_at_points(pts[inside], seeds, model)
     d90_ref = float(np.percentile(reference, 10.0))
     rx = 180.0  # near D90, as in a plan: the prescription isodose runs close to the target surface
-    ours = DVH.of(dose, structure_on_grid("CTV", inside, fine, grid, "target", supersampling=4))
-    assert ours.dose_at_volume_pct(90) == pytest.approx(d90_ref, rel=0.01)
-    assert ours.metric("V100", rx)[0] == pytest.approx(100.0 * np.mean(reference >= rx), rel=0.01)
+    v100_ref = 100.0 * np.mean(reference >= rx)
+    exact = DVH.of(SeedDose(seeds, model), structure_from_mask("CTV", inside, fine, "target"))
+    assert exact.dose_at_volume_pct(90) == pytest.approx(d90_ref, rel=0.005)
+    assert exact.metric("V100", rx)[0] == pytest.approx(v100_ref, abs=0.5)
+    from_grid = DVH.of(dose, structure_on_grid("CTV", inside, fine, grid, "target", supersampling=4))
+    assert from_grid.dose_at_volume_pct(90) == pytest.approx(d90_ref, rel=0.01 if spacing == 1.0 else 0.03)
 
 
 def test_bad_inputs():
@@ -331,3 +338,51 @@ def test_bad_inputs():
         evaluate_plan(dose, [s, s], 120.0)
     with pytest.raises(InputError, match="non-finite"):
         DVH.of(np.full(s.grid.shape, np.nan), s)
+
+
+def test_evaluate_plan_from_seeds_and_from_a_dose_volume():
+    """SeedDose evaluates each structure on its own grid, also where it leaves the dose grid; GridDose maps it."""
+    from SeedBrachyLib.dvh import GridDose
+    from SeedBrachyLib.sources import get_model
+
+    model = get_model("I125_OncoSeed6711")
+    seeds = [Seed(position=[x, 0.3, -0.2], axis=[0, 0, 1], strength_u=0.8) for x in (-4.0, 1.0, 6.0)]
+    fine = Grid.around([0, 0, 0], 60, 0.5)
+    ctv = structure_from_mask("CTV", np.linalg.norm(fine.points(), axis=-1) <= 10.0, fine, "target")
+    rod = np.zeros(fine.shape, bool)
+    rod[:, 55:60, 95:100] = True  # a 2.5 x 2.5 x 60 mm rod along S, 16 mm from the centre
+    oar = structure_from_mask("Rod", rod, fine)
+    dose_grid = Grid.around([0, 0, 0], 36, 1.0)  # the rod sticks out of it at both ends
+    from SeedBrachyLib.dose import compute_dose
+
+    volume = GridDose(compute_dose(dose_grid, seeds, model), dose_grid)
+    exact = evaluate_plan(SeedDose(seeds, model), [ctv, oar], 100.0, dose_volume=volume)
+    gridded = evaluate_plan(volume, [ctv, oar], 100.0)
+    assert exact["Rod"].values["Volume"] == pytest.approx(0.375, rel=1e-6)  # whole rod
+    assert gridded["Rod"].values["Volume"] < 0.25 and any("'Rod' lie in the dose grid" in n for n in gridded.notes)
+    assert not any("lie in the dose grid" in n for n in exact.notes)
+    for name in ("D90", "V100", "CI", "EI"):
+        assert exact["CTV"].values[name] == pytest.approx(gridded["CTV"].values[name], rel=0.03, abs=0.5)
+    assert 0 < exact["CTV"].values["CI"] <= 1
+    no_volume = evaluate_plan(SeedDose(seeds, model), [ctv], 100.0)
+    assert math.isnan(no_volume["CTV"].values["CI"]) and not math.isnan(no_volume["CTV"].values["HI"])
+    assert any("CI, EI: n/a" in n for n in no_volume.notes)
+    with pytest.raises(InputError, match="no seeds"):
+        SeedDose([], model)
+
+
+def test_dmax_next_to_a_seed_depends_on_the_sampling_d01cc_does_not():
+    """The reading rule stated in dvh: near a seed Dmax is the dose at the sample point nearest to it (here
+    1.7 to 3.7 kGy for the same seed and target, by where the lattice falls), D0.1cc stays within a few %."""
+    grid = Grid.around([0, 0, 0], 18, 0.25)
+    target = structure_from_mask("CTV", np.linalg.norm(grid.points(), axis=-1) <= 8.0, grid, "target")
+    dmax, d01 = [], []
+    for position in ([0.13, 0.21, 0.37], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0]):
+        exact = SeedDose([Seed(position=position, axis=[0, 0, 1], strength_u=0.8)], "I125_OncoSeed6711")
+        for spacing in (math.inf, 0.5, 0.25):
+            points, volumes = target.sample_points(spacing)
+            dvh = DVH.from_samples(exact.at(points), volumes)
+            dmax.append(dvh.dmax)
+            d01.append(dvh.metric("D0.1cc")[0])
+    assert max(dmax) > 1.5 * min(dmax)
+    assert max(d01) < 1.05 * min(d01)

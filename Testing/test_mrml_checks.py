@@ -64,10 +64,15 @@ def test_the_chosen_indication_decides_which_goals_are_checked(panel):
 
 def test_user_limits_are_rows_with_the_measured_dose(panel):
     c, logic, p, dose, grid = panel
-    # independent of the bridge: the carotid from the case's own mask, mapped to the dose grid by the library
-    carotid = structures.structure_on_grid("Carotid", c.case.masks["Carotid"], c.case.grid, grid)
-    carotid_dmax = dvh.DVH.of(dose, carotid).metric("Dmax")[0]
-    assert carotid_dmax > 1.0
+    # independent of the bridge: skin = outer 5 mm of the CT body, the carotid from the case's own mask, TG-43
+    # from the seeds at their own sample points (the skin reaches beyond the dose grid: evaluated whole)
+    exact = dvh.SeedDose(c.seeds, "I125_OncoSeed6711")
+    carotid = structures.structure_from_mask("Carotid", c.case.masks["Carotid"], c.case.grid)
+    carotid_dmax = dvh.DVH.of(exact, carotid).metric("Dmax")[0]
+    body = structures.body_from_ct(c.case.ct, c.case.grid)
+    skin = structures.structure_from_mask("Skin", structures.skin_rind(body, c.case.grid), c.case.grid)
+    skin_d2cc = dvh.DVH.of(exact, skin).metric("D2cc")[0]
+    assert carotid_dmax > 1.0 and skin_d2cc > 0.01 * p.prescriptionGy
     p.oarSegmentID, p.oarMetric = c.ids["Carotid"], "Dmax"
     for oar_limit, oar_result in ((0.99 * carotid_dmax, "FAIL"), (1.01 * carotid_dmax, "PASS")):
         p.oarLimitGy, p.skinD2ccLimitGy = oar_limit, 500.0
@@ -77,10 +82,10 @@ def test_user_limits_are_rows_with_the_measured_dose(panel):
         skin_row = rows["Skin D2cc <= 500 Gy"]
         assert (skin_row["Structure"], skin_row["Metric"], skin_row["Unit"]) == ("Skin", "D2cc", "Gy")
         assert skin_row["Source"] == checks.USER_SOURCE
-        # the skin reaches beyond the grid; its D2cc is read on the part where the dose exceeds 1 % of Rx
-        assert skin_row["Result"] == "PASS" and skin_row["Measured"] > 0.01 * p.prescriptionGy
+        assert skin_row["Result"] == "PASS" and skin_row["Measured"] == pytest.approx(skin_d2cc, rel=1e-9)
+        assert skin_row["Note"] == ""  # evaluated whole: no note about a part
         oar_row = rows[f"Carotid Dmax <= {oar_limit:g} Gy"]
-        assert oar_row["Structure"] == "Carotid" and oar_row["Measured"] == pytest.approx(carotid_dmax, rel=1e-3)
+        assert oar_row["Structure"] == "Carotid" and oar_row["Measured"] == pytest.approx(carotid_dmax, rel=1e-9)
         assert oar_row["Result"] == oar_result and oar_row["Source"] == checks.USER_SOURCE
 
     # 0 Gy means no limit; a limit without its segment or on a non-dose metric is refused when it enters

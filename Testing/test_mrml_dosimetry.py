@@ -49,15 +49,16 @@ def test_dvh_table_d90_equals_the_pure_library(computed):
     oars = [c.ids["Carotid"], c.ids["Body"]]
     evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table, chart,
                                     oar_segment_ids=oars)
-    gtv = structures.structure_on_grid("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]), grid,
-                                       role="target")
-    expected_d90 = dvh.DVH.of(dose, gtv).metric("D90")[0]
+    # the dose node carries its seeds: the DVH is TG-43 at the structures' own sample points
+    exact = dvh.SeedDose(c.seeds, "I125_OncoSeed6711")
+    gtv = structures.structure_from_mask("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]),
+                                         role="target")
+    expected_d90 = dvh.DVH.of(exact, gtv).metric("D90")[0]
     d90, unit = tables.read_dvh_metric(table, "GTV", "D90")
-    assert unit == "Gy" and d90 == pytest.approx(expected_d90, rel=1e-12)
-    carotid = structures.structure_on_grid("Carotid", *segmentations.segment_mask(c.segmentation, c.ids["Carotid"]),
-                                           grid)
+    assert unit == "Gy" and d90 == pytest.approx(expected_d90, rel=1e-9)
+    carotid = structures.structure_from_mask("Carotid", *segmentations.segment_mask(c.segmentation, c.ids["Carotid"]))
     d2cc, unit = tables.read_dvh_metric(table, "Carotid", "D2cc")
-    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, carotid).metric("D2cc")[0], rel=1e-12)
+    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(exact, carotid).metric("D2cc")[0], rel=1e-9)
     # one row per structure, units in the headers
     t = table.GetTable()
     assert t.GetNumberOfRows() == 4  # GTV, CTV, Carotid, Body
@@ -70,7 +71,7 @@ def test_dvh_table_d90_equals_the_pure_library(computed):
     curves = dosimetry.curves_table_of(chart)
     dose_axis = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName(tables.DOSE_COLUMN))
     gtv_curve = numpy_support.vtk_to_numpy(curves.GetTable().GetColumnByName("GTV [%]"))
-    assert np.allclose(gtv_curve, dvh.DVH.of(dose, gtv).curve(dose_axis)[1])
+    assert np.allclose(gtv_curve, dvh.DVH.of(exact, gtv).curve(dose_axis)[1])
     assert gtv_curve[0] == pytest.approx(100.0) and np.all(np.diff(gtv_curve) <= 1e-9)
     # evaluating again replaces the series instead of adding more
     dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table, chart,
@@ -155,15 +156,40 @@ def test_skin_from_the_ct_is_evaluated_and_the_body_limits_ci(computed):
     evaluation = dosimetry.evaluate(c.dose, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values, table,
                                     oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
     ct_body = structures.body_from_ct(c.case.ct, c.case.grid)
-    skin = structures.structure_on_grid("Skin", structures.skin_rind(ct_body, c.case.grid), c.case.grid, grid)
+    skin = structures.structure_from_mask("Skin", structures.skin_rind(ct_body, c.case.grid), c.case.grid)
     body = structures.structure_on_grid("Body", ct_body, c.case.grid, grid)
+    exact = dvh.SeedDose(c.seeds, "I125_OncoSeed6711")
     d2cc, unit = tables.read_dvh_metric(table, "Skin", "D2cc")
-    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(dose, skin).metric("D2cc")[0], rel=1e-12)
-    gtv = structures.structure_on_grid("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]), grid,
-                                       role="target")
-    expected_ci = dvh.conformity_indices(dose, gtv, c.case.prescription_gy, body)["CI"]
-    assert evaluation.value("GTV", "CI")[0] == pytest.approx(expected_ci, rel=1e-12)
+    assert unit == "Gy" and d2cc == pytest.approx(dvh.DVH.of(exact, skin).metric("D2cc")[0], rel=1e-9)
+    gtv = structures.structure_from_mask("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]),
+                                         role="target")
+    expected_ci = dvh.conformity_indices(dvh.GridDose(dose, grid), gtv, c.case.prescription_gy, body,
+                                         dvh.DVH.of(exact, gtv))["CI"]
+    assert evaluation.value("GTV", "CI")[0] == pytest.approx(expected_ci, rel=1e-9)
     assert [s for s in evaluation.structures] == ["GTV", "CTV", "Carotid", "Skin"]
+    # the skin reaches beyond the policy grid, yet it is evaluated whole (from the seeds)
+    assert evaluation["Skin"].evaluated_fraction == 1.0 and not evaluation["Skin"].notes
+    assert evaluation["Skin"].values["Volume"] == pytest.approx(skin.source_volume_cc, rel=1e-9)
+
+
+def test_a_dose_volume_without_seeds_is_read_as_a_grid(computed):
+    """An imported dose (no seeds recorded): structures mapped onto its grid, voxels inside at their own value; a
+    structure reaching beyond the grid is evaluated on its part inside and says so."""
+    c, dose, grid = computed
+    imported = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "RTDOSE")
+    volumes.set_dose_volume(imported, dose, grid, c.values.prescriptionGy, "imported")
+    assert dosimetry.dose_seeds(imported) is None and dosimetry.dose_seeds(c.dose) is not None
+    evaluation = dosimetry.evaluate(imported, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values,
+                                    oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    gtv = structures.structure_from_mask("GTV", *segmentations.segment_mask(c.segmentation, c.ids["GTV"]),
+                                         role="target")
+    expected = dvh.DVH.of(dvh.GridDose(dose, grid), gtv)
+    assert evaluation.value("GTV", "D90")[0] == pytest.approx(expected.metric("D90")[0], rel=1e-9)
+    skin = evaluation["Skin"]
+    assert skin.evaluated_fraction < 0.9 and "lie in the dose grid" in skin.notes[0]
+    # writing a dose from elsewhere into the planned dose node drops its seeds
+    volumes.set_dose_volume(c.dose, dose, grid, c.values.prescriptionGy, "replaced")
+    assert dosimetry.dose_seeds(c.dose) is None
 
 
 def test_checks_table_holds_the_indication_goals_and_the_user_limits(computed):
@@ -191,10 +217,22 @@ def test_checks_table_holds_the_indication_goals_and_the_user_limits(computed):
     assert "J Contemp Brachytherapy" in column["Source"].GetValue(r)
     assert column["Structure"].GetValue(rows["V100 >= 90% of the CTV"]) == "CTV"
     skin_row = next(i for name, i in rows.items() if name.startswith("Skin D2cc"))
-    # the skin reaches beyond the dose grid, which covers it wherever the dose exceeds 1 % of Rx: its D2cc,
-    # read on that part, is the whole skin's (the rest is colder), so the limit is evaluated
-    assert evaluation["Skin"].evaluated_fraction < 0.99
-    assert column["Result"].GetValue(skin_row) == "FAIL" and "is exact" in column["Note"].GetValue(skin_row)
+    # the skin reaches beyond the dose grid, but the DVH from the seeds evaluates it whole: no note
+    assert evaluation["Skin"].evaluated_fraction == 1.0
+    assert column["Result"].GetValue(skin_row) == "FAIL" and column["Note"].GetValue(skin_row) == ""
     carotid_row = next(i for name, i in rows.items() if name.startswith("Carotid Dmax"))
     assert column["Result"].GetValue(carotid_row) == "PASS"
     assert [res.status for res in results] == [column["Result"].GetValue(i) for i in range(5)]
+
+    # the same dose as a volume without its seeds (a scene saved before the dose carried them), on the policy grid:
+    # the skin is read on its part inside, whose D2cc is the whole skin's (the rest is below 1 % of Rx), so the
+    # limit is evaluated and the note says why
+    grid_only = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "policy dose without seeds")
+    volumes.set_dose_volume(grid_only, dose, grid, c.values.prescriptionGy, "policy grid",
+                            outside_below_gy=0.01 * c.values.doseGridThresholdPct * c.values.prescriptionGy)
+    on_grid = dosimetry.evaluate(grid_only, c.segmentation, c.ids["GTV"], c.ids["CTV"], c.values,
+                                 oar_segment_ids=[c.ids["Carotid"]], ct_node=c.ct)
+    assert on_grid["Skin"].evaluated_fraction < 0.99
+    skin_check = next(r for r in dosimetry.check(on_grid, values, None, dosimetry.target_names(
+        c.segmentation, c.ids["GTV"], c.ids["CTV"]), "Carotid") if r.structure == "Skin")
+    assert skin_check.status in ("PASS", "FAIL") and "is exact" in skin_check.note

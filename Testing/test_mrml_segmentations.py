@@ -52,10 +52,12 @@ def test_oblique_segmentation_maps_like_the_library_on_another_grid(segmentation
     mask = _sphere_on(seg_grid)
     sid = segmentations.add_mask_segment(segmentation, mask, seg_grid, "Node")
     dose_grid = Grid.around(CENTER, [30.0, 30.0, 30.0], 1.0)
-    structure = segmentations.structure_from_segment(segmentation, sid, dose_grid, role="target")
-    expected = structures.structure_on_grid("Node", mask, seg_grid, dose_grid, role="target")
+    structure = segmentations.structure_from_segment(segmentation, sid, role="target")
+    expected = structures.structure_from_mask("Node", mask, seg_grid, role="target")
     assert structure.name == "Node" and structure.role == "target"
     assert np.array_equal(structure.weights, expected.weights)
+    on_dose_grid = structure.on_grid(dose_grid)
+    assert np.array_equal(on_dose_grid.weights, structures.structure_on_grid("Node", mask, seg_grid, dose_grid).weights)
     # and the volume is the sphere's (partial volumes, so within a few % on these voxels)
     assert structure.volume_cc == pytest.approx(4.0 / 3.0 * np.pi * RADIUS ** 3 / 1000.0, rel=0.03)
     # the segment keeps its own oblique geometry when exported
@@ -79,6 +81,9 @@ def test_structures_from_segments_target_first_and_skips_segments_off_the_grid(s
     assert len(notes) == 1 and notes[0].startswith("Far away lies wholly outside the dose grid")
     assert [s.role for s in result] == ["target", "oar"]
     assert result[1].volume_cc == pytest.approx(125 * grid.voxel_volume_cc, rel=1e-6)
+    # from seeds (no dose grid) every structure is evaluated whole, wherever it lies
+    whole, notes = segmentations.structures_from_segments(segmentation, target)
+    assert [s.name for s in whole] == ["CTV", "OAR near", "Far away"] and notes == []
 
 
 def test_no_segment_missing_segment_and_empty_segment_are_input_errors(segmentation):
@@ -90,7 +95,7 @@ def test_no_segment_missing_segment_and_empty_segment_are_input_errors(segmentat
         segmentations.segment_mask(segmentation, "NoSuchSegment")
     empty = segmentation.GetSegmentation().AddEmptySegment("", "Empty CTV")
     with pytest.raises(InputError, match="empty"):
-        segmentations.structure_from_segment(segmentation, empty, grid, role="target")
+        segmentations.structure_from_segment(segmentation, empty, role="target")
     with pytest.raises(InputError, match="no segmentation given"):
         segmentations.segment_ids(None)
     assert sid in segmentations.segment_ids(segmentation)
@@ -121,8 +126,7 @@ def test_body_and_skin_from_ct_node_equal_the_library(case_nodes):
     expected_skin = structures.skin_rind(expected_body, ct_grid)
     assert np.array_equal(body.weights,
                           structures.structure_on_grid("Body", expected_body, ct_grid, dose_grid).weights)
-    assert np.array_equal(skin.weights,
-                          structures.structure_on_grid("Skin", expected_skin, ct_grid, dose_grid).weights)
+    assert np.array_equal(skin.weights, structures.structure_from_mask("Skin", expected_skin, ct_grid).weights)
     # the phantom's body is its "Body" mask: the CT threshold finds it
     assert np.array_equal(expected_body, case.masks["Body"])
 
@@ -143,9 +147,16 @@ def test_closed_surface_segment_is_rasterised_by_slicer_on_its_reference_geometr
     sphere.Update()
     sid = segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "RT contour", (0, 1, 0))
     mask, grid = segmentations.segment_mask(segmentation, sid)
-    assert np.allclose(grid.spacing, ref_grid.spacing)
-    structure = segmentations.structure_from_segment(segmentation, sid, Grid.around(CENTER, [24.0] * 3, 1.0))
-    assert structure.volume_cc == pytest.approx(4.0 / 3.0 * np.pi * RADIUS ** 3 / 1000.0, rel=0.03)
+    assert np.allclose(grid.spacing, ref_grid.spacing)  # Slicer's own labelmap representation
+    # for the DVH: rasterised with oversampling on the reference geometry, in a copy (the user's segment untouched)
+    assert segmentations.oversampling_for(segmentation, sid) == 8
+    fine, fine_grid = segmentations.segment_mask(segmentation, sid, oversampling=None)
+    assert np.allclose(fine_grid.spacing, ref_grid.spacing / 8) and np.allclose(fine_grid.direction, ref_grid.direction)
+    assert segmentation.GetSegmentation().GetConversionParameter("Oversampling factor") in ("", "1")
+    structure = segmentations.structure_from_segment(segmentation, sid)
+    truth_cc = 4.0 / 3.0 * np.pi * RADIUS ** 3 / 1000.0
+    assert structure.volume_cc == pytest.approx(truth_cc, rel=0.01)
+    assert structure.on_grid(Grid.around(CENTER, [24.0] * 3, 1.0)).volume_cc == pytest.approx(truth_cc, rel=0.01)
 
 
 def test_ctv_is_made_once_from_the_gtv(case_nodes):

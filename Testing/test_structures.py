@@ -16,7 +16,9 @@ from SeedBrachyLib.structures import (
     expand_margin,
     resample_mask,
     skin_rind,
+    structure_from_mask,
     structure_on_grid,
+    subpoint_offsets,
 )
 from SeedBrachyLib.synthetic.phantom import neck_phantom
 
@@ -84,13 +86,15 @@ def test_labelmap_and_default_supersampling():
 
 def test_dvh_subpoints_are_capped():
     assert dvh_subdivision(2, 50_000) == 2
-    assert dvh_subdivision(8, 50_000) == 4
+    assert dvh_subdivision(8, 30_000) == 8
     assert dvh_subdivision(4, 2**24) == 1  # beyond 2^24 sub-points: one per voxel (its centre)
     source = Grid.around([0, 0, 0], 30, 0.5)
     s = structure_on_grid("GTV", _ball(source, 8.0), source, Grid.around([0, 0, 0], 30, 2.0))
     flat, inside, n = s.subvoxels
-    assert n == 4 and inside.shape == (flat.size, 64)
-    assert np.allclose(inside.mean(axis=1), s.weights.ravel()[flat], atol=0.2)  # 64 vs 512 sub-points
+    assert n == 8 and inside.shape == (flat.size, 512)
+    assert np.allclose(inside.mean(axis=1), s.weights.ravel()[flat], atol=1e-6)  # the same sub-points
+    points, volumes = s.sample_points()  # grouped 2 x 2 x 2: at most 64 points per partial voxel
+    assert len(points) <= 64 * flat.size + np.count_nonzero(s.weights >= 1) * 64
     assert np.all((s.weights.ravel()[flat] > 0) & (s.weights.ravel()[flat] < 1))
 
 
@@ -235,3 +239,71 @@ def test_bad_inputs():
         Structure("X", empty.astype(np.float32), grid)
     with pytest.raises(InputError, match="subvoxels invalid"):
         Structure("X", ball.astype(np.float32), grid, subvoxels=(np.array([0]), np.zeros((1, 7), bool), 2))
+
+
+@pytest.mark.parametrize("spacing", [0.25, 0.5, 1.0, (1.0, 1.0, 3.0), (0.4, 0.4, 2.0)])
+def test_sample_points_of_own_geometry(spacing):
+    """structure_from_mask: cells of about 1 mm on the mask's own grid; sample volumes add up to the mask's."""
+    grid = Grid.around([0.3, -0.2, 0.1], 24, spacing, OBLIQUE)
+    mask = _ball(grid, 9.0, center=np.array([0.3, -0.2, 0.1]))
+    s = structure_from_mask("Node", mask, grid, "target")
+    points, volumes = s.sample_points()
+    assert np.all(s.grid.spacing < 2 * np.maximum(grid.spacing, 1.0)) and np.all(s.grid.spacing > 0.49)
+    assert np.allclose(s.grid.direction, grid.direction)
+    # inside, the points are at most 0.5 mm apart: a cell split into sub-cells of <= 0.5 mm
+    assert len(points) >= volumes.sum() / 0.5 ** 3 * 1e3 * 0.5
+    assert volumes.sum() == pytest.approx(mask.sum() * grid.voxel_volume_cc, rel=1e-6)
+    assert s.volume_cc == pytest.approx(volumes.sum(), rel=1e-6)
+    # every point lies in a mask voxel (centroids of inside sub-points lie inside for a convex shape)
+    ijk = np.rint(grid.to_ijk(points)).astype(int)
+    assert mask[ijk[:, 2], ijk[:, 1], ijk[:, 0]].all()
+    # the volume-weighted centroid is the ball's centre
+    assert np.allclose(volumes @ points / volumes.sum(), [0.3, -0.2, 0.1], atol=0.05)
+
+
+def test_binary_mask_edge_voxels_are_counted_by_their_centres():
+    """A binary 1 mm mask: edge voxels (an outside 6-neighbour) give their centre, interior voxels of a
+    target 8 points (0.5 mm), of an organ at risk one."""
+    from scipy import ndimage
+
+    grid = Grid.around([0, 0, 0], 30, 1.0)
+    mask = _ball(grid, 8.0)
+    s = structure_from_mask("GTV", mask, grid, "target")
+    points, volumes = s.sample_points()
+    edge = mask & ~ndimage.binary_erosion(mask)
+    k, j, i = np.nonzero(edge)
+    centres = points[np.isclose(volumes, grid.voxel_volume_cc)]
+    assert np.allclose(np.sort(centres, axis=0), np.sort(grid.to_ras(np.stack([i, j, k], 1)), axis=0))
+    assert len(points) == edge.sum() + 8 * (mask.sum() - edge.sum())
+    assert volumes.sum() == pytest.approx(mask.sum() * grid.voxel_volume_cc)
+    one_per_voxel, _ = s.sample_points(math.inf)
+    assert len(one_per_voxel) == mask.sum()
+    interior = s.interior_voxels()  # their centres come first
+    assert interior.size == mask.sum() - edge.sum()
+    assert np.allclose(one_per_voxel[:interior.size], s.grid.to_ras(
+        np.stack(np.unravel_index(interior, s.grid.shape)[::-1], axis=1)))
+    # and it maps back onto its own mask grid exactly
+    assert np.array_equal(s.on_grid(grid).weights, mask.astype(np.float32))
+
+
+def test_partial_voxel_sub_points_by_hand():
+    """A 2 mm voxel whose lower half (in I) is inside: its 32 inside sub-points share half the voxel's volume."""
+    grid = Grid.around([0, 0, 0], [2, 2, 2], 2.0)
+    inside = np.zeros((1, 64), bool)
+    offsets = subpoint_offsets(4)
+    inside[0] = offsets[:, 0] < 0
+    s = Structure("half", np.array([[[0.5]]], np.float32), grid, subvoxels=(np.array([0]), inside, 4))
+    points, volumes = s.sample_points()
+    assert len(points) == 32 and volumes == pytest.approx(np.full(32, 0.5 * grid.voxel_volume_cc / 32))
+    assert np.allclose(np.unique(points[:, 0]), [-0.75, -0.25])
+    assert np.allclose(np.unique(np.abs(points[:, 1:])), [0.25, 0.75])
+
+
+def test_on_grid_needs_a_source():
+    grid = Grid.around([0, 0, 0], 10, 1.0)
+    s = Structure("W", np.ones(grid.shape, np.float32), grid)
+    assert s.on_grid(grid) is s
+    with pytest.raises(InputError, match="no source mask"):
+        s.on_grid(Grid.around([0, 0, 0], 10, 2.0))
+    with pytest.raises(InputError, match="sample spacing"):
+        structure_from_mask("W", np.ones(grid.shape, bool), grid, sample_spacing_mm=0.0)

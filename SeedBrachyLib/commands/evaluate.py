@@ -1,6 +1,7 @@
 """``seedbrachy evaluate``: structures + an existing plan (seeds) or dose (any system) -> DVH table, checks, report.
 
-* With ``--plan`` (RT Plan or seeds JSON): TG-43U1 dose of the seeds on the policy's dose grid.
+* With ``--plan`` (RT Plan or seeds JSON): TG-43U1 dose of the seeds on the policy's dose grid; the DVH is TG-43
+  evaluated exactly at each structure's own sample points, every structure whole.
 * With ``--dose`` (RT Dose or a dose volume, Gy): that dose as given, never smoothed; structures are
   read on the CT grid, or on the dose grid when there is no CT (``evaluate --dose D --structures S``
   alone, as a physicist checking another system's plan).
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from .. import settings
 from ..checks import format_checks, indications_to_check, run_checks
 from ..dose import compute_dose
-from ..dvh import evaluate_plan, format_evaluation
+from ..dvh import GridDose, SeedDose, evaluate_plan, format_evaluation
 from ..errors import InputError
 from ..progress import close
 from ..report.records import check_records, evaluation_record, seed_records
 from ..sources import get_model
-from ..structures import body_from_ct, structure_on_grid
+from ..structures import body_from_ct, mask_reaches_grid, structure_on_grid, structures_from_masks
 from ..summaries import describe_dose
 from .case import add_case_arguments, load_case
 from .common import EXIT_OK, EXIT_UNMET, check_outputs, finish_parser, progress_of, write_json
@@ -62,32 +63,28 @@ def evaluate_seeds(case, seeds, model, values, progress=None):
     return dose, grid, describe_dose(model, len(seeds), grid)
 
 
-def policy_floor(values):
-    """Dose (Gy) below which the plan stays outside the policy's dose grid: doseGridThresholdPct % of Rx."""
-    return 0.01 * values.doseGridThresholdPct * values.prescriptionGy
+def evaluate_dose(case, dose, dose_grid, values, description, seeds=None, model=None, formalism="line"):
+    """The evaluation of the case's structures with a dose (Gy) on its own grid.
 
-
-def evaluate_dose(case, dose, dose_grid, values, description, outside_below_gy=None):
-    """The evaluation of the case's structures with a dose (Gy) on its own grid (as given).
-
-    ``outside_below_gy``: for a policy grid, the dose (Gy) known not to be reached outside it (hot-spot
-    metrics of structures reaching beyond the grid then stay exact; see :mod:`SeedBrachyLib.dose_grid`).
+    With ``seeds`` (and their ``model``) the DVH is TG-43 evaluated exactly at each structure's own sample points,
+    every structure whole (:class:`~SeedBrachyLib.dvh.SeedDose`); the dose grid gives the reference isodose volume
+    of CI/EI. Without seeds the dose is read as given (:class:`~SeedBrachyLib.dvh.GridDose`, never smoothed inside a
+    structure); a structure partly outside its grid is evaluated on the part inside and says so.
     """
-    structs, notes = [], []
-    for name, mask in case.targets().items():
-        structs.append(structure_on_grid(name, mask, case.grid, dose_grid, role="target"))
-    for name, mask in case.oars.items():
-        try:
-            structs.append(structure_on_grid(name, mask, case.grid, dose_grid))
-        except InputError:
-            notes.append(f"{name} lies wholly outside the dose grid ({dose_grid.describe()}): not evaluated")
+    structs = structures_from_masks(case.targets(), case.oars, case.grid)
     body = None
     if case.ct is not None:
         body = structure_on_grid("Body", body_from_ct(case.ct.array, case.grid, values.bodyThresholdHu), case.grid,
                                  dose_grid)
-    evaluation = evaluate_plan(dose, structs, values.prescriptionGy, body=body, dose_description=description,
-                               outside_below_gy=outside_below_gy)
-    evaluation.notes.extend(notes)
+    volume = GridDose(dose, dose_grid)
+    outside = []
+    if seeds is None:  # a given dose: an organ at risk wholly outside its grid has no dose to read
+        outside = [s for s in structs if s.role == "oar" and not mask_reaches_grid(*s.source, dose_grid)]
+        structs = [s for s in structs if s not in outside]
+    evaluation = evaluate_plan(volume if seeds is None else SeedDose(seeds, model, formalism), structs,
+                               values.prescriptionGy, body=body, dose_description=description, dose_volume=volume)
+    evaluation.notes.extend(f"{s.name} lies wholly outside the dose grid ({dose_grid.describe()}): not evaluated"
+                            for s in outside)
     return evaluation
 
 
@@ -98,11 +95,10 @@ def evaluate_case(case, values, plan=None, dose=None, oar_limit_on=None, progres
         model = get_model(plan.model_key or values.sourceModel)
         seeds = plan.seeds
         dose_gy, grid, description = evaluate_seeds(case, seeds, model, values, progress)
-        floor = policy_floor(values)
+        evaluation = evaluate_dose(case, dose_gy, grid, values, description, seeds, model)
     else:
         dose_gy, grid, description = dose
-        floor = None
-    evaluation = evaluate_dose(case, dose_gy, grid, values, description, floor)
+        evaluation = evaluate_dose(case, dose_gy, grid, values, description)
     checks = run_checks(evaluation, indications_to_check(values.indication), case.target_names(),
                         limits_of(values, oar_limit_on))
     return EvaluationResult(case, evaluation, dose_gy, grid, checks, seeds, model, description)

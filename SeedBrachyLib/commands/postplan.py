@@ -23,7 +23,7 @@ from ..sources import get_model
 from ..summaries import describe_dose
 from .case import add_case_arguments, load_case
 from .common import EXIT_OK, EXIT_UNMET, check_outputs, finish_parser, progress_of, write_json
-from .evaluate import evaluate_dose, policy_floor
+from .evaluate import evaluate_dose
 from .inputs import read_image, read_plan
 from .plan import limits_of
 
@@ -77,10 +77,9 @@ def postplan_case(case, post_ct, plan, values, count=None, oar_limit_on=None, pr
                        values.doseGridThresholdPct)
     pre_dose = compute_dose(grid, plan.seeds, model, progress=scaled(progress, 0.7, 0.85), allow_outside=True)
     post = post_plan_dose(grid, seeds, model, values.postSeedAxis, progress=scaled(progress, 0.85, 1.0))
-    floor = policy_floor(values)  # the grid covers where either plan's dose reaches it
     pre_eval = evaluate_dose(case, pre_dose, grid, values,
-                             describe_dose(model, len(plan.seeds), grid, axes="planned seed axes"), floor)
-    post_eval = evaluate_dose(case, post.dose, grid, values, post.description, floor)
+                             describe_dose(model, len(plan.seeds), grid, axes="planned seed axes"), plan.seeds, model)
+    post_eval = evaluate_dose(case, post.dose, grid, values, post.description, post.seeds, model, post.formalism)
     comparison = compare_evaluations(pre_eval, post_eval, len(plan.seeds), len(seeds),
                                      indications=indications_to_check(values.indication),
                                      targets=case.target_names(), user_limits=limits_of(values, oar_limit_on))

@@ -14,7 +14,7 @@ from ..postimplant.comparison import compare_implant
 from ..postimplant.detection import detect_seeds, match_seeds
 from ..postimplant.registration import map_points, map_seeds, register_post_to_pre
 from ..progress import report, scaled
-from ..structures import structure_on_grid
+from ..structures import structure_on_grid, structures_from_masks
 from ..synthetic.implant import PATIENT_MOTION_DEG, PATIENT_MOTION_MM, rescanned_implant
 
 
@@ -39,10 +39,7 @@ def run(case, planning, plan_seeds, values, grid, pre_dose, user_limits=(), prin
     tre = np.linalg.norm(map_points(reg.post_to_pre, map_points(np.linalg.inv(scan.post_to_pre), gtv)) - gtv, axis=1)
 
     report(progress, 0.7, "post-implant: post-plan dose and comparison")
-    structures = [structure_on_grid(name, mask, case.grid, grid, role="target")
-                  for name, mask in planning.targets.items()]
-    structures += [structure_on_grid(name, mask, case.grid, grid) for name, mask in planning.oars.items()
-                   if grid.contains(case.grid.points()[mask]).any()]
+    structures = structures_from_masks(planning.targets, planning.oars, case.grid)
     body = structure_on_grid("Body", planning.body, case.grid, grid)
     comparison, post = compare_implant(grid, structures, values.prescriptionGy, plan_seeds,
                                        map_seeds(detection.seeds, reg.post_to_pre), values.sourceModel,

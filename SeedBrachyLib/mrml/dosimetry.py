@@ -4,6 +4,9 @@ The one code path behind the Slicer module's Logic and headless scripts:
 
 * :func:`compute_dose` -- seeds node + CT + target segments -> dose volume node (Gy, SlicerRT-marked).
 * :func:`evaluate` -- dose node + segmentation (GTV, CTV, organs at risk) -> DVH metrics table, curves, chart.
+  A dose node written here carries its seeds (:func:`mark_dose_seeds`): its DVH is TG-43 evaluated exactly at
+  each structure's own sample points (:class:`SeedBrachyLib.dvh.SeedDose`), every structure whole; any other
+  dose volume (e.g. an imported RT Dose) is read as a grid (:class:`SeedBrachyLib.dvh.GridDose`).
 * :func:`check` -- an evaluation against the indication's published goals, the planning aim and the
   user's limits (:mod:`SeedBrachyLib.checks`) -> checks table.
 
@@ -15,18 +18,40 @@ no segment chosen, empty target, no seeds, seeds outside the CT, unknown source 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .. import checks, dose_grid, dvh, kernel, settings
 from .. import dose as dose_engine
 from ..errors import InputError
 from ..progress import report, scaled
+from ..seeds import Seed
 from ..sources import get_model
 from ..summaries import describe_dose
 from . import markups, segmentations, tables, volumes
 from ._common import require_outputs
 
 CURVES_TABLE_REFERENCE_ROLE = "SeedBrachyDVHCurves"
+
+
+def mark_dose_seeds(dose_node, seeds, model_key, formalism="line"):
+    """Record on ``dose_node`` the seeds (mm RAS, unit axis, S_K in U), model and formalism its dose was computed
+    from (JSON in :data:`~.volumes.DOSE_SEEDS_ATTRIBUTE`; :func:`.volumes.set_dose_volume` removes it, so a dose
+    written from elsewhere never keeps the seeds of an earlier one)."""
+    rows = [[*map(float, s.position), *map(float, s.axis), float(s.strength_u)] for s in seeds]
+    dose_node.SetAttribute(volumes.DOSE_SEEDS_ATTRIBUTE, json.dumps({"model": model_key, "formalism": formalism,
+                                                                     "seeds": rows}))
+
+
+def dose_seeds(dose_node):
+    """The :class:`~SeedBrachyLib.dvh.SeedDose` recorded on a dose node (:func:`mark_dose_seeds`), or None."""
+    text = dose_node.GetAttribute(volumes.DOSE_SEEDS_ATTRIBUTE)
+    if not text:
+        return None
+    data = json.loads(text)
+    seeds = [Seed(position=r[:3], axis=r[3:6], strength_u=r[6]) for r in data["seeds"]]
+    return dvh.SeedDose(seeds, get_model(data["model"]), data["formalism"]) if seeds else None
 
 
 def curves_table_of(chart, role=CURVES_TABLE_REFERENCE_ROLE, suffix="curves"):
@@ -110,27 +135,30 @@ def compute_dose(ct_node, segmentation_node, target_segment_ids, seeds_node, dos
 def write_dose(dose_node, dose_gy, grid, seeds, model, values, seeds_node=None):
     """Dose (Gy, ``[k, j, i]`` on ``grid``) of ``seeds`` into ``dose_node``, described with how it was computed
     (model, seeds, grid, dose engine, points of ``seeds_node`` marked missing and not dosed); voxels below the
-    policy threshold are marked as the grid policy says."""
+    policy threshold are marked as the grid policy says; the node carries its seeds (:func:`mark_dose_seeds`)."""
     missing = markups.missing_points(seeds_node) if seeds_node is not None else []
     left_out = f" ({len(missing)} marked missing not dosed: {', '.join(missing)})" if missing else ""
     volumes.set_dose_volume(dose_node, dose_gy, grid, values.prescriptionGy,
                             describe_dose(model, len(seeds), grid, values.formalism, engine=kernel.describe())
                             + left_out,
                             outside_below_gy=0.01 * values.doseGridThresholdPct * values.prescriptionGy)
+    mark_dose_seeds(dose_node, seeds, model.key, values.formalism)
 
 
 def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, metrics_table=None,
              chart=None, oar_segment_ids=None, ct_node=None, progress=None):
     """DVH metrics of the targets (GTV and CTV) and organs at risk for the dose in ``dose_node``.
 
-    Structures are mapped onto the dose grid with partial volumes; metrics come from
-    :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are filled: ``metrics_table``
-    (row per structure) and ``chart`` (cumulative DVH, one series per structure; its curve table
-    is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
+    Structures keep their own geometry (:func:`.segmentations.structures_from_segments`). A dose computed from
+    seeds (:func:`mark_dose_seeds`) is evaluated with TG-43 exactly at their sample points, each structure whole;
+    another dose volume is read as a grid (structures mapped onto it with partial volumes; one only partly inside
+    is evaluated on that part and says so, and checks on it are NOT EVALUATED unless the policy's dose bound makes
+    a hot-spot metric exact). Metrics come from :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are
+    filled: ``metrics_table`` (row per structure) and ``chart`` (cumulative DVH, one series per structure; its
+    curve table is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
     With ``ct_node`` (CT in HU) the body and its skin rind (settings bodyThresholdHu, skinThicknessMm)
     are found from the CT: the skin is evaluated as an organ at risk (unless a structure is already named
-    "Skin") and the body limits the reference isodose volume of CI/EI. A structure only partly inside
-    the dose grid is evaluated on that part and says so; checks on it are NOT EVALUATED.
+    "Skin") and the body limits the reference isodose volume of CI/EI.
 
     Returns:
         :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
@@ -140,16 +168,19 @@ def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, value
         raise InputError(f"volume '{dose_node.GetName() if dose_node else None}' is not a dose volume: "
                          "compute the dose first")
     dose, grid = volumes.array_from_volume_node(dose_node)
+    from_seeds = dose_seeds(dose_node)
     structures, outside = segmentations.structures_from_segments(
-        segmentation_node, [gtv_segment_id, ctv_segment_id], grid, oar_segment_ids, progress=scaled(progress, 0, 0.8))
+        segmentation_node, [gtv_segment_id, ctv_segment_id], None if from_seeds else grid, oar_segment_ids,
+        progress=scaled(progress, 0, 0.8))
     body = None
     if ct_node is not None:
         body, skin = segmentations.body_and_skin(ct_node, grid, values)
         if all(s.name != skin.name for s in structures):
             structures.append(skin)
     floor = dose_node.GetAttribute(volumes.OUTSIDE_BELOW_ATTRIBUTE)
-    evaluation = dvh.evaluate_plan(dose, structures, values.prescriptionGy, body=body,
-                                   dose_description=dose_node.GetDescription() or "",
+    volume = dvh.GridDose(dose, grid)
+    evaluation = dvh.evaluate_plan(from_seeds or volume, structures, values.prescriptionGy, body=body,
+                                   dose_description=dose_node.GetDescription() or "", dose_volume=volume,
                                    outside_below_gy=float(floor) if floor else None)
     evaluation.notes.extend(outside)
     if metrics_table is not None:

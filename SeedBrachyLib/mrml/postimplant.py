@@ -179,6 +179,7 @@ def compute_post_plan_dose(seeds_node, transform_node, pre_dose_node, post_dose_
     grid = volumes.grid_from_volume_node(pre_dose_node)
     post = comparison_lib.post_plan_dose(grid, seeds, key, axis_source, needles=needles, progress=progress)
     volumes.set_dose_volume(post_dose_node, post.dose, grid, values.prescriptionGy, post.description)
+    dosimetry.mark_dose_seeds(post_dose_node, post.seeds, key, post.formalism)
     return post
 
 

@@ -1,11 +1,20 @@
-"""Segmentation nodes <-> masks and :class:`~SeedBrachyLib.structures.Structure` on a dose grid.
+"""Segmentation nodes <-> masks and :class:`~SeedBrachyLib.structures.Structure` with sub-voxel geometry.
 
-A segment is exported with Slicer's own static logic
-(``vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode``) to a labelmap on the
-segment's own geometry (so segments stored as closed surfaces, e.g. from RTSTRUCT, are
-rasterised by Slicer as usual), then mapped to the dose grid with partial-volume fractions by
-:func:`SeedBrachyLib.structures.structure_on_grid`. Segmentation and dose grid may differ in
-origin, spacing and direction.
+The mask of a segment (:func:`segment_mask`) is exported with Slicer's own static logic
+(``vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode``) on the segment's own geometry. For the
+DVH (:func:`structure_from_segment`) a segment whose source representation is a closed surface or planar
+contours (as after an RTSTRUCT import) is rasterised finer: by Slicer's own conversion rule on the
+segmentation's reference geometry with an oversampling factor (:func:`oversampling_for`: up to 8, a 1 mm
+CT giving a 0.125 mm mask, fewer for large structures so the mask stays under :data:`MAX_FINE_VOXELS`),
+in a copy of the segment, so the user's node is untouched. In the validation cases a 0.25 mm mask moves
+D2cc of a 5 mm skin rind by +0.9 %, a 0.125 mm one +0.2 %. A binary labelmap (as drawn in the Segment
+Editor) is taken as it is.
+
+:func:`structure_from_segment` makes a Structure on the segment's own geometry
+(:func:`SeedBrachyLib.structures.structure_from_mask`): boundary cells resolved to the fine mask's
+voxels, a binary labelmap at about 1 mm counted by voxel centres (never worse than that). It is
+evaluated whole from seeds, or mapped onto a dose grid with partial volumes. Segmentation and
+dose grid may differ in origin, spacing and direction.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ from vtk.util import numpy_support
 
 from .. import settings, structures
 from ..errors import InputError
+from ..grid import Grid
 from ..progress import report
-from ._common import array_to_matrix, require_node, require_scene, require_untransformed
+from ._common import array_to_matrix, matrix_to_array, require_node, require_scene, require_untransformed
 from .volumes import array_from_volume_node
 
 #: Display colour (RGB 0-1) of the CTV segment made from the GTV.
@@ -45,13 +55,56 @@ def segment_name(segmentation_node, segment_id):
     return segment.GetName()
 
 
-def segment_mask(segmentation_node, segment_id):
-    """(bool mask ``[k, j, i]``, :class:`Grid`) of one segment on its own labelmap geometry.
+MAX_OVERSAMPLING = 8  # fine mask spacing >= reference geometry spacing / 8
+MAX_FINE_VOXELS = 1 << 26  # voxels of one rasterised closed surface (64 M, as uint8)
 
-    Raises InputError if no segment is chosen, the segment does not exist or it is empty.
+
+def _labelmap_name():
+    return slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+
+
+def has_closed_surface_source(segmentation_node):
+    """True if the segmentation's source representation is a surface (closed surface, planar contours)."""
+    segmentation = segmentation_node.GetSegmentation()
+    return segmentation.GetSourceRepresentationName() != _labelmap_name()
+
+
+def oversampling_for(segmentation_node, segment_id):
+    """Oversampling factor (1..8) for rasterising a segment's closed surface: 8 unless the mask would
+    exceed :data:`MAX_FINE_VOXELS` voxels over the surface's bounding box."""
+    segmentation = segmentation_node.GetSegmentation()
+    text = segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    surface = segmentation.GetSegment(segment_id).GetRepresentation(
+        slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName())
+    if not text or surface is None or surface.GetNumberOfPoints() == 0:
+        return MAX_OVERSAMPLING
+    geometry = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, geometry)
+    b = np.array(surface.GetBounds(), float).reshape(3, 2)
+    voxels = float(np.prod((b[:, 1] - b[:, 0]) / np.min(geometry.GetSpacing()) + 2.0))
+    return int(np.clip(np.floor((MAX_FINE_VOXELS / voxels) ** (1.0 / 3.0)), 1, MAX_OVERSAMPLING))
+
+
+def segment_mask(segmentation_node, segment_id, oversampling=1):
+    """(bool mask ``[k, j, i]``, :class:`Grid`) of one segment on its own geometry (module notes).
+
+    ``oversampling``: 1 (default) exports the segment's binary labelmap as Slicer has it; > 1 rasterises a
+    segment whose source is a closed surface that much finer (None: :func:`oversampling_for`); a binary
+    labelmap source is exported as it is. InputError if no segment is chosen, it does not exist or it is empty.
     """
     name = segment_name(segmentation_node, segment_id)
     require_untransformed(segmentation_node, "segmentation")
+    factor = oversampling_for(segmentation_node, segment_id) if oversampling is None else int(oversampling)
+    if factor != 1 and has_closed_surface_source(segmentation_node):
+        mask, grid = _rasterised_surface(segmentation_node, segment_id, factor)
+    else:
+        mask, grid = _exported_labelmap(segmentation_node, segment_id, name)
+    if not mask.any():
+        raise InputError(f"segment '{name}' in '{segmentation_node.GetName()}' is empty: it has no voxel inside")
+    return mask, grid
+
+
+def _exported_labelmap(segmentation_node, segment_id, name):
     scene = require_scene(segmentation_node, "segmentation")
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SeedBrachy temporary labelmap")
     try:
@@ -66,10 +119,38 @@ def segment_mask(segmentation_node, segment_id):
         if display is not None:
             scene.RemoveNode(display)
         scene.RemoveNode(labelmap)
-    mask = labels != 0
-    if not mask.any():
-        raise InputError(f"segment '{name}' in '{segmentation_node.GetName()}' is empty: it has no voxel inside")
-    return mask, grid
+    return labels != 0, grid
+
+
+def _rasterised_surface(segmentation_node, segment_id, oversampling):
+    """The closed surface of a segment rasterised by Slicer's conversion rule with oversampling."""
+    if oversampling < 1:
+        raise InputError(f"oversampling {oversampling!r} invalid: use an integer >= 1")
+    source = segmentation_node.GetSegmentation()
+    copy = slicer.vtkSegmentation()
+    copy.SetSourceRepresentationName(source.GetSourceRepresentationName())
+    copy.CopyConversionParameters(source)
+    copy.CopySegmentFromSegmentation(source, segment_id)
+    copy.SetConversionParameter(
+        slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule.GetOversamplingFactorParameterName(), str(oversampling))
+    copy.RemoveRepresentation(_labelmap_name())
+    if not copy.CreateRepresentation(_labelmap_name(), True):
+        raise InputError(f"segment '{segment_name(segmentation_node, segment_id)}': its closed surface could not "
+                         "be converted to a labelmap")
+    segment = copy.GetSegment(segment_id)
+    image = segment.GetRepresentation(_labelmap_name())
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    ijk_to_ras = matrix_to_array(matrix)
+    extent = image.GetExtent()
+    dims = (extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1)
+    if min(dims) < 1 or image.GetPointData().GetScalars() is None:
+        return np.zeros((1, 1, 1), bool), Grid(ijk_to_ras[:3, 3], [1.0, 1.0, 1.0], np.eye(3), (1, 1, 1))
+    columns = ijk_to_ras[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    origin = columns @ np.array([extent[0], extent[2], extent[4]], float) + ijk_to_ras[:3, 3]
+    labels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
+    return labels == segment.GetLabelValue(), Grid(origin, spacing, columns / spacing, dims)
 
 
 def mask_on_grid(segmentation_node, segment_id, grid):
@@ -78,25 +159,28 @@ def mask_on_grid(segmentation_node, segment_id, grid):
     return structures.resample_mask(mask, mask_grid, grid, supersampling=1) >= 0.5
 
 
-def structure_from_segment(segmentation_node, segment_id, dose_grid, role="oar", supersampling=None,
-                           progress=None):
-    """A :class:`~SeedBrachyLib.structures.Structure` (fractions on ``dose_grid``) from one segment."""
-    mask, grid = segment_mask(segmentation_node, segment_id)
-    return structures.structure_on_grid(segment_name(segmentation_node, segment_id), mask, grid, dose_grid,
-                                        role=role, supersampling=supersampling, progress=progress)
+def structure_from_segment(segmentation_node, segment_id, role="oar", progress=None):
+    """A :class:`~SeedBrachyLib.structures.Structure` on the segment's own geometry (module notes), its closed
+    surface (if that is the source) rasterised finer. Evaluated whole from seeds; ``structure.on_grid(dose_grid)``
+    maps it onto a dose grid."""
+    mask, grid = segment_mask(segmentation_node, segment_id, oversampling=None)
+    return structures.structure_from_mask(segment_name(segmentation_node, segment_id), mask, grid, role=role,
+                                          progress=progress)
 
 
-def structures_from_segments(segmentation_node, target_segment_ids, dose_grid, oar_segment_ids=None,
+def structures_from_segments(segmentation_node, target_segment_ids, dose_grid=None, oar_segment_ids=None,
                              progress=None):
-    """The targets and the organs at risk of a segmentation as Structures on ``dose_grid``.
+    """The targets and the organs at risk of a segmentation as Structures on their own geometry.
 
     Args:
         target_segment_ids: the target segments (GTV, CTV; empty IDs skipped); at least one; InputError if
             missing or empty.
+        dose_grid: for a DVH read from a given dose volume: organs at risk lying wholly outside it are listed
+            in the notes and left out (the volume reports no dose there); one partly outside is evaluated on
+            the part inside, and its metrics say so. None (the DVH from seeds): every structure is evaluated
+            whole.
         oar_segment_ids: segments evaluated as organs at risk (default: every other segment); an empty
-            OAR segment is an error. A structure partly outside the dose grid is kept, and its metrics say
-            which part was evaluated (checks on it are NOT EVALUATED); one wholly outside is listed in the
-            notes.
+            OAR segment is an error.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
@@ -114,21 +198,14 @@ def structures_from_segments(segmentation_node, target_segment_ids, dose_grid, o
     ids = [(sid, "target") for sid in targets] + [(sid, "oar") for sid in oar_segment_ids]
     result, notes = [], []
     for n, (sid, role) in enumerate(ids):
-        report(progress, n / len(ids), "mapping structures to the dose grid")
-        mask, grid = segment_mask(segmentation_node, sid)
-        name = segment_name(segmentation_node, sid)
-        if role == "oar" and not _reaches_grid(mask, grid, dose_grid):
-            notes.append(f"{name} lies wholly outside the dose grid ({dose_grid.describe()}): not evaluated")
+        report(progress, n / len(ids), "reading the structures")
+        structure = structure_from_segment(segmentation_node, sid, role)
+        if role == "oar" and dose_grid is not None and not structures.mask_reaches_grid(*structure.source, dose_grid):
+            notes.append(f"{structure.name} lies wholly outside the dose grid ({dose_grid.describe()}): not evaluated")
             continue
-        result.append(structures.structure_on_grid(name, mask, grid, dose_grid, role=role))
-    report(progress, 1.0, "structures mapped")
+        result.append(structure)
+    report(progress, 1.0, "structures read")
     return result, notes
-
-
-def _reaches_grid(mask, grid, dose_grid):
-    """True if some voxel centre of ``mask`` (on ``grid``) lies inside ``dose_grid``."""
-    k, j, i = np.nonzero(mask)
-    return bool(dose_grid.contains(grid.to_ras(np.stack([i, j, k], axis=-1))).any())
 
 
 def add_mask_segment(segmentation_node, mask, grid, name, color=None, overwrite=False):
@@ -173,10 +250,11 @@ def body_and_skin_masks(ct_node, values=None):
 
 
 def body_and_skin(ct_node, dose_grid, values=None):
-    """Body and skin rind (:func:`body_and_skin_masks`) as Structures on ``dose_grid`` (partial volumes)."""
+    """Body and skin rind (:func:`body_and_skin_masks`) as Structures: the body on ``dose_grid`` (partial volumes,
+    for the reference isodose volume of CI/EI), the skin on its own CT geometry (evaluated whole)."""
     body, skin, grid = body_and_skin_masks(ct_node, values)
     return (structures.structure_on_grid("Body", body, grid, dose_grid, role="oar"),
-            structures.structure_on_grid("Skin", skin, grid, dose_grid, role="oar"))
+            structures.structure_from_mask("Skin", skin, grid, role="oar"))
 
 
 def make_ctv(segmentation_node, gtv_segment_id, ct_node, values=None, name="CTV", nogo_segment_ids=()):

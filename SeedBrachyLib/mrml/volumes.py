@@ -131,6 +131,8 @@ def isodose_color_node(scene):
     return node
 
 
+#: Dose-node attribute: the seeds, model and formalism the dose was computed from (JSON; ``dosimetry.mark_dose_seeds``).
+DOSE_SEEDS_ATTRIBUTE = ATTRIBUTE_PREFIX + "DoseSeeds"
 #: Dose-node attribute: the dose outside the node's grid is below this (Gy), as the dose-grid policy made it.
 OUTSIDE_BELOW_ATTRIBUTE = ATTRIBUTE_PREFIX + "DoseOutsideGridBelowGy"
 
@@ -146,6 +148,9 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description="", outsid
         description: how the dose was computed (kept as the node description).
         outside_below_gy: a bound (Gy) on the dose outside ``grid`` when known (the dose-grid policy's
             threshold), kept as :data:`OUTSIDE_BELOW_ATTRIBUTE`; None removes an earlier one.
+
+    An earlier node's seeds (:data:`DOSE_SEEDS_ATTRIBUTE`) are removed: the writer of a dose from seeds marks them
+    again (``dosimetry.mark_dose_seeds``).
     """
     require_node(node, "output dose volume", "vtkMRMLScalarVolumeNode")
     if not np.isfinite(prescription_gy) or prescription_gy <= 0:
@@ -160,6 +165,7 @@ def set_dose_volume(node, dose_gy, grid, prescription_gy, description="", outsid
     node.SetAttribute(DOSE_UNIT_VALUE_ATTRIBUTE, "1.0")
     node.SetAttribute(PRESCRIPTION_ATTRIBUTE, repr(float(prescription_gy)))
     node.SetAttribute(ROLE_ATTRIBUTE, ROLE_DOSE)
+    node.RemoveAttribute(DOSE_SEEDS_ATTRIBUTE)
     if outside_below_gy is None:
         node.RemoveAttribute(OUTSIDE_BELOW_ATTRIBUTE)
     else:

@@ -9,7 +9,8 @@ The steps a Slicer user and a headless script share (positions mm RAS, dose Gy, 
    avoidance (:mod:`.template`), candidate positions (:mod:`.candidates`).
 3. :func:`load_pattern` (:mod:`.loading`) or :func:`optimise_plan` (:mod:`.optimize`).
 4. :func:`evaluate` -- TG-43 dose on the policy's dose grid (:mod:`SeedBrachyLib.dose_grid`) and the DVH
-   metrics of the GTV, the CTV and every organ at risk (:func:`SeedBrachyLib.dvh.evaluate_plan`).
+   metrics of the GTV, the CTV and every organ at risk (:func:`SeedBrachyLib.dvh.evaluate_plan`, TG-43 exact at
+   the structures' own sample points).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import numpy as np
 
 from .. import dose_grid, structures
 from ..dose import compute_dose
-from ..dose_grid import DEFAULT_THRESHOLD_PCT
-from ..dvh import evaluate_plan
+from ..dvh import GridDose, SeedDose, evaluate_plan
 from ..errors import InputError
 from ..grid import Grid
 from ..sources import get_model
@@ -152,30 +152,21 @@ def dose_grid_for(case, seeds, model, spacing_mm=None, threshold_pct=None):
 
 
 def evaluate(case, seeds, model, dose_grid=None, progress=None, spacing_mm=None, threshold_pct=None):
-    """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`, the policy grid, outside of which the
-    dose is below the policy's threshold, so hot-spot metrics of structures reaching beyond it stay exact) and
-    its DVH evaluation.
+    """TG-43 dose of ``seeds`` on ``dose_grid`` (default :func:`dose_grid_for`, the policy grid) and the DVH
+    evaluation, with TG-43 evaluated exactly at each structure's own sample points
+    (:class:`SeedBrachyLib.dvh.SeedDose`), so every structure is evaluated whole wherever it lies; the dose grid
+    is for display and export and gives the reference isodose volume of CI and EI.
 
     Returns:
         (:class:`~SeedBrachyLib.dvh.PlanEvaluation` with the targets (GTV, CTV) and every OAR, dose Gy, dose grid).
-        An OAR wholly outside the dose grid is listed in the evaluation's notes. ``spacing_mm`` and
-        ``threshold_pct`` (settings doseSpacingMm, doseGridThresholdPct) shape the default grid.
+        ``spacing_mm`` and ``threshold_pct`` (settings doseSpacingMm, doseGridThresholdPct) shape the default grid.
     """
     model = get_model(model)
-    pct = DEFAULT_THRESHOLD_PCT if threshold_pct is None else threshold_pct
-    floor = None if dose_grid is not None else 0.01 * pct * case.prescription_gy
     grid = dose_grid or dose_grid_for(case, seeds, model, spacing_mm, threshold_pct)
     dose = compute_dose(grid, seeds, model, progress=progress, allow_outside=True)
-    structs = [structures.structure_on_grid(name, mask, case.grid, grid, role="target")
-               for name, mask in case.targets.items()]
-    notes = []
-    for name, mask in case.oars.items():
-        try:
-            structs.append(structures.structure_on_grid(name, mask, case.grid, grid))
-        except InputError:
-            notes.append(f"{name} lies wholly outside the dose grid ({grid.describe()}): not evaluated")
+    structs = structures.structures_from_masks(case.targets, case.oars, case.grid)
     body = structures.structure_on_grid("Body", case.body, case.grid, grid)
-    evaluation = evaluate_plan(dose, structs, case.prescription_gy, body=body,
-                               dose_description=describe_dose(model, len(seeds), grid), outside_below_gy=floor)
-    evaluation.notes.extend(notes)
+    evaluation = evaluate_plan(SeedDose(seeds, model), structs, case.prescription_gy, body=body,
+                               dose_description=describe_dose(model, len(seeds), grid),
+                               dose_volume=GridDose(dose, grid))
     return evaluation, dose, grid

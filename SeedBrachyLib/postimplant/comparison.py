@@ -8,7 +8,8 @@
   D90, D100, V90, V100, V150, V200, CI, EI, HI; D2cc of every organ at risk and the skin; seed count)
   with the difference post - pre, and the published thresholds checked on the post-plan values.
 
-The metrics come from :func:`SeedBrachyLib.dvh.evaluate_plan` (same structures on the same grid for
+The metrics come from :func:`SeedBrachyLib.dvh.evaluate_plan` with TG-43 evaluated exactly at the structures'
+own sample points (:class:`SeedBrachyLib.dvh.SeedDose`; the same structures, and the same dose grid for CI/EI, for
 both plans, so every difference is the implant's); the thresholds from :mod:`SeedBrachyLib.checks`.
 Seeds must be in the frame of the structures: map detected seeds onto the pre-plan with
 ``registration.map_seeds(seeds, result.post_to_pre)``.
@@ -24,7 +25,7 @@ import numpy as np
 from .. import RESEARCH_NOTICE
 from ..checks import format_checks, run_checks
 from ..dose import compute_dose
-from ..dvh import evaluate_plan
+from ..dvh import GridDose, SeedDose, evaluate_plan
 from ..errors import InputError
 from ..progress import scaled
 from ..seeds import Needle, Seed
@@ -236,13 +237,15 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
     """Pre-plan vs post-plan on one dose grid and one set of structures; returns (Comparison, PostPlanDose).
 
     Args:
-        grid: dose grid (mm RAS) of ``structures`` (:class:`~SeedBrachyLib.structures.Structure` list).
+        grid: dose grid (mm RAS): the dose volumes (display, CI/EI reference isodose volume).
+        structures: :class:`~SeedBrachyLib.structures.Structure` list, each evaluated with TG-43 exactly at its own
+            sample points (e.g. :func:`~SeedBrachyLib.structures.structures_from_masks`) for both plans.
         prescription_gy: prescription (Gy).
         plan_seeds: the planned seeds (TG-43 line source along their axes).
         implanted_seeds: the implanted (detected) seeds in the same frame (mm RAS, U).
         model: TG-43 source model or key.
         axis_source, needles, needle_direction: post-plan seed axes, see :func:`oriented_seeds`.
-        body: optional body Structure limiting the reference isodose volume for CI/EI.
+        body: optional body Structure (on ``grid``) limiting the reference isodose volume for CI/EI.
         pre_dose: the pre-plan dose (Gy) on ``grid`` if already computed.
         indications, targets, user_limits: goals checked on the post-plan, see :func:`compare_evaluations`.
         progress: callback(fraction, message); returning False cancels.
@@ -253,8 +256,10 @@ def compare_implant(grid, structures, prescription_gy, plan_seeds, implanted_see
     pre_text = describe_dose(model, len(plan_seeds), grid, axes="planned seed axes")
     post = post_plan_dose(grid, implanted_seeds, model, axis_source, needles, needle_direction,
                           scaled(progress, 0.5, 1.0))
-    pre_eval = evaluate_plan(pre_dose, structures, prescription_gy, body=body, dose_description=pre_text)
-    post_eval = evaluate_plan(post.dose, structures, prescription_gy, body=body, dose_description=post.description)
+    pre_eval = evaluate_plan(SeedDose(plan_seeds, model), structures, prescription_gy, body=body,
+                             dose_description=pre_text, dose_volume=GridDose(pre_dose, grid))
+    post_eval = evaluate_plan(SeedDose(post.seeds, model, post.formalism), structures, prescription_gy, body=body,
+                              dose_description=post.description, dose_volume=GridDose(post.dose, grid))
     comparison = compare_evaluations(pre_eval, post_eval, len(plan_seeds), len(implanted_seeds),
                                      indications=indications, targets=targets, user_limits=user_limits)
     return comparison, post
