@@ -19,20 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RTDoseStorage, RTPlanStorage
 
 from ..errors import InputError
+from . import dataset
 from .ct import MAX_VOXELS
-from .dataset import (
-    ds_number,
-    integer,
-    new_dataset,
-    numbers,
-    read_object,
-    save,
-    sequence,
-    sequence_of,
-    text,
-    uid,
-    value,
-)
 from .geometry import grid_from_planes, image_plane, orientation, set_image_plane, slice_positions_lps
 
 UINT32_MAX = 2 ** 32 - 1
@@ -74,7 +62,7 @@ def write_rtdose(path, dose_gy, grid, study, plan_sop_instance_uid=None, comment
     positions = slice_positions_lps(grid)
     if (positions[-1] - positions[0]) @ normal < 0:  # K against row x column: write the frames the other way
         dose, positions = dose[::-1], positions[::-1]
-    ds = new_dataset(RTDoseStorage, "RTDOSE", study, "SeedBrachy dose")
+    ds = dataset.new_dataset(RTDoseStorage, "RTDOSE", study, "SeedBrachy dose")
     ds.OperatorsName = ""
     ds.ContentDate, ds.ContentTime = ds.SeriesDate, ds.SeriesTime
     ds.InstanceNumber = 1
@@ -82,49 +70,49 @@ def write_rtdose(path, dose_gy, grid, study, plan_sop_instance_uid=None, comment
     set_image_plane(ds, grid, positions[0], 32, signed=False)
     ds.NumberOfFrames = grid.dims[2]
     ds.FrameIncrementPointer = 0x3004000C
-    ds.GridFrameOffsetVector = [ds_number(k * grid.spacing[2]) for k in range(grid.dims[2])]
+    ds.GridFrameOffsetVector = [dataset.ds_number(k * grid.spacing[2]) for k in range(grid.dims[2])]
     ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", "PLAN"
     ds.DoseComment = comment[:64]
     ds.TissueHeterogeneityCorrection = "WATER"
     scaling = float(dose.max()) / UINT32_MAX if dose.max() > 0 else 1.0
-    ds.DoseGridScaling = ds_number(scaling)
+    ds.DoseGridScaling = dataset.ds_number(scaling)
     scaling = float(ds.DoseGridScaling)  # the value as written
     plan = Dataset()
     plan.ReferencedSOPClassUID = RTPlanStorage
     plan.ReferencedSOPInstanceUID = plan_sop_instance_uid
-    ds.ReferencedRTPlanSequence = sequence_of([plan])
+    ds.ReferencedRTPlanSequence = dataset.sequence_of([plan])
     ds.PixelData = np.clip(np.rint(dose / scaling), 0, UINT32_MAX).astype("<u4").tobytes()
-    save(ds, path, overwrite)
+    dataset.save(ds, path, overwrite)
     return ds
 
 
 def read_rtdose(path, frame_of_reference_uid=None):
     """(dose float64 ``[k, j, i]`` Gy, RAS Grid, :class:`DoseInfo`) of the RT Dose file ``path``."""
-    ds, where = read_object(path, "RT Dose", "RTDOSE", RTDoseStorage)
-    units = text(ds, "DoseUnits", where, allowed={"GY", "CGY", "RELATIVE"})
+    ds, where = dataset.read_object(path, "RT Dose", "RTDOSE", RTDoseStorage)
+    units = dataset.text(ds, "DoseUnits", where, allowed={"GY", "CGY", "RELATIVE"})
     if units == "RELATIVE":
         raise InputError(f"{where}: Dose Units RELATIVE cannot be used: an absolute dose (GY) is needed")
-    dose_type = text(ds, "DoseType", where, allowed={"PHYSICAL", "EFFECTIVE", "ERROR"})
+    dose_type = dataset.text(ds, "DoseType", where, allowed={"PHYSICAL", "EFFECTIVE", "ERROR"})
     if dose_type == "ERROR":
         raise InputError(f"{where}: Dose Type ERROR is a dose difference, not a dose")
-    summation = text(ds, "DoseSummationType", where)
-    frame = uid(ds, "FrameOfReferenceUID", where)
+    summation = dataset.text(ds, "DoseSummationType", where)
+    frame = dataset.uid(ds, "FrameOfReferenceUID", where)
     if frame_of_reference_uid is not None and frame != frame_of_reference_uid:
         raise InputError(f"{where}: dose frame of reference {frame} is not the CT's {frame_of_reference_uid}")
-    plans = sequence(ds, "ReferencedRTPlanSequence", where, required=False)
-    plan_uid = uid(plans[0], "ReferencedSOPInstanceUID", where) if plans else None
-    n_i = integer(ds, "Columns", where, minimum=1, maximum=65535)
-    n_j = integer(ds, "Rows", where, minimum=1, maximum=65535)
-    n_k = integer(ds, "NumberOfFrames", where, required=False, default=1, minimum=1, maximum=65535)
+    plans = dataset.sequence(ds, "ReferencedRTPlanSequence", where, required=False)
+    plan_uid = dataset.uid(plans[0], "ReferencedSOPInstanceUID", where) if plans else None
+    n_i = dataset.integer(ds, "Columns", where, minimum=1, maximum=65535)
+    n_j = dataset.integer(ds, "Rows", where, minimum=1, maximum=65535)
+    n_k = dataset.integer(ds, "NumberOfFrames", where, required=False, default=1, minimum=1, maximum=65535)
     if n_i * n_j * n_k > MAX_VOXELS:
         raise InputError(f"{where}: {n_i}x{n_j}x{n_k} dose voxels exceed {MAX_VOXELS}")
-    iop = numbers(ds, "ImageOrientationPatient", where, 6, minimum=-1.0001, maximum=1.0001)
+    iop = dataset.numbers(ds, "ImageOrientationPatient", where, 6, minimum=-1.0001, maximum=1.0001)
     _, _, normal = orientation(iop, where)
-    ipp = np.array(numbers(ds, "ImagePositionPatient", where, 3, minimum=-1e6, maximum=1e6))
+    ipp = np.array(dataset.numbers(ds, "ImagePositionPatient", where, 3, minimum=-1e6, maximum=1e6))
     spacing = _frame_spacing(ds, where, n_k, iop, ipp)
-    grid = grid_from_planes(iop, numbers(ds, "PixelSpacing", where, 2, minimum=1e-6, maximum=1e4),
+    grid = grid_from_planes(iop, dataset.numbers(ds, "PixelSpacing", where, 2, minimum=1e-6, maximum=1e4),
                             ipp, spacing, (n_i, n_j, n_k), where)
-    scaling = numbers(ds, "DoseGridScaling", where, 1, required=n_k > 0, minimum=0)[0]
+    scaling = dataset.numbers(ds, "DoseGridScaling", where, 1, required=n_k > 0, minimum=0)[0]
     if not MIN_SCALING <= scaling <= MAX_SCALING:
         raise InputError(f"{where}: DoseGridScaling {scaling!r} Gy per stored unit invalid: must lie in "
                          f"[{MIN_SCALING:g}, {MAX_SCALING:g}]")
@@ -136,18 +124,18 @@ def read_rtdose(path, frame_of_reference_uid=None):
         dose /= 100.0
     if np.any(dose < 0):
         raise InputError(f"{where}: negative dose values: a physical dose is >= 0")
-    info = DoseInfo(units, dose_type, summation, frame, plan_uid, uid(ds, "SOPInstanceUID", where), scaling)
+    info = DoseInfo(units, dose_type, summation, frame, plan_uid, dataset.uid(ds, "SOPInstanceUID", where), scaling)
     return dose, grid, info
 
 
 def _frame_spacing(ds, where, n_k, iop, ipp):
     if n_k == 1:
-        offsets = numbers(ds, "GridFrameOffsetVector", where, required=False)
+        offsets = dataset.numbers(ds, "GridFrameOffsetVector", where, required=False)
         if offsets is not None and len(offsets) != 1:
             raise InputError(f"{where}: GridFrameOffsetVector has {len(offsets)} values for NumberOfFrames 1")
-        thickness = numbers(ds, "SliceThickness", where, 1, required=False, minimum=0, maximum=1e4)
+        thickness = dataset.numbers(ds, "SliceThickness", where, 1, required=False, minimum=0, maximum=1e4)
         return float(thickness[0]) if thickness and thickness[0] > 0 else 1.0
-    offsets = np.array(numbers(ds, "GridFrameOffsetVector", where, n_k, minimum=-1e6, maximum=1e6))
+    offsets = np.array(dataset.numbers(ds, "GridFrameOffsetVector", where, n_k, minimum=-1e6, maximum=1e6))
     if offsets[0] != 0:
         if not np.allclose(iop, [1, 0, 0, 0, 1, 0], atol=1e-6) or abs(offsets[0] - ipp[2]) > OFFSET_TOLERANCE_MM:
             raise InputError(f"{where}: GridFrameOffsetVector starts at {offsets[0]:g} mm: relative offsets start at "
@@ -162,15 +150,15 @@ def _frame_spacing(ds, where, n_k, iop, ipp):
 
 
 def _stored_values(ds, where, n_i, n_j, n_k):
-    bits = integer(ds, "BitsAllocated", where)
+    bits = dataset.integer(ds, "BitsAllocated", where)
     if bits not in (16, 32):
         raise InputError(f"{where}: BitsAllocated {bits} invalid for RT Dose: 16 or 32")
-    signed = integer(ds, "PixelRepresentation", where, minimum=0, maximum=1)
-    if integer(ds, "SamplesPerPixel", where) != 1:
+    signed = dataset.integer(ds, "PixelRepresentation", where, minimum=0, maximum=1)
+    if dataset.integer(ds, "SamplesPerPixel", where) != 1:
         raise InputError(f"{where}: SamplesPerPixel must be 1")
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         raise InputError(f"{where}: compressed RT Dose pixel data is not supported")
-    data = value(ds, "PixelData", where)
+    data = dataset.value(ds, "PixelData", where)
     need = n_i * n_j * n_k * bits // 8
     if not need <= len(data) <= need + 1:  # one pad byte at most
         raise InputError(f"{where}: PixelData holds {len(data)} bytes, but NumberOfFrames {n_k} x Rows {n_j} x "
