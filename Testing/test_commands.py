@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from SeedBrachyLib.cli import main
 
 pytestmark = pytest.mark.slow
 FAST = ["--planning-method", "modified_peripheral", "--quiet"]
+RECORDED_BATCH = Path(__file__).parent / "data" / "batch_cohort" / "cohort.csv"
 
 
 @pytest.fixture(scope="module")
@@ -147,16 +149,56 @@ def test_batch_table_one_row_per_case_and_past_failures(neck, tmp_path):
         assert float(rows[0][f"{name}.V100"]) == pytest.approx(single[name]["V100"], rel=1e-9)
 
 
-def test_example_cohort_patient_has_plan_and_a_new_scan(tmp_path):
+@pytest.fixture(scope="module")
+def example_cohort(tmp_path_factory):
+    """`seedbrachy example --cohort 1`: one simulated patient with its outcome, lesion and truth tables."""
+    out = tmp_path_factory.mktemp("cohort") / "c"
+    assert main(["example", "--cohort", "1", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_example_cohort_patient_has_plan_and_a_new_scan(example_cohort):
+    import pandas as pd
+
+    from SeedBrachyLib.cohort.table import responses_from_lesions
     from SeedBrachyLib.dicomrt import read_ct_series, read_rtplan
-    assert main(["example", "--cohort", "1", "--out", str(tmp_path / "c"), "--quiet"]) == 0
-    p = tmp_path / "c" / "P001"
+    p = example_cohort / "P001"
     assert sorted(x.name for x in p.iterdir()) == ["ct", "plan.dcm", "post_ct", "structures.dcm"]
     _, _, ct = read_ct_series(p / "ct")
     _, _, post = read_ct_series(p / "post_ct")
     assert ct.study.patient_id == post.study.patient_id == "P001"
     assert ct.study.frame_of_reference_uid != post.study.frame_of_reference_uid  # another scan, to register
-    assert len(read_rtplan(p / "plan.dcm").seeds) >= 10
+    n_planned = len(read_rtplan(p / "plan.dcm").seeds)
+    assert n_planned >= 10
+    truth = pd.read_csv(example_cohort / "truth.csv").iloc[0]
+    assert truth.planned_seeds == n_planned and truth.implanted_seeds == n_planned - 1   # one seed lost
+    assert 0 < truth.true_gtv_d90_gy < 1000 and truth.true_gtv_d90_gy != truth.planned_gtv_d90_gy
+    # the lesion measurements give back, by RECIST 1.1, the 6-month category the simulation drew
+    assert responses_from_lesions(example_cohort / "lesions.csv", response_month=6)[0] == \
+        {"P001": truth.category_6_months}
+    outcomes = pd.read_csv(example_cohort / "outcomes.csv")
+    assert list(outcomes.patient_id) == ["P001"] and outcomes.tumor_size_mm[0] == truth.node_diameter_mm
+
+
+def test_example_batch_cohort_chain(example_cohort, tmp_path, capsys):
+    """The real chain: example -> batch -> cohort (one patient: the too-few-events refusal, clearly said), and the
+    live batch table has the format of the recorded 30-patient run in Testing/data (test_cohort_batch.py)."""
+    from SeedBrachyLib.cohort import table as cohort_table
+    table = tmp_path / "cohort.csv"
+    assert main(["batch", str(example_cohort), "--out", str(table), "--ignore", "Bone", "--quiet"]) == 0
+    with open(table) as f, open(RECORDED_BATCH) as g:
+        assert next(csv.reader(f)) == next(csv.reader(g))
+    t = cohort_table.load(table, outcomes=example_cohort / "outcomes.csv", lesions=example_cohort / "lesions.csv",
+                          response_month=6)
+    assert t.dosimetry["D90"] == "GTV.D90" and set(t.clinical) >= {"tumor_size_mm", "age"}
+    with open(example_cohort / "truth.csv") as f:
+        truth = next(csv.DictReader(f))
+    measured = t.dose.iloc[0]   # post-implant GTV D90 from the detected seeds on the registered scan
+    assert measured == pytest.approx(float(truth["true_gtv_d90_gy"]), rel=0.15)
+    code = main(["cohort", str(table), "--outcomes", str(example_cohort / "outcomes.csv"), "--lesions",
+                 str(example_cohort / "lesions.csv"), "--response-month", "6", "--out", str(tmp_path / "o"),
+                 "--quiet"])
+    assert code == 2 and "events" in capsys.readouterr().err
 
 
 def test_second_case_nrrd_oblique_other_model(tmp_path):

@@ -22,13 +22,18 @@ def add_parser(sub):
     p.add_argument("--simulate", choices=SIMULATED,
                    help="the built-in research demo: write a simulated cohort (lymph-node: 81 patients after "
                         "Huang et al. 2026; escc: 36 patients after Zhang et al. 2020) into --out and analyse it")
+    p.add_argument("--outcomes", metavar="CSV",
+                   help="a second table joined on patient_id (response, follow-up, clinical variables), e.g. "
+                        "beside a 'seedbrachy batch' table")
     p.add_argument("--lesions", metavar="CSV", help="RECIST lesion table; the response is computed from it")
     p.add_argument("--response-month", type=float, default=None,
                    help="with --lesions: the response at this visit (months; default: best overall response)")
     p.add_argument("--confirm-months", type=float, default=None,
                    help="with --lesions: best overall response with CR/PR confirmed at least this many months "
                         "later (RECIST 1.1 Table 3; e.g. 0.92 = 4 weeks; default: unconfirmed)")
-    p.add_argument("--structure", help="dosimetry prefix to use when the table has several structures")
+    p.add_argument("--structure", help="dosimetry prefix to use when the table has several structures; with a "
+                                        "'seedbrachy batch' table gtv (the default) or ctv: each row's structure "
+                                        "of that role")
     p.add_argument("--dose-metric", default="D90", help="dose metric for the ROC cut-off and dose groups (default D90)")
     p.add_argument("--clinical", help="comma-separated clinical columns (default: every other column)")
     p.add_argument("--cutoff", type=float, help="dose splitting the survival groups (default: the Youden cut-off, "
@@ -57,8 +62,8 @@ def run(args):
     if response_month is not None and not lesions:
         raise InputError("--response-month chooses the visit in a lesion table: give --lesions with it")
     if args.simulate:
-        if args.csv or args.lesions:
-            raise InputError("--simulate writes its own tables: give no CSV and no --lesions with it")
+        if args.csv or args.lesions or args.outcomes:
+            raise InputError("--simulate writes its own tables: give no CSV, --outcomes or --lesions with it")
         check_outputs(args, folders=[args.out])
         from ..demo import cohort as demo_cohort
 
@@ -69,11 +74,12 @@ def run(args):
         raise InputError("give the cohort table CSV (or --simulate lymph-node|escc for the built-in demo)")
     else:
         csv = args.csv
-        check_outputs(args, inputs=[p for p in (csv, lesions) if p])
+        check_outputs(args, inputs=[p for p in (csv, lesions, args.outcomes) if p])
     progress = progress_of(args)
     clinical = [c.strip() for c in args.clinical.split(",") if c.strip()] if args.clinical else None
     cohort = table.load(csv, lesions=lesions, structure=args.structure, dose_metric=args.dose_metric,
-                        clinical=clinical, response_month=response_month, confirm_months=args.confirm_months)
+                        clinical=clinical, response_month=response_month, confirm_months=args.confirm_months,
+                        outcomes=args.outcomes)
     results = analysis.analyse(cohort, alpha=args.alpha, cutoff=cutoff, replicates=args.bootstrap,
                                seed=args.seed, progress=progress, source=str(csv))
     close(progress)

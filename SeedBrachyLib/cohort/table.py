@@ -2,12 +2,19 @@
 
 Cohort table (CSV, header row; column names are case-sensitive):
 
-* ``patient_id`` (required, unique).
+* ``patient_id`` (required, unique; read as text, so ``007`` stays ``007``).
 * Dosimetry as the ``batch`` command writes it, with the stable names ``volume_cc`` (cc), ``D98``,
   ``D90``, ``D50``, ``D100``, ``Dmin``, ``Dmax``, ``Dmean``, ``D2cc``, ``D1cc``, ``D0.1cc`` (Gy),
   ``V90``, ``V100``, ``V150``, ``V200`` (% of the volume). Either bare (``D90``) or prefixed by the
   structure (``CTV.D90``, ``CTV_D90`` or ``CTV:D90``); with several prefixes choose one with
   ``structure``. The dose metric analysed for cut-offs (default ``D90``) must be present.
+* A ``seedbrachy batch`` table (it has the batch's ``status``, ``gtv`` and ``ctv`` columns) is read as
+  it is: the structure defaults to each row's GTV (``structure`` "gtv" or "ctv" picks a role, read
+  per row from those columns, so cases whose GTV has another name line up), failed cases (``status``
+  error) are counted in the notes and left out of the dose analyses, and the batch's bookkeeping
+  (``mode``, ``status``, ``error``, ``gtv``, ``ctv``, the ``check_*`` columns) is not analysed. Its
+  outcomes come from a second table (``outcomes``, joined on ``patient_id``): response, follow-up,
+  clinical variables; or from the lesion table.
 * Response (for the logistic and ROC analyses): ``response`` with CR, PR, SD, PD, Non-CR/Non-PD or
   NE per patient (the RECIST 1.1 response at the assessment), or a lesion table (below) from
   which it is computed. Patients with NE are left out of the response analyses (counted).
@@ -39,8 +46,9 @@ from . import recist
 
 LESION_COLUMNS = ("patient_id", "month", "lesion", "role", "nodal", "diameter_mm", "status")
 MAX_TEXT_LEVELS = 10
-_BOOKKEEPING = re.compile(r"^(case|case_id|error|errors|status|path|folder|notes?)$|(^check_)|(_check$)|(_pass$)",
-                          re.I)
+_BOOKKEEPING = re.compile(r"^(case|case_id|error|errors|status|mode|gtv|ctv|path|folder|notes?)$|(^check_)|(_check$)"
+                          r"|(_pass$)", re.I)
+ROLES = ("gtv", "ctv")   # batch columns naming each row's structures
 _METRIC = re.compile(r"^(?:(?P<prefix>.+?)[._:])?(?P<metric>" + "|".join(re.escape(m) for m in DOSIMETRY) + r")$")
 
 
@@ -70,7 +78,7 @@ def _read_csv(path, what):
     if not path.is_file():
         raise InputError(f"{what} {str(path)!r} is not a file")
     try:
-        return pd.read_csv(path, skipinitialspace=True)
+        return pd.read_csv(path, skipinitialspace=True, dtype={"patient_id": str})
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {str(path)!r} is not a readable CSV table: {exc}") from None
 
@@ -100,6 +108,58 @@ def _dosimetry_columns(columns, structure, dose_metric):
         raise InputError(f"dose metric {dose_metric!r} is not in the table; dosimetry columns: "
                          f"{sorted(c for v in found.values() for c in v.values())}")
     return chosen, found
+
+
+def _is_batch_table(df):
+    return all(c in df.columns for c in ("status", *ROLES))
+
+
+def _per_row_structure(df, role, notes):
+    """The structure prefix of the batch column ``role`` ("gtv" or "ctv"): the one name every row gives, or
+    new columns ``<role>.<metric>`` taking each row's metric of the structure that row names."""
+    names = df[role].where(df[role].notna(), None)
+    present = sorted({str(n) for n in names.dropna()})
+    if not present:
+        raise InputError(f"the batch column {role!r} names no structure in any row")
+    if len(present) == 1:
+        notes.append(f"dosimetry of the {role.upper()} {present[0]!r} (batch column {role!r})")
+        return present[0]
+    for metric in DOSIMETRY:
+        cols = {n: f"{n}.{metric}" for n in present}
+        if not any(c in df.columns for c in cols.values()):
+            continue
+        df[f"{role}.{metric}"] = [df.at[i, cols[str(n)]] if n is not None and cols[str(n)] in df.columns
+                                  else np.nan for i, n in zip(df.index, names)]
+    notes.append(f"dosimetry of each row's {role.upper()} (batch column {role!r}: {', '.join(present)})")
+    return role
+
+
+def _join_outcomes(df, outcomes, notes):
+    """The cohort table with the outcome table's columns, joined on patient_id (left: every cohort patient)."""
+    out = outcomes if hasattr(outcomes, "columns") else _read_csv(outcomes, "outcome table")
+    if "patient_id" not in out.columns:
+        raise InputError(f"the outcome table needs a 'patient_id' column; columns: {list(out.columns)}")
+    out = out.assign(patient_id=out["patient_id"].astype(str))
+    dup = sorted(out["patient_id"][out["patient_id"].duplicated()].unique())
+    if dup:
+        raise InputError(f"patient_id values must be unique in the outcome table; repeated: {dup[:10]}")
+    clash = sorted(set(out.columns) & set(df.columns) - {"patient_id"})
+    if clash:
+        raise InputError(f"columns {clash} are in both the cohort table and the outcome table: keep them in one")
+    ids = set(df["patient_id"])
+    matched = out["patient_id"].isin(ids)
+    if not matched.any():
+        raise InputError(f"no patient_id of the outcome table is in the cohort table (outcome ids e.g. "
+                         f"{out['patient_id'].head(3).tolist()}, cohort ids e.g. {df['patient_id'].head(3).tolist()})")
+    if not matched.all():
+        extra = out["patient_id"][~matched].tolist()
+        notes.append(f"{len(extra)} patients of the outcome table are not in the cohort table: left out "
+                     f"({', '.join(extra[:10])}{', ...' if len(extra) > 10 else ''})")
+    missing = sorted(ids - set(out["patient_id"]))
+    if missing:
+        notes.append(f"{len(missing)} patients have no row in the outcome table ({', '.join(missing[:10])}"
+                     f"{', ...' if len(missing) > 10 else ''})")
+    return df.merge(out[matched.to_numpy()], on="patient_id", how="left")
 
 
 def responses_from_lesions(path_or_frame, response_month=None, min_sd_months=1.5, confirm_months=None):
@@ -134,8 +194,12 @@ def responses_from_lesions(path_or_frame, response_month=None, min_sd_months=1.5
 
 
 def load(path, lesions=None, structure=None, dose_metric="D90", clinical=None, response_month=None,
-         confirm_months=None):
-    """Read and check a cohort table (see the module docstring) -> CohortTable."""
+         confirm_months=None, outcomes=None):
+    """Read and check a cohort table (see the module docstring) -> CohortTable.
+
+    ``outcomes``: a second table (CSV path or DataFrame) joined on ``patient_id``, e.g. the response,
+    follow-up and clinical variables beside a ``seedbrachy batch`` table.
+    """
     df = _read_csv(path, "cohort table")
     if "patient_id" not in df.columns:
         raise InputError(f"the cohort table needs a 'patient_id' column; columns: {list(df.columns)}")
@@ -145,16 +209,31 @@ def load(path, lesions=None, structure=None, dose_metric="D90", clinical=None, r
         raise InputError(f"patient_id values must be unique; repeated: {dup[:10]}")
     if len(df) == 0:
         raise InputError(f"the cohort table {str(path)!r} has no patients")
+    notes, failed = [], []
+    if outcomes is not None:
+        df = _join_outcomes(df, outcomes, notes)
     df = df.set_index("patient_id", drop=False)
+    if _is_batch_table(df):
+        failed = df.index[df["status"].astype(str).str.strip().str.lower() == "error"].tolist()
+        if failed:
+            notes.append(f"{len(failed)} batch cases failed and have no dosimetry ({', '.join(failed[:10])}"
+                         f"{', ...' if len(failed) > 10 else ''}): left out of the dose analyses")
+        if structure is None:
+            structure = "gtv"
+    if structure in ROLES:
+        if structure not in df.columns:
+            raise InputError(f"structure {structure!r} is a role read per row from the batch column {structure!r}, "
+                             "which the table does not have: name the structure instead")
+        structure = _per_row_structure(df, structure, notes)
     dosimetry, all_dosimetry = _dosimetry_columns(df.columns, structure, dose_metric)
     for col in dosimetry.values():
         values = df[col]
         if values.dtype == object:
             raise InputError(f"dosimetry column {col!r} must be numeric; got e.g. {values.dropna().iloc[0]!r}")
-    table = CohortTable(frame=df, dosimetry=dosimetry, dose_metric=dose_metric)
-    if df[dosimetry[dose_metric]].isna().any():
-        table.notes.append(f"{int(df[dosimetry[dose_metric]].isna().sum())} patients without {dose_metric} "
-                           "(a failed batch case?) are left out of the dose analyses")
+    table = CohortTable(frame=df, dosimetry=dosimetry, dose_metric=dose_metric, notes=notes)
+    no_dose = df[dosimetry[dose_metric]].isna() & ~df.index.isin(failed)
+    if no_dose.any():
+        table.notes.append(f"{int(no_dose.sum())} patients without {dose_metric} are left out of the dose analyses")
     # response
     if lesions is not None:
         if "response" in df.columns:

@@ -8,7 +8,8 @@ post-implant CTs, and a simulated cohort (``seedbrachy example``).
   migrated seed), the seeds rendered into the case's CT as metal capsules with blur and noise, the
   patient moved by a known rigid motion; written as a new series of the same patient.
 * :func:`write_cohort` -- N simulated patients (node size and position varied), each with its CT,
-  structures, pre-plan (RT Plan) and post-implant CT: the input of ``seedbrachy batch``.
+  structures, pre-plan (RT Plan) and post-implant CT: the input of ``seedbrachy batch``; with their
+  outcomes (clinical and RECIST lesion tables) drawn from the lymph-node truth at the true delivered dose.
 Positions mm RAS; the files are LPS (converted by :mod:`SeedBrachyLib.dicomrt`).
 """
 
@@ -128,13 +129,37 @@ def quick_plan(case, model_key, activity_mci, entry, method="optimise"):
     return make_plan(c, values)
 
 
+#: the tables :func:`write_cohort` writes beside the patient folders
+COHORT_TABLES = {"outcomes": "outcomes.csv", "lesions": "lesions.csv", "truth": "truth.csv"}
+
+
+def true_gtv_d90(case, seeds, model, spacing_mm=1.0):
+    """GTV D90 (Gy) of ``seeds`` (mm RAS, U) by exact TG-43 at the GTV's points (``spacing_mm`` grid, partial
+    volumes), independent of the post-implant chain (no detection, no registration)."""
+    from ..dose import dose_at_points
+    from ..planning.robustness import points_from_mask
+    points = points_from_mask("GTV", case.masks["GTV"], case.grid, spacing_mm, role="target")
+    value, _ = points.dvh(dose_at_points(points.points, seeds, model)).metric("D90", case.prescription_gy)
+    return float(value)
+
+
 def write_cohort(out, n_patients, random_seed=0, progress=None):
     """``n_patients`` simulated lymph-node patients (neck), each a folder with ct/, structures.dcm, plan.dcm and
-    post_ct/ (the implant of its plan with random errors and patient motion); returns the folder names."""
+    post_ct/ (the implant of its plan with random errors and patient motion); returns the folder names.
+
+    Beside the folders (:data:`COHORT_TABLES`): ``outcomes.csv`` (patient_id, tumor_size_mm = node diameter,
+    simulated clinical variables) and ``lesions.csv`` (RECIST measurements at 0, 2 and 6 months), the response
+    drawn from the lymph-node truth (:func:`SeedBrachyLib.synthetic.cohort.lymph_node_outcomes`) at the *true*
+    delivered GTV D90 of each simulated implant; and ``truth.csv`` (that D90, the planned D90, the implanted and
+    planned seed counts, the 6-month category), which the analysis does not read: ``seedbrachy batch`` measures
+    the D90 again from the post-implant CT."""
+    import csv
+
     from ..dicomrt import write_rtplan
     from ..progress import report
+    from ..synthetic.cohort import lymph_node_outcomes
     rng = np.random.default_rng(random_seed)
-    names = []
+    names, truth = [], []
     for n in range(int(n_patients)):
         pid = f"P{n + 1:03d}"
         diameter = float(rng.uniform(15.0, 32.0))
@@ -147,8 +172,20 @@ def write_cohort(out, n_patients, random_seed=0, progress=None):
         result = quick_plan(case, "I125_OncoSeed6711", activity, "right", method="modified_peripheral")
         seeds = result.plan.seeds()
         write_rtplan(folder / "plan.dcm", seeds, result.model, written["series"].study, case.prescription_gy)
-        write_post_implant(case, seeds, folder / "post_ct", study=written["series"].study,
-                           random_seed=random_seed * 1000 + n + 1)
+        implant = write_post_implant(case, seeds, folder / "post_ct", study=written["series"].study,
+                                     random_seed=random_seed * 1000 + n + 1)
         names.append(pid)
+        truth.append(dict(patient_id=pid, node_diameter_mm=round(diameter, 1),
+                          true_gtv_d90_gy=round(true_gtv_d90(case, implant.seeds, result.model), 2),
+                          planned_gtv_d90_gy=round(true_gtv_d90(case, seeds, result.model), 2),
+                          implanted_seeds=len(implant.seeds), planned_seeds=len(seeds)))
         report(progress, (n + 1) / n_patients, f"cohort: {pid} written")
+    clinical, lesions, category = lymph_node_outcomes(names, [t["true_gtv_d90_gy"] for t in truth],
+                                                      [t["node_diameter_mm"] for t in truth], seed=random_seed)
+    clinical.to_csv(Path(out) / COHORT_TABLES["outcomes"], index=False)
+    lesions.to_csv(Path(out) / COHORT_TABLES["lesions"], index=False)
+    with open(Path(out) / COHORT_TABLES["truth"], "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*truth[0], "category_6_months"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**t, "category_6_months": category[t["patient_id"]]} for t in truth)
     return names

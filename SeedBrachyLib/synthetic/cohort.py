@@ -136,6 +136,45 @@ def _lesion_rows(rng, pid, category, baseline_mm):
                  status="") for month, v in zip(LYMPH_NODE_CHOICES["visits_months"], (baseline_mm, middle, final))]
 
 
+def _categories(rng, truth, d90, size):
+    """RECIST category at 6 months (CR, PR, SD, PD) of each patient, drawn from the truth at D90 (Gy), size (mm)."""
+    c = LYMPH_NODE_CHOICES
+    n = len(d90)
+    responds = rng.random(n) < truth.probability(d90, size)
+    p_pd = LN_PD / (LN_N - LN_RESP_ABOVE - LN_RESP_BELOW)
+    return np.where(responds, np.where(rng.random(n) < c["cr_share_of_responders"], "CR", "PR"),
+                    np.where(rng.random(n) < p_pd, "PD", "SD"))
+
+
+def _lesion_table(rng, ids, category, size):
+    """The lesion table (one nodal target, short axis 60-90% of the size, >= 15 mm) at the visits."""
+    import pandas as pd
+
+    short_axis = np.clip(size * rng.uniform(0.6, 0.9, len(ids)), 15.0, None)
+    return pd.DataFrame([row for pid, cat, s in zip(ids, category, short_axis)
+                         for row in _lesion_rows(rng, pid, cat, s)])
+
+
+def lymph_node_outcomes(patient_ids, d90_gy, size_mm, seed=0):
+    """Outcomes of given patients under the lymph-node truth -> (clinical DataFrame, lesion DataFrame, categories).
+
+    For patients whose dose is known elsewhere (e.g. the true delivered GTV D90 of simulated implants, Gy) and
+    tumour size (mm): the response drawn from :func:`lymph_node_truth` and written as RECIST lesion
+    measurements (baseline, 2 and 6 months); the clinical table has ``patient_id``, ``tumor_size_mm`` and the
+    simulated clinical variables (no effect).
+    """
+    import pandas as pd
+
+    ids = [str(i) for i in patient_ids]
+    d90, size = np.asarray(d90_gy, float), np.asarray(size_mm, float)
+    if not (len(ids) == len(d90) == len(size)) or not len(ids):
+        raise ValueError(f"need one D90 and one size per patient: {len(ids)} ids, {len(d90)} D90, {len(size)} sizes")
+    rng = np.random.default_rng(seed)
+    category = _categories(rng, lymph_node_truth(), d90, size)
+    clinical = pd.DataFrame(dict(patient_id=ids, tumor_size_mm=np.round(size, 1), **_clinical(rng, len(ids))))
+    return clinical, _lesion_table(rng, ids, category, size), dict(zip(ids, category))
+
+
 def lymph_node_cohort(seed=0, n=LN_N):
     """Simulated lymph-node cohort -> (cohort DataFrame, lesion DataFrame, truth).
 
@@ -149,19 +188,14 @@ def lymph_node_cohort(seed=0, n=LN_N):
     rng = np.random.default_rng(seed)
     d90 = np.maximum(rng.normal(truth.d90_mean_gy, truth.d90_sd_gy, n), 20.0)
     size = np.clip(rng.normal(c["size_mean_mm"], c["size_sd_mm"], n), *c["size_range_mm"])
-    responds = rng.random(n) < truth.probability(d90, size)
-    p_pd = LN_PD / (LN_N - LN_RESP_ABOVE - LN_RESP_BELOW)
-    category = np.where(responds, np.where(rng.random(n) < c["cr_share_of_responders"], "CR", "PR"),
-                        np.where(rng.random(n) < p_pd, "PD", "SD"))
+    category = _categories(rng, truth, d90, size)
     rx = rng.choice(c["prescription_gy"], n)
     ids = [f"LN{i + 1:03d}" for i in range(n)]
     cohort = pd.DataFrame(dict(patient_id=ids, prescription_gy=rx, **_dosimetry(rng, d90, rx, size),
                                tumor_size_mm=np.round(size, 1), **_clinical(rng, n)))
     for col in ("volume_cc", "D98", "D90", "D50", "D100", "Dmean", "V90", "V100", "V150", "V200"):
         cohort[col] = cohort[col].round(2)
-    short_axis = np.clip(size * rng.uniform(0.6, 0.9, n), 15.0, None)
-    lesions = pd.DataFrame([row for pid, cat, s in zip(ids, category, short_axis)
-                            for row in _lesion_rows(rng, pid, cat, s)])
+    lesions = _lesion_table(rng, ids, category, size)
     return cohort, lesions, dict(truth=truth, category=dict(zip(ids, category)))
 
 
