@@ -2,10 +2,14 @@
 
 The batch tables here are laid out by the batch command's own writer (``commands.batch.write_table``)
 from rows with the keys ``batch.row_of`` gives, so a change of the batch format reaches these tests;
-Testing/test_commands.py runs the real chain (example -> batch -> cohort) end to end.
+Testing/data/batch_cohort holds a real run (``seedbrachy example --cohort 30``, then ``seedbrachy batch``:
+cohort.csv as batch wrote it; outcomes.csv, lesions.csv and truth.csv as the example wrote them), and
+Testing/test_commands.py runs the chain (example -> batch -> cohort) live on one patient and checks that
+its table has the recorded run's columns.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +22,7 @@ from SeedBrachyLib.errors import InputError
 from SeedBrachyLib.report.records import METRIC_NAMES
 
 N = 40
+RECORDED = Path(__file__).parent / "data" / "batch_cohort"   # a seedbrachy batch run, as written
 
 
 def _rows(n=N, seed=0):
@@ -79,16 +84,25 @@ def test_batch_table_reads_each_rows_gtv_and_leaves_out_failed_cases(tables):
         "Carotid.D2cc"
 
 
-def test_seedbrachy_cohort_on_a_batch_table_with_outcomes(tables, tmp_path, capsys):
-    csv, outcomes, _ = tables
+def test_seedbrachy_cohort_on_a_recorded_batch_run(tmp_path, capsys):
+    """A real ``seedbrachy batch`` output (the README's 30 simulated patients) with the example's outcome and lesion
+    tables: the analysis runs on it, and the D90 the post-implant chain measured is checked against the truth the
+    simulation kept (the true delivered GTV D90 of each implant, computed apart from detection and registration)."""
     out = tmp_path / "out"
-    assert main(["cohort", str(csv), "--outcomes", str(outcomes), "--out", str(out), "--bootstrap", "200",
+    assert main(["cohort", str(RECORDED / "cohort.csv"), "--outcomes", str(RECORDED / "outcomes.csv"), "--lesions",
+                 str(RECORDED / "lesions.csv"), "--response-month", "6", "--out", str(out), "--bootstrap", "200",
                  "--quiet"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["input"]["dose_column"] == "gtv.D90" and res["input"]["patients"] == N
-    assert res["response"]["n_evaluable"] == N - 1                       # the failed case has no dose
-    assert {r["variable"] for r in res["response"]["univariate"]} >= {"gtv.D90", "age", "sex", "n_seeds"}
-    assert "gtv.D90" in capsys.readouterr().out
+    truth = pd.read_csv(RECORDED / "truth.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert res["input"]["dose_column"] == "GTV.D90" and res["input"]["patients"] == len(truth)
+    resp = res["response"]
+    assert resp["n_evaluable"] == len(truth)
+    assert {k: v for k, v in resp["counts"].items() if v} == truth.category_6_months.value_counts().to_dict()
+    assert set(res["input"]["clinical"]) >= {"tumor_size_mm", "age", "sex", "primary", "n_seeds"}
+    assert "GTV.D90" in capsys.readouterr().out
+    measured = pd.read_csv(RECORDED / "cohort.csv", dtype={"patient_id": str}).set_index("patient_id")["GTV.D90"]
+    error = (measured / truth.true_gtv_d90_gy - 1).abs()
+    assert error.median() < 0.05 and (error < 0.10).sum() >= 28   # README: median 3.2 %, 28 of 30 within 10 %
 
 
 @pytest.mark.parametrize("edit, message", [

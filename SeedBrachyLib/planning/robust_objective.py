@@ -13,7 +13,8 @@ lymph-node study's post-implant GTV D90 > 102.7 Gy):
    :func:`~SeedBrachyLib.planning.robustness.plan_robustness`;
 3. the chosen plan has the highest P(target goal) among the plans whose every other goal (organ-at-risk
    limits) holds at least as often as ``min_limit_probability`` (or as in the nominal plan, the aim of
-   100 %, when that is lower); ties (the same number of samples) go to fewer seeds, then the lower aim.
+   100 %, less ``limit_loss``, when that is lower); ties (the same number of samples) go to fewer seeds,
+   then the lower aim.
 
 The search is over the nominal aim (the margin the plan keeps above the goal), not over seed
 positions scenario by scenario: the nominal optimiser places the seeds, the probability ranks the
@@ -105,13 +106,13 @@ def _candidate(aim, plan, result, goals, rx, floor):
     held = [COMPARATORS[g.comparator](result.values[(g.structure, g.metric)], g.limit_for(rx)) for g in goals]
     return Candidate(aim, plan, result, target.p, target.se, target.ci_low, target.ci_high,
                      {p.goal: p.p for p in limits}, float(np.logical_and.reduce(held).mean()),
-                     all(p.p >= floor[p.goal] for p in limits))
+                     all(p.p >= floor[p.goal] - 1e-9 for p in limits))   # k/n against a difference of k/n
 
 
 def maximise_probability(planning, candidates, strength_u, model, masks, target_goal, limits=(), goals=None,
                          aims_pct=DEFAULT_AIMS_PCT, n_samples=200, random_seed=0, errors=None,
-                         min_limit_probability=MIN_LIMIT_PROBABILITY, spacing_mm=2.0, optimiser_seed=0,
-                         progress=None):
+                         min_limit_probability=MIN_LIMIT_PROBABILITY, limit_loss=0.0, spacing_mm=2.0,
+                         optimiser_seed=0, progress=None):
     """The plan maximising P(``target_goal``) under placement errors (module notes) -> :class:`ProbabilityChoice`.
 
     Args:
@@ -127,14 +128,17 @@ def maximise_probability(planning, candidates, strength_u, model, masks, target_
         n_samples, random_seed, errors: the robustness sampling (the same samples for every plan).
         min_limit_probability: the least P(limit holds) (0..1) for a plan to be chosen (lowered to the nominal
             plan's where that is lower, so the nominal plan is always eligible).
+        limit_loss: how much less often (0..1) than in the nominal plan a limit may hold in the chosen plan, where
+            the nominal plan's probability is below ``min_limit_probability`` (0: never less often).
         spacing_mm: sample-point spacing (mm); optimiser_seed: the optimiser's random seed.
         progress: callback(fraction, message); returning False cancels.
     """
     aims = sorted({float(a) for a in aims_pct})
     if not aims or any(not (math.isfinite(a) and 0 < a <= 200) for a in aims):
         raise InputError(f"D90 aims {list(aims_pct)!r} % of Rx invalid: need values in (0, 200]")
-    if not 0 <= min_limit_probability <= 1:
-        raise InputError(f"min_limit_probability {min_limit_probability!r} invalid: need 0..1")
+    for name, value in (("min_limit_probability", min_limit_probability), ("limit_loss", limit_loss)):
+        if not 0 <= value <= 1:
+            raise InputError(f"{name} {value!r} invalid: need 0..1")
     rx = planning.prescription_gy
     base = goals or Goals(rx)
     found = []
@@ -151,7 +155,7 @@ def maximise_probability(planning, candidates, strength_u, model, masks, target_
     nominal = next((f for f in found if f[0] == NOMINAL_AIM_PCT), None)
     floor = {p.goal: min_limit_probability for p in found[0][2].probabilities[1:]}
     if nominal is not None:
-        floor = {p.goal: min(min_limit_probability, p.p) for p in nominal[2].probabilities[1:]}
+        floor = {p.goal: min(min_limit_probability, p.p - limit_loss) for p in nominal[2].probabilities[1:]}
     cands = tuple(_candidate(aim, plan, result, [target_goal, *limits], rx, floor) for aim, plan, result in found)
     eligible = [c for c in cands if c.eligible] or list(cands)
     chosen = max(eligible, key=lambda c: (round(c.p_target * n_samples), -c.n_seeds, -c.aim_pct))
