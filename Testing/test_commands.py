@@ -190,7 +190,8 @@ def test_example_batch_cohort_chain(example_cohort, tmp_path, capsys):
         assert next(csv.reader(f)) == next(csv.reader(g))
     t = cohort_table.load(table, outcomes=example_cohort / "outcomes.csv", lesions=example_cohort / "lesions.csv",
                           response_month=6)
-    assert t.dosimetry["D90"] == "GTV.D90" and set(t.clinical) >= {"tumor_size_mm", "age"}
+    assert t.dosimetry["D90"] == "GTV.D90" and t.response.index.tolist() == ["P001"]
+    assert "clinical column 'tumor_size_mm' has a single value" in " ".join(t.notes)   # joined from the outcomes
     with open(example_cohort / "truth.csv") as f:
         truth = next(csv.DictReader(f))
     measured = t.dose.iloc[0]   # post-implant GTV D90 from the detected seeds on the registered scan
