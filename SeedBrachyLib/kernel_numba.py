@@ -11,9 +11,10 @@ Two evaluations of one (point, seed) pair:
 
 * ``_exact``: the TG-43U1 formula with the same piecewise tables and rules as
   :mod:`SeedBrachyLib.tg43` (same results to rounding);
-* ``_tabled``: bilinear lookup of Q = r^2 x dose rate on an (r, theta) table built by
-  :func:`SeedBrachyLib.kernel.build_table`, divided by r^2 (the table's accuracy is
-  stated and tested there).
+* the table: bilinear lookup of Q = r^2 x dose rate on an (r, theta) table built by
+  :func:`SeedBrachyLib.kernel.table_for`, divided by r^2 (the table's accuracy is
+  stated and tested there), in two passes over a row of points (:func:`grid_tabled`,
+  :func:`samples_tabled`): float32 indices and weights, vectorised, then the lookups.
 """
 
 import math
@@ -22,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+POINT_BLOCK = 1024  # points per work item of the point kernels (scratch rows stay in the L1/L2 cache)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -33,27 +35,6 @@ def _project(rho2, az, radius, half):
     rho2 = radius * radius if to_side else rho2
     az = half if (inside & (not to_side)) else az
     return rho2, az
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def _tabled(rho2, az, table, nt, rp, c):
-    """Q(r, theta) / r^2 by bilinear lookup; rp = r-index mapping, c = theta-index polynomial."""
-    b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max = rp
-    r2 = rho2 + az * az
-    r = math.sqrt(r2)
-    t = rho2 / (r * (r + az))  # u^2 = 1 - cos(theta), free of cancellation
-    u = math.sqrt(t)
-    ft = u * (c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * (c[5] + t * c[6]))))))
-    it = min(int(ft), nt - 2)
-    wt = ft - it
-    fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
-    fr = min(fr, f_max)
-    ir = int(fr)
-    wr = fr - ir
-    base = ir * nt + it
-    q0 = table[base] + wt * (table[base + 1] - table[base])
-    q1 = table[base + nt] + wt * (table[base + nt + 1] - table[base + nt])
-    return (q0 + wr * (q1 - q0)) / r2
 
 
 @njit(inline="always")
@@ -104,10 +85,9 @@ def _exact(rho2, az, line, ex, log_g, f_flat, phi_r, phi):
 @njit(inline="always")
 def _local(px, py, pz, s, centres, frames):
     dx, dy, dz = px - centres[s, 0], py - centres[s, 1], pz - centres[s, 2]
-    f = frames[s]
-    x = f[0, 0] * dx + f[0, 1] * dy + f[0, 2] * dz
-    y = f[1, 0] * dx + f[1, 1] * dy + f[1, 2] * dz
-    z = f[2, 0] * dx + f[2, 1] * dy + f[2, 2] * dz
+    x = frames[s, 0, 0] * dx + frames[s, 0, 1] * dy + frames[s, 0, 2] * dz  # no view of frames[s]: a view
+    y = frames[s, 1, 0] * dx + frames[s, 1, 1] * dy + frames[s, 1, 2] * dz  # per pair costs reference counting
+    z = frames[s, 2, 0] * dx + frames[s, 2, 1] * dy + frames[s, 2, 2] * dz
     return x * x + y * y, abs(z)
 
 
@@ -160,8 +140,7 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
                     t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
                     ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
                     it = min(np.int32(ft), last_t)
-                    fr = r * inv_h1 if r < b1 else (n1 + (r - b1) * inv_h2 if r < b2 else n2 + (r - b2) * inv_h3)
-                    fr = min(fr, f_max)
+                    fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave
                     ir = np.int32(fr)
                     wt[i] = ft - f32(it)
                     wr[i] = fr - f32(ir)
@@ -197,22 +176,15 @@ def points_exact_each(points, centres, frames, strengths, radius, half, line, ex
             out[s, p] = strengths[s] * _exact(rho2, az, line, ex, log_g, f_flat, phi_r, phi)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def points_tabled_each(points, centres, frames, strengths, radius, half, table, nt, rp, c, out):
-    """out[s, p] = S_s Ddot_s(point p) (cGy/h) from the (r, theta) table, one row per seed."""
-    for p in prange(points.shape[0]):
-        for s in range(strengths.size):
-            rho2, az = _local(points[p, 0], points[p, 1], points[p, 2], s, centres, frames)
-            rho2, az = _project(rho2, az, radius, half)
-            out[s, p] = strengths[s] * _tabled(rho2, az, table, nt, rp, c)
-
-
-@njit(cache=True)  # serial: each call is a few ms, less than waking threads on a busy machine
+@njit(fastmath=FASTMATH, cache=True)  # serial and vectorised: waking threads costs more on a busy machine
 def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
     """For each free candidate row of ``matrix`` (float32, Gy) added to ``dose`` (float32, Gy): the coverage gain
-    sum(min(d + a, Rx) - d over d < Rx) / (m Rx) and the fraction of points it lifts over 1.5 Rx (and 2 Rx)."""
+    sum(min(d + a, Rx) - d over d < Rx) / (m Rx) and the fraction of points it lifts over 1.5 Rx (and 2 Rx).
+
+    Branch-free sums (rows are >= 0, so min(d + a, Rx) - d <= 0 exactly where d >= Rx, clipped to 0)."""
     m = dose.size
     rx32, hot1, hot2 = np.float32(rx), np.float32(1.5 * rx), np.float32(2.0 * rx)
+    zero = np.float32(0.0)
     for q in range(free.size):
         row = matrix[free[q]]
         g = 0.0
@@ -220,23 +192,162 @@ def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
         for p in range(m):
             d = dose[p]
             s = d + row[p]
-            if d < rx32:
-                g += min(s, rx32) - d
-            if d < hot1 and s >= hot1:
-                h += 1
-            if with_v200 and d < hot2 and s >= hot2:
-                h += 1
+            g += max(min(s, rx32) - d, zero)
+            h += (d < hot1) & (s >= hot1)
+        if with_v200:
+            for p in range(m):
+                h += (dose[p] < hot2) & (dose[p] + row[p] >= hot2)
         gain[q] = g / (m * rx)
         hot[q] = h / m
 
 
-@njit(cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def overdose_growth(dose, matrix, free, limit, out):
     """For each free candidate row: sum(max(v + b - limit, 0) - max(v - limit, 0)) (Gy) over the points."""
     lim = np.float32(limit)
+    zero = np.float32(0.0)
     for q in range(free.size):
         row = matrix[free[q]]
         acc = 0.0
         for p in range(dose.size):
-            acc += max(dose[p] + row[p] - lim, np.float32(0.0)) - max(dose[p] - lim, np.float32(0.0))
+            acc += max(dose[p] + row[p] - lim, zero) - max(dose[p] - lim, zero)
         out[q] = acc
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, nt, rp, c, out):
+    """out[i, p] = sum_s strengths[i, s] Ddot (cGy/h) of seed s of sample i at point p, from the (r, theta) table.
+
+    Points as coordinate arrays ``px``, ``py``, ``pz`` (contiguous, so the first pass vectorises);
+    ``centres`` (n_samples, n_seeds, 3), ``frames`` (n_samples, n_seeds, 3, 3); seeds of strength 0 (lost) are
+    skipped. Parallel over samples x blocks of POINT_BLOCK points; per seed, two passes over a block as in
+    :func:`grid_tabled` (local coordinates in float64, then float32 table indices and weights; then the lookups).
+    """
+    f32 = np.float32
+    b1, b2, inv_h1, inv_h2, inv_h3 = f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4])
+    n1, n2, f_max = f32(rp[5]), f32(rp[6]), f32(rp[7])
+    c0, c1, c2, c3 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3])
+    c4, c5, c6 = f32(c[4]), f32(c[5]), f32(c[6])
+    a, h = f32(radius), f32(half)
+    a2, one, zero = a * a, f32(1.0), f32(0.0)
+    last_t, nt32 = np.int32(nt - 2), np.int32(nt)
+    n_blocks = (px.size + POINT_BLOCK - 1) // POINT_BLOCK
+    for job in prange(strengths.shape[0] * n_blocks):
+        i, p0 = job // n_blocks, (job % n_blocks) * POINT_BLOCK
+        n = min(POINT_BLOCK, px.size - p0)
+        base = np.empty(n, dtype=np.int32)
+        wr = np.empty(n, dtype=np.float32)
+        wt = np.empty(n, dtype=np.float32)
+        w = np.empty(n, dtype=np.float32)
+        row = out[i, p0:p0 + n]
+        row[:] = 0.0
+        for s in range(strengths.shape[1]):
+            strength = f32(strengths[i, s])
+            if strength == zero:
+                continue
+            cx, cy, cz = centres[i, s, 0], centres[i, s, 1], centres[i, s, 2]
+            f00, f01, f02 = frames[i, s, 0, 0], frames[i, s, 0, 1], frames[i, s, 0, 2]
+            f10, f11, f12 = frames[i, s, 1, 0], frames[i, s, 1, 1], frames[i, s, 1, 2]
+            f20, f21, f22 = frames[i, s, 2, 0], frames[i, s, 2, 1], frames[i, s, 2, 2]
+            for p in range(n):
+                dx, dy, dz = px[p0 + p] - cx, py[p0 + p] - cy, pz[p0 + p] - cz
+                x = f32(f00 * dx + f01 * dy + f02 * dz)
+                y = f32(f10 * dx + f11 * dy + f12 * dz)
+                rho2 = x * x + y * y
+                az = abs(f32(f20 * dx + f21 * dy + f22 * dz))
+                inside = (rho2 < a2) & (az < h)  # capsule rule, as _project
+                gap = a - (h - az)
+                to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
+                rho2 = a2 if to_side else rho2
+                az = h if (inside & (not to_side)) else az
+                r2 = rho2 + az * az
+                inv_r = one / math.sqrt(r2)
+                r = r2 * inv_r
+                t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
+                ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
+                it = min(np.int32(ft), last_t)
+                fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave: min of pieces
+                ir = np.int32(fr)
+                wt[p] = ft - f32(it)
+                wr[p] = fr - f32(ir)
+                base[p] = ir * nt32 + it
+                w[p] = strength * inv_r * inv_r
+            for p in range(n):
+                b = base[p]
+                q0 = table[b] + wt[p] * (table[b + 1] - table[b])
+                q1 = table[b + nt] + wt[p] * (table[b + nt + 1] - table[b + nt])
+                row[p] += w[p] * (q0 + wr[p] * (q1 - q0))
+
+
+@njit(cache=True)
+def _select(a, n, k):
+    """The k-th smallest (0-based) of a[:n] (Hoare's selection, reorders a[:n])."""
+    lo, hi = 0, n - 1
+    while hi > lo:
+        x, y, z = a[lo], a[(lo + hi) >> 1], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
+
+
+@njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
+def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, levels, counts, out, scratch):
+    """Order statistics of trial doses without keeping them (the optimiser's trial moves).
+
+    For each structure q: new = bases[q] + mats[q][add[0]] + ... - mats[q][remove[0]] - ... (float32, in
+    that order, as numpy evaluates it); out[q] = its ranks[q]-th smallest value (0-based; 0 Gy if empty);
+    counts[l] = number of values of structure 0 >= levels[l] (float32). The selection looks only at the
+    values within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among them,
+    else at all values: the result is the same.
+    """
+    for q in range(len(bases)):
+        base, mat = bases[q], mats[q]
+        m = base.size
+        if m == 0:
+            out[q] = 0.0
+            continue
+        new = scratch[:m]
+        buf = scratch[m:2 * m]
+        new[:] = base
+        for a in add:
+            row = mat[a]
+            for p in range(m):
+                new[p] += row[p]
+        for r in remove:
+            row = mat[r]
+            for p in range(m):
+                new[p] -= row[p]
+        if q == 0:
+            for level in range(levels.size):
+                c = 0
+                for p in range(m):
+                    c += new[p] >= levels[level]
+                counts[level] = c
+        low, high = lo[q], hi[q]
+        below = 0
+        n = 0
+        for p in range(m):
+            v = new[p]
+            buf[n] = v
+            n += (v >= low) & (v <= high)
+            below += v < low
+        k = ranks[q]
+        if below <= k < below + n:
+            out[q] = _select(buf, n, k - below)
+        else:
+            out[q] = _select(new, m, k)

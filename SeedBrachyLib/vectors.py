@@ -33,11 +33,13 @@ def unit(v, name="direction"):
 
 
 def perpendicular_basis(u):
-    """Two unit vectors perpendicular to unit vector ``u`` and to each other, (a, b) with a x b = u."""
+    """Two unit vectors perpendicular to unit vector ``u`` and to each other, (a, b) with a x b = u.
+
+    ``u`` may be an array (..., 3) of unit vectors (vectorised): a and b then have its shape."""
     u = np.asarray(u, dtype=float)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    helper = np.where(np.abs(u[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
     a = np.cross(u, helper)
-    a /= np.linalg.norm(a)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     return a, np.cross(u, a)
 
 

@@ -33,15 +33,33 @@ def test_table_within_bound_of_exact_everywhere_outside_and_on_the_capsule(key, 
     centre = rng.uniform(-30, 30, 3)
     pts = centre + _random_local_points(rng, 40000)
     frames = kernel.seed_frames(axis[None])
-    table = kernel.table_for(m, formalism, 160.0)
-    radius, half = kernel._capsule(m)
-    got = np.empty((1, len(pts)))
-    kernel.numba_kernels().points_tabled_each(pts, centre[None], frames, np.ones(1), radius, half, table.values,
-                                              table.n_theta, table.r_map, table.theta_poly, got)
+    got = kernel.samples_rate("compiled", pts, centre[None, None], axis[None, None], np.ones((1, 1)), m, formalism)
     local = (pts - centre) @ frames[0].T
     exact = tg43.dose_rate_per_u_cyl(m, np.hypot(local[:, 0], local[:, 1]), local[:, 2], formalism)
     rel = np.abs(got[0] - exact) / exact
     assert rel.max() < 0.5 * TABLE_BOUND, f"largest relative difference {rel.max():.2e}"
+
+
+def test_sample_sets_on_the_table_match_exact_per_set():
+    """Many seed sets at once (robustness sampling): each set's dose is its own, within the table's bound of the
+    exact per-set evaluation; a seed of 0 U (lost) adds nothing; the numpy engine is exact."""
+    m = get_model("I125_OncoSeed6711")
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(-25, 25, (3000, 3))
+    positions = rng.uniform(-12, 12, (7, 9, 3))
+    axes = rng.normal(size=(7, 9, 3))
+    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+    strengths = rng.uniform(0.3, 1.0, (7, 9))
+    strengths[2, 4] = strengths[5, :] = 0.0
+    got = kernel.samples_rate("compiled", pts, positions, axes, strengths, m, "line")
+    exact = kernel.samples_rate("numpy", pts, positions, axes, strengths, m, "line")
+    assert np.all(exact[5] == 0.0) and np.all(got[5] == 0.0)
+    for i in (0, 1, 2, 3, 4, 6):
+        keep = strengths[i] > 0
+        want = dose_at_points(pts, [Seed(p, a, s) for p, a, s in zip(positions[i][keep], axes[i][keep],
+                                                                      strengths[i][keep])], m)
+        assert np.allclose(exact[i] * m.mean_life_h / 100.0, want, rtol=1e-12)
+        assert np.max(np.abs(got[i] - exact[i]) / exact[i]) < 0.5 * TABLE_BOUND
 
 
 @pytest.mark.parametrize("key", PACKAGED)
@@ -119,3 +137,37 @@ def test_compiled_greedy_scores_equal_the_numpy_sums():
     kernel.numba_kernels().overdose_growth(dose, mat, free, 150.0, over)
     want = (np.maximum(dose + mat[free] - 150.0, 0) - np.maximum(dose - 150.0, 0)).sum(axis=1)
     assert np.allclose(over, want, rtol=1e-5)
+
+
+def test_compiled_trial_metrics_equal_the_numpy_metrics():
+    """The optimiser's compiled trials (planning.optimize) give the numpy path's D90, V100-V200 and D2cc exactly,
+    whether the order statistic falls inside the state's window or not (random adds and removals, 0-3 each)."""
+    from types import SimpleNamespace
+
+    from SeedBrachyLib.planning.optimize import Goals, OarLimit, Weights, _Problem, _State
+
+    rng = np.random.default_rng(3)
+    mats = {"CTV": rng.gamma(2.0, 12.0, (30, 3000)).astype(np.float32),
+            "Skin": rng.gamma(1.0, 6.0, (30, 2000)).astype(np.float32), "Empty": np.zeros((30, 0), np.float32)}
+    matrices = SimpleNamespace(matrices=mats, voxel_cc={"CTV": 0.001, "Skin": 0.001, "Empty": 0.001})
+    candidates = type("C", (), {"needle_index": np.arange(30) // 5, "needles": [None] * 6, "__len__": lambda s: 30})()
+    goals = Goals(120.0, oar_limits=(OarLimit("Skin", "D2cc", 100.0), OarLimit("Empty", "Dmax", 50.0)))
+    problem = _Problem(candidates, matrices, goals, Weights())
+    assert problem.compiled is not None
+    state = _State(problem, rng.choice(30, 8, replace=False))
+    for i in range(200):
+        free, chosen = np.flatnonzero(~state.x), np.flatnonzero(state.x)
+        add = list(rng.choice(free, min(rng.integers(0, 4), free.size), replace=False))
+        remove = list(rng.choice(chosen, min(rng.integers(0, 4), chosen.size), replace=False))
+        compiled = problem.trial_metrics(state, add, remove)
+        problem.compiled, kernels = None, problem.compiled
+        assert compiled == problem.trial_metrics(state, add, remove), (add, remove)
+        problem.compiled = kernels
+        if i % 5 == 0:
+            state.apply(add, remove, state.trial(add, remove))
+
+
+def test_table_radius_sections_refine_towards_the_seed():
+    """The kernels map r to a node index as the least of the sections' lines: right only while spacings grow."""
+    steps = [step for _, step in kernel.R_SECTIONS]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)

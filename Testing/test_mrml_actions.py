@@ -3,6 +3,7 @@ headless re-runs what the buttons do, with the same settings; through the module
 the robustness, radiobiology and printed-template buttons' entries on real MRML nodes; the CT of Slicer's DICOM
 browser is linked to its database files before an export."""
 
+import numpy as np
 import pytest
 
 pytest.importorskip("slicer")
@@ -108,7 +109,9 @@ def test_robustness_from_the_panel_settings_without_errors_every_implant_is_the_
     result = logic.robustnessUsingParameterNode(p)
     assert result.n_samples == 10 and result.errors == settings.resolve(**zero).placement_errors
     d90 = result.values[("GTV", "D90")]
-    assert d90 == pytest.approx([result.nominal[("GTV", "D90")]] * 10, rel=1e-9)
+    assert np.all(d90 == d90[0])  # every implant the same: the plan
+    # the samples' dose from the compiled (r, theta) table (within 0.05 % of exact), the nominal exact
+    assert d90 == pytest.approx([result.nominal[("GTV", "D90")]] * 10, rel=5e-4)
     goals = [g.goal for g in result.probabilities]
     assert any(g.startswith("GTV D90 >") for g in goals) and any(g.startswith("Carotid D2cc <=") for g in goals)
     assert all(g.p in (0.0, 1.0) for g in result.probabilities)

@@ -100,7 +100,9 @@ def test_without_placement_errors_the_probability_is_the_nominal_goal():
                                      n_samples=3, errors=none)
     for c in choice.candidates:
         nominal = c.robustness.nominal[("GTV", "D90")]
-        assert np.all(c.robustness.values[("GTV", "D90")] == pytest.approx(nominal, rel=1e-9))
+        d90 = c.robustness.values[("GTV", "D90")]
+        assert np.all(d90 == d90[0])  # every implant the plan; its dose from the compiled table (< 0.05 % of exact)
+        assert np.all(d90 == pytest.approx(nominal, rel=5e-4))
         assert c.p_target == (1.0 if nominal > TARGET.limit else 0.0)
     best = max(c.p_target for c in choice.candidates)
     assert choice.chosen.p_target == best

@@ -209,15 +209,19 @@ class _State:
         self.dose = {k: m[self.x].sum(axis=0, dtype=np.float32) for k, m in problem.mats.items()}
         self.per_needle = np.bincount(problem.needle_of[self.x], minlength=problem.n_needles)
         self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
+        self.windows = problem.windows(self.dose)
 
     def trial(self, add=(), remove=()):
-        """Objective value after adding/removing candidate indices (state unchanged)."""
-        dose = {k: self._shift(v, self.p.mats[k], add, remove) for k, v in self.dose.items()}
+        """((objective value, terms), (add, remove), seeds per needle) after adding/removing candidate indices
+        (state unchanged)."""
         per = self.per_needle.copy()
-        np.add.at(per, self.p.needle_of[list(add)], 1)
-        np.add.at(per, self.p.needle_of[list(remove)], -1)
+        for j in add:
+            per[self.p.needle_of[j]] += 1
+        for j in remove:
+            per[self.p.needle_of[j]] -= 1
         n_seeds = self.x.sum() + len(add) - len(remove)
-        return self.p.objective(dose, n_seeds, (per > 0).sum()), dose, per
+        return self.p.objective_of(self.p.trial_metrics(self, add, remove), n_seeds, (per > 0).sum()), \
+            (add, remove), per
 
     @staticmethod
     def _shift(v, m, add, remove):
@@ -232,16 +236,23 @@ class _State:
         other = object.__new__(_State)
         other.p, other.x, other.dose = self.p, self.x.copy(), dict(self.dose)
         other.per_needle, other.value, other.terms = self.per_needle.copy(), self.value, self.terms
+        other.windows = self.windows
         return other
 
     def apply(self, add, remove, result):
-        (value, terms), dose, per = result
+        """Make the change a :meth:`trial` of the same ``add``, ``remove`` evaluated."""
+        (value, terms), _, per = result
         self.x[list(add)] = True
         self.x[list(remove)] = False
-        self.dose, self.per_needle, self.value, self.terms = dose, per, value, terms
+        self.dose = {k: self._shift(v, self.p.mats[k], add, remove) for k, v in self.dose.items()}
+        self.per_needle, self.value, self.terms = per, value, terms
+        self.windows = self.p.windows(self.dose)
 
 
 class _Problem:
+    LEVELS = (1.0, 1.5, 2.0)  # V100, V150, V200 (fractions of Rx)
+    WINDOW = 32  # trial order statistics look first among the state's doses within len/WINDOW ranks
+
     def __init__(self, candidates, matrices, goals, weights):
         self.n = len(candidates)
         self.mats = matrices.matrices
@@ -255,24 +266,62 @@ class _Problem:
                 raise InputError(f"OAR limit on '{lim.name}' but no structure of that name was given "
                                  f"(have: {sorted(k for k in self.mats if k != 'CTV')})")
             self.k_oar[lim] = max(1, int(round(lim.volume_cc / matrices.voxel_cc[lim.name])))
+        # the metrics as order statistics (rank of the value among a structure's sorted doses, 0-based)
+        self.names = ["CTV", *(lim.name for lim in self.k_oar)]
+        sizes = [self.mats[k].shape[1] for k in self.names]
+        self.ranks = np.array([int(np.floor(0.1 * sizes[0]))]
+                              + [max(n - k, 0) for n, k in zip(sizes[1:], self.k_oar.values())], dtype=np.int64)
+        self.compiled = kernel.numba_kernels() if kernel.resolve() == "compiled" else None
+        self.seg_mats = tuple(self.mats[k] for k in self.names)
+        self.levels = np.array(self.LEVELS, dtype=np.float32) * np.float32(self.rx)
+        self.scratch = np.empty(2 * max(sizes), dtype=np.float32)
 
     def metrics(self, dose):
         """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
         d = dose["CTV"]
         m = len(d)
-        i10 = int(np.floor(0.1 * m))
-        out = {"D90": float(np.partition(d, i10)[i10]), "V100": 100.0 * np.count_nonzero(d >= self.rx) / m,
-               "V150": 100.0 * np.count_nonzero(d >= 1.5 * self.rx) / m,
-               "V200": 100.0 * np.count_nonzero(d >= 2.0 * self.rx) / m}
-        for lim, k in self.k_oar.items():
+        out = {"D90": float(np.partition(d, self.ranks[0])[self.ranks[0]]),
+               **{f"V{int(100 * f)}": 100.0 * np.count_nonzero(d >= f * self.rx) / m for f in self.LEVELS}}
+        for lim, rank in zip(self.k_oar, self.ranks[1:]):
             v = dose[lim.name]
-            i = len(v) - min(k, len(v))
-            out[lim.key] = float(np.partition(v, i)[i]) if len(v) else 0.0
+            out[lim.key] = float(np.partition(v, rank)[rank]) if len(v) else 0.0
         return out
 
+    def trial_metrics(self, state, add, remove):
+        """:meth:`metrics` of ``state`` with candidates ``add`` added and ``remove`` removed (state unchanged)."""
+        if self.compiled is None:
+            return self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
+        counts, out = np.empty(len(self.LEVELS), dtype=np.int64), np.empty(len(self.names))
+        self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats,
+                                        np.asarray(add, dtype=np.int64), np.asarray(remove, dtype=np.int64),
+                                        self.ranks, *state.windows, self.levels, counts, out, self.scratch)
+        m = len(state.dose["CTV"])
+        terms = {"D90": float(out[0]), **{f"V{int(100 * f)}": 100.0 * c / m for f, c in zip(self.LEVELS, counts)}}
+        terms.update({lim.key: float(v) for lim, v in zip(self.k_oar, out[1:])})
+        return terms
+
+    def windows(self, dose):
+        """For the compiled trials: per metric, the doses (float32 Gy) at WINDOW ranks either side of its rank."""
+        if self.compiled is None:
+            return None
+        lo, hi = np.empty(len(self.names), np.float32), np.empty(len(self.names), np.float32)
+        for q, (name, rank) in enumerate(zip(self.names, self.ranks)):
+            d = dose[name]
+            w = max(16, len(d) // self.WINDOW)
+            a, b = rank - w, rank + w
+            lo[q], hi[q] = -np.inf, np.inf
+            if len(d):
+                picks = np.partition(d, [max(a, 0), min(b, len(d) - 1)])
+                lo[q] = picks[a] if a >= 0 else -np.inf
+                hi[q] = picks[b] if b < len(d) else np.inf
+        return lo, hi
+
     def objective(self, dose, n_seeds, n_needles):
+        return self.objective_of(self.metrics(dose), n_seeds, n_needles)
+
+    def objective_of(self, m, n_seeds, n_needles):
+        """(F, terms) from :meth:`metrics` terms ``m`` (the dict gets ``violation``)."""
         g, w, s = self.goals, self.w, self.goals.safety_pct
-        m = self.metrics(dose)
         viol = (max(0.0, (g.d90_min_pct + s) / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
                 + max(0.0, g.v100_min_pct + s - m["V100"]) + max(0.0, m["V150"] - g.v150_max_pct + s))
         if g.v200_max_pct is not None:
@@ -304,7 +353,7 @@ class _Problem:
         if free.size == 0:
             return None
         d = state.dose["CTV"]
-        compiled = kernel.numba_kernels() if kernel.resolve() == "compiled" else None
+        compiled = self.compiled
         if compiled is not None:  # the same sums, without the (free x points) temporaries
             gain, hot = np.empty(free.size), np.empty(free.size)
             compiled.greedy_scores(d, self.mats["CTV"], free, self.rx, self.goals.v200_max_pct is not None, gain, hot)

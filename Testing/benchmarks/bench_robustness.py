@@ -1,8 +1,8 @@
 """Benchmark: placement robustness of a 40-seed plan, 1,000 simulated implants (printed figures, not a test).
 
-Case: a 22.4 cc spherical CTV (radius 17.5 mm, from a 1 x 1 x 2 mm CT-like mask, sampled on a 2 mm grid),
+Case: a 22.4 cc spherical GTV (radius 17.5 mm, from a 1 x 1 x 2 mm CT-like mask, sampled on a 2 mm grid),
 40 seeds of 0.6 U on 9 parallel needles 10 mm apart, and a skin-like organ at risk (a 5 mm slab 12 mm beyond
-the CTV, 2 mm points). Errors: the cited defaults (``PlacementErrors()``). Timed: ``evaluate_robustness``
+the GTV, 2 mm points). Errors: the cited defaults (``PlacementErrors()``). Timed: ``evaluate_robustness``
 with the target D90/V100, the organ's D2cc and the 102.7 Gy D90 goal. Reference in the same run: the plain
 loop (every point of every structure evaluated with ``dose_at_points`` for every sample, no far-point
 bound), on the first samples with the same random seed; the figures must agree exactly.
@@ -50,7 +50,7 @@ def case():
                 seeds.append(Seed([x, a, b], [1, 0, 0], 0.6))
     seeds = seeds[:40]
     geometry = rob.ImplantGeometry.from_seeds(seeds, needles)
-    structures = [rob.points_from_mask("CTV", ctv, ct, 2.0, "target"), rob.points_from_mask("Skin", slab, ct, 2.0)]
+    structures = [rob.points_from_mask("GTV", ctv, ct, 2.0, "target"), rob.points_from_mask("Skin", slab, ct, 2.0)]
     return geometry, structures
 
 
@@ -92,7 +92,7 @@ def main():
     t0 = time.perf_counter()
     ref = reference(geometry, structures, n_ref, random_seed=1)
     ref_seconds = time.perf_counter() - t0
-    ours = np.column_stack([result.values[("CTV", "D90")][:n_ref], result.values[("CTV", "V100")][:n_ref],
+    ours = np.column_stack([result.values[("GTV", "D90")][:n_ref], result.values[("GTV", "V100")][:n_ref],
                             result.values[("Skin", "D2cc")][:n_ref]])
     diff = float(np.max(np.abs(ours - ref)))
     print(f"reference (all points every sample): {n_ref} samples in {ref_seconds:.2f} s -> "
