@@ -5,6 +5,8 @@ Oracles: the simulated implant's true seeds and the known motion (detection erro
 library on the same inputs (dose, D90), and identical seeds giving zero differences.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -43,11 +45,20 @@ def test_whole_flow_detect_register_carry_dose_compare(flow):
     detected = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Post-implant seeds")
     result = postimplant.detect(c.post_ct, detected, plan_seeds_node=c.seeds_node)
     true_post = map_points(np.linalg.inv(c.truth), [s.position for s in c.implant.seeds])
-    found = np.array([detected.GetNthControlPointPositionVector(i) for i in range(detected.GetNumberOfControlPoints())])
+    n = detected.GetNumberOfControlPoints()
+    found = np.array([detected.GetNthControlPointPositionVector(i) for i in range(n)])
+    stored = [json.loads(detected.GetNthControlPointDescription(i)) for i in range(n)]
+    review = np.array([s["review"] for s in stored])
+    # points to review: kept, labelled, unselected; the others are the implanted seeds
+    for i in np.nonzero(review)[0]:
+        assert detected.GetNthControlPointLabel(i).endswith("(review)") and not detected.GetNthControlPointSelected(i)
+    assert [s["confidence"] for s in stored] == [round(float(v), 3) for v in result.confidences]
     pairs, err = match_seeds(found, true_post)
-    print(f"MRML detection: {len(found)} points for {len(c.implant.seeds)} implanted seeds, {len(pairs)} matched, "
-          f"error mean {err.mean():.2f} mm, max {err.max():.2f} mm")
-    assert len(found) == len(c.implant.seeds) == len(pairs) and err.max() < 1.0
+    print(f"MRML detection: {n} points ({review.sum()} to review) for {len(c.implant.seeds)} implanted seeds, "
+          f"{len(pairs)} matched, error mean {err.mean():.2f} mm, max {err.max():.2f} mm")
+    # every implanted seed found; any other point is listed "to review"
+    assert len(pairs) == len(c.implant.seeds) and err.max() < 1.0
+    assert all(review[i] for i in set(range(n)) - set(pairs[:, 0].tolist()))
     assert markups.source_model_key(detected) == MODEL
     assert len(detected.GetAttribute(postimplant.CONFIDENCE_ATTRIBUTE).split()) == len(result.seeds)
     with pytest.raises(InputError, match="corrected by hand"):

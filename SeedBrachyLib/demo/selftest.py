@@ -15,6 +15,7 @@ import numpy as np
 from .. import dose, dvh, settings
 from ..errors import InputError
 from ..mrml import tables, transforms, volumes
+from ..postimplant.detection import match_seeds
 from ..postimplant.registration import map_points
 from ..synthetic.implant import rescanned_implant
 from .scene import add_case_nodes
@@ -76,8 +77,15 @@ def post_implant(test, logic, scene):
 
     test.delayDisplay("Detecting and registering")
     post_seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Implanted seeds")
-    logic.detectSeeds(post_ct, post_seeds, c.seedsNode)
-    test.assertEqual(post_seeds.GetNumberOfControlPoints(), len(scan.implant.seeds))
+    result = logic.detectSeeds(post_ct, post_seeds, c.seedsNode)
+    # every implanted seed found; any other point is listed "to review" (and the reviewer removes it)
+    pairs, _err = match_seeds([s.position for s in result.seeds], scan.true_positions_post)
+    test.assertEqual(len(pairs), len(scan.implant.seeds))
+    matched = set(pairs[:, 0].tolist())
+    extra = [i for i in range(len(result.seeds)) if i not in matched]
+    test.assertTrue(all(result.review[i] for i in extra))
+    for i in sorted(extra, reverse=True):
+        post_seeds.RemoveNthControlPoint(i)
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Post-implant to pre-plan")
     logic.registerPostImplant(c.ct, post_ct, transform, seeds_node=post_seeds)
     points = c.case.grid.points()[c.case.masks["GTV"]]

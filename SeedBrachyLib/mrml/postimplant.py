@@ -16,6 +16,8 @@ Every node given is read or written as it is; nodes under a transform are refuse
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .. import checks, settings
@@ -32,7 +34,8 @@ ROLE_COMPARISON = "PrePostComparison"
 CONFIDENCE_ATTRIBUTE = ATTRIBUTE_PREFIX + "DetectionConfidences"
 
 
-def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False, overwrite=False, progress=None):
+def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False, overwrite=False,
+           review_below=detection.REVIEW_BELOW, slice_thickness_mm=None, progress=None):
     """Find the seeds in ``post_ct_node`` (HU) and write them into fiducial node ``seeds_node``.
 
     Args:
@@ -40,13 +43,16 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
         seeds_node: output fiducial node; points it already holds (possibly hand-corrected) are an
             InputError unless ``overwrite``.
         plan_seeds_node: the plan's seeds: their S_K (U) and source model go to the detected seeds.
-        use_plan_count: tell the detector to find exactly the planned number of seeds (off by
-            default: a lost or migrated seed would otherwise be invented).
+        use_plan_count: let the planned number of seeds decide between k and k + 1 seeds where the image
+            supports both (it never invents a seed: a lost or migrated seed stays missing).
+        review_below: confidence (0-1) under which a seed is listed "to review": kept in the point list,
+            labelled "<label> (review)", unselected, with ``"review": true`` in its description.
+        slice_thickness_mm: the series' slice thickness (mm, DICOM SliceThickness); default estimated.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
-        :class:`~SeedBrachyLib.postimplant.detection.DetectionResult`; confidences (0-1, in
-        point order) are kept on the node as the attribute :data:`CONFIDENCE_ATTRIBUTE`.
+        :class:`~SeedBrachyLib.postimplant.detection.DetectionResult`; confidences (0-1, in point
+        order) are kept in each point's description and on the node as :data:`CONFIDENCE_ATTRIBUTE`.
     """
     require_node(seeds_node, "output seed markups", markups.FIDUCIAL_CLASS)
     if seeds_node.GetNumberOfControlPoints() and not overwrite:
@@ -56,12 +62,21 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
     plan_seeds = markups.read_seeds(plan_seeds_node) if plan_seeds_node is not None else None
     strength = float(np.median([s.strength_u for s in plan_seeds])) if plan_seeds else None
     expected = len(plan_seeds) if (plan_seeds and use_plan_count) else None
-    result = detection.detect_seeds(ct, grid, expected_count=expected, strength_u=strength, progress=progress)
+    result = detection.detect_seeds(ct, grid, expected_count=expected, strength_u=strength,
+                                    slice_thickness_mm=slice_thickness_mm, review_below=review_below,
+                                    progress=progress)
     if not result.seeds:
-        raise InputError(f"no seeds found in '{post_ct_node.GetName()}' (threshold {result.threshold_hu:.0f} HU): "
+        raise InputError(f"no seeds found in '{post_ct_node.GetName()}' (objects cut at {result.threshold_hu:.0f} HU): "
                          "check that it is the post-implant CT, or place the seeds by hand")
     model_key = markups.source_model_key(plan_seeds_node) if plan_seeds_node is not None else None
     markups.write_seeds(seeds_node, result.seeds, model_key, overwrite=True)
+    for index, (confidence, review) in enumerate(zip(result.confidences, result.review)):
+        stored = json.loads(seeds_node.GetNthControlPointDescription(index))
+        stored.update(confidence=round(float(confidence), 3), review=bool(review))
+        seeds_node.SetNthControlPointDescription(index, json.dumps(stored))
+        if review:
+            seeds_node.SetNthControlPointLabel(index, f"{result.seeds[index].label} (review)")
+            seeds_node.SetNthControlPointSelected(index, False)
     seeds_node.SetAttribute(ROLE_ATTRIBUTE, ROLE_POST_SEEDS)
     seeds_node.SetAttribute(CONFIDENCE_ATTRIBUTE, " ".join(f"{c:.3f}" for c in result.confidences))
     seeds_node.SetDescription(result.summary())

@@ -1,39 +1,33 @@
-"""Automatic detection of I-125 seeds in a post-implant CT.
+"""Automatic detection of I-125 seeds in a post-implant CT, from a forward model of the series.
 
 Method (CT values HU, lengths mm, positions RAS):
 
-1. Adaptive threshold. Bright objects are the connected components above ``min_peak_hu``; the
-   typical seed peak ``P`` is the median peak of the brighter half of them (seeds are the brightest
-   objects; thin slices clip at the top of the stored range, thick or interpolated slices peak at only
-   ~1500-2000 HU). The threshold is 60% of the way from soft tissue to ``P`` (50% when a quarter or
-   more of the peaks are clipped, since clipping hides how much the peaks vary).
-2. Objects: 26-connected voxels above the threshold, grown by one voxel into half the threshold so a
-   faint seed stays in one piece. An object's *mass*, the sum of (HU - soft tissue) x voxel volume, is
-   conserved by partial volume and slice blur; the median mass of seed-length objects is the
-   single-seed mass and round(mass / single-seed mass) the number of seeds in an object. Touching
-   seeds are split into that many parts by weighted k-means started along the principal axis; the
-   count is lowered while a part does not reach the threshold or two parts are < 3 mm apart.
-3. Each seed's position is the intensity-weighted centroid (sub-voxel), its axis the principal
-   component of the weighted second moments after subtracting the blur of voxel, slice profile,
-   sampling and scanner PSF (a thick slice smears every object along K).
-4. Rejection by size and shape: too little mass (noise, streak or bone edge), too much (bone, other
-   metal), too long for its seed count (needle or wire), plate-like (cortical bone). An object so
-   rejected that holds no more than a few seeds' worth of metal above the threshold (a seed touching
-   bone, not a needle) is looked at again at a level half-way to its peak.
-5. A second look below the threshold, away from the objects found: a thin rod with one seed's mass
-   is a seed (a seed lying between two thick slices peaks far below the others).
-6. A confidence per seed (0-1) from how well its mass, peak and length match a single seed.
-7. With an expected count from the plan: keep the n most confident, or split objects whose mass
-   allows another seed (then take back the best small candidates) until n are found.
-
-Limits: a seed lying exactly between two contiguous thick slices (e.g. 3 mm) can peak below bone and
-be missed; side-by-side touching seeds (< 3 mm apart) count as one; with contiguous 5 mm slices the
-position along K is known only to about the slice thickness.
+1. The series: pixel spacing and orientation from the grid; slice thickness from the caller (DICOM
+   SliceThickness) or estimated from how much noise neighbouring slices share (overlapping and
+   interpolated series share it); the top of the stored range from a plateau at 3071/4095 HU; the
+   in-plane blur from the caller or a typical 0.45 mm. :mod:`.seed_model` turns these into the image
+   one seed makes.
+2. One seed's mass (HU mm^3, the integral of CT number above the surroundings, conserved by blur and
+   partial volume) is fitted on the objects above 2000 HU that one seed explains well (bone does not
+   reach 2000 HU); the faintest a seed of that mass can look in this series (worst orientation and
+   sub-voxel position) sets the level at which objects are cut: half of it above soft tissue.
+3. Every object is examined with the forward model: k seeds (positions, axes, masses) and a constant
+   background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
+   seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
+   each; an object that is not explained (bone, a seed touching bone, other metal) is looked at again at
+   a level half-way to its peak, which separates a seed from the bone it touches. Objects too faint,
+   too heavy for their length (a gold fiducial), too long (a clip, a needle) or not explained by seeds
+   (cortex, calcifications) are rejected with the reason.
+4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), mapped to the
+   fraction of true seeds at that score on the tuning phantoms (Testing/ct_phantoms, TUNING set);
+   seeds under ``review_below`` are kept and marked "to review".
+5. A known count changes k only where the residuals support k and k + 1 alike; it never splits a seed
+   of one seed's mass nor takes a rejected object; the result says how many are still unresolved.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -45,19 +39,40 @@ from ..errors import InputError
 from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed
+from . import hu_scale
+from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render
 
 SEED_LENGTH_MM = 4.5
+DEFAULT_PSF_MM = 0.45  # in-plane sigma of a standard soft-tissue kernel (mm)
+DEFAULT_SEED_MASS = 35000.0  # HU mm^3, a silver-marker seed at 120 kVp; used only when no seed calibrates it
+BONE_MAX_HU = 2000.0  # cortical bone stays below this (HU)
+REVIEW_BELOW = 0.5  # default confidence under which a seed is listed "to review"
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-_MAX_SEEDS_PER_COMPONENT = 4
-_MIN_MASS_FRACTION = 0.25  # components lighter than this fraction of one seed are not seeds
-_LENGTH_TOLERANCE_MM = 2.5  # allowed excess of a part's length over a seed's
-_PLATE_RATIO = 0.5  # second / first principal length above which a part is plate-like
-_FAINT_MASS_TOLERANCE = 0.4  # a faint object (below the threshold) is a seed within +-40% of one seed mass
-_MIN_PART_DISTANCE_MM = 3.0  # 2/3 of a seed: closer split parts are one seed cut in two (side-by-side pairs stay one)
-_REFINE_DEPTH = 2  # times a non-seed-like component is looked at again at a higher level
-_PSF_SIGMA_MM = 0.4  # typical in-plane point-spread of a CT scanner (mm), removed from the moments
-_THRESHOLD_FRACTION = 0.6  # of the typical seed peak above soft tissue
-_SATURATED_FRACTION = 0.5  # the same when >= 1/4 of the bright peaks are clipped at the top of the range
+_MAX_SEEDS = 6  # per object
+_CALIBRATION_OBJECTS = 16  # objects fitted to find one seed's mass, per level
+_CALIBRATION_LEVELS = (BONE_MAX_HU, 1600.0, 1300.0)  # HU, tried in turn until _CALIBRATION_MIN objects fit
+_CALIBRATION_MIN = 8
+_THICKNESS_FACTORS = (1.0, 1.5, 2.0, 2.5)  # slice thickness / increment tried when the thickness is not given
+# (marker length mm, share of the mass in it) tried: silver rod 3 mm, tungsten or gold 3.7-4 mm, no dense marker
+_SEED_PROFILES = ((3.0, 0.75), (4.0, 0.75), (4.5, 0.0))
+_SERIES_OBJECTS = 4  # objects fitted per thickness and marker length tried
+_PEAK_FRACTION = 0.8  # of the faintest seed's peak (above soft tissue): dimmer objects are not seeds
+_MAX_DEPTH = 3  # times an unexplained object is looked at again at a higher level
+_MIN_MASS = 0.35  # objects lighter than this many seed masses are not seeds
+_MASS_RANGE = (0.45, 1.8)  # fitted mass of each seed, in seed masses
+_MAX_RESIDUAL = 0.16  # rms residual / object contrast of an accepted fit
+_PENALTY = 6.0  # score per extra seed, in units of log(n) (the choice of k)
+_PRIOR_FRACTION = 0.05  # rms residual (of the contrast) that a 20% deviation from one seed's mass costs
+_SUPPORT = (0.7, 1.8)  # signal in the data / signal of the fitted seeds at one seed's mass
+# raw score -> fraction of true seeds among detections at that score, on the TUNING phantoms
+# (Testing/benchmarks/bench_detection.py --calibrate)
+_CALIBRATION = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+_MIN_SEPARATION_MM = 0.55  # seed centre lines closer than this are one seed fitted twice
+_SINGLE_DATA_MASS = (0.7, 1.3)  # mass in the data (of one seed's) of an object plainly one seed
+_SINGLE_LENGTH = (2.5, 6.0)  # its deblurred length (mm)
+_SINGLE_WIDTH = 1.6  # its deblurred width (mm)
+_SINGLE_PEAK = (0.7, 1.4)  # its peak / the peak one seed makes there
+_AMBIGUOUS_MARGIN = 0.05  # score margin (per voxel) under which k and k + 1 are both supported
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class RejectedCandidate:
         position: intensity-weighted centroid (mm RAS).
         reason: why it was rejected (text with the measured values).
         peak_hu: highest CT value in it (HU).
-        volume_mm3: volume above the threshold (mm^3).
+        volume_mm3: volume above its level (mm^3).
         seed_equivalents: its mass in units of one seed's mass.
     """
 
@@ -84,14 +99,18 @@ class DetectionResult:
     """Detected seeds and how they were found.
 
     Attributes:
-        seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U),
-            most confident first, labelled "D1", "D2", ...
-        confidences: per seed, 0-1.
-        threshold_hu: intensity threshold used (HU).
-        seed_peak_hu: typical seed peak found in the scan (HU).
-        single_seed_mass: mass of one seed, sum of (HU - soft tissue) x voxel volume (HU mm^3).
+        seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U), most
+            confident first, labelled "D1", "D2", ...
+        confidences: per seed, 0-1 (the fraction of true seeds at that score on the tuning phantoms).
+        review: per seed, True when its confidence is under ``review_below`` (listed "to review").
+        threshold_hu: level at which objects were cut (HU).
+        seed_peak_hu: the faintest peak one seed can have in this series (HU).
+        single_seed_mass: one seed's mass, sum of (HU - surroundings) x voxel volume (HU mm^3).
+        series: text: slice thickness, blur, clipping as used (given or estimated).
         rejected: :class:`RejectedCandidate` list with reasons.
         expected_count: the count asked for (None when not given).
+        unresolved: positions (mm RAS) of objects where one more seed was possible but not taken.
+        scores: per seed, the raw fit score (0-1) that the confidence calibrates.
     """
 
     seeds: list
@@ -101,93 +120,34 @@ class DetectionResult:
     single_seed_mass: float
     rejected: list = field(default_factory=list)
     expected_count: int | None = None
+    review: np.ndarray = None
+    review_below: float = REVIEW_BELOW
+    series: str = ""
+    unresolved: list = field(default_factory=list)
+    scores: np.ndarray = None  # raw scores behind the confidences (0-1), same order
+
+    def __post_init__(self):
+        if self.review is None:
+            self.review = np.asarray(self.confidences) < self.review_below
 
     def summary(self):
         """One line of text with units and the method."""
-        expected = "" if self.expected_count is None else f" (expected {self.expected_count})"
-        mean_conf = float(np.mean(self.confidences)) if len(self.confidences) else 0.0
-        return (f"{len(self.seeds)} seeds detected{expected}, {len(self.rejected)} candidates rejected; "
-                f"threshold {self.threshold_hu:.0f} HU (a fixed fraction of the typical seed "
-                f"peak {self.seed_peak_hu:.0f} HU above soft tissue), mean confidence {mean_conf:.2f}")
-
-
-@dataclass
-class _Part:
-    """One seed hypothesis: a set of voxels (RAS, weights) from one component."""
-
-    points: np.ndarray
-    weights: np.ndarray
-    peak: float
-    component: int
-    centroid: np.ndarray = None
-    axis: np.ndarray = None
-    lengths: np.ndarray = None  # deblurred principal lengths (mm), descending
-
-    def measure(self, blur_cov):
-        w = self.weights / self.weights.sum()
-        self.centroid = w @ self.points
-        d = self.points - self.centroid
-        cov = (d * w[:, None]).T @ d - blur_cov
-        values, vectors = np.linalg.eigh(cov)
-        order = np.argsort(values)[::-1]
-        self.axis = vectors[:, order[0]]
-        # a uniform segment of length L has variance L^2 / 12
-        self.lengths = np.sqrt(12.0 * np.maximum(values[order], 0.0))
-        return self
-
-
-def _validate(ct, grid, expected_count, strength_u, slice_thickness_mm):
-    if not isinstance(grid, Grid):
-        raise InputError(f"grid {grid!r} invalid: need a SeedBrachyLib.grid.Grid")
-    ct = np.asarray(ct)
-    if ct.ndim != 3 or ct.size == 0:
-        raise InputError(f"CT array of shape {ct.shape} invalid: need a non-empty 3D array [k, j, i]")
-    if tuple(ct.shape) != tuple(grid.shape):
-        raise InputError(f"CT array shape {ct.shape} does not match the grid shape {grid.shape} (nk, nj, ni)")
-    if not np.issubdtype(ct.dtype, np.number) or np.issubdtype(ct.dtype, np.complexfloating):
-        raise InputError(f"CT array dtype {ct.dtype} invalid: need real CT numbers (HU)")
-    if np.issubdtype(ct.dtype, np.floating) and not np.all(np.isfinite(ct)):
-        raise InputError("CT array holds NaN or infinite values: need finite CT numbers (HU)")
-    if expected_count is not None and (isinstance(expected_count, bool)
-                                       or not isinstance(expected_count, (int, np.integer)) or expected_count < 1):
-        raise InputError(f"expected_count {expected_count!r} invalid: need an integer >= 1 or None")
-    if strength_u is not None and not (isinstance(strength_u, (int, float, np.number)) and strength_u > 0):
-        raise InputError(f"strength_u {strength_u!r} U invalid: need an air-kerma strength > 0 U")
-    if slice_thickness_mm is not None and not (slice_thickness_mm > 0 and math.isfinite(slice_thickness_mm)):
-        raise InputError(f"slice_thickness_mm {slice_thickness_mm!r} invalid: must be > 0 mm")
-    return ct
-
-
-def _blur_covariance(grid, thickness_mm):
-    """RAS covariance (mm^2) added to an object's moments by imaging: voxel footprint (in-plane) or
-    slice profile (K), sampling on the voxel lattice (spacing^2 / 12 per axis) and the scanner PSF."""
-    sampling = grid.spacing ** 2 / 12
-    var = sampling + np.array([grid.spacing[0] ** 2 / 12 + _PSF_SIGMA_MM ** 2,
-                               grid.spacing[1] ** 2 / 12 + _PSF_SIGMA_MM ** 2,
-                               thickness_mm ** 2 / 12])
-    return grid.direction @ np.diag(var) @ grid.direction.T
-
-
-def _kmeans_split(points, weights, n, iterations=30):
-    """Weighted k-means of ``points`` into ``n`` groups, started at quantiles of the principal axis."""
-    w = weights / weights.sum()
-    centroid = w @ points
-    d = points - centroid
-    axis = np.linalg.eigh((d * w[:, None]).T @ d)[1][:, -1]
-    proj = d @ axis
-    order = np.argsort(proj)
-    cum = np.cumsum(w[order])
-    centres = np.array([points[order[np.searchsorted(cum, (q + 0.5) / n)]] for q in range(n)], dtype=float)
-    labels = np.zeros(len(points), dtype=int)
-    for _ in range(iterations):
-        dist = np.linalg.norm(points[:, None, :] - centres[None], axis=-1)
-        labels = np.argmin(dist, axis=1)
-        new = np.array([np.average(points[labels == c], axis=0, weights=weights[labels == c])
-                        if np.any(labels == c) else centres[c] for c in range(n)])
-        if np.allclose(new, centres, atol=1e-4):
-            break
-        centres = new
-    return labels
+        n = len(self.seeds)
+        n_review = int(np.sum(self.review))
+        if self.expected_count is None:
+            found = f"{n} seeds detected"
+        else:
+            missing = self.expected_count - n
+            found = f"found {n} of {self.expected_count} expected"
+            if missing > 0:
+                where = "; ".join(f"({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f})" for p in self.unresolved[:5])
+                found += f": {missing} unresolved" + (f" (looked at {where} mm RAS)" if where else "")
+            elif missing < 0:
+                found += f": {-missing} more than expected"
+        return (f"{found}, {n_review} to review (confidence < {self.review_below:g}), {len(self.rejected)} "
+                f"candidates rejected; objects cut at {self.threshold_hu:.0f} HU (half the faintest seed, "
+                f"{self.seed_peak_hu:.0f} HU, above soft tissue); one seed {self.single_seed_mass:.0f} HU mm3; "
+                f"{self.series}")
 
 
 def match_seeds(detected_mm, true_mm, gate_mm=2.5):
@@ -207,20 +167,104 @@ def match_seeds(detected_mm, true_mm, gate_mm=2.5):
     return np.stack([rows[keep], cols[keep]], axis=1), dist[rows[keep], cols[keep]]
 
 
+def _validate(ct, grid, expected_count, strength_u, slice_thickness_mm, psf_mm, review_below):
+    if not isinstance(grid, Grid):
+        raise InputError(f"grid {grid!r} invalid: need a SeedBrachyLib.grid.Grid")
+    ct = np.asarray(ct)
+    if ct.ndim != 3 or ct.size == 0:
+        raise InputError(f"CT array of shape {ct.shape} invalid: need a non-empty 3D array [k, j, i]")
+    if tuple(ct.shape) != tuple(grid.shape):
+        raise InputError(f"CT array shape {ct.shape} does not match the grid shape {grid.shape} (nk, nj, ni)")
+    if not np.issubdtype(ct.dtype, np.number) or np.issubdtype(ct.dtype, np.complexfloating):
+        raise InputError(f"CT array dtype {ct.dtype} invalid: need real CT numbers (HU)")
+    if np.issubdtype(ct.dtype, np.floating) and not np.all(np.isfinite(ct)):
+        raise InputError("CT array holds NaN or infinite values: need finite CT numbers (HU)")
+    if expected_count is not None and (isinstance(expected_count, bool)
+                                       or not isinstance(expected_count, (int, np.integer)) or expected_count < 1):
+        raise InputError(f"expected_count {expected_count!r} invalid: need an integer >= 1 or None")
+    if strength_u is not None and not (isinstance(strength_u, (int, float, np.number)) and strength_u > 0):
+        raise InputError(f"strength_u {strength_u!r} U invalid: need an air-kerma strength > 0 U")
+    for name, value, upper in (("slice_thickness_mm", slice_thickness_mm, 20.0), ("psf_mm", psf_mm, 5.0)):
+        if value is not None and not (isinstance(value, (int, float, np.number)) and 0 < value <= upper):
+            raise InputError(f"{name} {value!r} invalid: must be > 0 and <= {upper:g} mm")
+    if not (isinstance(review_below, (int, float, np.number)) and 0 <= review_below <= 1):
+        raise InputError(f"review_below {review_below!r} invalid: a confidence from 0 to 1")
+    hu_scale.require_hu(ct)
+    return ct
+
+
+def estimate_thickness(values, spacing_k, soft_hu):
+    """Slice thickness (mm) from the noise shared by neighbouring slices in soft tissue.
+
+    With a rectangular slice profile of width T sampled every d <= T, neighbouring slices share a fraction
+    1 - d / T of their noise, so T = d / (1 - rho); contiguous slices (rho ~ 0) give T = d.
+    """
+    nk = values.shape[0]
+    if nk < 3:
+        return float(spacing_k)
+    ks = np.linspace(0, nk - 2, min(nk - 1, 12)).astype(int)
+    a_all, b_all = [], []
+    for k in ks:
+        a, b = values[k].astype(np.float32), values[k + 1].astype(np.float32)
+        mask = (np.abs(a - soft_hu) < 150) & (np.abs(b - soft_hu) < 150)
+        mask = ndimage.binary_erosion(mask, iterations=3)
+        if mask.sum() < 200:
+            continue
+        # in-plane high pass: anatomy varies slowly, noise does not
+        ha = a - ndimage.uniform_filter(a, 5)
+        hb = b - ndimage.uniform_filter(b, 5)
+        a_all.append(ha[mask])
+        b_all.append(hb[mask])
+    if not a_all:
+        return float(spacing_k)
+    a, b = np.concatenate(a_all), np.concatenate(b_all)
+    rho = float(np.corrcoef(a, b)[0, 1])
+    return float(spacing_k / (1 - min(max(rho, 0.0), 0.8)))
+
+
+@dataclass
+class _Context:
+    values: np.ndarray
+    grid: Grid
+    model: SeriesModel
+    soft: float
+    noise: float
+    mass: float  # one seed (HU mm^3)
+    data_mass: float  # what of it shows in the data, after clipping (HU mm^3)
+    faint: float  # faintest peak of one seed above the surroundings (HU)
+    voxel_mm3: float
+
+
+@dataclass
+class _Hypothesis:
+    """Seeds fitted to one object: grid-frame centres and axes, per-seed mass ratios, and the fit's figures."""
+
+    centres: np.ndarray
+    axes: np.ndarray
+    ratios: np.ndarray
+    residual: float  # rms residual / object contrast
+    margin: float  # score gap to the next-best k (larger: k clearer)
+    alternative: int  # the next-best k
+    position: np.ndarray  # object centroid (mm RAS)
+    more: object = None  # the fit with one seed more (seed_model.Fit), when it was tried
+
+
 def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None, slice_thickness_mm=None,
-                 threshold_hu=None, min_peak_hu=1000.0, progress=None):
+                 threshold_hu=None, psf_mm=None, review_below=REVIEW_BELOW, progress=None):
     """Find I-125 seeds in a post-implant CT.
 
     Args:
         ct: CT values (HU) indexed [k, j, i] on ``grid``.
-        grid: the CT geometry (mm, RAS; may be oblique).
+        grid: the CT geometry (mm, RAS; may be oblique, pixels may be anisotropic).
         expected_count: number of seeds implanted (from the plan), or None to trust the image alone.
         strength_u: air-kerma strength (U) given to every detected seed; default the median strength of
             ``plan_seeds``, else 1 U.
         plan_seeds: optional planned seeds; give the expected count and strength when those are None.
-        slice_thickness_mm: reconstructed slice thickness (mm); default the K spacing.
-        threshold_hu: fixed threshold (HU) instead of the adaptive one.
-        min_peak_hu: lowest peak (HU) a seed can have; the floor of the bright-object search.
+        slice_thickness_mm: reconstructed slice thickness (mm, DICOM SliceThickness); default estimated
+            from the image (noise shared by neighbouring slices).
+        threshold_hu: level (HU) at which objects are cut instead of the one from the seed model.
+        psf_mm: in-plane blur of the reconstruction (Gaussian sigma, mm); default 0.45 mm.
+        review_below: confidence (0-1) under which a seed is marked "to review".
         progress: optional callback ``(fraction, message)``; returning False cancels.
 
     Returns:
@@ -232,231 +276,463 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
         expected_count = len(plan_seeds) if expected_count is None else expected_count
         if strength_u is None:
             strength_u = float(np.median([s.strength_u for s in plan_seeds]))
-    ct = _validate(ct, grid, expected_count, strength_u, slice_thickness_mm)
+    ct = _validate(ct, grid, expected_count, strength_u, slice_thickness_mm, psf_mm, review_below)
     if threshold_hu is not None and not math.isfinite(threshold_hu):
         raise InputError(f"threshold_hu {threshold_hu!r} invalid: must be a finite HU value")
     strength = 1.0 if strength_u is None else float(strength_u)
-    thickness = float(grid.spacing[2] if slice_thickness_mm is None else slice_thickness_mm)
     values = ct.astype(np.float32, copy=False)
-    report(progress, 0.0, "seed detection: threshold")
+    report(progress, 0.0, "seed detection: series")
+    ctx, series_text = _context(values, grid, slice_thickness_mm, psf_mm)
+    report(progress, 0.1, "seed detection: one seed's mass")
+    n_calibrated = _calibrate(ctx, slice_thickness_mm is not None)
+    if slice_thickness_mm is None:
+        series_text += f", seed images fit best at {ctx.model.thickness_mm:.2f} mm"
+    series_text += (f"; seed marker {ctx.model.length_mm:.1f} mm" if ctx.model.marker_fraction else
+                    "; seed without a dense marker")
+    level = float(threshold_hu) if threshold_hu is not None else ctx.soft + 0.5 * ctx.faint
+    series_text += (f"; seed mass from {n_calibrated} seed fits" if n_calibrated >= 3 else
+                    "; seed mass: the default (too few seeds to fit)")
+    report(progress, 0.2, "seed detection: objects")
 
-    soft = values[(values > -200) & (values < 300)]
-    background = float(np.median(soft)) if soft.size else 0.0
-    bright, n_bright = ndimage.label(values >= min_peak_hu, _CONNECTIVITY)
-    if n_bright == 0 and threshold_hu is None:
-        return DetectionResult([], np.zeros(0), float(min_peak_hu), float("nan"), float("nan"),
-                               expected_count=expected_count)
-    if n_bright:
-        peaks = np.asarray(ndimage.maximum(values, bright, np.arange(1, n_bright + 1)))
-        seed_peak = float(np.median(peaks[peaks >= np.median(peaks)]))
-    else:
-        seed_peak = float(threshold_hu)
-    # a clipped typical peak understates how much brighter the best-aligned seeds are than the faintest
-    saturated = n_bright and np.mean(peaks >= float(values.max())) >= 0.25
-    fraction = _SATURATED_FRACTION if saturated else _THRESHOLD_FRACTION
-    threshold = float(threshold_hu) if threshold_hu is not None else background + fraction * (seed_peak - background)
-    report(progress, 0.2, "seed detection: components")
+    hypotheses, rejected = [], []
+    objects = _objects(values, level)
+    for n, kji in enumerate(objects):
+        if n % 16 == 0:
+            report(progress, 0.2 + 0.7 * n / max(len(objects), 1), "seed detection: fitting seeds")
+        _examine(ctx, kji, level, 0, hypotheses, rejected)
 
-    blur = _blur_covariance(grid, thickness)
-    ids = itertools.count(1)
-    comps, taken = _objects(values, values >= threshold, threshold, background, grid, ids)
-    if not comps:
-        return DetectionResult([], np.zeros(0), threshold, seed_peak, float("nan"), expected_count=expected_count)
-    report(progress, 0.5, "seed detection: sizes")
-
-    # single-seed mass: median over components whose length fits one seed
-    single = [c["mass"] for c in comps
-              if _Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur).lengths[0]
-              <= SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM and c["mass"] > 0]
-    masses = np.array(single if single else [c["mass"] for c in comps])
-    unit = float(np.median(masses[masses >= _MIN_MASS_FRACTION * np.median(masses)]))
-
-    parts, rejected, small = [], [], []
-    scene = _Scene(values, grid, background, unit, blur, ids)
-    comps += _classify(scene, comps, parts, rejected, small,
-                       lambda f: report(progress, 0.5 + 0.3 * f, "seed detection: splitting"))
-    # second look, below the threshold: a seed lying between two thick slices peaks far lower than the
-    # typical seed; a faint object away from the others is a seed only if it has one seed's mass and shape
-    if threshold > min_peak_hu:
-        faint_core = (values >= min_peak_hu) & ~ndimage.binary_dilation(taken, _CONNECTIVITY, iterations=2)
-        faint, _ = _objects(values, faint_core, float(min_peak_hu), background, grid, ids)
-        faint = [c for c in faint if 1.0 - _FAINT_MASS_TOLERANCE <= c["mass"] / unit <= 1.0 + _FAINT_MASS_TOLERANCE
-                 and _is_thin_rod(_Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur))]
-        comps += faint + _classify(scene, faint, parts, rejected, small,
-                                   lambda f: report(progress, 0.8 + 0.1 * f, "seed detection: faint seeds"))
-
-    parts = [(p, _confidence(p, r, seed_peak, threshold)) for p, r, _count in parts]
+    unresolved = []
     if expected_count is not None:
-        parts = _meet_count(parts, comps, small, rejected, unit, blur, expected_count, seed_peak, threshold)
-    parts.sort(key=lambda pc: -pc[1])
-    seeds = [Seed(p.centroid, p.axis, strength, f"D{i + 1}") for i, (p, _c) in enumerate(parts)]
+        unresolved = _meet_count(ctx, hypotheses, expected_count)
+    seeds, conf = [], []
+    for h in hypotheses:
+        for q in range(len(h.centres)):
+            conf.append(_confidence(h, q))
+            seeds.append((grid.origin + grid.direction @ h.centres[q], grid.direction @ h.axes[q]))
+    order = np.argsort(-np.asarray(conf), kind="stable") if conf else np.zeros(0, int)
+    out = [Seed(seeds[i][0], seeds[i][1], strength, f"D{r + 1}") for r, i in enumerate(order)]
+    scores = np.asarray(conf, float)[order] if conf else np.zeros(0)
+    confidences = np.interp(scores, *_CALIBRATION)
     report(progress, 1.0, "seed detection: done")
-    return DetectionResult(seeds, np.array([c for _p, c in parts]), threshold, seed_peak, unit, rejected,
-                           expected_count)
+    return DetectionResult(out, confidences, level, ctx.soft + ctx.faint, ctx.mass, rejected, expected_count,
+                           confidences < review_below, float(review_below), series_text, unresolved, scores)
 
 
-@dataclass
-class _Scene:
-    """What classifying a component needs: the image, its geometry and the single-seed scale."""
+def _context(values, grid, thickness, psf):
+    step = max(1, values.size // 400_000)
+    sample = values.reshape(-1)[::step]
+    soft_sample = sample[(sample > -200) & (sample < 300)]
+    soft = float(np.median(soft_sample)) if soft_sample.size else 0.0
+    mid = values[values.shape[0] // 2]
+    diff = np.diff(mid, axis=1)[(np.abs(mid[:, 1:] - soft) < 150) & (np.abs(mid[:, :-1] - soft) < 150)]
+    noise = float(1.4826 * np.median(np.abs(diff)) / math.sqrt(2)) if diff.size > 100 else 20.0
+    given = thickness is not None
+    if thickness is None:
+        thickness = estimate_thickness(values, grid.spacing[2], soft)
+    thickness = max(float(thickness), float(grid.spacing[2]) * 0.5)
+    clip = hu_scale.clip_level(values)
+    model = SeriesModel(grid.spacing.copy(), thickness, DEFAULT_PSF_MM if psf is None else float(psf), clip)
+    text = (f"slice thickness {thickness:.2f} mm ({'given' if given else 'estimated from the noise'}), increment "
+            f"{grid.spacing[2]:.2f} mm, in-plane blur {model.psf_mm:.2f} mm, "
+            + (f"clipped at {clip:.0f} HU" if clip is not None else "not clipped"))
+    ctx = _Context(values, grid, model, soft, max(noise, 1.0), DEFAULT_SEED_MASS, DEFAULT_SEED_MASS, 0.0,
+                   float(np.prod(grid.spacing)))
+    ctx.faint = ctx.mass * min_peak_per_mass(model)
+    return ctx, text
 
-    values: np.ndarray
-    grid: Grid
-    background: float
-    unit: float  # single-seed mass (HU mm^3)
-    blur: np.ndarray  # imaging covariance (mm^2)
-    ids: itertools.count
 
-
-def _objects(values, core, level_hu, background, grid, ids, offset=(0, 0, 0)):
-    """Objects: ``core`` voxels grown by one voxel into the half-``level_hu`` level (above soft tissue).
-
-    Growing keeps a faint seed in one piece and counts its partial-volume tails in its mass, while bone
-    further than one voxel from the metal stays out. ``values`` may be a sub-block starting at voxel
-    ``offset`` (k, j, i) of ``grid``. Returns (list of component dicts, object mask).
-    """
-    low = values >= background + 0.5 * (level_hu - background)
-    labels, n = ndimage.label((ndimage.binary_dilation(core, _CONNECTIVITY) & low) | core, _CONNECTIVITY)
-    voxel_mm3 = float(np.prod(grid.spacing))
-    comps = []
+def _objects(values, level):
+    """Voxel index arrays (n, 3 as k, j, i) of the 26-connected objects at or above ``level`` (HU)."""
+    mask = values >= level
+    if not mask.any():
+        return []
+    nz = np.nonzero(mask.any(axis=(1, 2)))[0]
+    k0, k1 = nz[0], nz[-1] + 1
+    labels, n = ndimage.label(mask[k0:k1], _CONNECTIVITY)
+    out = []
     for c, box in enumerate(ndimage.find_objects(labels), start=1):
-        local = labels[box] == c
-        kji = np.argwhere(local) + np.array([s.start for s in box]) + np.asarray(offset)
-        w = np.maximum(values[box][local] - background, 1e-3)
-        comps.append({"id": next(ids), "points": grid.to_ras(kji[:, ::-1].astype(float)), "weights": w,
-                      "peak": float(values[box][local].max()), "volume": local.sum() * voxel_mm3,
-                      "mass": float(w.sum()) * voxel_mm3, "kji": kji, "level": float(level_hu)})
-    return comps, labels > 0
+        kji = np.argwhere(labels[box] == c) + np.array([s.start for s in box])
+        kji[:, 0] += k0
+        out.append(kji)
+    return out
 
 
-def _classify(scene, comps, parts, rejected, small, progress, depth=0):
-    """Count the seeds in each component by mass, split, and reject by size and shape (appends to the lists).
-
-    A component rejected as too large, too long or plate-like is looked at again at a higher level (half-way
-    to its peak), which separates a seed from bone or metal it touches. Returns the components so made.
-    """
-    unit, blur, made = scene.unit, scene.blur, []
-    for k, c in enumerate(comps):
-        progress(k / len(comps))
-        ratio = c["mass"] / unit
-        whole = _Part(c["points"], c["weights"], c["peak"], c["id"]).measure(blur)
-
-        def reject(reason, comp=c, part=whole, r=ratio):
-            rejected.append(RejectedCandidate(part.centroid, reason, comp["peak"], comp["volume"], r))
-
-        if ratio < _MIN_MASS_FRACTION:
-            small.append((ratio, c))
-            reject(f"too small: {ratio:.2f} seed masses (< {_MIN_MASS_FRACTION:g}): noise, streak or bone edge")
+def _calibrate(ctx, thickness_given):
+    """One seed's mass (HU mm^3) from the brightest objects of a seed's length that one seed explains:
+    above 2000 HU (no bone reaches it), or lower levels when thick slices leave too
+    few there (bone then fails the fit). Without a given slice thickness, the thickness whose seed images
+    fit these objects best replaces the estimate from the noise."""
+    top = float(ctx.values.max())
+    chosen = []
+    for level in _CALIBRATION_LEVELS:
+        if level >= top - 100 or len(chosen) >= _CALIBRATION_MIN:
             continue
-        count = max(1, int(round(ratio)))
-        reason = None
-        if count > _MAX_SEEDS_PER_COMPONENT:
-            reason = (f"too large: {ratio:.1f} seed masses, {c['volume']:.0f} mm3 (> {_MAX_SEEDS_PER_COMPONENT} "
-                      "seeds): bone or other metal")
-        else:
-            split = _split(c, count, blur)
-            # every seed in a component reaches its level; a part that does not is bone or tails counted
-            # as a seed's worth of mass: one seed fewer
-            # as are two parts closer than _MIN_PART_DISTANCE_MM (k-means cutting one seed across its length)
-            while count > 1 and (any(p.peak < c["level"] for p in split) or _closest_pair_mm(split)
-                                 < _MIN_PART_DISTANCE_MM):
-                count -= 1
-                split = _split(c, count, blur)
-            bad = [p for p in split if p.lengths[0] > SEED_LENGTH_MM + _LENGTH_TOLERANCE_MM]
-            plate = [p for p in split if p.lengths[1] > max(_PLATE_RATIO * p.lengths[0], 2.0)]
-            if bad:
-                reason = (f"too long: {bad[0].lengths[0]:.1f} mm for {count} seed(s) of {SEED_LENGTH_MM:g} mm: "
-                          "needle, wire or bone")
-            elif plate:
-                reason = f"plate-like: {plate[0].lengths[0]:.1f} x {plate[0].lengths[1]:.1f} mm: bone"
-        if reason is None:
-            parts += [(p, ratio / count, count) for p in split]
-            continue
-        reject(reason)
-        # metal above the component's own level: a seed touching bone has little (the bone is dimmer), a
-        # needle or wire a lot; only the former is looked at again at a higher level
-        above = c["weights"][scene.values[tuple(c["kji"].T)] >= c["level"]]
-        metal = float(above.sum()) * float(np.prod(scene.grid.spacing)) / unit
-        if depth < _REFINE_DEPTH and metal <= _MAX_SEEDS_PER_COMPONENT:
-            inner = _raise_level(scene, c)
-            made += inner + _classify(scene, inner, parts, rejected, small, lambda f: None, depth + 1)
-    return made
-
-
-def _raise_level(scene, comp):
-    """The objects inside ``comp`` at the level half-way between its own level and its peak (HU)."""
-    kji = comp["kji"]
-    lo, hi = kji.min(axis=0), kji.max(axis=0) + 1
-    block = np.full(tuple(hi - lo), -1024.0, dtype=np.float32)
-    block[tuple((kji - lo).T)] = scene.values[tuple(kji.T)]
-    level = comp["level"] + 0.5 * (comp["peak"] - comp["level"])
-    return _objects(block, block >= level, level, scene.background, scene.grid, scene.ids, offset=lo)[0]
-
-
-def _closest_pair_mm(parts):
-    """Smallest distance (mm) between the centroids of ``parts`` (inf for fewer than two)."""
-    c = np.array([p.centroid for p in parts])
-    if len(c) < 2:
-        return math.inf
-    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
-    return float(d[np.triu_indices(len(c), 1)].min())
-
-
-def _is_thin_rod(part):
-    """A seed-like rod: at least 2.5 mm long and at most 1 mm wide after deblurring (a seed: 4.5 x 0.8 mm)."""
-    return part.lengths[0] >= 2.5 and part.lengths[1] <= 1.0
-
-
-def _split(comp, count, blur):
-    """Split a component into ``count`` measured parts."""
-    if count == 1:
-        return [_Part(comp["points"], comp["weights"], comp["peak"], comp["id"]).measure(blur)]
-    labels = _kmeans_split(comp["points"], comp["weights"], count)
-    top = comp["weights"].max()
-    return [_Part(comp["points"][labels == g], comp["weights"][labels == g],
-                  comp["peak"] - (top - comp["weights"][labels == g].max()), comp["id"]).measure(blur)
-            for g in range(count) if np.count_nonzero(labels == g) >= 2]
-
-
-def _confidence(part, mass_ratio, seed_peak, threshold):
-    """0-1: mass near one seed, length near a seed's, peak near the typical seed peak."""
-    c_mass = math.exp(-0.5 * ((mass_ratio - 1.0) / 0.3) ** 2)
-    c_length = 1.0 if part.lengths[0] <= SEED_LENGTH_MM + 1.0 else \
-        math.exp(-0.5 * ((part.lengths[0] - SEED_LENGTH_MM - 1.0) / 1.0) ** 2)
-    c_peak = min(1.0, max(0.0, (part.peak - threshold) / max(seed_peak - threshold, 1.0)) + 0.5)
-    return float(c_mass * c_length * min(c_peak, 1.0))
-
-
-def _meet_count(parts, comps, small, rejected, unit, blur, n, seed_peak, threshold):
-    """Keep the ``n`` most confident parts, or split heavy components / take back small ones to reach ``n``."""
-    parts = sorted(parts, key=lambda pc: -pc[1])
-    for p, conf in parts[n:]:
-        rejected.append(RejectedCandidate(p.centroid, f"beyond the expected count {n} (confidence {conf:.2f})",
-                                          p.peak, 0.0, float("nan")))
-    parts = parts[:n]
-    by_id = {c["id"]: c for c in comps}
-    exhausted = set()
-    while len(parts) < n:
-        counts = {}
-        for p, _conf in parts:
-            if p.component not in exhausted:
-                counts[p.component] = counts.get(p.component, 0) + 1
-        # the component with the most mass per seed left is split into one more seed
-        best = max(counts, key=lambda cid: by_id[cid]["mass"] / unit / (counts[cid] + 1), default=None)
-        if best is not None and by_id[best]["mass"] / unit / (counts[best] + 1) >= 0.6:
-            m = counts[best] + 1
-            ratio = by_id[best]["mass"] / unit / m
-            split = _split(by_id[best], m, blur)
-            if len(split) < m:
-                exhausted.add(best)
+        objects = [kji for kji in _objects(ctx.values, level) if len(kji) >= 3]
+        objects.sort(key=lambda kji: -float(ctx.values[tuple(kji.T)].max()))
+        for kji in objects[:_CALIBRATION_OBJECTS]:
+            block, mask, coords, lo = _block(ctx, kji)
+            if block is None:
                 continue
-            parts = [pc for pc in parts if pc[0].component != best]
-            parts += [(p, _confidence(p, ratio, seed_peak, threshold)) for p in split]
-            continue
-        if not small:
+            bg = _background(ctx, block, mask)
+            data_mass = _data_mass(ctx, block, mask, bg)
+            if 0.2 * DEFAULT_SEED_MASS <= data_mass <= 3 * DEFAULT_SEED_MASS \
+                    and _extent(ctx, block, mask, coords, bg) <= SEED_LENGTH_MM + 2.0:
+                chosen.append((block, mask, coords, bg, data_mass))
+    if not chosen:
+        ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
+        return 0
+    # the seed's marker length (seed models differ) and, when not given, the slice thickness: those whose
+    # seed images fit the brightest objects best
+    thicknesses = [ctx.model.thickness_mm] if thickness_given else \
+        [f * ctx.grid.spacing[2] for f in _THICKNESS_FACTORS]
+    best = None
+    for thickness in thicknesses:
+        for length, fraction in _SEED_PROFILES:
+            ctx.model = dataclasses.replace(ctx.model, thickness_mm=thickness, length_mm=length,
+                                            marker_fraction=fraction)
+            cost = float(np.median([_calibration_fit(ctx, *c)[1] for c in chosen[:_SERIES_OBJECTS]]))
+            if best is None or cost < best[0]:
+                best = (cost, ctx.model)
+    ctx.model = best[1]
+    masses = []
+    for c in chosen:
+        fit, residual, k = _calibration_fit(ctx, *c)
+        if residual <= _MAX_RESIDUAL:
+            masses += [(float(m), c[4] / k) for m in fit.masses]
+    if len(masses) >= 3:
+        masses = np.array(masses)
+        ctx.mass = float(np.median(masses[:, 0]))
+        ctx.data_mass = float(np.median(masses[:, 1]))
+    ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
+    return len(masses)
+
+
+def _calibration_fit(ctx, block, mask, coords, bg, data_mass):
+    """Free-mass fit of one seed; returns (fit, relative residual, 1)."""
+    contrast = float(np.max(block[mask] - bg[mask]))
+    fit = _fit(ctx, block, mask, coords, 1, bg, float(block[mask].max()), prior_fraction=0.0)
+    return fit, math.sqrt(fit.rss / fit.n) / max(contrast, 1.0), 1
+
+
+def _block(ctx, kji):
+    """The voxels around an object: values, object mask, grid-frame coordinates (mm), lower corner (k, j, i)."""
+    sp = ctx.grid.spacing
+    margin = np.array([1 + int(ctx.model.thickness_mm > 1.5 * sp[2]), 3, 3])
+    lo = np.maximum(kji.min(0) - margin, 0)
+    hi = np.minimum(kji.max(0) + margin + 1, np.array(ctx.values.shape))
+    if np.prod(hi - lo) > 60000:
+        return None, None, None, None
+    block = ctx.values[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    mask = np.zeros(block.shape, bool)
+    mask[tuple((kji - lo).T)] = True
+    coords = [np.arange(lo[2], hi[2]) * sp[0], np.arange(lo[1], hi[1]) * sp[1], np.arange(lo[0], hi[0]) * sp[2]]
+    return block, mask, coords, lo
+
+
+def _background(ctx, block, mask):
+    """The level (HU) under an object, per voxel of its block: the block outside the object grown by two
+    voxels, carried inside by normalised Gaussian smoothing in-plane (2 mm; bone beside a seed continues
+    under it); where nothing is near, the median outside."""
+    outside = ~ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
+    level = float(np.median(block[outside])) if outside.sum() >= 10 else ctx.soft
+    sigma = (0.5, 2.0 / ctx.grid.spacing[1], 2.0 / ctx.grid.spacing[0])
+    weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
+    total = ndimage.gaussian_filter(np.where(outside, block, 0).astype(np.float32), sigma, mode="constant")
+    return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), level).astype(np.float32)
+
+
+def _data_mass(ctx, block, mask, bg):
+    grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
+    return float(np.sum(block[grown] - bg[grown])) * ctx.voxel_mm3
+
+
+def _starts(ctx, block, mask, coords, k, bg):
+    """Initial (centre, axis) of k seeds: weighted k-means of the object's voxels along its principal axis."""
+    kk, jj, ii = np.nonzero(mask)
+    pts = np.stack([coords[0][ii], coords[1][jj], coords[2][kk]], 1)
+    w = np.maximum(block[mask] - bg[mask], 1.0)
+    labels = _kmeans(pts, w, k)
+    blur = ctx.model.blur_covariance()
+    out = []
+    for g in range(k):
+        sel = labels == g
+        if sel.sum() < 1:
+            sel = np.ones(len(pts), bool)
+        ww = w[sel] / w[sel].sum()
+        c = ww @ pts[sel]
+        d = pts[sel] - c
+        cov = (d * ww[:, None]).T @ d - blur
+        axis = np.linalg.eigh(cov)[1][:, -1]
+        out.append((c, axis))
+    return out
+
+
+def _kmeans(points, weights, n, iterations=20):
+    """Weighted k-means labels of ``points`` into ``n`` groups, started at quantiles of the principal axis."""
+    if n == 1:
+        return np.zeros(len(points), int)
+    w = weights / weights.sum()
+    centroid = w @ points
+    d = points - centroid
+    axis = np.linalg.eigh((d * w[:, None]).T @ d)[1][:, -1]
+    order = np.argsort(d @ axis)
+    cum = np.cumsum(w[order])
+    centres = np.array([points[order[min(np.searchsorted(cum, (q + 0.5) / n), len(order) - 1)]]
+                        for q in range(n)], float)
+    labels = np.zeros(len(points), int)
+    for _ in range(iterations):
+        labels = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=-1), axis=1)
+        new = np.array([np.average(points[labels == c], axis=0, weights=weights[labels == c])
+                        if np.any(labels == c) else centres[c] for c in range(n)])
+        if np.allclose(new, centres, atol=1e-3):
             break
-        small.sort(key=lambda rc: -rc[0])
-        ratio, comp = small.pop(0)
-        part = _Part(comp["points"], comp["weights"], comp["peak"], comp["id"]).measure(blur)
-        parts.append((part, _confidence(part, ratio, seed_peak, threshold)))
-        rejected[:] = [r for r in rejected if not np.allclose(r.position, part.centroid)]
-    return parts
+        centres = new
+    return labels
+
+
+def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None):
+    """The best of the fits of k seeds started one after another along the object's principal axis, side by
+    side across it (k > 1: parallel seeds packed as in a bundle), and from ``previous`` (a fit of k - 1
+    seeds) with one seed added where it leaves the most signal unexplained."""
+    weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
+    prior = prior_fraction * max(peak - float(np.median(bg[mask])), 1.0)
+    along = _starts(ctx, block, mask, coords, k, bg)
+    tries = [along]
+    if k > 1:
+        centre = np.mean([c for c, _a in along], axis=0)
+        whole = _starts(ctx, block, mask, coords, 1, bg)[0][1]
+        helper = np.array([1.0, 0, 0]) if abs(whole[0]) < 0.9 else np.array([0, 1.0, 0])
+        e1 = np.cross(whole, helper)
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(whole, e1)
+        ring_n = k if k <= 4 else k - 1
+        radius = 0.9 / (2 * math.sin(math.pi / ring_n)) if k <= 4 else 0.9
+        ring = [centre + radius * (math.cos(a) * e1 + math.sin(a) * e2) for a in np.arange(ring_n) * 2 * math.pi
+                / ring_n] + ([centre] if k > 4 else [])
+        tries.append([(c, whole) for c in ring])
+        if previous is not None:
+            model_img = render(ctx.model, coords, previous.centres, previous.axes, previous.masses) + bg
+            if ctx.model.clip_hu is not None:
+                model_img = np.minimum(model_img, ctx.model.clip_hu)
+            left = np.where(weights > 0, block - model_img, -np.inf)
+            kk, jj, ii = np.unravel_index(np.argmax(left), left.shape)
+            spot = np.array([coords[0][ii], coords[1][jj], coords[2][kk]])
+            tries.append(list(zip(previous.centres, previous.axes)) + [(spot, whole)])
+    if k == 1:  # thick slices: the seed may lie anywhere across the slice profile
+        shift = 0.3 * ctx.model.thickness_mm
+        if ctx.model.thickness_mm > 2.0:
+            tries += [[(along[0][0] + np.array([0, 0, s]), along[0][1])] for s in (-shift, shift)]
+    fits = [fit_seeds(ctx.model, coords, block, weights, t, ctx.mass, bg, prior) for t in tries]
+    return min(fits, key=lambda f: f.rss + f.prior)
+
+
+def _min_separation(fit):
+    k = len(fit.centres)
+    if k < 2:
+        return math.inf
+    t = np.linspace(-1.5, 1.5, 13)
+    lines = fit.centres[:, None] + t[None, :, None] * fit.axes[:, None]
+    best = math.inf
+    for a in range(k):
+        for b in range(a + 1, k):
+            best = min(best, float(np.min(np.linalg.norm(lines[a][:, None] - lines[b][None], axis=-1))))
+    return best
+
+
+def _faintest_seen(ctx):
+    """The faintest peak (HU above soft tissue) of one seed in this series, as stored (clipped)."""
+    if ctx.model.clip_hu is None:
+        return ctx.faint
+    return min(ctx.faint, ctx.model.clip_hu - ctx.soft)
+
+
+def _examine(ctx, kji, level, depth, hypotheses, rejected):
+    """Seeds in one object at ``level`` (appends to ``hypotheses`` / ``rejected``)."""
+    grid = ctx.grid
+    block, mask, coords, lo = _block(ctx, kji)
+    peak = float(ctx.values[tuple(kji.T)].max())
+    centroid = grid.to_ras(kji.mean(0)[::-1])
+    volume = len(kji) * ctx.voxel_mm3
+
+    def reject(reason, ratio=float("nan")):
+        rejected.append(RejectedCandidate(centroid, reason, peak, volume, ratio))
+
+    floor = ctx.soft + _PEAK_FRACTION * _faintest_seen(ctx)
+    if peak < floor:
+        reject(f"peak {peak:.0f} HU under {floor:.0f} HU, {_PEAK_FRACTION:g} of the faintest seed: bone, "
+               "calcification or streak")
+        return
+
+    def deeper(reason, ratio=float("nan")):
+        # a seed touching bone or metal: at a level half-way to the peak it stands alone
+        if depth < _MAX_DEPTH and peak - level > 0.25 * ctx.faint:
+            sub = level + 0.5 * (peak - level)
+            block_values = ctx.values[tuple(kji.T)]
+            inner = kji[block_values >= sub]
+            for part in _split_components(inner):
+                _examine(ctx, part, sub, depth + 1, hypotheses, rejected)
+        else:
+            reject(reason, ratio)
+
+    if block is None:
+        deeper(f"too large: {volume:.0f} mm3 above {level:.0f} HU: bone or other metal")
+        return
+    bg = _background(ctx, block, mask)
+    ratio = _data_mass(ctx, block, mask, bg) / ctx.mass
+    if ratio < _MIN_MASS:
+        reject(f"too faint: {ratio:.2f} seed masses (< {_MIN_MASS:g}): noise, streak, bone edge or calcification",
+               ratio)
+        return
+    if ratio > _MAX_SEEDS + 0.5:
+        deeper(f"too heavy: {ratio:.1f} seed masses: bone or other metal", ratio)
+        return
+    length = _extent(ctx, block, mask, coords, bg)
+    k0 = max(1, int(round(ratio)), int(round(length / (SEED_LENGTH_MM + 1.0))))
+    scores, fits, problems = {}, {}, {}
+    single = _clear_single(ctx, block, mask, coords, bg)
+    if single is not None:
+        hypotheses.append(_Hypothesis(single[0][None], single[1][None], np.array([single[2]]), 0.0, 1.0, 1, centroid))
+        return
+    ks = sorted({max(1, k0 - 1), k0, min(_MAX_SEEDS, k0 + 1)})
+    while ks:
+        for k in ks:
+            fit = _fit(ctx, block, mask, coords, k, bg, peak, previous=fits.get(k - 1))
+            fits[k] = fit
+            scores[k] = fit.n * math.log(max(fit.rss + fit.prior, 1e-9) / fit.n) + _PENALTY * k * math.log(fit.n)
+            problems[k] = _problem(ctx, fit, peak, block, mask, coords, bg)
+        valid = [q for q in fits if problems[q] is None]
+        best = min(valid, key=scores.get) if valid else None
+        # the best fit at the top of the range tried, or seeds too heavy: one seed more may be better still
+        top = max(fits)
+        heavy = np.mean(fits[top].masses) / ctx.mass > _MASS_RANGE[1] * 0.8
+        ks = [top + 1] if top < _MAX_SEEDS and ((best is not None and best == top) or (best is None and heavy)) \
+            else []
+    if best is None:
+        k = min(scores, key=scores.get)
+        deeper(f"not {k} seed(s): {problems[k]}", ratio)
+        return
+    k, fit = best, fits[best]
+    others = {q: scores[q] for q in valid if q != k}
+    alt = min(others, key=others.get) if others else k
+    margin = (others[alt] - scores[k]) / max(fit.n, 1) if others else 1.0
+    ratios = fit.masses / ctx.mass
+    residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
+    if k == 1 and length > SEED_LENGTH_MM + 3.0:
+        reject(f"too long: {length:.1f} mm for one seed of {SEED_LENGTH_MM:g} mm: clip, wire or needle", ratio)
+        return
+    hypotheses.append(_Hypothesis(fit.centres, fit.axes, ratios, residual, margin, alt, centroid, fits.get(k + 1)))
+
+
+def _clear_single(ctx, block, mask, coords, bg):
+    """(centre, axis, mass ratio) from the intensity moments of an object that is plainly one seed: the mass
+    of one seed as it shows in the data (clipping included), a seed's length and width after the blur is
+    taken off; else None (the object is fitted)."""
+    grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
+    kk, jj, ii = np.nonzero(grown)
+    w = block[grown] - bg[grown]
+    ratio = float(w.sum()) * ctx.voxel_mm3 / ctx.data_mass
+    if not _SINGLE_DATA_MASS[0] <= ratio <= _SINGLE_DATA_MASS[1]:
+        return None
+    w = np.maximum(w, 0.0)
+    pts = np.stack([coords[0][ii], coords[1][jj], coords[2][kk]], 1)
+    c = (w / w.sum()) @ pts
+    d = pts - c
+    cov = (d * (w / w.sum())[:, None]).T @ d - ctx.model.blur_covariance()
+    values, vectors = np.linalg.eigh(cov)
+    length = math.sqrt(12 * max(values[-1], 0.0))
+    width = math.sqrt(12 * max(values[-2], 0.0))
+    if not (_SINGLE_LENGTH[0] <= length <= _SINGLE_LENGTH[1] and width <= _SINGLE_WIDTH):
+        return None
+    # the peak one seed makes there, as seen (clipped), against the object's own: streaks and bone are dimmer
+    image = render(ctx.model, coords, [c], [vectors[:, -1]], [ctx.mass]) + bg
+    if ctx.model.clip_hu is not None:
+        image = np.minimum(image, ctx.model.clip_hu)
+    seen = float(np.max(block[grown] - bg[grown]))
+    expected = float(np.max((image - bg)[grown]))
+    if not _SINGLE_PEAK[0] <= seen / max(expected, 1.0) <= _SINGLE_PEAK[1]:
+        return None
+    return c, vectors[:, -1], ratio * ctx.data_mass / ctx.mass
+
+
+def _problem(ctx, fit, peak, block, mask, coords, bg):
+    """Why a fit of k seeds does not describe seeds (None when it does): a residual too large for its
+    contrast; seed masses not one seed's; seeds overlapping; or less signal in the data than k seeds of one
+    seed's mass make (bone, a calcification: the mass prior would otherwise lift them to a seed)."""
+    residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
+    if residual > _MAX_RESIDUAL:
+        return f"residual {100 * residual:.0f}% of its contrast (bone, clip or calcification)"
+    ratios = fit.masses / ctx.mass
+    if np.any(ratios < _MASS_RANGE[0]) or np.any(ratios > _MASS_RANGE[1]):
+        return f"seed masses {np.round(ratios, 2).tolist()} outside {_MASS_RANGE}"
+    if _min_separation(fit) < _MIN_SEPARATION_MM:
+        return f"seeds would overlap (centre lines < {_MIN_SEPARATION_MM} mm): dense metal such as a gold fiducial"
+    grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
+    sp = ctx.grid.spacing
+    first = np.array([coords[0][0], coords[1][0], coords[2][0]])
+    ijk = np.rint((fit.centres - first) / sp).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.array(block.shape[::-1])), axis=1)
+    if not inside.all() or not np.all(grown[ijk[:, 2], ijk[:, 1], ijk[:, 0]]):
+        return "a seed fitted outside the object"
+    # the seeds' signal over the whole block: a seed fitted outside the object's voxels counts against it
+    image = render(ctx.model, coords, fit.centres, fit.axes, np.full(len(fit.centres), ctx.mass))
+    if ctx.model.clip_hu is not None:
+        image = np.minimum(image, ctx.model.clip_hu - bg)
+    support = float(np.sum(block[grown] - bg[grown])) / max(float(np.sum(image)), 1e-6)
+    if not _SUPPORT[0] <= support <= _SUPPORT[1]:
+        return f"{support:.2f} of the signal {len(fit.centres)} seed(s) make (outside {_SUPPORT})"
+    return None
+
+
+def _extent(ctx, block, mask, coords, bg):
+    """Deblurred length (mm) of an object: sqrt(12 x largest variance) of its intensity above ``bg``."""
+    kk, jj, ii = np.nonzero(mask)
+    pts = np.stack([coords[0][ii], coords[1][jj], coords[2][kk]], 1)
+    w = np.maximum(block[mask] - bg[mask], 0.0) + 1e-6
+    w /= w.sum()
+    d = pts - w @ pts
+    cov = (d * w[:, None]).T @ d - ctx.model.blur_covariance()
+    return float(math.sqrt(12 * max(np.linalg.eigvalsh(cov)[-1], 0.0)))
+
+
+def _split_components(kji):
+    """26-connected parts of a voxel set (k, j, i)."""
+    if len(kji) == 0:
+        return []
+    lo = kji.min(0)
+    mask = np.zeros(tuple(kji.max(0) - lo + 1), bool)
+    mask[tuple((kji - lo).T)] = True
+    labels, n = ndimage.label(mask, _CONNECTIVITY)
+    return [np.argwhere(labels == c) + lo for c in range(1, n + 1)]
+
+
+def _confidence(h, q):
+    """Raw confidence 0-1 of seed ``q`` of hypothesis ``h``: mass near one seed, small residual, clear k."""
+    r = h.ratios[q]
+    c_mass = math.exp(-0.5 * ((r - 1.0) / 0.35) ** 2)
+    c_fit = math.exp(-0.5 * (h.residual / 0.08) ** 2)
+    c_k = 1.0 / (1.0 + math.exp(-h.margin * 40.0))
+    return float(c_mass * c_fit * c_k)
+
+
+def _meet_count(ctx, hypotheses, n):
+    """Where fewer seeds than ``n`` were found, take k + 1 seeds in the objects whose residuals support it
+    nearly as well (smallest score margins first) and whose k + 1 fitted masses are each a seed's; never in
+    an object of one seed's mass. Returns the positions (mm RAS) of objects where one more seed was
+    possible but not taken."""
+    found = sum(len(h.centres) for h in hypotheses)
+    candidates = sorted((h for h in hypotheses if h.more is not None and h.alternative == len(h.centres) + 1),
+                        key=lambda h: h.margin)
+    unresolved = []
+    for h in candidates:
+        ratios = h.more.masses / ctx.mass
+        plausible = (h.margin < _AMBIGUOUS_MARGIN and h.ratios.sum() >= len(h.centres) + 0.4
+                     and np.all(ratios >= _MASS_RANGE[0]) and _min_separation(h.more) >= _MIN_SEPARATION_MM)
+        if not plausible:
+            continue
+        if found >= n:
+            unresolved.append(h.position)
+            continue
+        h.centres, h.axes, h.ratios = h.more.centres, h.more.axes, ratios
+        h.margin = -h.margin
+        found += 1
+    return unresolved
