@@ -289,7 +289,7 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
         series_text += f", seed images fit best at {ctx.model.thickness_mm:.2f} mm"
     series_text += (f"; seed marker {ctx.model.length_mm:.1f} mm" if ctx.model.marker_fraction else
                     "; seed without a dense marker")
-    level = float(threshold_hu) if threshold_hu is not None else ctx.soft + 0.5 * ctx.faint
+    level = float(threshold_hu) if threshold_hu is not None else ctx.soft + 0.5 * _faintest_seen(ctx)
     series_text += (f"; seed mass from {n_calibrated} seed fits" if n_calibrated >= 3 else
                     "; seed mass: the default (too few seeds to fit)")
     report(progress, 0.2, "seed detection: objects")
