@@ -5,8 +5,6 @@ Oracles: the simulated implant's true seeds and the known motion (detection erro
 library on the same inputs (dose, D90), and identical seeds giving zero differences.
 """
 
-import json
-
 import numpy as np
 import pytest
 
@@ -47,12 +45,13 @@ def test_whole_flow_detect_register_carry_dose_compare(flow):
     true_post = map_points(np.linalg.inv(c.truth), [s.position for s in c.implant.seeds])
     n = detected.GetNumberOfControlPoints()
     found = np.array([detected.GetNthControlPointPositionVector(i) for i in range(n)])
-    stored = [json.loads(detected.GetNthControlPointDescription(i)) for i in range(n)]
-    review = np.array([s["review"] for s in stored])
-    # points to review: kept, labelled, unselected; the others are the implanted seeds
-    for i in np.nonzero(review)[0]:
-        assert detected.GetNthControlPointLabel(i).endswith("(review)") and not detected.GetNthControlPointSelected(i)
-    assert [s["confidence"] for s in stored] == [round(float(v), 3) for v in result.confidences]
+    review = np.array(result.review)
+    # points to review: kept, labelled, unselected, said so in the description; the others are selected
+    for i in range(n):
+        text = detected.GetNthControlPointDescription(i)
+        assert f"detection confidence {result.confidences[i]:.2f}" in text
+        assert detected.GetNthControlPointLabel(i).endswith("(review)") == review[i] == text.startswith("to review")
+        assert detected.GetNthControlPointSelected(i) != review[i]
     pairs, err = match_seeds(found, true_post)
     print(f"MRML detection: {n} points ({review.sum()} to review) for {len(c.implant.seeds)} implanted seeds, "
           f"{len(pairs)} matched, error mean {err.mean():.2f} mm, max {err.max():.2f} mm")

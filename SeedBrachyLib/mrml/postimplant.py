@@ -16,8 +16,6 @@ Every node given is read or written as it is; nodes under a transform are refuse
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from .. import checks, settings
@@ -25,6 +23,7 @@ from ..errors import InputError
 from ..postimplant import comparison as comparison_lib
 from ..postimplant import detection, registration
 from ..progress import report, scaled
+from ..seeds import Seed
 from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, dosimetry, markups, segmentations, tables, transforms, volumes
 from ._common import require_node, require_outputs
 
@@ -46,13 +45,13 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
         use_plan_count: let the planned number of seeds decide between k and k + 1 seeds where the image
             supports both (it never invents a seed: a lost or migrated seed stays missing).
         review_below: confidence (0-1) under which a seed is listed "to review": kept in the point list,
-            labelled "<label> (review)", unselected, with ``"review": true`` in its description.
+            labelled "<label> (review)", unselected, its description starting "to review".
         slice_thickness_mm: the series' slice thickness (mm, DICOM SliceThickness); default estimated.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
         :class:`~SeedBrachyLib.postimplant.detection.DetectionResult`; confidences (0-1, in point
-        order) are kept in each point's description and on the node as :data:`CONFIDENCE_ATTRIBUTE`.
+        order) are written in each point's description and on the node as :data:`CONFIDENCE_ATTRIBUTE`.
     """
     require_node(seeds_node, "output seed markups", markups.FIDUCIAL_CLASS)
     if seeds_node.GetNumberOfControlPoints() and not overwrite:
@@ -69,13 +68,15 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
         raise InputError(f"no seeds found in '{post_ct_node.GetName()}' (objects cut at {result.threshold_hu:.0f} HU): "
                          "check that it is the post-implant CT, or place the seeds by hand")
     model_key = markups.source_model_key(plan_seeds_node) if plan_seeds_node is not None else None
-    markups.write_seeds(seeds_node, result.seeds, model_key, overwrite=True)
+    labelled = [Seed(s.position, s.axis, s.strength_u, f"{s.label} (review)" if review else s.label)
+                for s, review in zip(result.seeds, result.review)]
+    markups.write_seeds(seeds_node, labelled, model_key, overwrite=True)
     for index, (confidence, review) in enumerate(zip(result.confidences, result.review)):
-        stored = json.loads(seeds_node.GetNthControlPointDescription(index))
-        stored.update(confidence=round(float(confidence), 3), review=bool(review))
-        seeds_node.SetNthControlPointDescription(index, json.dumps(stored))
+        text = seeds_node.GetNthControlPointDescription(index)
+        note = f"to review: detection confidence {confidence:.2f}" if review else \
+            f"detection confidence {confidence:.2f}"
+        seeds_node.SetNthControlPointDescription(index, f"{note}; {text}" if text else note)
         if review:
-            seeds_node.SetNthControlPointLabel(index, f"{result.seeds[index].label} (review)")
             seeds_node.SetNthControlPointSelected(index, False)
     seeds_node.SetAttribute(ROLE_ATTRIBUTE, ROLE_POST_SEEDS)
     seeds_node.SetAttribute(CONFIDENCE_ATTRIBUTE, " ".join(f"{c:.3f}" for c in result.confidences))
