@@ -64,6 +64,7 @@ _MAX_RESIDUAL = 0.16  # rms residual / object contrast of an accepted fit
 _PENALTY = 6.0  # score per extra seed, in units of log(n) (the choice of k)
 _PRIOR_FRACTION = 0.05  # rms residual (of the contrast) that a 20% deviation from one seed's mass costs
 _SUPPORT = (0.7, 1.8)  # signal in the data / signal of the fitted seeds at one seed's mass
+_SUPPORT_MARGINAL = 0.4  # a single seed with this much of the signal may be taken when a count says so
 # raw score -> fraction of true seeds among detections at that score, on the TUNING phantoms
 # (Testing/benchmarks/bench_detection.py --calibrate)
 _CALIBRATION = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
@@ -294,16 +295,17 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
                     "; seed mass: the default (too few seeds to fit)")
     report(progress, 0.2, "seed detection: objects")
 
-    hypotheses, rejected = [], []
+    hypotheses, rejected, marginal = [], [], []
     objects = _objects(values, level)
     for n, kji in enumerate(objects):
         if n % 16 == 0:
             report(progress, 0.2 + 0.7 * n / max(len(objects), 1), "seed detection: fitting seeds")
-        _examine(ctx, kji, level, 0, hypotheses, rejected)
+        _examine(ctx, kji, level, 0, hypotheses, rejected, marginal)
 
     unresolved = []
     if expected_count is not None:
         unresolved = _meet_count(ctx, hypotheses, expected_count)
+        unresolved += _take_marginal(hypotheses, rejected, marginal, expected_count)
     seeds, conf = [], []
     for h in hypotheses:
         for q in range(len(h.centres)):
@@ -546,8 +548,9 @@ def _faintest_seen(ctx):
     return min(ctx.faint, ctx.model.clip_hu - ctx.soft)
 
 
-def _examine(ctx, kji, level, depth, hypotheses, rejected):
-    """Seeds in one object at ``level`` (appends to ``hypotheses`` / ``rejected``)."""
+def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
+    """Seeds in one object at ``level`` (appends to ``hypotheses`` / ``rejected``; a rejected object that one
+    seed explains but for a signal somewhat under one seed's goes to ``marginal`` as well, for a count)."""
     grid = ctx.grid
     block, mask, coords, lo = _block(ctx, kji)
     peak = float(ctx.values[tuple(kji.T)].max())
@@ -570,7 +573,7 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected):
             block_values = ctx.values[tuple(kji.T)]
             inner = kji[block_values >= sub]
             for part in _split_components(inner):
-                _examine(ctx, part, sub, depth + 1, hypotheses, rejected)
+                _examine(ctx, part, sub, depth + 1, hypotheses, rejected, marginal)
         else:
             reject(reason, ratio)
 
@@ -609,7 +612,16 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected):
             else []
     if best is None:
         k = min(scores, key=scores.get)
+        counts = len(hypotheses), len(rejected), len(marginal)
         deeper(f"not {k} seed(s): {problems[k]}", ratio)
+        # rejected as a whole (nothing found deeper): one seed with somewhat less signal is kept in mind
+        if 1 in fits and (len(hypotheses), len(rejected) - 1, len(marginal)) == counts \
+                and length <= SEED_LENGTH_MM + 3.0 and \
+                _problem(ctx, fits[1], peak, block, mask, coords, bg, (_SUPPORT_MARGINAL, _SUPPORT[1])) is None:
+            fit = fits[1]
+            residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
+            marginal.append((_support(ctx, fit, block, mask, coords, bg), len(rejected) - 1,
+                             _Hypothesis(fit.centres, fit.axes, fit.masses / ctx.mass, residual, -1.0, 0, centroid)))
         return
     k, fit = best, fits[best]
     others = {q: scores[q] for q in valid if q != k}
@@ -654,10 +666,11 @@ def _clear_single(ctx, block, mask, coords, bg):
     return c, vectors[:, -1], ratio * ctx.data_mass / ctx.mass
 
 
-def _problem(ctx, fit, peak, block, mask, coords, bg):
+def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     """Why a fit of k seeds does not describe seeds (None when it does): a residual too large for its
-    contrast; seed masses not one seed's; seeds overlapping; or less signal in the data than k seeds of one
-    seed's mass make (bone, a calcification: the mass prior would otherwise lift them to a seed)."""
+    contrast; seed masses not one seed's; seeds overlapping; or a signal in the data outside
+    ``support_range`` of what k seeds of one seed's mass make (less: bone, a calcification, which the mass
+    prior would otherwise lift to a seed)."""
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
     if residual > _MAX_RESIDUAL:
         return f"residual {100 * residual:.0f}% of its contrast (bone, clip or calcification)"
@@ -673,14 +686,20 @@ def _problem(ctx, fit, peak, block, mask, coords, bg):
     inside = np.all((ijk >= 0) & (ijk < np.array(block.shape[::-1])), axis=1)
     if not inside.all() or not np.all(grown[ijk[:, 2], ijk[:, 1], ijk[:, 0]]):
         return "a seed fitted outside the object"
-    # the seeds' signal over the whole block: a seed fitted outside the object's voxels counts against it
+    support = _support(ctx, fit, block, mask, coords, bg)
+    if not support_range[0] <= support <= support_range[1]:
+        return f"{support:.2f} of the signal {len(fit.centres)} seed(s) make (outside {support_range})"
+    return None
+
+
+def _support(ctx, fit, block, mask, coords, bg):
+    """The signal in the object (its voxels grown by one) over the signal of its fitted seeds at one seed's
+    mass over the whole block: a seed fitted outside the object's voxels counts against it."""
+    grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
     image = render(ctx.model, coords, fit.centres, fit.axes, np.full(len(fit.centres), ctx.mass))
     if ctx.model.clip_hu is not None:
         image = np.minimum(image, ctx.model.clip_hu - bg)
-    support = float(np.sum(block[grown] - bg[grown])) / max(float(np.sum(image)), 1e-6)
-    if not _SUPPORT[0] <= support <= _SUPPORT[1]:
-        return f"{support:.2f} of the signal {len(fit.centres)} seed(s) make (outside {_SUPPORT})"
-    return None
+    return float(np.sum(block[grown] - bg[grown])) / max(float(np.sum(image)), 1e-6)
 
 
 def _extent(ctx, block, mask, coords, bg):
@@ -736,3 +755,22 @@ def _meet_count(ctx, hypotheses, n):
         h.margin = -h.margin
         found += 1
     return unresolved
+
+
+def _take_marginal(hypotheses, rejected, marginal, n):
+    """Where fewer seeds than ``n`` were found, take the objects that one seed explains but for a signal
+    somewhat under one seed's (a seed at the skin or a lung boundary, over a background the estimate puts too
+    high), most signal first, as seeds to review; never more than ``n``. Returns the positions (mm RAS) of
+    those left out."""
+    found = sum(len(h.centres) for h in hypotheses)
+    taken, left = [], []
+    for _support_ratio, index, h in sorted(marginal, key=lambda m: -m[0]):
+        if found < n:
+            hypotheses.append(h)
+            taken.append(index)
+            found += 1
+        else:
+            left.append(h.position)
+    for index in sorted(taken, reverse=True):
+        del rejected[index]
+    return left

@@ -258,8 +258,15 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
         return np.concatenate([j * sw[:, None], rows, rep])
 
     method = "lm" if len(ii) > 6 * k else "trf"
-    sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (6 * k + 1),
-                        xtol=1e-4, ftol=1e-5, x_scale="jac")
+    try:
+        sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (6 * k + 1),
+                            xtol=1e-4, ftol=1e-5, x_scale="jac")
+        failed = not np.all(np.isfinite(sol.x))
+    except ValueError:  # a step to an infinite angle: a start that sees none of the voxels fitted
+        failed = True
+    if failed:
+        centres, axes, masses = unpack(np.array(x0, float))
+        return Fit(centres, axes, masses, float(np.median(under)), math.inf, len(ii), math.inf)
     centres, axes, masses = unpack(sol.x)
     rss = float(np.sum(sol.fun[:len(ii)] ** 2))
     return Fit(centres, axes, masses, float(np.median(under)), rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)))
