@@ -17,19 +17,25 @@ Public API
 Where the dose comes from
 -------------------------
 Every DVH is the dose at a structure's sample points (``Structure.sample_points``: points at most
-0.5 mm apart inside interior voxels, edge voxels of a voxel-resolution mask at their centres,
-the inside sub-points of each partial voxel, each with its volume in cc; see
-:mod:`SeedBrachyLib.structures`):
+0.5 mm apart inside interior voxels, the inside sub-points of each partial voxel, each with its
+volume in cc; a structure without sub-voxel geometry, such as a binary mask at its own resolution,
+at its voxel centres, the rule of plastimatch and dicompyler-core; see :mod:`SeedBrachyLib.structures`):
 
 * :class:`SeedDose` -- dose from seeds: TG-43 evaluated exactly at the sample points
   (``dose.dose_at_points``), with the structure on its OWN sampling grid, so nothing is
   interpolated and a structure is evaluated whole wherever it lies. This is the DVH of every
   plan and post-plan; a dose volume is for display and export.
 * :class:`GridDose` -- a given dose volume (a loaded RT Dose, a dose node): the structure is
-  mapped onto the dose grid with partial volumes (``Structure.on_grid``). A voxel fully inside
-  counts its own value (one point), unsmoothed; only boundary voxels are resolved, with the dose
-  interpolated trilinearly at their inside sub-points (where that part of the voxel lies).
-  Sample points outside the dose grid have no dose: the structure's part inside the grid is
+  mapped onto the dose grid with partial volumes (``Structure.on_grid``). Each voxel keeps its own
+  value at its centre; inside the voxel the dose varies linearly with the slope its neighbours
+  show, limited so that it never passes their values and is flat at a local maximum or minimum
+  (``GridDose.slopes_at``): a hot spot keeps its voxel's value and every voxel's mean dose is its
+  own (nothing is smoothed), while the dose spread inside a voxel, which the low quantiles (D90,
+  D98) need, is kept. A voxel fully inside counts at 8 Gauss-Legendre points of that linear dose,
+  a boundary voxel at its inside parts (``Structure.sample_points``); a structure without sub-voxel
+  geometry (``Structure.voxel_centres_only``) counts its voxel centres, each with its weight. In the
+  validation cases one value per voxel read D90 up to 2.2 % high in the steep fields around seeds,
+  this rule at most 0.6 %. Sample points outside the dose grid have no dose: the structure's part inside the grid is
   evaluated and the evaluation says so (``Structure.truncation_note``).
 * a plain dose array on the structure's grid (``DVH.of(dose, structure)``): the same rule.
 * :class:`PointDose` -- any exact point evaluator (e.g. an analytic field in the tests), used
@@ -70,7 +76,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from .dose import dose_at_points
 from .errors import InputError
@@ -241,7 +246,8 @@ OAR_HOT_FRACTION = 0.25
 class PointDose:
     """Dose (Gy) from an exact point evaluator, used at each structure's own sample points.
 
-    Targets are sampled at 0.5 mm inside (``Structure.sample_points``): their low quantiles (D90,
+    A binary mask at its own resolution (``Structure.voxel_centres_only``) is read at its voxel centres.
+    Otherwise targets are sampled at 0.5 mm inside (``Structure.sample_points``): their low quantiles (D90,
     D98) need the dose spread inside each voxel. Organs at risk are read at their hot end (D2cc to
     D0.1cc) and by Dmean: one point per interior voxel first, then the interior voxels whose dose
     is at least the dose to the hottest max(4 cc, 25 %) are split at 0.5 mm (the mean is exact to
@@ -262,6 +268,9 @@ class PointDose:
 
     def dvh(self, structure):
         """:class:`DVH` of ``structure`` from the dose at its sample points (its own grid)."""
+        if structure.voxel_centres_only:  # a binary mask at its own resolution: voxel-centre counting
+            points, volumes = structure.sample_points(math.inf)
+            return DVH.from_samples(self._dose(points), volumes, structure.name)
         if structure.role == "target":
             points, volumes = structure.sample_points()
             return DVH.from_samples(self._dose(points), volumes, structure.name)
@@ -316,16 +325,46 @@ class GridDose:
                              "([k, j, i]): map the structure onto the dose grid first")
         self.dose, self.grid = dose, grid
 
-    def at_ijk(self, ijk):
-        """Dose (Gy) at continuous voxel indices ``(N, 3)`` (i, j, k): trilinear, exact at voxel centres."""
-        out = self.dose.dtype if self.dose.dtype == np.float32 else np.float64
-        return ndimage.map_coordinates(self.dose, np.asarray(ijk)[:, ::-1].T, output=out, order=1, mode="nearest")
+    def slopes_at(self, voxels):
+        """Dose slopes (Gy per voxel step along I, J, K; ``(N, 3)``) of the voxels at integer indices ``(N, 3)``.
+
+        Monotonized central differences (van Leer): the central difference, limited to twice the smaller one-sided
+        difference, and 0 where the one-sided differences disagree in sign (a local maximum or minimum) or at the
+        grid's faces. So a voxel's linear dose never passes its neighbours' values and a hot spot keeps its own.
+        """
+        dims = np.asarray(self.grid.dims)
+        voxels = np.asarray(voxels, dtype=np.int64)
+        value = self.dose[voxels[:, 2], voxels[:, 1], voxels[:, 0]].astype(np.float64)
+        out = np.empty((len(voxels), 3))
+        for axis in range(3):
+            step = np.eye(3, dtype=np.int64)[axis]
+            up, down = np.minimum(voxels + step, dims - 1), np.maximum(voxels - step, 0)
+            forward = self.dose[up[:, 2], up[:, 1], up[:, 0]] - value
+            backward = value - self.dose[down[:, 2], down[:, 1], down[:, 0]]
+            central = 0.5 * (forward + backward)
+            limit = np.minimum(np.abs(central), 2.0 * np.minimum(np.abs(forward), np.abs(backward)))
+            out[:, axis] = np.where(forward * backward > 0, np.sign(central) * limit, 0.0)
+        return out
 
     def dvh(self, structure):
-        """:class:`DVH` of ``structure`` mapped onto this grid (voxels inside at their own value)."""
+        """:class:`DVH` of ``structure`` mapped onto this grid (module notes: each voxel at its own value, varying
+        linearly inside it with its limited slopes; interior voxels at 8 Gauss-Legendre points)."""
         s = structure.on_grid(self.grid)
+        if s.voxel_centres_only:  # no sub-voxel geometry: voxel-centre counting, each voxel at its own value
+            weights = s.weights.ravel().astype(np.float64)
+            inside = weights > 0
+            return DVH.from_samples(self.dose.ravel()[inside], weights[inside] * self.grid.voxel_volume_cc, s.name)
         points, volumes = s.sample_points(math.inf)
-        return DVH.from_samples(self.at_ijk(self.grid.to_ijk(points)), volumes, s.name)
+        ijk = self.grid.to_ijk(points)
+        voxels = np.clip(np.rint(ijk).astype(np.int64), 0, np.asarray(self.grid.dims) - 1)
+        value = self.dose[voxels[:, 2], voxels[:, 1], voxels[:, 0]].astype(np.float64)
+        slopes = self.slopes_at(voxels)
+        dose = value + np.sum(slopes * (ijk - voxels), axis=1)
+        n = s.interior_voxels().size  # their centres come first
+        nodes = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)]) * (0.5 / math.sqrt(3.0))
+        split = (value[:n, None] + slopes[:n] @ nodes.T).ravel()
+        return DVH.from_samples(np.concatenate([split, dose[n:]]),
+                                np.concatenate([np.repeat(volumes[:n] / 8.0, 8), volumes[n:]]), s.name)
 
 
 def _isodose_volume_cc(dose, reference_gy, body, voxel_volume_cc):

@@ -43,9 +43,12 @@ volume (cc). On the structure's grid:
 * a partial voxel without sub-points gives its centre with ``weight * voxel volume``.
 
 So every dose is an exact point dose (no smoothing), and the boundary is resolved to the mask's
-own voxels, with at most 64 points per boundary voxel. A binary mask on its own grid has no
-partial voxels: its edge voxels are counted by their centres (the rule of
-plastimatch and dicompyler-core) and its interior is sampled more finely, never worse than that.
+own voxels, with at most 64 points per boundary voxel. A binary mask at its own resolution (a
+labelmap of about 1 mm or coarser, as drawn in the Segment Editor or exported on a dose grid) has no
+sub-voxel geometry (:attr:`Structure.voxel_centres_only`): the DVH from seeds counts its voxel
+centres, the rule of plastimatch and dicompyler-core, with the exact dose there, so it is never
+handled worse than that (splitting its interior moved the validation cases' metrics away from the
+truth as often as towards it: the staircase boundary, not the interior, sets the error).
 
 Empty structures raise :class:`~SeedBrachyLib.errors.InputError` naming the structure.
 """
@@ -122,6 +125,16 @@ class Structure:
     def volume_cc(self):
         """Structure volume (cc) on its grid: sum of the voxel fractions times the voxel volume."""
         return float(self.weights.sum(dtype=np.float64)) * self.grid.voxel_volume_cc
+
+    @property
+    def voxel_centres_only(self):
+        """True if the structure has no sub-voxel geometry, so its DVH counts its voxel centres (module notes): made
+        from weights alone, or from a mask whose voxels are not finer than the structure's grid (a binary mask at
+        its own resolution, or mapped onto a grid of the same or a finer spacing)."""
+        if self.subvoxels is None or int(self.subvoxels[2]) == 1:
+            return True
+        return self.source is not None and float(np.min(self.source[1].spacing)) >= 0.999 * float(
+            np.max(self.grid.spacing))
 
     def sample_points(self, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM):
         """(points ``(N, 3)`` mm RAS, volumes ``(N,)`` cc) standing for the structure (module notes).
