@@ -53,8 +53,11 @@ class LiveDose:
         self.engine = kernel.resolve(engine)
         self.workers = workers or os.cpu_count() or 1
         self._scale = time_factor_h(self.model, time_window_days) / 100.0  # cGy/h -> Gy
-        self._points = {name: finite_points(p, f"'{name}' sample point").reshape(-1, 3)
-                        for name, p in (structures or {}).items()}
+        points = {name: finite_points(p, f"'{name}' sample point").reshape(-1, 3)
+                  for name, p in (structures or {}).items()}
+        ends = np.cumsum([0, *(len(p) for p in points.values())])
+        self._slices = {name: slice(a, b) for name, a, b in zip(points, ends[:-1], ends[1:])}
+        self._points = np.concatenate([np.empty((0, 3)), *points.values()])  # all structures, one kernel call
         self.seeds = [self._seed(s) for s in seeds]
         if grid is not None:
             check_memory(grid, max_bytes, self.workers, self.engine)
@@ -84,10 +87,12 @@ class LiveDose:
         kernel.grid_rate_slab(self.engine, self._rate, 0, self.grid, positions, frames, strengths, self.model,
                               self.formalism, table)
 
-    def _rows(self, name, seeds):
-        """Dose (Gy) of each of ``seeds`` at structure ``name``'s points: (len(seeds), n_points) float64."""
+    def _rows(self, seeds):
+        """Dose (Gy) of each of ``seeds`` at every structure's points: (len(seeds), n_points) float64."""
+        if not len(self._points):
+            return np.zeros((len(seeds), 0))
         positions, frames, strengths = self._arrays(seeds)
-        rate = kernel.points_rate(self.engine, self._points[name], positions, frames, strengths, self.model,
+        rate = kernel.points_rate(self.engine, self._points, positions, frames, strengths, self.model,
                                   self.formalism, each=True, workers=self.workers)
         return rate * self._scale
 
@@ -97,12 +102,9 @@ class LiveDose:
             self._rate = np.zeros(self.grid.shape)
             if self.seeds:
                 self._add_to_grid(self.seeds)
-        self._each = {}
-        self._total = {}
-        for name, pts in self._points.items():
-            rows = self._rows(name, self.seeds) if self.seeds else np.zeros((0, len(pts)))
-            self._each[name] = list(rows)
-            self._total[name] = rows.sum(axis=0) if len(rows) else np.zeros(len(pts))
+        rows = self._rows(self.seeds) if self.seeds else np.zeros((0, len(self._points)))
+        self._each = list(rows)  # one row per seed
+        self._total = rows.sum(axis=0) if len(rows) else np.zeros(len(self._points))
 
     # ------------------------------------------------------------ results
     @property
@@ -114,14 +116,14 @@ class LiveDose:
 
     def point_dose(self, name):
         """Total dose (Gy, float64) at structure ``name``'s sample points."""
-        if name not in self._total:
-            raise InputError(f"structure {name!r} unknown; known: {', '.join(self._total) or 'none'}")
-        return self._total[name]
+        if name not in self._slices:
+            raise InputError(f"structure {name!r} unknown; known: {', '.join(self._slices) or 'none'}")
+        return self._total[self._slices[name]]
 
     @property
     def structure_names(self):
         """Names of the structures whose sample-point doses are kept."""
-        return list(self._points)
+        return list(self._slices)
 
     # ------------------------------------------------------------ edits
     def _index(self, index):
@@ -135,10 +137,9 @@ class LiveDose:
         old = self.seeds[index]
         if self.grid is not None:
             self._add_to_grid([old, seed], signs=[-1.0, 1.0])
-        for name in self._points:
-            row = self._rows(name, [seed])[0]
-            self._total[name] += row - self._each[name][index]
-            self._each[name][index] = row
+        row = self._rows([seed])[0]
+        self._total += row - self._each[index]
+        self._each[index] = row
         self.seeds[index] = seed
 
     def move(self, index, position):
@@ -157,10 +158,9 @@ class LiveDose:
         seed = self._seed(seed)
         if self.grid is not None:
             self._add_to_grid([seed])
-        for name in self._points:
-            row = self._rows(name, [seed])[0]
-            self._total[name] += row
-            self._each[name].insert(int(index), row)
+        row = self._rows([seed])[0]
+        self._total += row
+        self._each.insert(int(index), row)
         self.seeds.insert(int(index), seed)
 
     def remove(self, index):
@@ -168,8 +168,7 @@ class LiveDose:
         index = self._index(index)
         if self.grid is not None:
             self._add_to_grid([self.seeds[index]], signs=[-1.0])
-        for name in self._points:
-            self._total[name] -= self._each[name].pop(index)
+        self._total -= self._each.pop(index)
         del self.seeds[index]
 
     def sync(self, seeds):

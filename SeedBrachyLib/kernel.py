@@ -100,11 +100,13 @@ def describe(engine="auto"):
 #: Below this many (point, seed) pairs the compiled kernels run on the calling thread: waking worker
 #: threads costs more than the work (tens of ms on a loaded machine).
 PARALLEL_MIN_PAIRS = 1 << 20
+#: An exact (point, seed) pair costs about as much as this many table lookups (two arctangents and an exponential).
+EXACT_PAIR_COST = 16
 
 
 def set_threads(workers, pairs=None):
-    """Use ``workers`` threads (at most the machine's; 1 for fewer than PARALLEL_MIN_PAIRS ``pairs``) in the
-    compiled kernels; returns the count used."""
+    """Use ``workers`` threads (at most the machine's; 1 for fewer than PARALLEL_MIN_PAIRS ``pairs``, counted in
+    table lookups) in the compiled kernels; returns the count used."""
     import numba
 
     n = max(1, min(int(workers or os.cpu_count() or 1), numba.config.NUMBA_NUM_THREADS))
@@ -228,7 +230,7 @@ def points_rate(engine, points, positions, frames, strengths, model, formalism, 
     points = np.ascontiguousarray(points, dtype=float)
     strengths = np.asarray(strengths, dtype=float)
     if engine == "compiled":
-        set_threads(workers, len(points) * len(strengths))
+        set_threads(workers, EXACT_PAIR_COST * len(points) * len(strengths))
         radius, half = _capsule(model)
         params = _exact_params(model, formalism)
         kernels = numba_kernels()

@@ -91,6 +91,46 @@ def _local(px, py, pz, s, centres, frames):
     return x * x + y * y, abs(z)
 
 
+@njit(inline="always")
+def _table_consts(radius, half, nt, rp, c):
+    """The table lookup's constants in float32: capsule radius and half length, r-index map, theta polynomial."""
+    f32 = np.float32
+    return (f32(radius), f32(half), f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4]), f32(rp[5]),
+            f32(rp[6]), f32(rp[7]), f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3]), f32(c[4]), f32(c[5]), f32(c[6]),
+            np.int32(nt))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _cell(rho2, az, k):
+    """(node index, theta weight, r weight, 1/r^2 in mm^-2) of float32 (rho^2, |z|) on the table, after the
+    capsule rule (as _project); ``k`` from _table_consts."""
+    a, h, b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max, c0, c1, c2, c3, c4, c5, c6, nt = k
+    one, zero = np.float32(1.0), np.float32(0.0)
+    a2 = a * a
+    inside = (rho2 < a2) & (az < h)
+    gap = a - (h - az)
+    to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
+    rho2 = a2 if to_side else rho2
+    az = h if (inside & (not to_side)) else az
+    r2 = rho2 + az * az
+    inv_r = one / math.sqrt(r2)
+    r = r2 * inv_r
+    t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
+    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
+    it = min(np.int32(ft), nt - np.int32(2))
+    fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave: the least piece
+    ir = np.int32(fr)
+    return ir * nt + it, ft - np.float32(it), fr - np.float32(ir), inv_r * inv_r
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _lookup(table, b, nt, wt, wr):
+    """Bilinear Q (mm^2 cGy h^-1 U^-1) at node index ``b`` with weights ``wt`` (theta), ``wr`` (r)."""
+    q0 = table[b] + wt * (table[b + 1] - table[b])
+    q1 = table[b + nt] + wt * (table[b + nt + 1] - table[b + nt])
+    return q0 + wr * (q1 - q0)
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half, table, nt, rp, c):
     """Add sum_s S_s Ddot_s (cGy/h) to ``out`` (float64 [k, j, i] slab starting at slice k0).
@@ -102,13 +142,8 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
     """
     nk, nj, ni = out.shape
     f32 = np.float32
-    b1, b2, inv_h1, inv_h2, inv_h3 = f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4])
-    n1, n2, f_max = f32(rp[5]), f32(rp[6]), f32(rp[7])
-    c0, c1, c2, c3 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3])
-    c4, c5, c6 = f32(c[4]), f32(c[5]), f32(c[6])
-    a, h = f32(radius), f32(half)
-    a2, one, zero = a * a, f32(1.0), f32(0.0)
-    last_t, nt32 = np.int32(nt - 2), np.int32(nt)
+    consts = _table_consts(radius, half, nt, rp, c)
+    one = f32(1.0)
     for kk in prange(nk):
         k = k0 + kk
         base = np.empty(ni, dtype=np.int32)
@@ -129,29 +164,11 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
                     y = by + fi * uy
                     rho2 = x * x + y * y
                     az = abs(bz + fi * uz)
-                    inside = (rho2 < a2) & (az < h)  # capsule rule, as _project
-                    gap = a - (h - az)
-                    to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
-                    rho2 = a2 if to_side else rho2
-                    az = h if (inside & (not to_side)) else az
-                    r2 = rho2 + az * az
-                    inv_r = one / math.sqrt(r2)
-                    r = r2 * inv_r
-                    t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
-                    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
-                    it = min(np.int32(ft), last_t)
-                    fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave
-                    ir = np.int32(fr)
-                    wt[i] = ft - f32(it)
-                    wr[i] = fr - f32(ir)
-                    base[i] = ir * nt32 + it
-                    w[i] = strength * inv_r * inv_r
+                    base[i], wt[i], wr[i], inv_r2 = _cell(rho2, az, consts)
+                    w[i] = strength * inv_r2
                 row = out[kk, j]
                 for i in range(ni):
-                    b = base[i]
-                    q0 = table[b] + wt[i] * (table[b + 1] - table[b])
-                    q1 = table[b + nt] + wt[i] * (table[b + nt + 1] - table[b + nt])
-                    row[i] += w[i] * (q0 + wr[i] * (q1 - q0))
+                    row[i] += w[i] * _lookup(table, base[i], nt, wt[i], wr[i])
 
 
 @njit(parallel=True, cache=True)
@@ -224,13 +241,7 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, 
     :func:`grid_tabled` (local coordinates in float64, then float32 table indices and weights; then the lookups).
     """
     f32 = np.float32
-    b1, b2, inv_h1, inv_h2, inv_h3 = f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4])
-    n1, n2, f_max = f32(rp[5]), f32(rp[6]), f32(rp[7])
-    c0, c1, c2, c3 = f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3])
-    c4, c5, c6 = f32(c[4]), f32(c[5]), f32(c[6])
-    a, h = f32(radius), f32(half)
-    a2, one, zero = a * a, f32(1.0), f32(0.0)
-    last_t, nt32 = np.int32(nt - 2), np.int32(nt)
+    consts = _table_consts(radius, half, nt, rp, c)
     n_blocks = (px.size + POINT_BLOCK - 1) // POINT_BLOCK
     for job in prange(strengths.shape[0] * n_blocks):
         i, p0 = job // n_blocks, (job % n_blocks) * POINT_BLOCK
@@ -243,7 +254,7 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, 
         row[:] = 0.0
         for s in range(strengths.shape[1]):
             strength = f32(strengths[i, s])
-            if strength == zero:
+            if strength == 0.0:
                 continue
             cx, cy, cz = centres[i, s, 0], centres[i, s, 1], centres[i, s, 2]
             f00, f01, f02 = frames[i, s, 0, 0], frames[i, s, 0, 1], frames[i, s, 0, 2]
@@ -255,28 +266,10 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, 
                 y = f32(f10 * dx + f11 * dy + f12 * dz)
                 rho2 = x * x + y * y
                 az = abs(f32(f20 * dx + f21 * dy + f22 * dz))
-                inside = (rho2 < a2) & (az < h)  # capsule rule, as _project
-                gap = a - (h - az)
-                to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
-                rho2 = a2 if to_side else rho2
-                az = h if (inside & (not to_side)) else az
-                r2 = rho2 + az * az
-                inv_r = one / math.sqrt(r2)
-                r = r2 * inv_r
-                t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
-                ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
-                it = min(np.int32(ft), last_t)
-                fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave: min of pieces
-                ir = np.int32(fr)
-                wt[p] = ft - f32(it)
-                wr[p] = fr - f32(ir)
-                base[p] = ir * nt32 + it
-                w[p] = strength * inv_r * inv_r
+                base[p], wt[p], wr[p], inv_r2 = _cell(rho2, az, consts)
+                w[p] = strength * inv_r2
             for p in range(n):
-                b = base[p]
-                q0 = table[b] + wt[p] * (table[b + 1] - table[b])
-                q1 = table[b + nt] + wt[p] * (table[b + nt + 1] - table[b + nt])
-                row[p] += w[p] * (q0 + wr[p] * (q1 - q0))
+                row[p] += w[p] * _lookup(table, base[p], nt, wt[p], wr[p])
 
 
 @njit(cache=True)
@@ -306,14 +299,15 @@ def _select(a, n, k):
 
 
 @njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
-def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, levels, counts, out, scratch):
+def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, floors, levels, counts, out, scratch):
     """Order statistics of trial doses without keeping them (the optimiser's trial moves).
 
     For each structure q: new = bases[q] + mats[q][add[0]] + ... - mats[q][remove[0]] - ... (float32, in
-    that order, as numpy evaluates it); out[q] = its ranks[q]-th smallest value (0-based; 0 Gy if empty);
-    counts[l] = number of values of structure 0 >= levels[l] (float32). The selection looks only at the
-    values within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among them,
-    else at all values: the result is the same.
+    that order, as numpy evaluates it); out[q] = its ranks[q]-th smallest value (0-based; 0 Gy if empty),
+    or floors[q] when at most ranks[q] values lie below floors[q] (the value is then >= floors[q], all a
+    goal-type term needs; -inf: always the value); counts[l] = number of values of structure 0 >= levels[l]
+    (float32). The selection looks only at the values within [lo[q], hi[q]] (the state's neighbourhood of
+    that rank) when the rank falls among them, else at all values: the result is the same.
     """
     for q in range(len(bases)):
         base, mat = bases[q], mats[q]
@@ -338,6 +332,15 @@ def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, levels, counts, o
                 for p in range(m):
                     c += new[p] >= levels[level]
                 counts[level] = c
+        k = ranks[q]
+        floor = floors[q]
+        if floor > -np.inf:
+            c = 0
+            for p in range(m):
+                c += new[p] < floor
+            if c <= k:
+                out[q] = floor
+                continue
         low, high = lo[q], hi[q]
         below = 0
         n = 0
@@ -346,7 +349,6 @@ def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, levels, counts, o
             buf[n] = v
             n += (v >= low) & (v <= high)
             below += v < low
-        k = ranks[q]
         if below <= k < below + n:
             out[q] = _select(buf, n, k - below)
         else:

@@ -2,11 +2,12 @@
 
 Dose model
 ----------
-Each candidate's dose (Gy, exact TG-43 via :func:`SeedBrachyLib.dose.dose_each_at_points`, the
-compiled engine when numba is installed, times the seed strength in U) is computed once on the
-voxel centres of the CTV and of each OAR (OAR voxels farther than ``oar_reach_mm`` from every
-candidate are dropped: they cannot hold the hottest cc). A plan's dose is then a sum of columns,
-updated in O(voxels) per seed added, removed or moved.
+Each candidate's dose (Gy, TG-43 of a seed of the plan's strength in U, all candidates in one call of
+:func:`SeedBrachyLib.kernel.samples_rate`: the compiled engine's (r, theta) table, within 0.05 % of exact
+TG-43, or the exact numpy evaluation; the synthetic neck cases of Testing/benchmarks/bench_planning.py get
+the same plans as from exact matrices) is computed once on the voxel centres of the CTV and of each OAR
+(OAR voxels farther than ``oar_reach_mm`` from every candidate are dropped: they cannot hold the hottest cc).
+A plan's dose is then a sum of columns, updated in O(voxels) per seed added, removed or moved.
 
 Objective (lower is better)
 ---------------------------
@@ -51,12 +52,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .. import kernel
-from ..dose import dose_each_at_points
+from ..dose import time_factor_h
 from ..errors import InputError
 from ..progress import report
-from ..seeds import Seed
 from ..sources import get_model
 from .candidates import Plan
 from .goal_status import unmet_in_terms
@@ -181,22 +182,23 @@ class DoseMatrices:
             sets[name] = pts[::stride]
             self.voxel_cc[name] = float(voxel_cc) * len(pts) / max(len(sets[name]), 1)
         total = sum(len(p) for p in sets.values())
-        seeds = [Seed(p, a, self.strength_u) for p, a in zip(pos, axes)]
+        engine, scale = kernel.resolve(), time_factor_h(model) / 100.0  # cGy/h -> Gy (permanent implant)
+        strengths = np.full((self.n, 1), self.strength_u)
+        reach = kernel.reach_between(np.concatenate([np.empty((0, 3)), *sets.values()]), pos)
         self.matrices = {}
         done = 0
         for name, pts in sets.items():
             report(progress, done / max(total, 1), f"seed dose on {name}")
-            # one contiguous float32 row per candidate
-            self.matrices[name] = dose_each_at_points(pts, seeds, model, formalism).astype(np.float32)
+            # one contiguous float32 row per candidate (each candidate a seed set of its own)
+            rate = kernel.samples_rate(engine, pts, pos[:, None, :], axes[:, None, :], strengths, model, formalism,
+                                       reach_mm=reach)
+            self.matrices[name] = (rate * scale).astype(np.float32)
             done += len(pts)
 
 
-def _min_distance(points, seeds, chunk=4096):
-    out = np.empty(len(points))
-    for a in range(0, len(points), chunk):
-        d = points[a:a + chunk, None, :] - seeds[None, :, :]
-        out[a:a + chunk] = np.sqrt(np.einsum("pqi,pqi->pq", d, d).min(axis=1))
-    return out
+def _min_distance(points, seeds):
+    """Distance (mm) from each point to the nearest of ``seeds`` (k-d tree)."""
+    return cKDTree(seeds).query(points)[0]
 
 
 class _State:
@@ -241,11 +243,11 @@ class _State:
 
     def apply(self, add, remove, result):
         """Make the change a :meth:`trial` of the same ``add``, ``remove`` evaluated."""
-        (value, terms), _, per = result
         self.x[list(add)] = True
         self.x[list(remove)] = False
         self.dose = {k: self._shift(v, self.p.mats[k], add, remove) for k, v in self.dose.items()}
-        self.per_needle, self.value, self.terms = per, value, terms
+        self.per_needle = result[2]
+        self.value, self.terms = self.p.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
         self.windows = self.p.windows(self.dose)
 
 
@@ -268,6 +270,9 @@ class _Problem:
             self.k_oar[lim] = max(1, int(round(lim.volume_cc / matrices.voxel_cc[lim.name])))
         # the metrics as order statistics (rank of the value among a structure's sorted doses, 0-based)
         self.names = ["CTV", *(lim.name for lim in self.k_oar)]
+        self.limits = [(lim.key, lim.limit_gy) for lim in self.k_oar]
+        self.value_keys = ["D90", *(key for key, _ in self.limits)]
+        self.level_keys = [f"V{int(100 * f)}" for f in self.LEVELS]
         sizes = [self.mats[k].shape[1] for k in self.names]
         self.ranks = np.array([int(np.floor(0.1 * sizes[0]))]
                               + [max(n - k, 0) for n, k in zip(sizes[1:], self.k_oar.values())], dtype=np.int64)
@@ -275,29 +280,36 @@ class _Problem:
         self.seg_mats = tuple(self.mats[k] for k in self.names)
         self.levels = np.array(self.LEVELS, dtype=np.float32) * np.float32(self.rx)
         self.scratch = np.empty(2 * max(sizes), dtype=np.float32)
+        # D90 only counts through max(0, aim - D90): a trial needs its value only below the aim
+        self.floors = np.array([(goals.d90_min_pct + goals.safety_pct) / 100.0 * self.rx]
+                               + [-np.inf] * len(self.k_oar))
 
     def metrics(self, dose):
         """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
         d = dose["CTV"]
         m = len(d)
         out = {"D90": float(np.partition(d, self.ranks[0])[self.ranks[0]]),
-               **{f"V{int(100 * f)}": 100.0 * np.count_nonzero(d >= f * self.rx) / m for f in self.LEVELS}}
+               **{key: 100.0 * np.count_nonzero(d >= f * self.rx) / m for key, f in zip(self.level_keys, self.LEVELS)}}
         for lim, rank in zip(self.k_oar, self.ranks[1:]):
             v = dose[lim.name]
             out[lim.key] = float(np.partition(v, rank)[rank]) if len(v) else 0.0
         return out
 
     def trial_metrics(self, state, add, remove):
-        """:meth:`metrics` of ``state`` with candidates ``add`` added and ``remove`` removed (state unchanged)."""
+        """:meth:`metrics` of ``state`` with candidates ``add`` added and ``remove`` removed (state unchanged).
+
+        Compiled: a D90 that meets its aim (goal + safety) is given as the aim, the objective is the same
+        (:meth:`_State.apply` recomputes the exact terms of the state it keeps)."""
         if self.compiled is None:
             return self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
         counts, out = np.empty(len(self.LEVELS), dtype=np.int64), np.empty(len(self.names))
         self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats,
                                         np.asarray(add, dtype=np.int64), np.asarray(remove, dtype=np.int64),
-                                        self.ranks, *state.windows, self.levels, counts, out, self.scratch)
-        m = len(state.dose["CTV"])
-        terms = {"D90": float(out[0]), **{f"V{int(100 * f)}": 100.0 * c / m for f, c in zip(self.LEVELS, counts)}}
-        terms.update({lim.key: float(v) for lim, v in zip(self.k_oar, out[1:])})
+                                        self.ranks, *state.windows, self.floors, self.levels, counts, out,
+                                        self.scratch)
+        values, m = out.tolist(), len(state.dose["CTV"])
+        terms = dict(zip(self.level_keys, (100.0 * c / m for c in counts.tolist())))
+        terms.update(zip(self.value_keys, values))
         return terms
 
     def windows(self, dose):
@@ -327,9 +339,9 @@ class _Problem:
         if g.v200_max_pct is not None:
             viol += max(0.0, m["V200"] - g.v200_max_pct + s)
         oar = 0.0
-        for lim in self.k_oar:
-            viol += max(0.0, m[lim.key] / lim.limit_gy * 100.0 - 100.0 + s)
-            oar += m[lim.key] / lim.limit_gy
+        for key, limit in self.limits:
+            viol += max(0.0, m[key] / limit * 100.0 - 100.0 + s)
+            oar += m[key] / limit
         value = (w.violation * viol + n_seeds + w.needle * n_needles + w.hot * (m["V150"] + m["V200"]) / 100.0
                  + w.oar * oar)
         m["violation"] = viol
