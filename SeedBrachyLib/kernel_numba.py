@@ -97,14 +97,14 @@ def _table_consts(radius, half, nt, rp, c):
     f32 = np.float32
     return (f32(radius), f32(half), f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4]), f32(rp[5]),
             f32(rp[6]), f32(rp[7]), f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3]), f32(c[4]), f32(c[5]), f32(c[6]),
-            np.int32(nt))
+            np.int32(nt), np.int32(nt - 2))
 
 
 @njit(inline="always", fastmath=FASTMATH)
 def _cell(rho2, az, k):
     """(node index, theta weight, r weight, 1/r^2 in mm^-2) of float32 (rho^2, |z|) on the table, after the
     capsule rule (as _project); ``k`` from _table_consts."""
-    a, h, b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max, c0, c1, c2, c3, c4, c5, c6, nt = k
+    a, h, b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max, c0, c1, c2, c3, c4, c5, c6, nt, last_t = k
     one, zero = np.float32(1.0), np.float32(0.0)
     a2 = a * a
     inside = (rho2 < a2) & (az < h)
@@ -117,7 +117,7 @@ def _cell(rho2, az, k):
     r = r2 * inv_r
     t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
     ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
-    it = min(np.int32(ft), nt - np.int32(2))
+    it = min(np.int32(ft), last_t)
     fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave: the least piece
     ir = np.int32(fr)
     return ir * nt + it, ft - np.float32(it), fr - np.float32(ir), inv_r * inv_r
