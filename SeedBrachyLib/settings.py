@@ -34,6 +34,7 @@ from .planning.template import (
     NEEDLE_ENTRY_DIRECTIONS,
 )
 from .postimplant.comparison import AXIS_SOURCES
+from .postimplant.detection import REVIEW_BELOW
 from .radiobiology import DEFAULT_KICKOFF_DAYS, DEFAULT_REPAIR_HALF_TIME_H, LATE_NORMAL, SPINAL_CORD, TUMOUR
 from .sources import DEFAULT_U_PER_MCI, available_models, mci_to_u, model_key
 from .structures import DEFAULT_BODY_THRESHOLD_HU, DEFAULT_CTV_MARGIN_MM, DEFAULT_SKIN_THICKNESS_MM
@@ -214,6 +215,9 @@ SETTINGS = MappingProxyType({s.name: s for s in (
     # Post-implant
     _S("postSeedAxis", str, "detection", "", "seed axes for the post-plan dose: detected, along the plan's needles, "
        "or unknown (1D point source)", choices=tuple(AXIS_SOURCES), section="postimplant"),
+    _S("reviewBelowConfidence", float, REVIEW_BELOW, "", "detected seeds with a confidence under this are listed "
+       "'to review' (kept in the point list, labelled and unselected, never dropped)", 0.0, 1.0,
+       section="postimplant"),
     # Placement robustness (the random seed: randomSeed)
     _S("robustnessSamples", int, 1000, "", "simulated implants of the robustness analysis", 10, 100000,
        section="robustness"),

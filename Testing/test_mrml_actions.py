@@ -178,3 +178,21 @@ def test_printed_template_from_the_panel_settings(planned, tmp_path):
     assert printed_template.mesh_check(model.GetPolyData())["boundary_edges"] == 0
     with pytest.raises(InputError, match="exists"):
         logic.exportTemplateUsingParameterNode(p, str(path))
+
+
+@pytest.mark.slow
+def test_detection_from_the_raw_parameter_node_lists_seeds_under_its_review_threshold(raw):
+    from SeedBrachyLib.mrml import volumes
+    from SeedBrachyLib.synthetic.implant import rescanned_implant
+
+    c, node = raw
+    scan = rescanned_implant(c.seeds, c.case, random_seed=2, spacing_mm=(0.9, 0.9, 2.0))
+    post_ct = c.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Post-implant CT")
+    volumes.update_volume_node(post_ct, scan.ct, scan.grid)
+    points = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Implanted seeds")
+    parameters.write_settings(node, postImplantCt=post_ct, postImplantSeeds=points, reviewBelowConfidence=0.99)
+    result = actions.detect_seeds(node)
+    assert result.review_below == 0.99 and result.review.tolist() == (result.confidences < 0.99).tolist()
+    assert result.review.any()  # no seed is that sure: some are listed to review
+    labels = [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
+    assert [label.endswith("(review)") for label in labels] == result.review.tolist()

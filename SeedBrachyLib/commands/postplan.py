@@ -28,7 +28,8 @@ from .inputs import read_image, read_plan
 from .plan import limits_of
 
 OPTIONS = ("prescriptionGy", "sourceModel", "ctvMarginMm", "doseSpacingMm", "doseGridThresholdPct", "indication",
-           "bodyThresholdHu", "skinD2ccLimitGy", "oarMetric", "oarLimitGy", "postSeedAxis")
+           "bodyThresholdHu", "skinD2ccLimitGy", "oarMetric", "oarLimitGy", "postSeedAxis",
+           "reviewBelowConfidence")
 
 
 def add_parser(sub):
@@ -65,7 +66,7 @@ def postplan_case(case, post_ct, plan, values, count=None, oar_limit_on=None, pr
     strength = float(np.median([s.strength_u for s in plan.seeds]))
     expected = int(count) if count else len(plan.seeds)  # the implant record's count, else the plan's
     detection = detect_seeds(post_ct.array, post_ct.grid, expected_count=expected, strength_u=strength,
-                             progress=scaled(progress, 0.0, 0.25))
+                             review_below=values.reviewBelowConfidence, progress=scaled(progress, 0.0, 0.25))
     registration = register_post_to_pre(case.ct.array, case.grid, post_ct.array, post_ct.grid,
                                         post_seed_points=[s.position for s in detection.seeds],
                                         progress=scaled(progress, 0.25, 0.7))

@@ -97,7 +97,8 @@ def start_live_dose(p, progress=None):
 def detect_seeds(p, overwrite=False, progress=None):
     """:func:`.postimplant.detect` in the post-implant CT into the implanted seeds (the plan's seeds as prior)."""
     n = nodes_of(p)
-    return postimplant.detect(n.postImplantCt, n.postImplantSeeds, n.seeds, overwrite=overwrite, progress=progress)
+    return postimplant.detect(n.postImplantCt, n.postImplantSeeds, n.seeds, overwrite=overwrite,
+                              review_below=settings_of(p).reviewBelowConfidence, progress=progress)
 
 
 def register(p, progress=None):
