@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .dvh import metric_unit
 from .errors import InputError
@@ -153,6 +153,17 @@ class CheckResult:
 
 #: Goal set checked with every indication: D90 >= Rx and V100 >= 90 % of the CTV.
 PLANNING_AIM = "general"
+
+
+def goals_on(indication, targets, limits=()):
+    """The goals of ``indication`` (None: none) on the user's structures, then ``limits`` (:func:`user_limit`).
+
+    ``targets``: {"GTV": structure name, "CTV": structure name}; a role missing from it reads on the other one.
+    """
+    on_role = {GTV: targets.get(GTV) or targets[CTV], CTV: targets.get(CTV) or targets[GTV]}
+    goals = [replace(g, structure=on_role[g.structure]) if g.structure in TARGET_ROLES else g
+             for g in (goals_for(indication) if indication else ())]
+    return goals + list(limits)
 
 
 def indications_to_check(indication):

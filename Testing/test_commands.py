@@ -26,7 +26,8 @@ def neck(tmp_path_factory):
     root = tmp_path_factory.mktemp("neck")
     assert main(["example", "--case", "neck", "--out", str(root / "case")]) == 0
     code = main(["plan", "--ct", str(root / "case" / "ct"), "--structures", str(root / "case" / "structures.dcm"),
-                 "--gtv", "GTV", "--ignore", "Bone", "--nogo", "Carotid", "--out", str(root / "plan"), *FAST])
+                 "--gtv", "GTV", "--ignore", "Bone", "--nogo", "Carotid", "--out", str(root / "plan"), *FAST,
+                 "--robustness", "--robustness-samples", "20"])
     return root, code, json.loads((root / "plan" / "results.json").read_text())
 
 
@@ -53,6 +54,14 @@ def test_plan_writes_rt_plan_dose_loading_sheet_and_report(neck):
     gtv = result["evaluation"]["structures"]["GTV"]
     assert set(gtv) >= {"volume_cc", "D90", "D98", "D100", "V100", "V150", "V200", "D2cc", "D0.1cc"}
     assert f"{gtv['D90']:.1f}" in html
+    # placement robustness (20 samples): the nominal plan read on the sampling's 2 mm points agrees with the
+    # evaluation's exact DVH; every checked target goal gets a probability with its Wilson interval, in the report
+    rob = result["robustness"]
+    assert rob["n_samples"] == 20 and 'id="robustness"' in html
+    assert rob["metrics"]["GTV.D90"]["nominal"] == pytest.approx(gtv["D90"], rel=0.03)
+    assert len(rob["goals"]) == len(result["checks"])
+    for g in rob["goals"]:
+        assert 0 <= g["ci_low"] <= g["probability"] <= g["ci_high"] <= 1 and g["n"] == 20
 
 
 def test_evaluate_from_the_rt_plan_and_from_the_rt_dose_alone(neck, tmp_path):

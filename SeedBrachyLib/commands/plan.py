@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
-from ..checks import format_checks, indications_to_check, run_checks, user_limits
+from ..checks import format_checks, goals_on, indications_to_check, run_checks, user_limits
 from ..errors import InputError
-from ..planning import pipeline
+from ..planning import pipeline, robustness
 from ..planning.goal_status import goal_status, unmet_message
 from ..planning.loading import load_pattern
 from ..planning.loading_sheet import loading_sheet, loading_sheet_csv
@@ -29,7 +29,8 @@ from .common import EXIT_OK, EXIT_UNMET, check_outputs, finish_parser, progress_
 OPTIONS = ("prescriptionGy", "sourceModel", "seedActivityMci", "uPerMci", "ctvMarginMm", "planningMethod",
            "needleEntry", "holeSpacingMm", "safetyMarginMm", "candidateSpacingMm", "seedSpacingMm", "randomSeed",
            "boneThresholdHu", "doseSpacingMm", "doseGridThresholdPct", "indication", "skinThicknessMm",
-           "bodyThresholdHu", "skinD2ccLimitGy", "oarMetric", "oarLimitGy")
+           "bodyThresholdHu", "skinD2ccLimitGy", "oarMetric", "oarLimitGy", "robustnessSamples",
+           *settings.PLACEMENT_ERROR_SETTINGS)
 OUTPUT_FILES = {"plan": "plan.dcm", "dose": "dose.dcm", "structures": "structures.dcm", "dose_nrrd": "dose.nrrd",
                 "structures_nrrd": "structures", "seeds": "seeds.json",
                 "loading": "loading_sheet.csv", "json": "results.json", "html": "report.html", "pdf": "report.pdf"}
@@ -40,6 +41,9 @@ def add_parser(sub):
     add_case_arguments(p)
     p.add_argument("--nogo", action="append", default=[], metavar="NAME",
                    help="an organ at risk the needles must keep clear of (repeatable; bone always)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also sample implants around the plan (placement errors: the --needle-*/--seed-* SD options, "
+                        "--robustness-samples) and report how often each goal holds")
     p.add_argument("--out", required=True, metavar="FOLDER",
                    help=f"output folder: {', '.join(sorted(set(OUTPUT_FILES.values())))}")
     return finish_parser(p, OPTIONS, run)
@@ -60,6 +64,7 @@ class PlanResult:
     goals: list
     loading: list
     order: object
+    robustness: object = None
 
     @property
     def unmet(self):
@@ -108,13 +113,41 @@ def make_plan(case, values, nogo=(), oar_limit_on=None, progress=None):
                       loading_sheet(plan.needle_table()), order)
 
 
+def add_robustness(result, oar_limit_on=None, progress=None):
+    """Placement robustness of ``result``'s plan (settings: robustnessSamples, the placement errors, randomSeed):
+    D90/V100 of the GTV and CTV, D2cc of every organ at risk, and how often each checked goal holds."""
+    case, v = result.case, result.values
+    masks = {name: (mask, "target") for name, mask in case.targets().items()}
+    masks.update({name: (mask, "oar") for name, mask in case.oars.items()})
+    goals = [g for indication in indications_to_check(v.indication) for g in goals_on(indication, case.target_names())]
+    goals += limits_of(v, oar_limit_on)
+    result.robustness = robustness.plan_robustness(
+        result.plan, result.model, masks, case.grid, goals, v.prescriptionGy, errors=v.placement_errors,
+        n_samples=v.robustnessSamples, random_seed=v.randomSeed, progress=progress)
+    return result.robustness
+
+
 def record(result):
     """The JSON record of a plan (stable names: see :mod:`SeedBrachyLib.report.records`)."""
     return {"settings": result.values.as_dict(), "n_seeds": result.plan.n_seeds, "n_needles": result.plan.n_needles,
             "evaluation": evaluation_record(result.evaluation), "checks": check_records(result.checks),
             "goals": [{"goal": g.goal, "achieved": g.achieved, "unit": g.unit, "met": g.met} for g in result.goals],
             "goals_met": not result.unmet, "loading_sheet": [n.row() for n in result.loading],
+            **({"robustness": robustness_record(result.robustness)} if result.robustness is not None else {}),
             **seed_records(result.plan.seeds())}
+
+
+def robustness_record(rob):
+    """JSON of a :class:`~SeedBrachyLib.planning.robustness.RobustnessResult`: per metric the nominal value and the
+    sample mean, SD and 5th/50th/95th percentiles (its unit), per goal the probability and Wilson 95% CI."""
+    import numpy as np
+    metrics = {f"{s}.{m}": {"unit": rob.units[(s, m)], "nominal": rob.nominal[(s, m)], "mean": float(v.mean()),
+                            "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                            **dict(zip(("p5", "p50", "p95"), map(float, np.percentile(v, [5, 50, 95]))))}
+               for (s, m), v in rob.values.items()}
+    goals = [{"goal": p.goal, "structure": p.structure, "metric": p.metric, "probability": p.p, "ci_low": p.ci_low,
+              "ci_high": p.ci_high, "k": p.k, "n": p.n, "source": p.source} for p in rob.probabilities]
+    return {"n_samples": rob.n_samples, "errors": rob.errors.describe(), "metrics": metrics, "goals": goals}
 
 
 def report_content(result):
@@ -127,7 +160,7 @@ def report_content(result):
         model=result.model, strength_u=v.strength_u, u_per_mci=v.uPerMci, dose=result.dose,
         dose_grid=result.dose_grid, structures=structures, target=case.ctv_name, ct=case.ct.array,
         ct_grid=case.grid, seeds=result.plan.seeds(), loading=result.loading, order=result.order,
-        goals=result.goals if result.goals else None,
+        goals=result.goals if result.goals else None, robustness=result.robustness,
         method=[f"Planning: {v.planningMethod}; needles enter from the patient's {v.needleEntry}, template holes "
                 f"{v.holeSpacingMm:g} mm apart, {v.safetyMarginMm:g} mm clear of bone and no-go structures; "
                 f"candidate positions every {v.candidateSpacingMm:g} mm.", *case.notes])
@@ -137,6 +170,8 @@ def print_summary(result, print_fn=print):
     print_fn("\n".join(result.plan.summary_lines(result.values.uPerMci)))
     print_fn("\n".join(result.order.lines()))
     print_fn(format_checks(result.checks).rstrip())
+    if result.robustness is not None:
+        print_fn("\n".join(result.robustness.summary_lines()))
     for g in result.goals:
         print_fn(g.describe())
     if result.unmet:
@@ -178,7 +213,10 @@ def run(args):
     check_outputs(args, inputs=[args.ct, args.structures], folders=[args.out])
     progress = progress_of(args)
     case = load_case(args, ctv_margin_mm=values.ctvMarginMm, body_threshold_hu=values.bodyThresholdHu)
-    result = make_plan(case, values, args.nogo, args.oar_limit_on, progress)
+    result = make_plan(case, values, args.nogo, args.oar_limit_on,
+                       scaled(progress, 0.0, 0.7) if args.robustness else progress)
+    if args.robustness:
+        add_robustness(result, args.oar_limit_on, scaled(progress, 0.7, 1.0))
     close(progress)
     print_summary(result)
     write_outputs(result, args.out)

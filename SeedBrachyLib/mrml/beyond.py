@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import radiobiology as radio
 from .. import settings, structures
-from ..checks import CTV, GTV, TARGET_ROLES, goals_for, user_limit
+from ..checks import CTV, GTV, goals_on, user_limit
 from ..planning import printed_template
 from ..planning import robustness as rob
 from ..sources import get_model
@@ -72,10 +72,8 @@ def robustness(seeds_node, segmentation_node, target_segment_id, prescription_gy
         names[sid] = segmentations.segment_name(segmentation_node, sid)
         points.append(rob.points_from_mask(names[sid], mask, grid, spacing_mm, role))
     target = names[target_segment_id]
-    on_role = {GTV: target, CTV: names[ctv_segment_id] if ctv_segment_id else target}
-    goals = [replace(g, structure=on_role[g.structure]) if g.structure in TARGET_ROLES else g
-             for g in (goals_for(indication) if indication else ())]
-    goals += [user_limit(names.get(sid, sid), metric, limit) for sid, metric, limit in user_limits]
+    goals = goals_on(indication, {GTV: target, CTV: names[ctv_segment_id] if ctv_segment_id else target},
+                     [user_limit(names.get(sid, sid), metric, limit) for sid, metric, limit in user_limits])
     model = markups.source_model_key(seeds_node) or "I125_OncoSeed6711"
     result = rob.evaluate_robustness(geometry, model, points, goals, errors, n_samples, random_seed,
                                      prescription_gy, progress=progress)

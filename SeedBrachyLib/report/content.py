@@ -48,6 +48,7 @@ class ReportContent:
         order: :class:`~SeedBrachyLib.planning.order.SeedOrder` or None.
         goals: :class:`~SeedBrachyLib.planning.goal_status.GoalStatus` list (the optimiser's goals) or None.
         comparison: :class:`~SeedBrachyLib.postimplant.comparison.Comparison` (pre vs post) or None.
+        robustness: :class:`~SeedBrachyLib.planning.robustness.RobustnessResult` (placement robustness) or None.
         pre_evaluation: the pre-plan's evaluation, drawn dashed on the DVH beside ``evaluation`` (post).
         method: lines on how the inputs were made (planning, detection, registration...).
         notes: further remarks.
@@ -72,6 +73,7 @@ class ReportContent:
     order: object = None
     goals: list | None = None
     comparison: object = None
+    robustness: object = None
     pre_evaluation: object = None
     method: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -276,6 +278,27 @@ def _comparison(comparison):
     return blocks
 
 
+def _robustness(result):
+    """Placement robustness: the error model, each metric's spread over the samples, each goal's probability."""
+    import numpy as np
+    rows = []
+    for (structure, metric), v in result.values.items():
+        unit = result.units[(structure, metric)]
+        p5, p50, p95 = np.percentile(v, [5, 50, 95])
+        rows.append([structure, _header(metric), *(fmt(float(x), unit) for x in
+                                                   (result.nominal[(structure, metric)], v.mean(), p5, p50, p95))])
+    blocks = [Paragraph(_sentence(f"{result.n_samples} simulated implants around the plan ({result.errors.describe()})"
+                                  "; each sample's dose is TG-43 at the structures' points")),
+              Table(("Structure", "Metric", "Nominal", "Mean", "5th percentile", "Median", "95th percentile"),
+                    tuple(rows), "Metrics over the simulated implants.", "robustness-metrics")]
+    if result.probabilities:
+        blocks.append(Table(("Goal", "Probability [%]", "95% CI [%]", "Samples", "Source"),
+                            tuple([p.goal, f"{100 * p.p:.1f}", f"{100 * p.ci_low:.1f}-{100 * p.ci_high:.1f}",
+                                   f"{p.k}/{p.n}", p.source] for p in result.probabilities),
+                            "How often each goal holds (Wilson score intervals).", "robustness-goals"))
+    return blocks + [Paragraph(n, "small") for n in result.notes]
+
+
 def build_document(content):
     """The :class:`~.document.Document` of a report (sections as in the module notes)."""
     from .figures import structure_colours
@@ -291,6 +314,8 @@ def build_document(content):
     if content.checks:
         doc.add(Heading("Checks", "checks"), *_checks(content.checks, "checks-table",
                                                        "Checks on the reported dose; sources below."))
+    if content.robustness is not None:
+        doc.add(Heading("Placement robustness", "robustness"), *_robustness(content.robustness))
     names = list(ev.structures) + [s.name if hasattr(s, "name") else s[0] for s in content.structures]
     colours = structure_colours(list(dict.fromkeys(names)))
     doc.add(Heading("Dose-volume histogram", "dvh"), *_dvh(content, colours), *_metric_tables(ev, "dvh"))
