@@ -153,7 +153,9 @@ def test_radiobiology_from_the_panel_settings_matches_hand_computed_eqd2(planned
         gtv.implant_eqd2_gy + 60.0)
     carotid = rows[("Carotid", "D2cc")]
     assert carotid.alpha_beta_gy == 2.5 and carotid.limit_eqd2_gy == 100.0
-    assert carotid.implant_eqd2_gy == pytest.approx(eqd2(carotid.physical_gy, 2.5), rel=1e-9)
+    # read off the EQD2 DVH (EQD2 at each sample point, then D2cc between two samples' doses): EQD2 of the physical
+    # D2cc up to the interpolation inside one step of the curve (measured 1.5e-8 relative on the exact DVH)
+    assert carotid.implant_eqd2_gy == pytest.approx(eqd2(carotid.physical_gy, 2.5), rel=1e-6)
     assert carotid.passed == (carotid.implant_eqd2_gy + 60.0 <= 100.0)
     assert rows[("SpinalCord", "Dmax")].alpha_beta_gy == 2.0 and ("SpinalCord", "D90") not in rows
     assert table.GetNumberOfRows() == len(result.rows)
