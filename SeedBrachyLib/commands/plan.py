@@ -140,11 +140,7 @@ def record(result):
 def robustness_record(rob):
     """JSON of a :class:`~SeedBrachyLib.planning.robustness.RobustnessResult`: per metric the nominal value and the
     sample mean, SD and 5th/50th/95th percentiles (its unit), per goal the probability and Wilson 95% CI."""
-    import numpy as np
-    metrics = {f"{s}.{m}": {"unit": rob.units[(s, m)], "nominal": rob.nominal[(s, m)], "mean": float(v.mean()),
-                            "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                            **dict(zip(("p5", "p50", "p95"), map(float, np.percentile(v, [5, 50, 95]))))}
-               for (s, m), v in rob.values.items()}
+    metrics = {f"{s}.{m}": {k: v for k, v in spread.items() if k != "se"} for (s, m), spread in rob.spread().items()}
     goals = [{"goal": p.goal, "structure": p.structure, "metric": p.metric, "probability": p.p, "ci_low": p.ci_low,
               "ci_high": p.ci_high, "k": p.k, "n": p.n, "source": p.source} for p in rob.probabilities]
     return {"n_samples": rob.n_samples, "errors": rob.errors.describe(), "metrics": metrics, "goals": goals}

@@ -325,16 +325,25 @@ class RobustnessResult:
             raise InputError(f"no samples of {structure} {metric}: have {sorted(self.values)}")
         return np.histogram(self.values[(structure, metric)], bins=bins)
 
+    def spread(self):
+        """(structure, metric) -> {unit, nominal, mean, sd, se (of the mean), p5, p50, p95} over the samples."""
+        out = {}
+        for key, v in self.values.items():
+            sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            p5, p50, p95 = map(float, np.percentile(v, [5, 50, 95]))
+            out[key] = {"unit": self.units[key], "nominal": self.nominal[key], "mean": float(v.mean()), "sd": sd,
+                        "se": sd / math.sqrt(len(v)), "p5": p5, "p50": p50, "p95": p95}
+        return out
+
     def summary_lines(self):
         """Text: the error model, each metric's nominal value, mean, SD and 5th-95th percentiles, then the goals."""
         lines = [f"Placement robustness: {self.n_samples} simulated implants ({self.errors.describe()}), "
                  f"{self.seconds:.1f} s"]
-        for key, v in self.values.items():
-            unit = self.units[key]
-            p5, p50, p95 = np.percentile(v, [5, 50, 95])
-            lines.append(f"  {key[0]} {key[1]}: nominal {self.nominal[key]:.1f} {unit}; samples mean {v.mean():.1f}, "
-                         f"SD {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}, median {p50:.1f}, 5-95% {p5:.1f}-{p95:.1f} "
-                         f"{unit} (SE of the mean {v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0:.2f})")
+        for key, s in self.spread().items():
+            unit = s["unit"]
+            lines.append(f"  {key[0]} {key[1]}: nominal {s['nominal']:.1f} {unit}; samples mean {s['mean']:.1f}, "
+                         f"SD {s['sd']:.1f}, median {s['p50']:.1f}, 5-95% {s['p5']:.1f}-{s['p95']:.1f} "
+                         f"{unit} (SE of the mean {s['se']:.2f})")
         lines += [f"  {p.describe()}" for p in self.probabilities]
         lines += [f"  note: {n}" for n in self.notes]
         return lines

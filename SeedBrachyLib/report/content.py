@@ -280,13 +280,8 @@ def _comparison(comparison):
 
 def _robustness(result):
     """Placement robustness: the error model, each metric's spread over the samples, each goal's probability."""
-    import numpy as np
-    rows = []
-    for (structure, metric), v in result.values.items():
-        unit = result.units[(structure, metric)]
-        p5, p50, p95 = np.percentile(v, [5, 50, 95])
-        rows.append([structure, _header(metric), *(fmt(float(x), unit) for x in
-                                                   (result.nominal[(structure, metric)], v.mean(), p5, p50, p95))])
+    rows = [[structure, _header(metric), *(fmt(s[k], s["unit"]) for k in ("nominal", "mean", "p5", "p50", "p95"))]
+            for (structure, metric), s in result.spread().items()]
     blocks = [Paragraph(_sentence(f"{result.n_samples} simulated implants around the plan ({result.errors.describe()})"
                                   "; each sample's dose is TG-43 at the structures' points")),
               Table(("Structure", "Metric", "Nominal", "Mean", "5th percentile", "Median", "95th percentile"),
