@@ -42,7 +42,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..grid import Grid
-from ..itk_image import matrix_lps_to_ras, resample, to_sitk, transform_to_matrix_lps
+from ..itk_image import RAS_TO_LPS, matrix_lps_to_ras, resample, to_sitk, transform_to_matrix_lps
 from ..progress import report
 from ..seeds import Seed
 from ..structures import expand_margin
@@ -284,7 +284,7 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
 def _region_lps(post_seed_points, center):
     """Points (LPS mm) where two answers are compared: the seeds' box if given, else 50 mm around ``center``."""
     if post_seed_points is not None and len(post_seed_points):
-        pts = np.asarray(post_seed_points, float).reshape(-1, 3) * [-1.0, -1.0, 1.0]
+        pts = np.asarray(post_seed_points, float).reshape(-1, 3) @ RAS_TO_LPS
         lo, hi = pts.min(axis=0) - 10.0, pts.max(axis=0) + 10.0
     else:
         lo, hi = center - 50.0, center + 50.0
