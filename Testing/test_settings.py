@@ -65,3 +65,15 @@ def test_command_line_options_come_from_the_settings():
     with pytest.raises(InputError, match="allowed is 0.05 to 5 mCi"):
         settings.from_arguments(parser.parse_args(["--seed-activity-mci", "9"]))
     assert "seed" in parser.format_help() and "default 0.5" in parser.format_help()
+
+
+def test_the_settings_load_neither_scipy_spatial_nor_scipy_optimize():
+    """Importing the settings (the command line, the module) stays light: the k-d tree, convex hull and
+    least-squares solvers are imported where they are used. A fresh interpreter, so other tests cannot mask it."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, SeedBrachyLib.settings; print(sorted(m for m in "
+                             "sys.modules if m in ('scipy.spatial', 'scipy.optimize')))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded

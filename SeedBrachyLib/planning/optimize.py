@@ -52,7 +52,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .. import kernel
 from ..dose import time_factor_h
@@ -198,6 +197,8 @@ class DoseMatrices:
 
 def _min_distance(points, seeds):
     """Distance (mm) from each point to the nearest of ``seeds`` (k-d tree)."""
+    from scipy.spatial import cKDTree  # here: scipy.spatial would load with the settings (lazy import)
+
     return cKDTree(seeds).query(points)[0]
 
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull
 
 from ..errors import InputError, require_range
 from ..outputs import check_output
@@ -191,6 +190,8 @@ def _hull_inside(points_2d, uu, vv):
     """Inside the holes' convex hull, or None when the holes are fewer than 3 or in a row."""
     if len(points_2d) < 3 or np.linalg.matrix_rank(points_2d[1:] - points_2d[0], tol=1e-6) < 2:
         return None
+    from scipy.spatial import ConvexHull  # here: scipy.spatial would load with the settings (lazy import)
+
     eq = ConvexHull(points_2d).equations
     return np.all(uu[..., None] * eq[:, 0] + vv[..., None] * eq[:, 1] + eq[:, 2] <= 0, axis=-1)
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
 from ..grid import Grid
@@ -163,6 +162,8 @@ def match_seeds(detected_mm, true_mm, gate_mm=2.5):
     if len(detected) == 0 or len(truth) == 0:
         return np.zeros((0, 2), dtype=int), np.zeros(0)
     dist = np.linalg.norm(detected[:, None] - truth[None], axis=-1)
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize would load with the settings
+
     rows, cols = linear_sum_assignment(np.where(dist <= gate_mm, dist, 1e6))
     keep = dist[rows, cols] <= gate_mm
     return np.stack([rows[keep], cols[keep]], axis=1), dist[rows[keep], cols[keep]]

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 from scipy.special import ndtr
 
 CAPSULE_RADIUS_MM = 0.4
@@ -187,6 +186,8 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
     ``background``: the level (HU) under the seeds, one value or one per voxel; ``weights``: per-voxel
     weights (0 leaves a voxel out). The model is clipped at ``model.clip_hu``.
     """
+    from scipy.optimize import least_squares  # here: scipy.optimize would load with the settings
+
     k = len(starts)
     x0 = []
     # positions are fitted as offsets from the starts (mm), so that the tolerance on the step is absolute
