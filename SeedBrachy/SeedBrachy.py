@@ -57,7 +57,6 @@ from SeedBrachyLib.mrml import (  # noqa: E402
     postimplant,
     segmentations,
 )
-from SeedBrachyLib.planning import printed_template  # noqa: E402
 from SeedBrachyLib.progress import DialogProgress  # noqa: E402
 
 #
@@ -76,15 +75,11 @@ class SeedBrachy(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["SeedBrachy developers (SeedBrachy project)"]
         self.parent.helpText = _("""
-Permanent interstitial I-125 seed brachytherapy (CT-guided seed implantation) of lymph-node
-metastases and other soft-tissue tumours: seeds and needles as markups, dose with the AAPM TG-43U1
-formalism (2D line source; 1D point source as an option; permanent implant: initial dose rate x
-mean life), DVH metrics (D90, D100, V100, V150, V200; organ-at-risk D2cc) and the published D90
-thresholds, read on the GTV: post-implant D90 &gt; 102.7 Gy for lymph-node metastases (Huang et al.,
-J Cancer 2026); D90 &gt;= 110 Gy for in-field cervical nodal recurrence of esophageal squamous cell
-carcinoma (Zhang et al., J Contemp Brachytherapy 2020); the planning aim (D90 &gt;= Rx, V100 &gt;= 90 %)
-on the CTV.
-The dose volume is marked as a SlicerRT dose volume, so SlicerRT's Isodose and DVH modules accept it.
+Permanent interstitial I-125 seed brachytherapy (CT-guided seed implantation) of lymph-node metastases and other
+soft-tissue tumours: seeds and needles as markups, dose with the AAPM TG-43U1 formalism (2D line source, 1D point
+source as an option), DVH metrics and the published goals, each read on the structure its source names:
+""") + summaries.goals_help() + _("""
+The dose volume is marked as a SlicerRT dose volume (SlicerRT's Isodose and DVH modules accept it).
 <b>Research use only: not for clinical decisions.</b>
 """)
         self.parent.acknowledgementText = _("""
@@ -110,14 +105,12 @@ SeedBrachyParameterNode = parameters.wrapper_class(parameterNodeWrapper, Choice,
 #: Live dose: the update runs this long (ms) after the last seed change (drag events come in bursts).
 LIVE_DOSE_DELAY_MS = 150
 
-
 class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: the .ui bound to the parameter node; buttons call the Logic's parameter-node entries."""
 
     #: Segment selectors (not parameter-node widgets): selector -> parameter holding its segment ID(s).
     SEGMENT_SELECTORS = {"gtvSegmentSelector": "gtvSegmentID", "ctvSegmentSelector": "ctvSegmentID",
                          "oarSegmentSelector": "oarSegmentID", "nogoSegmentSelector": "nogoSegmentIDs"}
-
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -147,8 +140,8 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for selector in ("gtvSegmentSelector", "ctvSegmentSelector", "oarSegmentSelector"):
             getattr(self.ui, selector).connect("currentSegmentChanged(QString)", self.onSegmentsChanged)
         self.ui.nogoSegmentSelector.connect("segmentSelectionChanged(QStringList)", self.onSegmentsChanged)
-        for button in parameters.ACTION_INPUTS | {"importDicomButton": None}:  # button "xyzButton" -> onXyzButton
-            getattr(self.ui, button).connect("clicked(bool)", getattr(self, "on" + button[0].upper() + button[1:]))
+        for button in actions.PANEL_ACTIONS:  # each button runs its action (SeedBrachyLib.mrml.actions)
+            getattr(self.ui, button).connect("clicked(bool)", lambda checked, button=button: self.onAction(button))
         self.ui.liveDoseCheckBox.connect("toggled(bool)", self.onLiveDoseToggled)
         import qt  # the widget only: the Logic and the self-test run without Qt
 
@@ -169,10 +162,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         """Called each time the user opens a different module: stop updating the GUI."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
@@ -225,73 +215,81 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentationChanged(self, *args) -> None:
         """A new segmentation: segment IDs of the old one no longer apply."""
-        if self._parameterNode is None:
-            return
-        with slicer.util.NodeModify(self._parameterNode):
-            self._parameterNode.segmentation = self.ui.gtvSegmentSelector.currentNode()
-            for name in ("gtvSegmentID", "ctvSegmentID", "oarSegmentID"):
-                setattr(self._parameterNode, name, "")
-            self._parameterNode.nogoSegmentIDs = []
+        if self._parameterNode is not None:
+            self.logic.assign(self._parameterNode, segmentation=self.ui.gtvSegmentSelector.currentNode(),
+                              gtvSegmentID="", ctvSegmentID="", oarSegmentID="", nogoSegmentIDs=[])
 
     def onSegmentsChanged(self, *args) -> None:
         """Segment IDs chosen in the selectors into the parameter node, as one change."""
-        if self._parameterNode is None:
-            return
-        with slicer.util.NodeModify(self._parameterNode):
-            for selector, name in self.SEGMENT_SELECTORS.items():
-                widget = getattr(self.ui, selector)
-                setattr(self._parameterNode, name, list(widget.selectedSegmentIDs()) if name == "nogoSegmentIDs"
-                        else widget.currentSegmentID() or "")
+        if self._parameterNode is not None:
+            self.logic.assign(self._parameterNode, **{
+                name: list(getattr(self.ui, selector).selectedSegmentIDs()) if name == "nogoSegmentIDs"
+                else getattr(self.ui, selector).currentSegmentID() or ""
+                for selector, name in self.SEGMENT_SELECTORS.items()})
 
-    def _run(self, label, errorText, entry, resultsLabel=None, text=None, **kwargs):
-        """``entry(parameterNode, progress=..., **kwargs)`` under a progress dialog (Cancel stops it) and an
-        error display; ``text(result)`` is shown in ``resultsLabel``. Returns the result (None: failed or
-        cancelled; a cancel is logged, not shown as an error)."""
-        dialog = slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"), labelText=label,
-                                                  maximum=100)
-        progress = DialogProgress(dialog, slicer.app.processEvents)
+    def _ask(self, button, action):
+        """What the user chooses before ``action`` (SeedBrachyLib.mrml.actions.ASKS), as the entry's keywords;
+        None: cancelled."""
+        import qt  # here, not at the top: the headless tests (slicer-core) have no Qt
+
+        if action.ask == "replace":
+            answers = [self.logic.guardOutput(self._parameterNode, button, slicer.util.confirmYesNoDisplay)]
+        elif action.ask == "folder":
+            answers = [qt.QFileDialog.getExistingDirectory(self.parent, action.caption),
+                       self.ui.implantDateLineEdit.text]
+        elif action.ask == "file":  # the save dialog asks before replacing a file
+            answers = [qt.QFileDialog.getSaveFileName(self.parent, action.caption, "SeedBrachyTemplate.stl",
+                                                      "STL (*.stl)"), True]
+        else:
+            answers = []
+        return None if answers and answers[0] == "" else dict(zip(actions.ASKS[action.ask], answers))
+
+    def onAction(self, button) -> None:
+        """Run ``button``'s action (SeedBrachyLib.mrml.actions.PANEL_ACTIONS): what the user chooses first, then
+        the Logic's entry; its result's text in the panel and its outputs in the views."""
+        action = actions.PANEL_ACTIONS[button]
+        if button == "computeDoseButton":
+            self.logic.ensureDoseEngine(self.resourcePath("requirements.txt"))
+        keywords = self._ask(button, action)
+        result = None if keywords is None else self._run(action.label, action.error,
+                                                         getattr(self.logic, action.entry), **keywords)
+        if result is not None:
+            if action.results_label:
+                getattr(self.ui, action.results_label).text = action.text(result, self._parameterNode)
+            self._show(action.shown)
+
+    def _run(self, label, errorText, entry, **kwargs):
+        """``entry(parameterNode, **kwargs)`` (with ``progress=`` a dialog's when ``label``) and an error display.
+        Returns the result (None: failed or cancelled; a cancel is logged, not shown as an error)."""
+        dialog = label and slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"),
+                                                            labelText=label, maximum=100)
+        if dialog:
+            kwargs["progress"] = DialogProgress(dialog, slicer.app.processEvents)
         try:
             with slicer.util.tryWithErrorDisplay(errorText, waitCursor=True):
                 try:
-                    result = entry(self._parameterNode, progress=progress, **kwargs)
+                    return entry(self._parameterNode, **kwargs)
                 except Cancelled:  # caught inside: tryWithErrorDisplay would show it as an error
                     logging.info("SeedBrachy: %s cancelled by the user", label)
-                    return None
-                if resultsLabel is not None:
-                    resultsLabel.text = text(result)
-                return result
+            return None
         finally:
-            dialog.close()
+            if dialog:
+                dialog.close()
 
-    def onMakeCtvButton(self) -> None:
-        """Make the CTV segment (GTV + margin) once and choose it as the CTV."""
-        with slicer.util.tryWithErrorDisplay(_("Making the CTV failed."), waitCursor=True):
-            self.logic.makeCtvUsingParameterNode(self._parameterNode)
-
-    def onPlanSeedsButton(self) -> None:
-        """Plan needles and seeds; seeds edited by hand are replaced only if the user agrees."""
-        p = self._parameterNode
-        overwrite = False
-        if self.logic.seedsEditedByHand(p.seeds):
-            overwrite = slicer.util.confirmYesNoDisplay(
-                _("'{name}' holds seeds edited by hand (or not made by the planner). Replace them?\n"
-                  "No: write the new plan into a new point list.").format(name=p.seeds.GetName()))
-            if not overwrite:
-                p.seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", _("Planned seeds"))
-        self._run(_("Planning needles and seeds..."), _("Planning failed."), self.logic.planSeedsUsingParameterNode,
-                  self.ui.resultsLabel, lambda plan: "\n".join(plan.summary_lines(p.uPerMci)), overwrite=overwrite)
-
-    def _showDose(self) -> None:
-        """The dose volume over the CT in the slice views."""
-        slicer.util.setSliceViewerLayers(background=self._parameterNode.ctVolume,
-                                         foreground=self._parameterNode.doseVolume, foregroundOpacity=0.5)
-
-    def onComputeDoseButton(self) -> None:
-        """Dose of the seeds into the dose volume, shown over the CT."""
-        self.logic.ensureDoseEngine(self.resourcePath("requirements.txt"))
-        if self._run(_("Computing dose..."), _("Dose computation failed."),
-                     self.logic.computeDoseUsingParameterNode) is not None:
-            self._showDose()
+    def _show(self, names) -> None:
+        """The parameter node's outputs ``names``: a dose volume over the CT, a table in the table view, a chart."""
+        for name in names:
+            node = getattr(self._parameterNode, name)
+            if node is None:
+                continue
+            if node.IsA("vtkMRMLScalarVolumeNode"):
+                slicer.util.setSliceViewerLayers(background=self._parameterNode.ctVolume, foreground=node,
+                                                 foregroundOpacity=0.5)
+            elif node.IsA("vtkMRMLTableNode"):
+                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(node.GetID())
+                slicer.app.applicationLogic().PropagateTableSelection()
+            else:
+                slicer.modules.plots.logic().ShowChartInLayout(node)
 
     def onLiveDoseToggled(self, on) -> None:
         """Live dose on: compute once, then follow the seeds node (throttled); off: back to the buttons."""
@@ -304,7 +302,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.liveDoseCheckBox.checked = False
             return
         self.logic.liveDose.observe(self._liveTimer.start)
-        self._showDose()
+        self._show(("doseVolume",))
         self._showLiveResults()
         self.updateGUIFromParameterNode()
 
@@ -333,108 +331,6 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode is not None:
             self.updateGUIFromParameterNode()
 
-    def onEvaluateButton(self) -> None:
-        """DVH table, plot and checks; the summary in the panel."""
-        with slicer.util.tryWithErrorDisplay(_("Evaluation failed."), waitCursor=True):
-            evaluation, results = self.logic.evaluateUsingParameterNode(self._parameterNode)
-            self.ui.resultsLabel.text = summaries.evaluation_summary(evaluation, results)
-            if self._parameterNode.dvhChart:
-                slicer.modules.plots.logic().ShowChartInLayout(self._parameterNode.dvhChart)
-
-    def onDetectSeedsButton(self) -> None:
-        """Find the seeds in the post-implant CT (asks before replacing points already there)."""
-        seeds = self._parameterNode.postImplantSeeds
-        if seeds.GetNumberOfControlPoints() and not slicer.util.confirmYesNoDisplay(
-                _("'{name}' already holds {count} seeds (maybe corrected by hand). Replace them?").format(
-                    name=seeds.GetName(), count=seeds.GetNumberOfControlPoints())):
-            return
-        self._run(_("Detecting seeds..."), _("Seed detection failed."), self.logic.detectSeedsUsingParameterNode,
-                  self.ui.postImplantResultsLabel, lambda result: result.summary(), overwrite=True)
-
-    def onRegisterButton(self) -> None:
-        """Register the post-implant CT to the pre-plan CT."""
-        self._run(_("Registering..."), _("Registration failed."), self.logic.registerPostImplantUsingParameterNode,
-                  self.ui.postImplantResultsLabel, lambda result: result.describe())
-
-    def onCarryContoursButton(self) -> None:
-        """Carry the GTV and CTV onto the post-implant CT (asks before replacing segments of the same name)."""
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Carrying the contours failed."), waitCursor=True):
-            existing = self.logic.carriedSegmentsPresent(p)
-            if existing and not slicer.util.confirmYesNoDisplay(
-                    _("'{seg}' already has segments {names}. Replace them?").format(
-                        seg=p.carriedSegmentation.GetName(), names=", ".join(existing))):
-                return
-            self.logic.carryContoursUsingParameterNode(p, overwrite=bool(existing))
-
-    def onComputePostDoseButton(self) -> None:
-        """Post-plan dose of the implanted seeds on the pre-plan dose grid."""
-        self._run(_("Computing post-plan dose..."), _("Post-plan dose failed."),
-                  self.logic.computePostPlanDoseUsingParameterNode, self.ui.postImplantResultsLabel,
-                  lambda post: post.description)
-
-    def _showTable(self, table) -> None:
-        """``table`` in the layout's table view."""
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
-
-    def onCompareButton(self) -> None:
-        """Pre vs post table with the checks on the post-plan; the table is shown."""
-        with slicer.util.tryWithErrorDisplay(_("Comparison failed."), waitCursor=True):
-            comparison = self.logic.comparePlansUsingParameterNode(self._parameterNode)
-            self.ui.postImplantResultsLabel.text = summaries.comparison_summary(comparison)
-            self._showTable(self._parameterNode.comparisonTable)
-
-    def _chooseFolder(self, caption) -> str:
-        """A folder chosen by the user ("" if cancelled)."""
-        import qt  # here, not at the top: the headless tests (slicer-core) have no Qt
-
-        return qt.QFileDialog.getExistingDirectory(self.parent, caption)
-
-    def onImportDicomButton(self) -> None:
-        """Read a DICOM folder into new nodes, chosen as the module's CT, segmentation, seeds and dose."""
-        folder = self._chooseFolder(_("DICOM folder to import"))
-        if folder:
-            self._run(_("Importing DICOM..."), _("DICOM import failed."), self.logic.importDicomUsingParameterNode,
-                      self.ui.dicomResultsLabel, lambda nodes: "\n".join(nodes["case"].summary_lines()),
-                      scene=slicer.mrmlScene, folder=folder, implant_date=self.ui.implantDateLineEdit.text)
-
-    def onExportDicomButton(self) -> None:
-        """Write CT, segments, seeds and dose as DICOM RT into a new (or empty) folder."""
-        folder = self._chooseFolder(_("New or empty folder for the DICOM RT files"))
-        if folder:
-            self._run(_("Exporting DICOM RT..."), _("DICOM export failed."), self.logic.exportDicomUsingParameterNode,
-                      self.ui.dicomResultsLabel,
-                      lambda paths: _("Written: {files}").format(files=", ".join(map(str, paths.values()))),
-                      folder=folder, implant_date=self.ui.implantDateLineEdit.text)
-
-
-    def onRobustnessButton(self) -> None:
-        """Placement robustness of the plan: goal probabilities in the table, the GTV D90 histogram in the chart."""
-        p = self._parameterNode
-        if self._run(_("Simulating implants..."), _("Robustness failed."), self.logic.robustnessUsingParameterNode,
-                     self.ui.beyondResultsLabel, lambda result: "\n".join(result.summary_lines())) is not None:
-            self._showTable(p.robustnessTable)
-            if p.robustnessChart:
-                slicer.modules.plots.logic().ShowChartInLayout(p.robustnessChart)
-
-    def onRadiobiologyButton(self) -> None:
-        """BED and EQD2 of the DVH metrics with the prior course, against the cumulative limit; the table shown."""
-        if self._run(_("Radiobiology..."), _("Radiobiology failed."), self.logic.radiobiologyUsingParameterNode,
-                     self.ui.beyondResultsLabel, lambda result: "\n".join(result.summary_lines())) is not None:
-            self._showTable(self._parameterNode.radiobiologyTable)
-
-    def onExportTemplateButton(self) -> None:
-        """The printed template as an STL file the user names (the save dialog asks before replacing a file)."""
-        import qt
-
-        path = qt.QFileDialog.getSaveFileName(self.parent, _("Printed template (STL)"), "SeedBrachyTemplate.stl",
-                                              "STL (*.stl)")
-        if path:
-            self._run(_("Building the printed template..."), _("Printed template failed."),
-                      self.logic.exportTemplateUsingParameterNode, self.ui.beyondResultsLabel,
-                      lambda template: "\n".join(printed_template.table_lines(template)), path=path, force=True)
-
 #
 # SeedBrachyLogic
 #
@@ -460,7 +356,6 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     detectSeedsUsingParameterNode = staticmethod(actions.detect_seeds)
     registerPostImplant = staticmethod(postimplant.register)
     registerPostImplantUsingParameterNode = staticmethod(actions.register)
-    carriedSegmentsPresent = staticmethod(actions.carried_segments_present)
     carryContours = staticmethod(postimplant.carry_contours)
     carryContoursUsingParameterNode = staticmethod(actions.carry_contours)
     computePostPlanDose = staticmethod(postimplant.compute_post_plan_dose)
@@ -478,6 +373,8 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     exportTemplateUsingParameterNode = staticmethod(actions.export_template)
     settingsOf = staticmethod(actions.settings_of)
     missingInputs = staticmethod(actions.missing_inputs)
+    guardOutput = staticmethod(actions.guard_output)
+    assign = staticmethod(actions.assign)
 
     def __init__(self) -> None:
         """Called when the logic class is instantiated."""

@@ -5,8 +5,10 @@ Every number carries its unit and how it was computed; every summary ends with t
 
 from __future__ import annotations
 
+import html
+
 from . import RESEARCH_NOTICE
-from .checks import format_checks
+from .checks import INDICATIONS, format_checks
 
 
 def describe_dose(model, n_seeds, grid, formalism="line", what="permanent implant", axes="", engine=""):
@@ -40,3 +42,11 @@ def comparison_summary(comparison):
     lines += [check.describe() for check in comparison.checks]
     lines.append(RESEARCH_NOTICE)
     return "\n".join(lines)
+
+
+def goals_help():
+    """The goals of each indication as an HTML list (the module's help): the goal, the structure it is read on
+    (as its source defines it) and the source."""
+    items = "".join(f"<li>{html.escape(indication)}: {html.escape(goal.name)}, read on the {goal.structure} "
+                    f"({html.escape(goal.source)})</li>" for indication, goals in INDICATIONS.items() for goal in goals)
+    return f"<ul>{items}</ul>"

@@ -216,30 +216,21 @@ SELFTEST = ROOT / "SeedBrachyLib" / "demo" / "selftest.py"
 
 def test_widget_and_self_test_calls_to_the_logic_match_its_methods(tree, seedbrachy_module):
     """Every ``self.logic.X(...)`` of the Widget and ``logic.X(...)`` of the self-test steps binds to the Logic's
-    real signature (aliases of library functions included); every entry the Widget hands to ``_run`` exists and
-    accepts (parameter node, progress=..., the keywords given)."""
+    real signature (aliases of library functions included)."""
     import inspect
 
     logic = seedbrachy_module.SeedBrachyLogic
     calls = [(n, "SeedBrachy.py") for n in ast.walk(tree)]
     calls += [(n, "selftest.py") for n in ast.walk(ast.parse(SELFTEST.read_text()))]
-    checked = entries = 0
+    checked = 0
     for call, where in calls:
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
-            continue
-        if ast.unparse(call.func.value) in ("self.logic", "logic"):
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                and ast.unparse(call.func.value) in ("self.logic", "logic"):
             name = call.func.attr
             assert hasattr(logic, name), f"{where} line {call.lineno}: SeedBrachyLogic has no method {name}"
             _bind(inspect.signature(getattr(logic(), name)), call, f"{where}: SeedBrachyLogic.{name}")
             checked += 1
-        elif ast.unparse(call.func) == "self._run":
-            entry = call.args[2]
-            assert ast.unparse(entry.value) == "self.logic", ast.unparse(call)[:80]
-            signature = inspect.signature(getattr(logic(), entry.attr))
-            keywords = {k.arg for k in call.keywords}
-            signature.bind(None, progress=None, **dict.fromkeys(keywords))
-            entries += 1
-    assert checked >= 12 and entries >= 8, (checked, entries)
+    assert checked >= 12, checked
 
 
 def test_calls_into_seedbrachylib_match_the_library(tree):
@@ -347,15 +338,28 @@ def test_module_self_test_runs_headless(seedbrachy_module, monkeypatch):
                    ("post_implant", "SeedBrachyLogic")]
 
 
-def test_every_action_button_has_its_slot_and_its_widget(seedbrachy_module, ui_widgets):
-    """setup() connects each button of parameters.ACTION_INPUTS (and Import DICOM) to on<Button>: all exist."""
-    from SeedBrachyLib.mrml.parameters import ACTION_INPUTS
+def test_every_button_runs_a_logic_entry_that_accepts_what_the_panel_gives_it(seedbrachy_module, ui_widgets):
+    """Each button of parameters.ACTION_INPUTS (and Import DICOM) has its PanelAction (the Widget connects them
+    all): the button and its results label exist in the .ui, the Logic's entry accepts (parameter node,
+    progress= when a progress text is given, the keywords of what the user chooses first), the outputs shown are
+    node parameters."""
+    import inspect
 
-    buttons = [*ACTION_INPUTS, "importDicomButton"]
-    assert {"robustnessButton", "radiobiologyButton", "exportTemplateButton"} <= set(buttons)
-    for button in buttons:
+    from SeedBrachyLib.mrml.actions import ASKS, GUARDED_OUTPUTS, PANEL_ACTIONS
+    from SeedBrachyLib.mrml.parameters import ACTION_INPUTS, NODE_PARAMETERS
+
+    assert set(PANEL_ACTIONS) == set(ACTION_INPUTS) | {"importDicomButton"}
+    assert {"robustnessButton", "radiobiologyButton", "exportTemplateButton"} <= set(PANEL_ACTIONS)
+    logic = seedbrachy_module.SeedBrachyLogic()
+    for button, action in PANEL_ACTIONS.items():
         assert ui_widgets[button][0] == "QPushButton", button
-        assert callable(getattr(seedbrachy_module.SeedBrachyWidget, "on" + button[0].upper() + button[1:])), button
+        assert action.results_label is None or ui_widgets[action.results_label][0] == "QLabel", button
+        assert (action.text is None) == (action.results_label is None), button
+        keywords = dict.fromkeys(ASKS[action.ask], None) | ({"progress": None} if action.label else {})
+        inspect.signature(getattr(logic, action.entry)).bind(None, **keywords)
+        assert (action.ask == "replace") == (button in GUARDED_OUTPUTS), button
+        assert action.ask not in ("folder", "file") or action.caption, button
+        assert all(name in NODE_PARAMETERS for name in action.shown), button
 
 
 def test_every_widget_and_logic_method_has_a_docstring(seedbrachy_module):

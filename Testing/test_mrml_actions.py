@@ -198,3 +198,26 @@ def test_detection_from_the_raw_parameter_node_lists_seeds_under_its_review_thre
     assert result.review.any()  # no seed is that sure: some are listed to review
     labels = [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())]
     assert [label.endswith("(review)") for label in labels] == result.review.tolist()
+
+
+def test_nothing_the_user_made_is_replaced_without_asking(raw):
+    """guard_output: hand-made seeds -> the question names the node; No -> a new seeds node chosen in the
+    parameter node (the user's points kept), Yes -> overwrite; an empty output asks nothing."""
+    c, node = raw
+    assert planning.edited_by_hand(c.seeds_node)
+    asked = []
+    assert actions.guard_output(node, "planSeedsButton", lambda question: asked.append(question) or False) is False
+    assert len(asked) == 1 and f"'{c.seeds_node.GetName()}' already holds seeds edited by hand" in asked[0]
+    kept = parameters.read_settings(node)["seeds"]
+    assert kept is not c.seeds_node and kept.GetName() == "Planned seeds" and kept.GetNumberOfControlPoints() == 0
+    assert c.seeds_node.GetNumberOfControlPoints() == len(c.seeds)
+    assert actions.guard_output(node, "planSeedsButton", asked.append) is False and len(asked) == 1  # empty now
+    parameters.write_settings(node, seeds=c.seeds_node)
+    assert actions.guard_output(node, "planSeedsButton", lambda question: True) is True
+    assert parameters.read_settings(node)["seeds"] is c.seeds_node
+    detected = c.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Implanted")
+    parameters.write_settings(node, postImplantSeeds=detected)
+    assert actions.guard_output(node, "detectSeedsButton", asked.append) is False and len(asked) == 1
+    detected.AddControlPoint(0.0, 0.0, 0.0)
+    assert "1 seeds (maybe corrected by hand)" in actions.replace_question(node, "detectSeedsButton")
+    assert actions.replace_question(node, "carryContoursButton") == ""  # no carried segmentation chosen

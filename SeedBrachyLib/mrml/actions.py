@@ -11,10 +11,13 @@ Units and results: those of the bridge functions named in each docstring.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 
-from .. import settings
+from .. import settings, summaries
 from ..dicomrt.dataset import parse_datetime
+from ..planning import printed_template
 from . import beyond, dicom, dosimetry, live, parameters, planning, postimplant, segmentations
 
 
@@ -45,6 +48,50 @@ def assign(p, **values):
                 setattr(p, name, value)
     finally:
         p.EndModify(was_modifying)
+
+
+def scene_of(p):
+    """The scene that holds ``p`` (a typed wrapper, whose ``parameterNode`` is the node, or a raw parameter node)."""
+    return getattr(p, "parameterNode", p).GetScene()
+
+
+#: Actions whose output node may hold what the user made or corrected: action -> (output parameter, name of the
+#: new node made when the user keeps it).
+GUARDED_OUTPUTS = {"planSeedsButton": ("seeds", "Planned seeds"),
+                   "detectSeedsButton": ("postImplantSeeds", "Detected seeds"),
+                   "carryContoursButton": ("carriedSegmentation", "Carried contours")}
+
+
+def replace_question(p, action):
+    """The question to ask before ``action`` (of :data:`GUARDED_OUTPUTS`) replaces what is in its output node:
+    seeds edited by hand (or not made by the planner), detected seeds (maybe corrected by hand), carried
+    segments of the same names; "" when there is nothing to replace."""
+    parameter, new_name = GUARDED_OUTPUTS[action]
+    output = getattr(nodes_of(p), parameter)
+    if action == "planSeedsButton":
+        held = "seeds edited by hand (or not made by the planner)" if planning.edited_by_hand(output) else ""
+    elif action == "detectSeedsButton":
+        count = output.GetNumberOfControlPoints()
+        held = f"{count} seeds (maybe corrected by hand)" if count else ""
+    else:
+        names = carried_segments_present(p)
+        held = f"segments {', '.join(names)}" if names else ""
+    return (f"'{output.GetName()}' already holds {held}. Replace them?\nNo: the result goes into a new node "
+            f"'{new_name}'.") if held else ""
+
+
+def guard_output(p, action, confirm):
+    """Nothing the user made is replaced without asking: when ``action``'s output holds something
+    (:func:`replace_question`), ``confirm(question)`` decides: True returns True (run ``action`` with
+    ``overwrite=True``); False makes a new output node, chosen in ``p``, and returns False. Nothing to replace:
+    False."""
+    question = replace_question(p, action)
+    if question and confirm(question):
+        return True
+    if question:
+        parameter, name = GUARDED_OUTPUTS[action]
+        assign(p, **{parameter: scene_of(p).AddNewNodeByClass(parameters.NODE_PARAMETERS[parameter], name)})
+    return False
 
 
 def make_ctv(p):
@@ -140,10 +187,10 @@ def compare(p):
                                oar_segment_id=n.oarSegmentID, ct_node=n.ctVolume)
 
 
-def import_dicom(p, scene, folder, implant_date="", progress=None):
-    """:func:`.dicom.import_folder` (``implant_date``: ISO 8601 text or blank) into ``scene``; the new CT,
-    segmentation, seeds and dose become the inputs of ``p``. Returns the nodes."""
-    nodes = dicom.import_folder(scene, folder, parse_datetime(implant_date, "implant date"), progress=progress)
+def import_dicom(p, folder, implant_date="", progress=None):
+    """:func:`.dicom.import_folder` (``implant_date``: ISO 8601 text or blank) into the scene of ``p``; the new
+    CT, segmentation, seeds and dose become the inputs of ``p``. Returns the nodes."""
+    nodes = dicom.import_folder(scene_of(p), folder, parse_datetime(implant_date, "implant date"), progress=progress)
     assign(p, **{name: nodes[key] for name, key in (("ctVolume", "ct"), ("segmentation", "segmentation"),
                                                       ("seeds", "seeds"), ("doseVolume", "dose"))
                  if nodes[key] is not None})
@@ -193,3 +240,73 @@ def export_template(p, path, force=False, progress=None):
     values = settings_of(p)
     return beyond.export_template(n.seeds, n.ctVolume, path, values.template_settings, n.templateModel, force,
                                   values.bodyThresholdHu, progress)
+
+
+def _lines(result, p):
+    return "\n".join(result.summary_lines())
+
+
+@dataclass(frozen=True)
+class PanelAction:
+    """One button of the module's panel: how the module runs the action and shows its result.
+
+    Attributes:
+        entry: the module Logic's ``...UsingParameterNode`` method (called with the parameter node).
+        label: progress text (None: a quick action, run without a progress dialog, so without ``progress=``).
+        error: the text shown when the action fails.
+        results_label: the panel label that shows ``text(result, p)``.
+        shown: output parameters shown afterwards (a dose volume over the CT, a table, a chart).
+        ask: what the user chooses first: "replace" (:func:`guard_output`, keyword ``overwrite``), "folder"
+            (``folder`` and the panel's ``implant_date``) or "file" (``path``, ``force``); ``caption`` its dialog's.
+    """
+
+    entry: str
+    label: str | None
+    error: str
+    results_label: str | None = None
+    text: Callable | None = None
+    shown: tuple = ()
+    ask: str | None = None
+    caption: str = ""
+
+
+#: Every button of the panel but the live-dose toggle: button -> :class:`PanelAction`.
+PANEL_ACTIONS = {
+    "makeCtvButton": PanelAction("makeCtvUsingParameterNode", None, "Making the CTV failed."),
+    "planSeedsButton": PanelAction(
+        "planSeedsUsingParameterNode", "Planning needles and seeds...", "Planning failed.", "resultsLabel",
+        lambda plan, p: "\n".join(plan.summary_lines(settings_of(p).uPerMci)), ask="replace"),
+    "computeDoseButton": PanelAction("computeDoseUsingParameterNode", "Computing dose...", "Dose computation failed.",
+                                     shown=("doseVolume",)),
+    "evaluateButton": PanelAction("evaluateUsingParameterNode", None, "Evaluation failed.", "resultsLabel",
+                                  lambda result, p: summaries.evaluation_summary(*result), ("dvhChart",)),
+    "detectSeedsButton": PanelAction("detectSeedsUsingParameterNode", "Detecting seeds...", "Seed detection failed.",
+                                     "postImplantResultsLabel", lambda result, p: result.summary(), ask="replace"),
+    "registerButton": PanelAction("registerPostImplantUsingParameterNode", "Registering...", "Registration failed.",
+                                  "postImplantResultsLabel", lambda result, p: result.describe()),
+    "carryContoursButton": PanelAction("carryContoursUsingParameterNode", None, "Carrying the contours failed.",
+                                       ask="replace"),
+    "computePostDoseButton": PanelAction("computePostPlanDoseUsingParameterNode", "Computing post-plan dose...",
+                                         "Post-plan dose failed.", "postImplantResultsLabel",
+                                         lambda post, p: post.description),
+    "compareButton": PanelAction("comparePlansUsingParameterNode", None, "Comparison failed.",
+                                 "postImplantResultsLabel", lambda result, p: summaries.comparison_summary(result),
+                                 ("comparisonTable",)),
+    "importDicomButton": PanelAction("importDicomUsingParameterNode", "Importing DICOM...", "DICOM import failed.",
+                                     "dicomResultsLabel", lambda nodes, p: _lines(nodes["case"], p), ask="folder",
+                                     caption="DICOM folder to import"),
+    "exportDicomButton": PanelAction("exportDicomUsingParameterNode", "Exporting DICOM RT...", "DICOM export failed.",
+                                     "dicomResultsLabel", lambda paths, p: "Written: " + ", ".join(
+                                         map(str, paths.values())), ask="folder",
+                                     caption="New or empty folder for the DICOM RT files"),
+    "robustnessButton": PanelAction("robustnessUsingParameterNode", "Simulating implants...", "Robustness failed.",
+                                    "beyondResultsLabel", _lines, ("robustnessTable", "robustnessChart")),
+    "radiobiologyButton": PanelAction("radiobiologyUsingParameterNode", "Radiobiology...", "Radiobiology failed.",
+                                      "beyondResultsLabel", _lines, ("radiobiologyTable",)),
+    "exportTemplateButton": PanelAction("exportTemplateUsingParameterNode", "Building the printed template...",
+                                        "Printed template failed.", "beyondResultsLabel",
+                                        lambda template, p: "\n".join(printed_template.table_lines(template)),
+                                        ask="file", caption="Printed template (STL)"),
+}
+#: What the user chooses before an action (:attr:`PanelAction.ask`) -> the keywords it gives the action's entry.
+ASKS = {None: (), "replace": ("overwrite",), "folder": ("folder", "implant_date"), "file": ("path", "force")}
