@@ -1,12 +1,14 @@
 # Two commands, on a fresh machine with Python 3.11:
 #   make demo   - set up .venv, install SeedBrachyLib, run the built-in synthetic case
 #   make test   - same set-up, then the whole test suite
+#   make test-fast  - ruff and every test but the slow ones (minutes)
+#   make test-quick - ruff and the quick lane: a few fast tests of every room (about 30 s)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast test-quick bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q -m "not slow" Testing
+
+test-quick: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q -m quick Testing
 
 bench: $(STAMP)
 	for b in Testing/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

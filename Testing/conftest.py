@@ -32,10 +32,79 @@ SLOW_TESTS = (
 )
 
 
+#: The quick lane (``make test-quick``, ``pytest -m quick``, about 30 s): a few fast tests of every room, by node-id
+#: prefix, each able to fail on its room's main fault. Quick tests are never slow, whatever SLOW_TESTS says.
+QUICK_TESTS = (
+    # physics: TG-43U1 against the published tables and the oracle, both engines on an oblique grid, near the seed
+    "test_dose_tg43.py::",
+    "test_dose_grid.py::test_oblique_grid_and_rotated_seed_give_same_physical_dose",
+    "test_kernel.py::test_points_exact_on_both_engines_and_per_seed_rows_sum_to_total",
+    "test_near_seed.py::test_beside_the_seed_the_dose_is_the_tg43_formula_down_to_the_capsule",
+    "test_sources.py::",
+    # DVH, structures and checks
+    "test_dvh.py::test_d90_resolution_far_below_a_tenth_of_a_percent",
+    "test_dvh.py::test_evaluate_plan_and_table",
+    "test_structures.py::test_partial_voxel_sub_points_by_hand",
+    "test_checks.py::",
+    "test_radiobiology.py::",
+    # planning
+    "test_planning_template.py::test_template_holes_spacing_labels_and_plane",
+    "test_planning_template.py::test_obstacle_avoidance_rejects_within_margin_keeps_clear",
+    "test_planning_loading.py::test_anderson_formula",
+    "test_planning_optimize.py::test_unknown_oar_limit_is_rejected",
+    "test_incremental.py::test_sync_follows_a_seed_list_with_single_seed_edits",
+    "test_robustness.py::test_wilson_interval_matches_scipy",
+    # post-implant: detection, registration geometry, comparison
+    "test_postimplant_detection.py::test_confidence_and_review_marking",
+    "test_postimplant_detection.py::test_bad_input",
+    "test_postimplant_registration.py::test_image_round_trip_oblique_keeps_geometry_and_voxels",
+    "test_postimplant_registration.py::test_resample_follows_the_target_to_source_convention_on_oblique_grids",
+    "test_postimplant_registration.py::test_masked_ncc_by_fft_matches_a_direct_sum_at_every_shift",
+    "test_postimplant_comparison.py::test_needle_axis_comes_from_the_nearest_needle",
+    # DICOM RT, reports, cohort statistics, command line
+    "test_dicomrt.py::test_rtplan_attributes_as_the_standard_names_them",
+    "test_dicomrt.py::test_contour_filling_against_analytic_areas",
+    "test_dicomrt.py::test_rtdose_round_trip_within_stored_precision",
+    "test_report.py::test_existing_report_is_refused_before_any_computation",
+    "test_report.py::test_needle_angles",
+    "test_cohort_descriptive.py::",
+    "test_cli.py::test_version",
+    "test_cli.py::test_demo_out_naming_a_file_fails_at_once",
+    # settings, MRML bridge, the module's static checks, house rules, packaging
+    "test_settings.py::",
+    "test_progress.py::",
+    "test_mrml_volumes.py::",
+    "test_mrml_markups.py::",
+    "test_module_ui.py::test_every_widget_the_module_uses_exists_with_the_expected_class",
+    "test_module_ui.py::test_every_setting_has_its_widget_with_the_settings_range_and_choices",
+    "test_module_ui.py::test_every_button_runs_a_logic_entry_that_accepts_what_the_panel_gives_it",
+    "test_module_ui.py::test_every_widget_and_logic_method_has_a_docstring",
+    "test_module_ui.py::test_every_mrml_widget_gets_the_scene_from_the_top_level_widget",
+    "test_import_rules.py::test_rule_checker_sees_a_violation",
+    "test_cmake_lists.py::",
+    "test_quick_lane.py::",
+)
+
+
+def _quick_only(config):
+    return config.getoption("markexpr", "") == "quick"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """``-m quick`` collects only the files of :data:`QUICK_TESTS` (importing every test module costs more than
+    the quick lane itself)."""
+    if _quick_only(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return not any(prefix.startswith(collection_path.name + "::") for prefix in QUICK_TESTS)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark the tests of :data:`SLOW_TESTS` as slow."""
+    """Mark the tests of :data:`QUICK_TESTS` quick and those of :data:`SLOW_TESTS` (but not quick) slow."""
     for item in items:
-        if item.nodeid.split("/")[-1].startswith(SLOW_TESTS):
+        nodeid = item.nodeid.split("/")[-1]
+        if nodeid.startswith(QUICK_TESTS):
+            item.add_marker(pytest.mark.quick)
+        elif nodeid.startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
 
 

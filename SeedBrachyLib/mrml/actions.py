@@ -7,6 +7,10 @@ a scene saved from Slicer and loaded headless). Its nodes and settings are read 
 bridge function is called with them: the one place where the panel's choices become arguments, so the
 module's ``...UsingParameterNode`` entries and a headless script on the same scene do the same thing.
 Units and results: those of the bridge functions named in each docstring.
+
+:data:`PANEL_ACTIONS` says how the panel runs each button (progress and error texts, the result's text, the
+outputs shown, what the user chooses first); :func:`guard_output` asks before an action replaces what the user
+made (no: a new output node).
 """
 
 from __future__ import annotations
