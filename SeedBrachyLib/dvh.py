@@ -169,7 +169,7 @@ class DVH:
     @property
     def dmean(self):
         """Volume-weighted mean dose (Gy)."""
-        return float(np.dot(self.doses, self.volumes) / self.volume_cc)
+        return float(np.sum(self.doses * self.volumes) / self.volume_cc)  # not BLAS (its threads stall under load)
 
     # ------------------------------------------------------------ read-offs
     def dose_at_volume_cc(self, volume_cc):

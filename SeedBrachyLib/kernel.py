@@ -100,13 +100,11 @@ def describe(engine="auto"):
 #: Below this many (point, seed) pairs the compiled kernels run on the calling thread: waking worker
 #: threads costs more than the work (tens of ms on a loaded machine).
 PARALLEL_MIN_PAIRS = 1 << 20
-#: An exact (point, seed) pair costs about as much as this many table lookups (two arctangents and an exponential).
-EXACT_PAIR_COST = 16
 
 
 def set_threads(workers, pairs=None):
     """Use ``workers`` threads (at most the machine's; 1 for fewer than PARALLEL_MIN_PAIRS ``pairs``, counted in
-    table lookups) in the compiled kernels; returns the count used."""
+    table lookups or exact pairs, which cost about the same) in the compiled kernels; returns the count used."""
     import numba
 
     n = max(1, min(int(workers or os.cpu_count() or 1), numba.config.NUMBA_NUM_THREADS))
@@ -230,14 +228,14 @@ def points_rate(engine, points, positions, frames, strengths, model, formalism, 
     points = np.ascontiguousarray(points, dtype=float)
     strengths = np.asarray(strengths, dtype=float)
     if engine == "compiled":
-        set_threads(workers, EXACT_PAIR_COST * len(points) * len(strengths))
+        set_threads(workers, len(points) * len(strengths))  # an exact pair costs about one lookup
         radius, half = _capsule(model)
         params = _exact_params(model, formalism)
         kernels = numba_kernels()
-        out = np.empty((len(strengths), len(points)) if each else len(points))
-        run = kernels.points_exact_each if each else kernels.points_exact
-        run(points, np.ascontiguousarray(positions, float), frames, strengths, radius, half, *params, out)
-        return out
+        out = np.empty((len(strengths) if each else 1, len(points)))
+        kernels.points_exact(points, np.ascontiguousarray(positions, float), np.ascontiguousarray(frames, float),
+                             strengths, radius, half, *params, out, bool(each))
+        return out if each else out[0]
     out = np.zeros((len(strengths), len(points)) if each else len(points))
     for s in range(len(strengths)):
         local = (points - positions[s]) @ frames[s].T

@@ -157,10 +157,8 @@ class Structure:
 
     def split_points(self, voxels, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM):
         """(points mm RAS, volumes cc) of interior ``voxels`` (flat indices) split as in :meth:`sample_points`."""
-        offsets, share = _split_offsets(self.grid.spacing, interior_spacing_mm)
-        centres = np.stack(np.unravel_index(np.asarray(voxels), self.grid.shape)[::-1], axis=1).astype(float)
-        points = self.grid.to_ras((centres[:, None, :] + offsets[None]).reshape(-1, 3))
-        return points, np.tile(self.grid.voxel_volume_cc * share, len(centres))
+        ijk, volumes = _split_ijk(self.grid, voxels, interior_spacing_mm)
+        return self.grid.to_ras(ijk), volumes
 
     def on_grid(self, grid, supersampling=None, progress=None):
         """This structure on ``grid`` (e.g. a dose grid) with partial-volume weights.
@@ -229,6 +227,13 @@ def _split_offsets(spacing, interior_spacing_mm):
     return np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1), (wk * wj * wi).ravel()
 
 
+def _split_ijk(grid, voxels, interior_spacing_mm):
+    """(continuous voxel indices (N, 3), volumes cc) of ``voxels`` (flat indices) split at Gauss-Legendre nodes."""
+    offsets, share = _split_offsets(grid.spacing, interior_spacing_mm)
+    centres = np.stack(np.unravel_index(np.asarray(voxels), grid.shape)[::-1], axis=1).astype(float)
+    return (centres[:, None, :] + offsets[None]).reshape(-1, 3), np.tile(grid.voxel_volume_cc * share, len(centres))
+
+
 def _sample_points(structure, interior_spacing_mm):
     """Sample points and volumes of a structure (see the module notes): interior voxels first."""
     weights = structure.weights
@@ -236,10 +241,10 @@ def _sample_points(structure, interior_spacing_mm):
     grid = structure.grid
     vv = grid.voxel_volume_cc
     interior = structure.interior_voxels()
-    points, volumes = structure.split_points(interior, interior_spacing_mm)
+    split, volumes = _split_ijk(grid, interior, interior_spacing_mm)
     # a full voxel next to an empty one is the edge of a voxel-resolution mask: its centre stands for it
     edge = np.setdiff1d(np.flatnonzero(w >= 1.0), interior, assume_unique=True)
-    ijk = [grid.to_ijk(points), np.stack(np.unravel_index(edge, grid.shape)[::-1], axis=1).astype(float)]
+    ijk = [split, np.stack(np.unravel_index(edge, grid.shape)[::-1], axis=1).astype(float)]
     vol = [volumes, np.full(edge.size, vv)]
     partial = np.flatnonzero((w > 0) & (w < 1))
     if structure.subvoxels is not None and partial.size:
