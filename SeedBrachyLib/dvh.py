@@ -79,6 +79,7 @@ import numpy as np
 
 from .dose import dose_at_points
 from .errors import InputError
+from .structures import DEFAULT_INTERIOR_SPACING_MM
 
 TARGET_METRICS = ("Volume", "D90", "D98", "D100", "Dmax", "Dmean", "V90", "V100", "V150", "V200", "V100_cc",
                   "CI", "EI", "HI")
@@ -266,26 +267,35 @@ class PointDose:
     def _dose(self, points):
         return np.asarray(self.at(points), dtype=np.float64)
 
+    def samples_dose(self, structure, interior_spacing_mm):
+        """(dose Gy, volumes cc) at ``structure.sample_points(interior_spacing_mm)``: the points the rule reads (a
+        dose source that keeps doses between calls, :class:`SeedBrachyLib.incremental.LiveDose`, overrides it)."""
+        points, volumes = structure.sample_points(interior_spacing_mm)
+        return self._dose(points), volumes
+
+    def split_dose(self, structure, voxels):
+        """(dose Gy, volumes cc) at the points of interior ``voxels`` (flat indices) split by
+        ``structure.split_points``: an organ at risk's hottest voxels."""
+        points, volumes = structure.split_points(voxels)
+        return self._dose(points), volumes
+
     def dvh(self, structure):
         """:class:`DVH` of ``structure`` from the dose at its sample points (its own grid)."""
         if structure.voxel_centres_only:  # a binary mask at its own resolution: voxel-centre counting
-            points, volumes = structure.sample_points(math.inf)
-            return DVH.from_samples(self._dose(points), volumes, structure.name)
+            return DVH.from_samples(*self.samples_dose(structure, math.inf), structure.name)
         if structure.role == "target":
-            points, volumes = structure.sample_points()
-            return DVH.from_samples(self._dose(points), volumes, structure.name)
-        points, volumes = structure.sample_points(math.inf)
-        dose = self._dose(points)
+            return DVH.from_samples(*self.samples_dose(structure, DEFAULT_INTERIOR_SPACING_MM), structure.name)
+        dose, volumes = self.samples_dose(structure, math.inf)
         interior = structure.interior_voxels()  # their centres are the first points
         coarse = DVH.from_samples(dose, volumes, structure.name)
         level = coarse.dose_at_volume_cc(min(coarse.volume_cc, max(OAR_HOT_CC, OAR_HOT_FRACTION * coarse.volume_cc)))
         hot = np.flatnonzero(dose[:interior.size] >= level)
         if hot.size == 0:
             return coarse
-        split, split_volumes = structure.split_points(interior[hot])
+        split, split_volumes = self.split_dose(structure, interior[hot])
         keep = np.ones(dose.size, bool)
         keep[hot] = False
-        return DVH.from_samples(np.concatenate([dose[keep], self._dose(split)]),
+        return DVH.from_samples(np.concatenate([dose[keep], split]),
                                 np.concatenate([volumes[keep], split_volumes]), structure.name)
 
 
