@@ -84,7 +84,7 @@ def test_dvhs_and_dose_follow_any_sequence_of_edits_exactly(engine):
     assert got.dose_description == want.dose_description
     for s in structures:
         for metric, value in want[s.name].values.items():
-            assert got[s.name].values[metric] == pytest.approx(value, rel=4 * F32, abs=1e-9, nan_ok=True), (s.name, metric)
+            assert got[s.name].values[metric] == pytest.approx(value, rel=4 * F32, abs=1e-9, nan_ok=True), metric
 
 
 def test_the_comparison_fails_on_other_sample_points():

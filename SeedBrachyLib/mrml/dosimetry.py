@@ -3,7 +3,8 @@
 The one code path behind the Slicer module's Logic and headless scripts:
 
 * :func:`compute_dose` -- seeds node + CT + target segments -> dose volume node (Gy, SlicerRT-marked).
-* :func:`evaluate` -- dose node + segmentation (GTV, CTV, organs at risk) -> DVH metrics table, curves, chart.
+* :func:`evaluate` -- dose node + segmentation (GTV, CTV, organs at risk) -> DVH metrics table, curves, chart
+  (the structures it reads: :func:`evaluation_inputs`).
   A dose node written here carries its seeds (:func:`mark_dose_seeds`): its DVH is TG-43 evaluated exactly at
   each structure's own sample points (:class:`SeedBrachyLib.dvh.SeedDose`), every structure whole; any other
   dose volume (e.g. an imported RT Dose) is read as a grid (:class:`SeedBrachyLib.dvh.GridDose`).
@@ -145,42 +146,62 @@ def write_dose(dose_node, dose_gy, grid, seeds, model, values, seeds_node=None):
     mark_dose_seeds(dose_node, seeds, model.key, values.formalism)
 
 
-def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, metrics_table=None,
-             chart=None, oar_segment_ids=None, ct_node=None, progress=None):
-    """DVH metrics of the targets (GTV and CTV) and organs at risk for the dose in ``dose_node``.
+def evaluation_inputs(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, oar_segment_ids=None,
+                      ct_node=None, progress=None):
+    """What :func:`evaluate` reads besides the dose: (structures, notes on segments left out, body or None).
 
-    Structures keep their own geometry (:func:`.segmentations.structures_from_segments`). A dose computed from
-    seeds (:func:`mark_dose_seeds`) is evaluated with TG-43 exactly at their sample points, each structure whole;
-    another dose volume is read as a grid (structures mapped onto it with partial volumes; one only partly inside
-    is evaluated on that part and says so, and checks on it are NOT EVALUATED unless the policy's dose bound makes
-    a hot-spot metric exact). Metrics come from :func:`SeedBrachyLib.dvh.evaluate_plan`. Given output nodes are
-    filled: ``metrics_table`` (row per structure) and ``chart`` (cumulative DVH, one series per structure; its
-    curve table is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`, created if missing).
-    With ``ct_node`` (CT in HU) the body and its skin rind (settings bodyThresholdHu, skinThicknessMm)
-    are found from the CT: the skin is evaluated as an organ at risk (unless a structure is already named
-    "Skin") and the body limits the reference isodose volume of CI/EI.
-
-    Returns:
-        :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
+    Structures keep their own geometry (:func:`.segmentations.structures_from_segments`); for a dose volume not
+    computed from seeds, organs at risk wholly outside its grid are left out (named in the notes). With
+    ``ct_node`` (CT in HU) the body and its skin rind (settings bodyThresholdHu, skinThicknessMm) are found
+    from the CT on the dose grid: the skin is added as an organ at risk (unless a structure is already named
+    "Skin"). Kept by :class:`.live.LiveDosimetry` while seeds move (the grid and segments stay).
     """
     values = values or settings.defaults()
-    if not volumes.is_dose_volume(dose_node):
-        raise InputError(f"volume '{dose_node.GetName() if dose_node else None}' is not a dose volume: "
-                         "compute the dose first")
-    dose, grid = volumes.array_from_volume_node(dose_node)
-    from_seeds = dose_seeds(dose_node)
+    grid = volumes.grid_from_volume_node(_dose_volume(dose_node))
     structures, outside = segmentations.structures_from_segments(
-        segmentation_node, [gtv_segment_id, ctv_segment_id], None if from_seeds else grid, oar_segment_ids,
-        progress=scaled(progress, 0, 0.8))
+        segmentation_node, [gtv_segment_id, ctv_segment_id], None if dose_seeds(dose_node) else grid,
+        oar_segment_ids, progress=scaled(progress, 0, 0.8))
     body = None
     if ct_node is not None:
         body, skin = segmentations.body_and_skin(ct_node, grid, values)
         if all(s.name != skin.name for s in structures):
             structures.append(skin)
+    return structures, outside, body
+
+
+def _dose_volume(node):
+    if not volumes.is_dose_volume(node):
+        raise InputError(f"volume '{node.GetName() if node else None}' is not a dose volume: compute the dose first")
+    return node
+
+
+def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None, metrics_table=None,
+             chart=None, oar_segment_ids=None, ct_node=None, progress=None, inputs=None, dose_source=None):
+    """DVH metrics of the targets (GTV and CTV) and organs at risk for the dose in ``dose_node``.
+
+    The structures (and the skin and body from ``ct_node``) are :func:`evaluation_inputs` (or ``inputs``, kept
+    from an earlier call). A dose computed from seeds (:func:`mark_dose_seeds`) is evaluated with TG-43 exactly at
+    the structures' sample points, each structure whole (``dose_source``: the same exact DVH kept up to date, a
+    :class:`SeedBrachyLib.incremental.LiveDose` of the node's seeds); another dose volume is read as a grid
+    (structures mapped onto it with partial volumes; one only partly inside is evaluated on that part and says so,
+    and checks on it are NOT EVALUATED unless the policy's dose bound makes a hot-spot metric exact). Metrics come
+    from :func:`SeedBrachyLib.dvh.evaluate_plan`; the body, if any, limits the reference isodose volume of CI/EI.
+    Given output nodes are filled: ``metrics_table`` (row per structure) and ``chart`` (cumulative DVH, one series
+    per structure; its curve table is the node the chart references as :data:`CURVES_TABLE_REFERENCE_ROLE`,
+    created if missing).
+
+    Returns:
+        :class:`~SeedBrachyLib.dvh.PlanEvaluation`.
+    """
+    values = values or settings.defaults()
+    structures, outside, body = inputs or evaluation_inputs(dose_node, segmentation_node, gtv_segment_id,
+                                                            ctv_segment_id, values, oar_segment_ids, ct_node,
+                                                            progress)
+    dose, grid = volumes.array_from_volume_node(_dose_volume(dose_node))
     floor = dose_node.GetAttribute(volumes.OUTSIDE_BELOW_ATTRIBUTE)
     volume = dvh.GridDose(dose, grid)
-    evaluation = dvh.evaluate_plan(from_seeds or volume, structures, values.prescriptionGy, body=body,
-                                   dose_description=dose_node.GetDescription() or "", dose_volume=volume,
+    evaluation = dvh.evaluate_plan(dose_source or dose_seeds(dose_node) or volume, structures, values.prescriptionGy,
+                                   body=body, dose_description=dose_node.GetDescription() or "", dose_volume=volume,
                                    outside_below_gy=float(floor) if floor else None)
     evaluation.notes.extend(outside)
     if metrics_table is not None:
@@ -217,15 +238,17 @@ def check(evaluation, values=None, checks_table=None, targets=None, oar_name="")
 
 
 def evaluate_and_check(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values=None,
-                       metrics_table=None, chart=None, checks_table=None, oar_segment_id="", ct_node=None):
-    """:func:`evaluate` (DVH metrics in Gy, cc and %; tables and chart filled if given), then :func:`check`
-    with the chosen targets and ``oar_segment_id`` as the organ at risk of the user limit.
+                       metrics_table=None, chart=None, checks_table=None, oar_segment_id="", ct_node=None,
+                       inputs=None, dose_source=None):
+    """:func:`evaluate` (DVH metrics in Gy, cc and %; tables and chart filled if given; ``inputs`` and
+    ``dose_source`` as there), then :func:`check` with the chosen targets and ``oar_segment_id`` as the organ at
+    risk of the user limit.
 
     Returns:
         (:class:`~SeedBrachyLib.dvh.PlanEvaluation`, list of :class:`~SeedBrachyLib.checks.CheckResult`).
     """
     evaluation = evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, values, metrics_table,
-                          chart, ct_node=ct_node)
+                          chart, ct_node=ct_node, inputs=inputs, dose_source=dose_source)
     oar_name = segmentations.segment_name(segmentation_node, oar_segment_id) if oar_segment_id else ""
     targets = target_names(segmentation_node, gtv_segment_id, ctv_segment_id)
     return evaluation, check(evaluation, values, checks_table, targets, oar_name)

@@ -7,8 +7,10 @@ policy's grid, the same dose volume), then keeps a :class:`SeedBrachyLib.increme
 on that grid. Each :meth:`~LiveDosimetry.update` reads the seeds back from the node (hand-placed
 points take the panel's strength and the default axis), applies the single-seed edits (moved,
 added, deleted), rewrites the dose volume and, when an evaluation is asked for, re-runs
-:func:`.dosimetry.evaluate_and_check`. The grid stays while every seed stays
-inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
+:func:`.dosimetry.evaluate_and_check` with the structures read once (:func:`.dosimetry.evaluation_inputs`) and the
+LiveDose as the dose source: the exact DVH of the button's evaluation (the same sample points and rules, to
+float32 precision), with only the changed seed evaluated at the structures' points. The grid stays while every
+seed stays inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
 starts a full computation on a new policy grid. Turning live off is :meth:`LiveDosimetry.close`.
 """
 
@@ -50,13 +52,20 @@ class LiveDosimetry:
                                               self.oar_segment_ids, progress=progress)
         seeds, self.model = dosimetry.plan_seeds_and_model(seeds_node, self.values)
         self.live = LiveDose(self.grid, seeds, self.model, formalism=self.values.formalism)
+        self.inputs = None  # the structures, read at the first evaluation on this grid
         self._evaluate()
         report(progress, 1.0, "live dose ready")
 
     def _evaluate(self):
-        if self.evaluation_options is not None:
-            self.evaluation, self.results = dosimetry.evaluate_and_check(
-                self.nodes[4], self.nodes[1], values=self.values, **self.evaluation_options)
+        if self.evaluation_options is None:
+            return
+        options = self.evaluation_options
+        if self.inputs is None:
+            self.inputs = dosimetry.evaluation_inputs(self.nodes[4], self.nodes[1], options["gtv_segment_id"],
+                                                      options["ctv_segment_id"], self.values,
+                                                      ct_node=options.get("ct_node"))
+        self.evaluation, self.results = dosimetry.evaluate_and_check(
+            self.nodes[4], self.nodes[1], values=self.values, inputs=self.inputs, dose_source=self.live, **options)
 
     def observe(self, callback):
         """Call ``callback()`` whenever a seed of the seeds node is moved, placed or deleted (the node's
