@@ -391,58 +391,102 @@ def _select(a, n, k):
     return a[k]
 
 
-@njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
-def trial_order_stats(bases, mats, add, remove, ranks, lo, hi, floors, levels, counts, out, scratch):
-    """Order statistics of trial doses without keeping them (the optimiser's trial moves).
-
-    For each structure q: new = bases[q] + mats[q][add[0]] + ... - mats[q][remove[0]] - ... (float32, in
-    that order, as numpy evaluates it); out[q] = its ranks[q]-th smallest value (0-based; 0 Gy if empty),
-    or floors[q] when at most ranks[q] values lie below floors[q] (the value is then >= floors[q], all a
-    goal-type term needs; -inf: always the value); counts[l] = number of values of structure 0 >= levels[l]
-    (float32). The selection looks only at the values within [lo[q], hi[q]] (the state's neighbourhood of
-    that rank) when the rank falls among them, else at all values: the result is the same.
-    """
-    for q in range(len(bases)):
-        base, mat = bases[q], mats[q]
-        m = base.size
-        if m == 0:
-            out[q] = 0.0
-            continue
-        new = scratch[:m]
-        buf = scratch[m:2 * m]
-        new[:] = base
-        for a in add:
-            row = mat[a]
-            for p in range(m):
-                new[p] += row[p]
-        for r in remove:
-            row = mat[r]
-            for p in range(m):
-                new[p] -= row[p]
-        if q == 0:
-            for level in range(levels.size):
-                c = 0
-                for p in range(m):
-                    c += new[p] >= levels[level]
-                counts[level] = c
-        k = ranks[q]
-        floor = floors[q]
-        if floor > -np.inf:
-            c = 0
-            for p in range(m):
-                c += new[p] < floor
-            if c <= k:
-                out[q] = floor
-                continue
-        low, high = lo[q], hi[q]
-        below = 0
-        n = 0
+@njit(inline="always")
+def _trial_values(new, base, mat, add, remove):
+    """new = base + mat[add[0]] + ... - mat[remove[0]] - ... (float32, in that order, as numpy evaluates it)."""
+    m = base.size
+    if add.size == 1 and remove.size == 1:  # a move: one pass
+        ra, rr = mat[add[0]], mat[remove[0]]
         for p in range(m):
-            v = new[p]
-            buf[n] = v
-            n += (v >= low) & (v <= high)
-            below += v < low
-        if below <= k < below + n:
-            out[q] = _select(buf, n, k - below)
-        else:
-            out[q] = _select(new, m, k)
+            new[p] = (base[p] + ra[p]) - rr[p]
+        return
+    new[:] = base
+    for a in add:
+        row = mat[a]
+        for p in range(m):
+            new[p] += row[p]
+    for r in remove:
+        row = mat[r]
+        for p in range(m):
+            new[p] -= row[p]
+
+
+@njit(inline="always")
+def _trial_value(base, mat, add, remove, p):
+    """The same sum as _trial_values at one point p."""
+    v = base[p]
+    for a in add:
+        v += mat[a][p]
+    for r in remove:
+        v -= mat[r][p]
+    return v
+
+
+@njit(inline="always")
+def _window_select(new, n_values, low, high, k, buf):
+    """The k-th smallest of the values of new[:n_values] within [low, high] (k counted among those)."""
+    n = 0
+    for p in range(n_values):
+        v = new[p]
+        buf[n] = v
+        n += (v >= low) & (v <= high)
+    return _select(buf, n, k)
+
+
+@njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
+def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, actives, pruned, floors, levels, counts, out,
+                      scratch):
+    """Order statistics of trial doses without keeping them (the optimiser's trial moves), for T trials at once.
+
+    For trial t and structure q: new = bases[q] + mats[q][adds[t, 0]] + ... - mats[q][removes[t, 0]] - ...
+    (float32, in that order, as numpy evaluates it); out[t, q] = its ranks[q]-th smallest value (0-based; 0 Gy
+    if empty), or floors[q] when at most ranks[q] values lie below floors[q] (the value is then >= floors[q], all a
+    goal-type term needs; -inf: always the value); counts[t, l] = number of values of structure 0 >= levels[l]
+    (float32, the three levels of V100, V150, V200). One pass makes the values and counts; the selection then looks
+    only at the values within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among
+    them, else at all values: the result is the same. For a structure with ``pruned[q]`` (no floor) and a trial of
+    at most one addition, only the points ``actives[q]`` are looked at: the others are below lo[q] in every such
+    trial (the caller's bound: base + the largest candidate dose there < lo[q]; removals only lower it).
+    """
+    l0, l1, l2 = levels[0], levels[1], levels[2]
+    for t in range(adds.shape[0]):
+        add, remove = adds[t], removes[t]
+        for q in range(len(bases)):
+            base, mat = bases[q], mats[q]
+            m = base.size
+            if m == 0:
+                out[t, q] = 0.0
+                continue
+            k, floor, low, high = ranks[q], floors[q], lo[q], hi[q]
+            if pruned[q] and add.size <= 1:
+                idx = actives[q]
+                na = idx.size
+                new = scratch[:na]
+                below, inside = m - na, 0
+                for i in range(na):
+                    v = _trial_value(base, mat, add, remove, idx[i])
+                    new[i] = v
+                    below += v < low
+                    inside += (v >= low) & (v <= high)
+                if below <= k < below + inside:
+                    out[t, q] = _window_select(new, na, low, high, k - below, scratch[na:2 * na])
+                    continue
+            new = scratch[:m]
+            _trial_values(new, base, mat, add, remove)
+            c0 = c1 = c2 = under = below = inside = 0
+            for p in range(m):  # counts only: vectorised
+                v = new[p]
+                c0 += v >= l0
+                c1 += v >= l1
+                c2 += v >= l2
+                under += v < floor
+                below += v < low
+                inside += (v >= low) & (v <= high)
+            if q == 0:
+                counts[t, 0], counts[t, 1], counts[t, 2] = c0, c1, c2
+            if floor > -np.inf and under <= k:
+                out[t, q] = floor
+            elif below <= k < below + inside:
+                out[t, q] = _window_select(new, m, low, high, k - below, scratch[m:2 * m])
+            else:
+                out[t, q] = _select(new, m, k)

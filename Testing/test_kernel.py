@@ -142,14 +142,14 @@ def test_compiled_greedy_scores_equal_the_numpy_sums():
 def test_compiled_trial_metrics_equal_the_numpy_metrics():
     """The optimiser's compiled trials (planning.optimize) give the numpy path's objective, V100-V200 and D2cc
     exactly, and its D90 or, when that meets the aim, the aim; whether the order statistic falls inside the
-    state's window or not (random adds and removals, 0-3 each)."""
+    state's window or not (random adds and removals, 0-3 each); a batch of trials, each its own trial."""
     from types import SimpleNamespace
 
     from SeedBrachyLib.planning.optimize import Goals, OarLimit, Weights, _Problem, _State
 
     rng = np.random.default_rng(3)
     mats = {"CTV": rng.gamma(2.0, 12.0, (30, 3000)).astype(np.float32),
-            "Skin": rng.gamma(1.0, 6.0, (30, 2000)).astype(np.float32), "Empty": np.zeros((30, 0), np.float32)}
+            "Skin": rng.gamma(1.0, 6.0, (30, 6000)).astype(np.float32), "Empty": np.zeros((30, 0), np.float32)}
     matrices = SimpleNamespace(matrices=mats, voxel_cc={"CTV": 0.001, "Skin": 0.001, "Empty": 0.001})
     candidates = type("C", (), {"needle_index": np.arange(30) // 5, "needles": [None] * 6, "__len__": lambda s: 30})()
     goals = Goals(120.0, oar_limits=(OarLimit("Skin", "D2cc", 100.0), OarLimit("Empty", "Dmax", 50.0)))
@@ -161,9 +161,9 @@ def test_compiled_trial_metrics_equal_the_numpy_metrics():
         free, chosen = np.flatnonzero(~state.x), np.flatnonzero(state.x)
         add = list(rng.choice(free, min(rng.integers(0, 4), free.size), replace=False))
         remove = list(rng.choice(chosen, min(rng.integers(0, 4), chosen.size), replace=False))
-        compiled = problem.trial_metrics(state, add, remove)
+        compiled = problem.trial_metrics(state, [add], [remove])[0]
         problem.compiled, kernels = None, problem.compiled
-        exact = problem.trial_metrics(state, add, remove)
+        exact = problem.trial_metrics(state, [add], [remove])[0]
         problem.compiled = kernels
         n = state.x.sum() + len(add) - len(remove)
         assert problem.objective_of(dict(compiled), n, 3)[0] == problem.objective_of(dict(exact), n, 3)[0]
@@ -175,6 +175,12 @@ def test_compiled_trial_metrics_equal_the_numpy_metrics():
         assert compiled == exact, (add, remove)
         if i % 5 == 0:
             state.apply(add, remove, state.trial(add, remove))
+        if i % 20 == 0:  # a batch of moves (one compiled call) gives each move's own trial
+            j, free = rng.choice(np.flatnonzero(state.x)), np.flatnonzero(~state.x)
+            batch = state.trials([[k] for k in free], [[j]] * len(free))
+            for k, result in zip(free, batch):
+                single = state.trial([k], [j])
+                assert result[0] == single[0] and np.array_equal(result[2], single[2])
     assert 0 < met < 200  # both branches seen
 
 

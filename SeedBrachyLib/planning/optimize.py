@@ -217,14 +217,22 @@ class _State:
     def trial(self, add=(), remove=()):
         """((objective value, terms), (add, remove), seeds per needle) after adding/removing candidate indices
         (state unchanged)."""
-        per = self.per_needle.copy()
-        for j in add:
-            per[self.p.needle_of[j]] += 1
-        for j in remove:
-            per[self.p.needle_of[j]] -= 1
-        n_seeds = self.x.sum() + len(add) - len(remove)
-        return self.p.objective_of(self.p.trial_metrics(self, add, remove), n_seeds, (per > 0).sum()), \
-            (add, remove), per
+        return self.trials([add], [remove])[0]
+
+    def trials(self, adds, removes):
+        """:meth:`trial` of several changes against this state (``adds[t]``, ``removes[t]``: candidate indices; the
+        same count in every ``adds[t]``, and in every ``removes[t]``), their metrics in one compiled call."""
+        metrics = self.p.trial_metrics(self, adds, removes)
+        n_chosen, results = self.x.sum(), []
+        for add, remove, terms in zip(adds, removes, metrics):
+            per = self.per_needle.copy()
+            for j in add:
+                per[self.p.needle_of[j]] += 1
+            for j in remove:
+                per[self.p.needle_of[j]] -= 1
+            n_seeds = n_chosen + len(add) - len(remove)
+            results.append((self.p.objective_of(terms, n_seeds, (per > 0).sum()), (add, remove), per))
+        return results
 
     @staticmethod
     def _shift(v, m, add, remove):
@@ -281,6 +289,9 @@ class _Problem:
         self.seg_mats = tuple(self.mats[k] for k in self.names)
         self.levels = np.array(self.LEVELS, dtype=np.float32) * np.float32(self.rx)
         self.scratch = np.empty(2 * max(sizes), dtype=np.float32)
+        # the organs at risk's largest candidate dose at each point: points that one added seed cannot lift into a
+        # state's window are left out of its trials (trial_order_stats)
+        self.caps = [self.mats[k].max(axis=0, initial=0.0) for k in self.names]
         # D90 only counts through max(0, aim - D90): a trial needs its value only below the aim
         self.floors = np.array([(goals.d90_min_pct + goals.safety_pct) / 100.0 * self.rx]
                                + [-np.inf] * len(self.k_oar))
@@ -296,28 +307,37 @@ class _Problem:
             out[lim.key] = float(np.partition(v, rank)[rank]) if len(v) else 0.0
         return out
 
-    def trial_metrics(self, state, add, remove):
-        """:meth:`metrics` of ``state`` with candidates ``add`` added and ``remove`` removed (state unchanged).
+    def trial_metrics(self, state, adds, removes):
+        """:meth:`metrics` of ``state`` with candidates ``adds[t]`` added and ``removes[t]`` removed, for each trial t
+        (state unchanged): a list of terms.
 
-        Compiled: a D90 that meets its aim (goal + safety) is given as the aim, the objective is the same
-        (:meth:`_State.apply` recomputes the exact terms of the state it keeps)."""
+        Compiled (all trials in one call): a D90 that meets its aim (goal + safety) is given as the aim, the
+        objective is the same (:meth:`_State.apply` recomputes the exact terms of the state it keeps)."""
         if self.compiled is None:
-            return self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
-        counts, out = np.empty(len(self.LEVELS), dtype=np.int64), np.empty(len(self.names))
+            return [self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
+                    for add, remove in zip(adds, removes)]
+        n = len(adds)
+        counts, out = np.empty((n, len(self.LEVELS)), dtype=np.int64), np.empty((n, len(self.names)))
         self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats,
-                                        np.asarray(add, dtype=np.int64), np.asarray(remove, dtype=np.int64),
-                                        self.ranks, *state.windows, self.floors, self.levels, counts, out,
-                                        self.scratch)
-        values, m = out.tolist(), len(state.dose["CTV"])
-        terms = dict(zip(self.level_keys, (100.0 * c / m for c in counts.tolist())))
-        terms.update(zip(self.value_keys, values))
-        return terms
+                                        np.asarray(adds, dtype=np.int64).reshape(n, -1),
+                                        np.asarray(removes, dtype=np.int64).reshape(n, -1), self.ranks,
+                                        *state.windows, self.floors, self.levels, counts, out, self.scratch)
+        m = len(state.dose["CTV"])
+        result = []
+        for c, values in zip(counts.tolist(), out.tolist()):
+            terms = dict(zip(self.level_keys, (100.0 * v / m for v in c)))
+            terms.update(zip(self.value_keys, values))
+            result.append(terms)
+        return result
 
     def windows(self, dose):
-        """For the compiled trials: per metric, the doses (float32 Gy) at WINDOW ranks either side of its rank."""
+        """For the compiled trials: per metric, the doses (float32 Gy) at WINDOW ranks either side of its rank, and
+        the points of each organ at risk whose dose one added seed can lift to that window or above (and whether
+        they stand for the organ: its metric has no floor)."""
         if self.compiled is None:
             return None
         lo, hi = np.empty(len(self.names), np.float32), np.empty(len(self.names), np.float32)
+        actives, pruned = [], np.zeros(len(self.names), bool)
         for q, (name, rank) in enumerate(zip(self.names, self.ranks)):
             d = dose[name]
             w = max(16, len(d) // self.WINDOW)
@@ -327,7 +347,9 @@ class _Problem:
                 picks = np.partition(d, [max(a, 0), min(b, len(d) - 1)])
                 lo[q] = picks[a] if a >= 0 else -np.inf
                 hi[q] = picks[b] if b < len(d) else np.inf
-        return lo, hi
+            pruned[q] = q > 0 and self.floors[q] == -np.inf
+            actives.append(np.flatnonzero(d + self.caps[q] >= lo[q]) if pruned[q] else np.empty(0, np.int64))
+        return lo, hi, tuple(actives), pruned
 
     def objective(self, dose, n_seeds, n_needles):
         return self.objective_of(self.metrics(dose), n_seeds, n_needles)
@@ -502,11 +524,9 @@ def _move_seeds(state, rng, neighbours):
     for j in rng.permutation(np.flatnonzero(state.x)):
         if not state.x[j]:
             continue
+        free = [k for k in neighbours[j] if not state.x[k]]
         best, best_result = None, None
-        for k in neighbours[j]:
-            if state.x[k]:
-                continue
-            result = state.trial(add=[k], remove=[j])
+        for k, result in zip(free, state.trials([[k] for k in free], [[j]] * len(free)) if free else ()):
             if result[0][0] < (best_result[0][0] if best_result else state.value) - 1e-9:
                 best, best_result = k, result
         if best is not None:
