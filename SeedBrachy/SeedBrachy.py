@@ -260,7 +260,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _run(self, label, errorText, entry, **kwargs):
         """``entry(parameterNode, **kwargs)`` (with ``progress=`` a dialog's when ``label``) and an error display.
-        Returns the result (None: failed or cancelled; a cancel is logged, not shown as an error)."""
+        Returns the result (None: failed, the error shown and logged, or cancelled, logged)."""
         dialog = label and slicer.util.createProgressDialog(parent=self.parent, windowTitle=_("SeedBrachy"),
                                                             labelText=label, maximum=100)
         if dialog:
@@ -271,10 +271,12 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     return entry(self._parameterNode, **kwargs)
                 except Cancelled:  # caught inside: tryWithErrorDisplay would show it as an error
                     logging.info("SeedBrachy: %s cancelled by the user", label)
-            return None
+        except Exception:  # shown by tryWithErrorDisplay, which raises it again
+            logging.exception("SeedBrachy: %s", errorText)
         finally:
             if dialog:
                 dialog.close()
+        return None
 
     def _show(self, names) -> None:
         """The parameter node's outputs ``names``: a dose volume over the CT, a table in the table view, a chart."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from SeedBrachyLib import RESEARCH_NOTICE
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "SeedBrachy" / "SeedBrachy.py"
 UI = ROOT / "SeedBrachy" / "Resources" / "UI" / "SeedBrachy.ui"
@@ -374,3 +376,108 @@ def test_every_widget_and_logic_method_has_a_docstring(seedbrachy_module):
         assert len(functions) >= 10, cls.__name__
         undocumented = [name for name, f in functions.items() if not (f.__doc__ or "").strip()]
         assert not undocumented, (cls.__name__, undocumented)
+
+
+@pytest.fixture
+def panel(seedbrachy_module, case_nodes, monkeypatch):
+    """The Widget on slicer-core, its parameter node holding the neck case: what only Slicer's application has
+    (Qt file dialogs, progress dialog, message boxes, views) is replaced by recorders."""
+    import contextlib
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    import slicer
+
+    c = case_nodes
+    seen = SimpleNamespace(errors=[], dialogs=[], layers=[], charts=[], tables=[], questions=[], file="")
+
+    @contextlib.contextmanager
+    def try_with_error_display(message=None, show=True, waitCursor=False):  # as slicer.util's: shows, raises
+        try:
+            yield
+        except Exception as error:
+            seen.errors.append(f"{message}\n\n{error}")
+            raise
+
+    class Dialog:
+        wasCanceled = False
+
+        def __init__(self, **options):
+            self.options, self.values, self.closed = options, [], False
+            seen.dialogs.append(self)
+
+        def setValue(self, value):
+            self.values.append(value)
+
+        def setLabelText(self, text):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", try_with_error_display)
+    monkeypatch.setattr(slicer.util, "createProgressDialog", lambda **options: Dialog(**options))
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **layers: seen.layers.append(layers))
+    monkeypatch.setattr(slicer.util, "confirmYesNoDisplay", lambda question: seen.questions.append(question))
+    plots = SimpleNamespace(logic=lambda: SimpleNamespace(ShowChartInLayout=seen.charts.append))
+    monkeypatch.setattr(slicer, "modules", SimpleNamespace(plots=plots), raising=False)
+    selection = SimpleNamespace(SetActiveTableID=seen.tables.append)
+    application_logic = SimpleNamespace(GetSelectionNode=lambda: selection, PropagateTableSelection=lambda: None)
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(processEvents=lambda: None,
+                                                       applicationLogic=lambda: application_logic), raising=False)
+    qt = types.ModuleType("qt")
+    qt.QFileDialog = SimpleNamespace(getSaveFileName=lambda *args: seen.file)
+    monkeypatch.setitem(sys.modules, "qt", qt)
+
+    widget = seedbrachy_module.SeedBrachyWidget()
+    widget.parent = None
+    widget.resourcePath = lambda name: str(ROOT / "SeedBrachy" / "Resources" / name)
+    widget.logic = seedbrachy_module.SeedBrachyLogic()
+    widget.ui = SimpleNamespace(**{name: SimpleNamespace(text="") for name in (
+        "resultsLabel", "postImplantResultsLabel", "dicomResultsLabel", "beyondResultsLabel")})
+    p = widget.logic.getParameterNode()
+    p.ctVolume, p.segmentation, p.seeds, p.doseVolume = c.ct, c.segmentation, c.seeds_node, c.dose
+    p.gtvSegmentID, p.ctvSegmentID = c.ids["GTV"], c.ids["CTV"]
+    p.dvhTable = c.scene.AddNewNodeByClass("vtkMRMLTableNode", "DVH")
+    p.dvhChart = c.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "DVH chart")
+    widget._parameterNode = p
+    return widget, seen, c
+
+
+@pytest.mark.slow
+def test_the_panel_runs_its_buttons_shows_results_errors_and_cancels(panel):
+    """onAction as a click runs it: Compute dose under a progress dialog (closed after), the dose shown over the
+    CT; Evaluate without one, its summary in the panel and the DVH chart shown; a failing action shows its error
+    and returns; Cancel stops quietly; a file dialog left empty runs nothing."""
+    widget, seen, c = panel
+    widget.onAction("computeDoseButton")
+    assert not seen.errors, seen.errors
+    (dialog,) = seen.dialogs
+    assert dialog.closed and dialog.options["labelText"] == "Computing dose..." and dialog.values[-1] < 100
+    assert dialog.values == sorted(dialog.values) and len(dialog.values) >= 2
+    assert seen.layers == [{"background": c.ct, "foreground": c.dose, "foregroundOpacity": 0.5}]
+    assert c.dose.GetImageData().GetPointData().GetScalars().GetRange()[1] > 0
+
+    widget.onAction("evaluateButton")
+    text = widget.ui.resultsLabel.text
+    assert not seen.errors and "GTV: D90 = " in text and text.endswith(RESEARCH_NOTICE), text
+    assert seen.charts == [widget._parameterNode.dvhChart] and len(seen.dialogs) == 1
+
+    widget.onAction("makeCtvButton")  # the case has its CTV already: refused, shown, nothing raised
+    assert len(seen.errors) == 1 and seen.errors[0].startswith("Making the CTV failed.\n\n")
+    assert "already has a segment 'CTV'" in seen.errors[0]
+
+    class Cancelling(type(seen.dialogs[0])):
+        wasCanceled = True
+
+    import slicer
+
+    slicer.util.createProgressDialog = lambda **options: Cancelling(**options)  # restored by monkeypatch
+    seen.layers.clear()
+    widget.onAction("computeDoseButton")
+    assert len(seen.errors) == 1 and not seen.layers and seen.dialogs[-1].closed
+
+    seen.file = ""  # the save dialog cancelled: no template, no dialog
+    widget.onAction("exportTemplateButton")
+    assert len(seen.dialogs) == 2 and len(seen.errors) == 1 and widget.ui.beyondResultsLabel.text == ""
