@@ -105,12 +105,14 @@ SeedBrachyParameterNode = parameters.wrapper_class(parameterNodeWrapper, Choice,
 #: Live dose: the update runs this long (ms) after the last seed change (drag events come in bursts).
 LIVE_DOSE_DELAY_MS = 150
 
+
 class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: the .ui bound to the parameter node; buttons call the Logic's parameter-node entries."""
 
     #: Segment selectors (not parameter-node widgets): selector -> parameter holding its segment ID(s).
     SEGMENT_SELECTORS = {"gtvSegmentSelector": "gtvSegmentID", "ctvSegmentSelector": "ctvSegmentID",
                          "oarSegmentSelector": "oarSegmentID", "nogoSegmentSelector": "nogoSegmentIDs"}
+
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)

@@ -162,6 +162,10 @@ def seedbrachy_module(monkeypatch, mrml_app):
         def __init__(self, parent):
             self.parent = parent
 
+    class Widget(Base):
+        def setup(self):
+            pass
+
     class Logic(Base):
         def getParameterNode(self):
             return parameters.parameter_node(slicer.mrmlScene)
@@ -203,13 +207,26 @@ def seedbrachy_module(monkeypatch, mrml_app):
             def EndModify(self, was_modifying):
                 self.parameterNode.EndModify(was_modifying)
 
+            def AddObserver(self, event, callback, priority=0.0):  # as Slicer's wrapper: the node's own
+                return self.parameterNode.AddObserver(event, callback, priority)
+
+            def RemoveObserver(self, tag):
+                self.parameterNode.RemoveObserver(tag)
+
+            def connectGui(self, gui):  # records the binding; Slicer's connectors are not in slicer-core
+                object.__setattr__(self, "connectedGui", gui)
+                return 1
+
+            def disconnectGui(self, tag):
+                object.__setattr__(self, "connectedGui", None)
+
             def __setattr__(self, name, value):
                 parameters.write_settings(self.parameterNode, **{name: value})
 
         return Wrapper
 
     module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
-    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Module, ScriptedLoadableModuleWidget=Base,
+    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Module, ScriptedLoadableModuleWidget=Widget,
            ScriptedLoadableModuleLogic=Logic, ScriptedLoadableModuleTest=Test)
     module("slicer.parameterNodeWrapper", parameterNodeWrapper=parameter_node_wrapper, Choice=Choice,
            WithinRange=WithinRange)

@@ -150,10 +150,7 @@ def test_the_typed_parameter_node_is_generated_from_the_settings(seedbrachy_modu
 
 
 def test_module_follows_the_template_and_cites_its_sources(tree):
-    source = MODULE.read_text()
-    assert "self._parameterNode.connectGui(self.ui)" in source
-    assert "from slicer.i18n import tr as _" in source
-    assert 'loadUI(self.resourcePath("UI/SeedBrachy.ui"))' in source
+    assert "from slicer.i18n import tr as _" in MODULE.read_text()  # the .ui binding: test_setup_connects_...
     classes = {n.name: [b.id for b in n.bases if isinstance(b, ast.Name)] for n in ast.walk(tree)
                if isinstance(n, ast.ClassDef)}
     assert classes["SeedBrachy"] == ["ScriptedLoadableModule"]
@@ -481,3 +478,107 @@ def test_the_panel_runs_its_buttons_shows_results_errors_and_cancels(panel):
     seen.file = ""  # the save dialog cancelled: no template, no dialog
     widget.onAction("exportTemplateButton")
     assert len(seen.dialogs) == 2 and len(seen.errors) == 1 and widget.ui.beyondResultsLabel.text == ""
+
+
+class FakeWidget:
+    """A widget of the .ui as the module uses it: connections recorded, properties from the .ui, the segment
+    selectors' node and segment IDs kept."""
+
+    def __init__(self, cls, props):
+        self.cls, self.props, self.connections = cls, props, {}
+        self.text = self.toolTip = ""
+        self.enabled, self.checked, self.blocked = True, False, False
+        self.node, self.segment, self.segments = None, "", []
+
+    def connect(self, signal, slot):
+        self.connections[signal] = slot
+
+    def property(self, name):
+        return self.props.get(name)
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+    def setCurrentNode(self, node):
+        self.node = node
+
+    def currentNode(self):
+        return self.node
+
+    def setCurrentSegmentID(self, segment_id):
+        self.segment = segment_id
+
+    def currentSegmentID(self):
+        return self.segment
+
+    def setSelectedSegmentIDs(self, segment_ids):
+        self.segments = list(segment_ids)
+
+    def selectedSegmentIDs(self):
+        return list(self.segments)
+
+    def blockSignals(self, block):
+        was, self.blocked = self.blocked, block
+        return was
+
+
+def test_setup_connects_every_button_selector_and_tooltip_and_binds_the_parameter_node(
+        seedbrachy_module, case_nodes, ui_widgets, monkeypatch):
+    """setup() on the real .ui's widgets (recorders for Qt): each button's click runs its own action, the
+    tooltips are the settings' help, the parameter node is bound (the CT chosen), the buttons say what they
+    miss; the segment selectors follow the parameter node and write back to it, a new segmentation clears them."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    import slicer
+
+    from SeedBrachyLib.mrml.actions import PANEL_ACTIONS
+    from SeedBrachyLib.settings import SETTINGS
+
+    c = case_nodes
+    widgets = {name: FakeWidget(cls, props) for name, (cls, props) in ui_widgets.items()}
+    top = next(w for w in widgets.values() if w.cls == "qMRMLWidget")
+    top.findChildren = lambda cls: list(widgets.values())
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: top if path.endswith("UI/SeedBrachy.ui") else None)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda ui: SimpleNamespace(**widgets))
+    qt = types.ModuleType("qt")
+    qt.QTimer = lambda: FakeWidget("QTimer", {})
+    monkeypatch.setitem(sys.modules, "qt", qt)
+    for timer_method in ("setSingleShot", "setInterval", "start", "stop"):
+        monkeypatch.setattr(FakeWidget, timer_method, lambda self, *args: None, raising=False)
+
+    widget = seedbrachy_module.SeedBrachyWidget()
+    widget.parent = SimpleNamespace(isEntered=True)
+    widget.layout = SimpleNamespace(addWidget=lambda w: None)
+    widget.resourcePath = lambda name: str(ROOT / "SeedBrachy" / "Resources" / name)
+    widget.setup()
+    ui, p = widget.ui, widget._parameterNode
+    assert top.scene is slicer.mrmlScene and p.connectedGui is ui and p.ctVolume is c.ct
+    assert ui.researchNoticeLabel.text == RESEARCH_NOTICE
+    tooltip = widgets[next(n for n, w in widgets.items() if w.property("SlicerParameterName") == "prescriptionGy")]
+    assert tooltip.toolTip == f"{SETTINGS['prescriptionGy'].help} (Gy)"
+    clicked = []
+    widget.onAction = clicked.append
+    for button in PANEL_ACTIONS:
+        getattr(ui, button).connections["clicked(bool)"](False)
+    assert clicked == list(PANEL_ACTIONS)  # each button its own action (no late binding of the loop variable)
+    assert not ui.planSeedsButton.enabled and "CTV segment" in ui.planSeedsButton.toolTip
+
+    p.segmentation, p.gtvSegmentID, p.nogoSegmentIDs = c.segmentation, c.ids["GTV"], [c.ids["Carotid"]]
+    p.seeds = c.seeds_node
+    widget.updateGUIFromParameterNode()
+    assert (ui.gtvSegmentSelector.node, ui.gtvSegmentSelector.segment) == (c.segmentation, c.ids["GTV"])
+    assert ui.nogoSegmentSelector.segments == [c.ids["Carotid"]] and not ui.ctvSegmentSelector.blocked
+    ui.ctvSegmentSelector.segment = c.ids["CTV"]
+    ui.ctvSegmentSelector.connections["currentSegmentChanged(QString)"](c.ids["CTV"])
+    assert p.ctvSegmentID == c.ids["CTV"] and p.gtvSegmentID == c.ids["GTV"]
+    assert ui.planSeedsButton.enabled and ui.planSeedsButton.toolTip == ""
+    other = c.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Other")
+    ui.gtvSegmentSelector.node = other
+    ui.gtvSegmentSelector.connections["currentNodeChanged(vtkMRMLNode*)"](other)
+    assert p.segmentation is other and (p.gtvSegmentID, p.ctvSegmentID, p.nogoSegmentIDs) == ("", "", [])
+    widget.exit()
+    assert p.connectedGui is None and widget._parameterNode is None
+    widget.cleanup()  # as on module unload: no observer of the scene left
+    assert not widget.Observations
