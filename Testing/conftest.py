@@ -80,6 +80,7 @@ QUICK_TESTS = (
     "test_module_ui.py::test_every_button_runs_a_logic_entry_that_accepts_what_the_panel_gives_it",
     "test_module_ui.py::test_every_widget_and_logic_method_has_a_docstring",
     "test_module_ui.py::test_every_mrml_widget_gets_the_scene_from_the_top_level_widget",
+    "test_module_ui.py::test_setup_connects_every_button_selector_and_tooltip_and_binds_the_parameter_node",
     "test_import_rules.py::test_rule_checker_sees_a_violation",
     "test_cmake_lists.py::",
     "test_quick_lane.py::",
