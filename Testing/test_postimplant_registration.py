@@ -346,6 +346,57 @@ def test_restriction_to_the_target_region_registers_within_1mm(thorax):
         target_region(np.zeros_like(node), pair.pre_grid)
 
 
+# Held-out pairs: random motions drawn here (random seeds 500+; the benchmark's tuning cases use 100-300,
+# the set-ups above are fixed), one of each situation the registration once failed in silently.
+def _held_out(situation, seed):
+    """(post_to_pre truth, make_pair options) of one situation, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    unit = rng.normal(size=3)
+    unit /= np.linalg.norm(unit)
+    if situation == "30 deg about a point 150-250 mm from the node, 0-30 mm":
+        axis = rng.normal(size=3)
+        about = phantoms.TARGET + unit * rng.uniform(150.0, 250.0)
+        return phantoms.rigid(axis / np.linalg.norm(axis) * 30.0, rng.normal(0, 15, 3), about=about), {}
+    if situation == "60 mm shift":
+        return phantoms.rigid(rng.normal(0, 4, 3), unit * 60.0), {}
+    if situation == "1 mm pre-plan vs 5 mm post-implant":
+        return phantoms.rigid(rng.normal(0, 5, 3), rng.normal(0, 12, 3)), {
+            "pre_spacing": (2.0, 2.0, 1.0), "post_spacing": (2.0, 2.0, 5.0)}
+    if situation == "80 mm head-foot (3 vertebrae)":
+        return phantoms.rigid(rng.normal(0, 3, 3), [*rng.normal(0, 8, 2), rng.choice([-1, 1]) * 80.0]), {}
+    if situation == "50 mm post scan, 25-30 mm head-foot (one vertebra)":
+        return phantoms.rigid(rng.normal(0, 3, 3), [*rng.normal(0, 8, 2), rng.choice([-1, 1]) * rng.uniform(25, 30)]), {
+            "post_z_half": 25.0}
+    raise AssertionError(situation)
+
+
+HELD_OUT = ["30 deg about a point 150-250 mm from the node, 0-30 mm", "60 mm shift",
+            "1 mm pre-plan vs 5 mm post-implant", "80 mm head-foot (3 vertebrae)",
+            "50 mm post scan, 25-30 mm head-foot (one vertebra)"]
+
+
+@pytest.mark.parametrize("seed", [501])
+@pytest.mark.parametrize("situation", HELD_OUT)
+def test_held_out_set_ups_converge_within_1mm_and_are_not_flagged(thorax, situation, seed):
+    truth, options = _held_out(situation, seed)
+    options = {"pre_spacing": (2.0, 2.0, 2.0), "post_spacing": (2.0, 2.0, 2.0), "pre_z": (-100.0, 120.0), **options}
+    pair = phantoms.make_pair(truth, *thorax, random_seed=seed, description=f"held out: {situation}", **options)
+    result, tre = _register(pair)
+    assert tre.max() <= 1.0
+    assert result.plausible, result.quality.reasons
+
+
+def test_another_patients_thorax_is_flagged(thorax):
+    """The hard unrelated image: the same kind of anatomy (another thorax, different spine and organs)."""
+    other = phantoms.canvas_for("thorax", 2.0, patient=phantoms.Thorax.patient(503), contrast=False,
+                                z_range=(-110.0, 130.0))
+    pair = phantoms.make_pair(phantoms.rigid([3.0, -2.0, 2.0], [4.0, -6.0, 5.0]), thorax[0], other,
+                              pre_spacing=(2.0, 2.0, 2.0), post_spacing=(2.0, 2.0, 2.0), pre_z=(-100.0, 120.0),
+                              random_seed=503, description="another patient's thorax vs the pre-plan")
+    result, tre = _register(pair)
+    assert not result.plausible
+
+
 # ------------------------------------------------------------------ the start search's building blocks
 def test_masked_ncc_by_fft_matches_a_direct_sum_at_every_shift():
     from SeedBrachyLib.postimplant.registration_search import _Correlator

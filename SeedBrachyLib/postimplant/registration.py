@@ -21,10 +21,12 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
    ``max_rotation_deg`` x every translation (masked NCC by FFT). The post-implant CT is the fixed
    image (it is usually the shorter scan, so its samples stay inside the pre-plan's range).
 5. Local optimisation (Mattes mutual information or mean squares; conjugate gradients with a line
-   search) from every start at the next level, then from the two best distinct answers at each finer
-   level; the better one at the finest level is the result (polished once more there, and restarted
-   from a better neighbour while a 2 mm / 2 deg move still improves an independently computed
-   mutual information), the other its alternative.
+   search) from every start at the next level (a start that comes within ``AGREEMENT_MM`` of an
+   answer already found stops and takes it), then from the two best distinct answers at each finer
+   level; the better one at the finest level is the result (for "affine", optimised once more there
+   with 12 parameters; restarted from a better neighbour while a 2 mm / 2 deg move still improves an
+   independently computed mutual information), the other its alternative. The metric's samples are
+   drawn where the images (and the region of interest) overlap at the start of each optimisation.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
    sharpness of the optimum, agreement of the independent starts and the best distinct
    alternative; implausible results
@@ -155,13 +157,10 @@ def _levels(ct, grid, name, metal_threshold_hu, metal_margin_mm, seed_points, th
     """{spacing: Level} of one CT with metal grown at the finest level; masked volume (cm^3) at that level."""
     levels.check_ct_content(ct, name)
     core = np.asarray(ct) > metal_threshold_hu
-    base = levels.base_level(ct, grid, ~core, thickness_mm)
-    finest = levels.shrink_to(base, min(schedule_mm))
+    finest, pooled = levels.finest_level(ct, grid, core, min(schedule_mm), thickness_mm)
     if core.any() or (seed_points is not None and len(seed_points)):
         # metal at the finest level: any metal voxel in the block, plus the given seeds, grown by the margin
         fine_grid = levels.level_grid(finest)
-        pooled = sitk.GetArrayFromImage(sitk.BinShrink(to_sitk(core.astype(np.float32), grid),
-                                                       _factors(base, finest))) > 0
         metal = _grow(_mark_points(pooled, fine_grid, seed_points), fine_grid, metal_margin_mm)
         keep_fine = sitk.GetArrayFromImage(finest.keep).astype(bool) & ~metal
         finest = levels.Level(finest.image, to_sitk(keep_fine, fine_grid), finest.variance_mm2)
@@ -179,10 +178,6 @@ def _restricted(level, roi, grid):
     out = levels.Level(level.image, to_sitk(keep, level_grid), level.variance_mm2)
     levels.kept_voxels(out, "pre-plan CT")
     return out
-
-
-def _factors(base, finest):
-    return [int(round(f / b)) for f, b in zip(finest.image.GetSpacing(), base.image.GetSpacing())]
 
 
 def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", metric="mattes",
@@ -208,8 +203,10 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         schedule_mm: voxel sizes (mm): the first for the start search, the others for the local
             optimisation levels, the last being the finest.
         n_starts: distinct starts taken from the search.
-        samples: metric sample points at the finest level (twice with ``pre_roi``), fewer in proportion
-            to the voxel size at the coarser ones (random, seeded by ``random_seed``: reproducible).
+        samples: metric sample points at the finest level, drawn where the images overlap (and inside
+            ``pre_roi``) at the start of each optimisation; fewer in proportion to the voxel area at
+            the coarser levels (a quarter at twice the voxel size). Random, seeded by ``random_seed``:
+            reproducible.
         iterations: maximum optimiser iterations per level and start.
         progress: callback(fraction, message); returning False cancels (raises Cancelled).
     """
@@ -242,7 +239,6 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
     region = _region_lps(post_seed_points, center)
     local = schedule_mm[1:]
     if pre_roi is not None:  # the search saw the whole anatomy; the fit and its checks see the region
-        samples *= 2  # about half the fixed samples fall outside the region
         for spacing in local:
             pairs[spacing] = (pairs[spacing][0], _restricted(pairs[spacing][1], pre_roi, pre_grid))
     runs = [_Run(s.matrix, center) for s in starts]
@@ -255,25 +251,33 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         for n_run, run in enumerate(runs):
             report(progress, 0.2 + 0.55 * (n_level + n_run / len(runs)) / len(local),
                    f"registration: level {spacing:g} mm, start {n_run + 1}/{len(runs)}")
-            run.optimise(fixed, moving, metric, "rigid", spacing, int(samples * local[-1] / spacing), iterations,
-                         random_seed)
+            run.optimise(fixed, moving, metric, "rigid", spacing, int(samples * (local[-1] / spacing) ** 2), iterations,
+                         random_seed, joinable=(runs[:n_run], region))
         runs.sort(key=lambda r: r.value)
+        if n_level == len(local) - 1:
+            runs = _compare(runs, fixed, moving, metric, "rigid", samples, random_seed)
         if n_level == 0:
             first = [r.matrix.copy() for r in runs]
     contenders = [(r.matrix.copy(), r.value) for r in runs]
     best = runs[0]
-    report(progress, 0.8, f"registration: final optimisation at {spacing:g} mm")
-    best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
-    for _ in range(MAX_RESTARTS):  # an independent check of optimality; restart from a better neighbour
-        rng = np.random.default_rng(random_seed)
-        _, gains, move = sensitivity(fixed, moving, best.matrix, region.mean(axis=0), rng, affine=kind == "affine")
-        if gains.max() <= GAIN_LIMIT:
-            break
-        best.matrix = move @ best.matrix
+    affine = kind == "affine"
+    if affine:  # a rigid answer is already optimised at the finest level
+        report(progress, 0.8, f"registration: affine optimisation at {spacing:g} mm")
         best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
+
+    def check():  # an independent check of optimality (drops, gains, best move)
+        return sensitivity(fixed, moving, best.matrix, region.mean(axis=0), np.random.default_rng(random_seed),
+                           affine=affine)
+
+    moves = check()
+    for _ in range(MAX_RESTARTS):  # restart from a better neighbour
+        if moves[1].max() <= GAIN_LIMIT:
+            break
+        best.matrix = moves[2] @ best.matrix
+        best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
+        moves = check()
     report(progress, 0.95, "registration: checking the result")
-    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, random_seed,
-                     affine=kind == "affine")
+    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, moves[:2], random_seed)
     report(progress, 1.0, "registration done")
     post_to_pre = matrix_lps_to_ras(best.matrix)
     return RegistrationResult(post_to_pre=post_to_pre, kind=kind, metric=metric, metric_value=best.value,
@@ -300,6 +304,68 @@ def _distinct(runs, region):
     return out
 
 
+def _transform(matrix, center, stage):
+    """A SimpleITK Euler (``stage`` "rigid": the closest rotation) or affine transform of a 4x4 LPS matrix."""
+    transform = sitk.Euler3DTransform() if stage == "rigid" else sitk.AffineTransform(3)
+    transform.SetCenter(tuple(float(v) for v in center))
+    a = matrix[:3, :3]
+    if stage == "rigid":
+        u, _, vt = np.linalg.svd(a)
+        a = u @ vt
+    transform.SetMatrix(tuple(a.ravel()))
+    transform.SetTranslation(tuple(matrix[:3, 3] - center + a @ center))
+    return transform
+
+
+def _method(fixed, moving, metric, transform, sampled_at, samples, random_seed):
+    """An ImageRegistrationMethod with the metric set up on ``transform`` (modified in place by Execute).
+
+    The ``samples`` random samples (seeded) are drawn from the fixed metric voxels that ``sampled_at``
+    maps onto the moving metric region: all of them count there.
+    """
+    overlap = sitk.Resample(moving.keep, fixed.image, sampled_at, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    fixed_keep = sitk.And(fixed.keep, overlap)
+    n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_keep)))
+    if n_kept < levels.MIN_KEPT_VOXELS:  # a start that barely overlaps: the whole fixed region
+        fixed_keep = fixed.keep
+        n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_keep)))
+    method = sitk.ImageRegistrationMethod()
+    if metric == "mattes":
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    else:
+        method.SetMetricAsMeanSquares()
+    method.SetMetricFixedMask(fixed_keep)
+    method.SetMetricMovingMask(moving.keep)
+    # gradients by central differences at the samples only: ITK's default gradient filter smooths the
+    # whole moving image at every start (2/3 of the time at the finest level, and the images are smooth)
+    method.SetMetricUseFixedImageGradientFilter(False)
+    method.SetMetricUseMovingImageGradientFilter(False)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(min(1.0, samples / max(n_kept, 1)), int(random_seed))
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(transform, inPlace=True)
+    return method
+
+
+def _compare(runs, fixed, moving, metric, stage, samples, random_seed):
+    """Each run's metric value recomputed on one set of samples (those of the best run's overlap), best first.
+
+    Each optimisation drew its own samples on its own overlap; two optima are only comparable (is the
+    alternative a near tie?) on the same samples.
+    """
+    live = [r for r in runs if np.isfinite(r.value)]
+    if len(live) > 1:
+        anchor = _transform(live[0].matrix, live[0].center, stage)
+        for run in live:
+            method = _method(fixed, moving, metric, _transform(run.matrix, run.center, stage), anchor, samples,
+                             random_seed)
+            try:
+                run.value = float(method.MetricEvaluate(fixed.image, moving.image))
+            except RuntimeError:  # too few of the anchor's samples land on the moving region at this run
+                run.value = np.inf
+    return sorted(runs, key=lambda r: r.value)
+
+
 class _Run:
     """One start followed through the local levels (LPS matrix fixed = post -> moving = pre)."""
 
@@ -311,39 +377,17 @@ class _Run:
         self.iterations = 0
         self.stop_condition = ""
 
-    def optimise(self, fixed, moving, metric, stage, spacing, samples, iterations, random_seed):
+    def optimise(self, fixed, moving, metric, stage, spacing, samples, iterations, random_seed, joinable=((), None)):
         """Local optimisation from the current matrix at one level (``spacing`` mm).
 
         Conjugate gradients with a line search (steps up to ``spacing``): it does not stop on a
         step-size rule, as the regular-step optimiser did (it halves its step at every turn and
         stalled 1-10 mm short of the optimum on thick-slice, short and S-invariant scans).
+        ``joinable``: (runs already optimised at this level, region points LPS mm); once this run comes
+        within ``AGREEMENT_MM`` of one of their answers over the region, it stops and takes that answer
+        (the same optimum, reached again: the time of converging to it is saved).
         """
-        method = sitk.ImageRegistrationMethod()
-        if metric == "mattes":
-            method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-        else:
-            method.SetMetricAsMeanSquares()
-        method.SetMetricFixedMask(fixed.keep)
-        method.SetMetricMovingMask(moving.keep)
-        n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed.keep)))
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(min(1.0, samples / max(n_kept, 1)), int(random_seed))
-        method.SetInterpolator(sitk.sitkLinear)
-        method.SetOptimizerAsConjugateGradientLineSearch(
-            learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
-            convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,
-            lineSearchMaximumIterations=4, estimateLearningRate=method.Once,
-            maximumStepSizeInPhysicalUnits=float(spacing))
-        method.SetOptimizerScalesFromPhysicalShift()
-        transform = sitk.Euler3DTransform() if stage == "rigid" else sitk.AffineTransform(3)
-        transform.SetCenter(tuple(float(v) for v in self.center))
-        a = self.matrix[:3, :3]
-        if stage == "rigid":
-            u, _, vt = np.linalg.svd(a)
-            a = u @ vt
-        transform.SetMatrix(tuple(a.ravel()))
-        transform.SetTranslation(tuple(self.matrix[:3, 3] - self.center + a @ self.center))
-        method.SetInitialTransform(transform, inPlace=True)
+        transform = _transform(self.matrix, self.center, stage)
         # the moving image cut to where the fixed body can land (ITK's cost grows with the moving image's size),
         # the fixed image to what can land on the moving image's metric region (a region of interest)
         reach = levels.body_corners(fixed.image, BODY_HU) @ self.matrix[:3, :3].T + self.matrix[:3, 3]
@@ -351,14 +395,39 @@ class _Run:
         inverse = np.linalg.inv(self.matrix)
         back = levels.mask_corners(moving.keep) @ inverse[:3, :3].T + inverse[:3, 3]
         fixed = levels.crop(fixed, back, 2 * spacing) or fixed
+        method = _method(fixed, moving, metric, transform, transform, samples, random_seed)
+        method.SetOptimizerAsConjugateGradientLineSearch(
+            learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
+            convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,
+            lineSearchMaximumIterations=4, estimateLearningRate=method.Once,
+            maximumStepSizeInPhysicalUnits=float(spacing))
+        method.SetOptimizerScalesFromPhysicalShift()
+        others, region = joinable
+        joined = []
+
+        def join():
+            if others:
+                current = sitk.Euler3DTransform(transform) if stage == "rigid" else sitk.AffineTransform(transform)
+                current.SetParameters(method.GetOptimizerPosition())
+                matrix = transform_to_matrix_lps(current)
+                near = [o for o in others if displacement_mm(matrix, o.matrix, region) <= AGREEMENT_MM]
+                if near:
+                    joined.append(near[0])
+                    method.StopRegistration()
+
+        method.AddCommand(sitk.sitkIterationEvent, join)
         try:
             method.Execute(fixed.image, moving.image)
         except RuntimeError:  # the start drove the images apart ("all samples map outside"): a failed start
             self.value = np.inf
             return
+        self.iterations = int(method.GetOptimizerIteration())
+        if joined:
+            self.matrix, self.value = joined[0].matrix.copy(), joined[0].value
+            self.stop_condition = f"joined another start's answer after {self.iterations} iterations"
+            return
         self.matrix = transform_to_matrix_lps(transform)
         self.value = float(method.GetMetricValue())
-        self.iterations = int(method.GetOptimizerIteration())
         self.stop_condition = method.GetOptimizerStopConditionDescription()
 
 

@@ -80,17 +80,44 @@ def check_ct_content(ct, name):
                          "check that this is the right image")
 
 
-def base_level(ct, grid, keep, slice_thickness_mm=None):
-    """The full-resolution :class:`Level` of a CT (HU [k, j, i] on the RAS ``grid``; ``keep`` bool [k, j, i]).
+def finest_level(ct, grid, excluded, spacing_mm, slice_thickness_mm=None):
+    """The :class:`Level` of a CT block-averaged to about ``spacing_mm`` (mm) per axis, and the blocks touched.
 
-    ``slice_thickness_mm``: reconstructed slice thickness along K (mm); default the K spacing.
+    ``ct``: HU [k, j, i] on the RAS ``grid``; ``excluded``: bool [k, j, i], the few voxels (seed metal)
+    left out of every average (a block more than half excluded is left out of the metric);
+    ``slice_thickness_mm``: reconstructed slice thickness along K (mm), default the K spacing.
+    Returns (level, touched): ``touched`` is bool [k, j, i] on the level's grid, True on blocks holding
+    an excluded voxel. One pass over the full-resolution image: the plain block means of ITK's
+    BinShrink, corrected on the blocks that hold excluded voxels.
     """
     thickness = float(grid.spacing[2] if slice_thickness_mm is None else slice_thickness_mm)
     if not thickness > 0:
         raise InputError(f"slice thickness {slice_thickness_mm!r} mm invalid: must be > 0")
-    values = np.clip(np.asarray(ct, dtype=np.float32), *CLIP_HU)
-    variance = np.array([grid.spacing[0] ** 2, grid.spacing[1] ** 2, thickness ** 2]) / 12.0
-    return Level(to_sitk(values, grid), to_sitk(np.asarray(keep, bool), grid), variance)
+    ct = np.asarray(ct)
+    values = np.empty(ct.shape, np.float32)
+    np.clip(ct, *CLIP_HU, out=values)
+    factors = np.maximum(1, np.rint(spacing_mm / np.asarray(grid.spacing, float))).astype(int)  # I, J, K
+    image = sitk.BinShrink(to_sitk(values, grid), [int(f) for f in factors])
+    mean = sitk.GetArrayFromImage(image)
+    n_block = float(np.prod(factors))
+    idx = np.argwhere(excluded)
+    blocks = idx // factors[::-1]
+    inside = np.all(blocks < mean.shape, axis=1)
+    idx, blocks = idx[inside], blocks[inside]
+    flat = np.ravel_multi_index(blocks.T, mean.shape)
+    n_out = np.bincount(flat, minlength=mean.size).reshape(mean.shape)
+    sum_out = np.bincount(flat, values[tuple(idx.T)], minlength=mean.size).reshape(mean.shape)
+    left = n_block - n_out
+    touched = n_out > 0
+    mean[touched] = ((mean * n_block - sum_out)[touched] / np.maximum(left[touched], 1.0)).astype(np.float32)
+    mean[left == 0] = 0.0
+    keep = sitk.GetImageFromArray((left >= 0.5 * n_block).astype(np.uint8))
+    keep.CopyInformation(image)
+    out = sitk.GetImageFromArray(mean)
+    out.CopyInformation(image)
+    voxel = np.array([grid.spacing[0], grid.spacing[1], thickness])
+    variance = (voxel ** 2 + (np.asarray(grid.spacing) * factors) ** 2 - np.asarray(grid.spacing) ** 2) / 12.0
+    return Level(out, keep, variance), touched
 
 
 def _masked_shrink(level, factors):

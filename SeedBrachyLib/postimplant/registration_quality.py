@@ -264,7 +264,7 @@ def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle
     return np.array(drops), np.array(gains), best[1]
 
 
-def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, random_seed=0, affine=False):
+def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves, random_seed=0):
     """The :class:`Quality` of ``matrix`` (4x4 LPS, fixed = post-implant -> moving = pre-plan).
 
     Args:
@@ -273,16 +273,16 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, rando
         contenders: (matrix, metric value) of the distinct answers compared at one level, best first.
         region: points (LPS mm) over which two answers are compared (see :func:`displacement_mm`).
         agreement_mm: two answers closer than this (mm) are the same.
-        affine: the answer is an affine map: its scalings are checked too.
+        moves: (drops, gains) of :func:`sensitivity` at ``matrix`` (relative; with the scalings for an affine).
     """
     rng = np.random.default_rng(random_seed)
+    drops, gains = moves
     surface = "bone"
     d = surface_distances(fixed, moving, matrix, BONE_HU, rng)
     if len(d) < MIN_SURFACE_POINTS:
         surface = "body outline"
         d = surface_distances(fixed, moving, matrix, BODY_HU, rng)
     overlap, correlation = _overlap_and_correlation(fixed, moving, matrix, rng)
-    drops, gains, _ = sensitivity(fixed, moving, matrix, region.mean(axis=0), rng, affine=affine)
     agreeing = sum(displacement_mm(m, first[0], region) <= agreement_mm for m in first)
     same = [value for m, value in contenders if displacement_mm(m, contenders[0][0], region) <= agreement_mm]
     others = [(m, value) for m, value in contenders if displacement_mm(m, contenders[0][0], region) > AMBIGUITY_MM]
