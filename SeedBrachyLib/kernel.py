@@ -18,24 +18,30 @@ near-seed rule (:func:`SeedBrachyLib.tg43.capsule_surface`).
 The table
 ---------
 Q(r, theta) = r^2 x Ddot(r, theta) / S_K (mm^2 cGy h^-1 U^-1), exact TG-43 at the nodes,
-looked up bilinearly and divided by the exact r^2. Nodes: theta
-every 0.25 deg from 0 to 90 deg (every tabulated F angle of the shipped and accepted
-models is a whole degree, so F's kinks lie on node lines); r every 0.02 mm to 20 mm,
-every 0.1 mm to 100 mm, every 0.5 mm beyond, to the largest seed-to-voxel distance
-(every tabulated radius up to 100 mm falls on a node). theta enters through
-u^2 = 1 - cos(theta) = rho^2 / (r (r + |z|)) and a fitted polynomial theta(u)
-(error < 1e-5 deg, 7 coefficients). Largest difference from the exact evaluation, measured by
-Testing/test_kernel.py over random points from 0.2 to 150 mm in every direction for
-every shipped model (points inside the capsule test the surface values): below
-0.03 %, the largest beside the ends of the active length (the issue's bound is 0.1 %
-where the dose exceeds 1 % of the maximum); the benchmark prints the figure for a
-60-seed grid. Inside the capsule the nodes hold the formula's smooth continuation, so
+looked up bilinearly and divided by the exact r^2, theta folded into [0, 90] deg as
+:mod:`SeedBrachyLib.tg43` folds it (F is tabulated on [0, 90] deg, symmetric about the
+transverse plane; the models' validation requires it). Three sections of nodes (:data:`SECTIONS`):
+up to 5 mm every 0.02 mm and 0.25 deg, to 10 mm every 0.1 mm and 1 deg, beyond every 0.5 mm and
+5 deg, to the largest seed-to-voxel distance; each step is the largest up to these that puts every
+tabulated radius of g_L, F and phi_an and every tabulated F angle on a node, so that F's and g_L's
+kinks lie on node lines (F's angles of the shipped models are multiples of 5 deg, selectSeed's of 1 deg:
+its far section has 1 deg steps). Within a cell Q is then smooth, and bilinear interpolation of it
+stays within 1e-4 beyond 3 mm. The cells hold the bilinear coefficients (four float32 numbers each); the
+far section, where nearly every voxel of a grid falls, takes 107 kB (6711; 534 kB for selectSeed), so
+it stays in the L2 cache. theta enters through u^2 = 1 - cos(theta) = rho^2 / (r (r + |z|)) and a
+fitted polynomial theta(u) (error < 2e-5 deg, 7 coefficients). Largest difference from the exact
+evaluation, measured by Testing/test_kernel.py at the centre of every cell of every section for
+every installed model, and over random points from 0.2 to 150 mm in every direction (points inside
+the capsule test the surface values): below 0.03 %, the largest beside the ends of the active length
+(the issue's bound is 0.1 % where the dose exceeds 1 % of the maximum); the benchmark prints the
+figure for a 60-seed grid. Inside the capsule the nodes hold the formula's smooth continuation, so
 that cells cut by the capsule surface interpolate a smooth function.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -46,10 +52,10 @@ from .errors import InputError
 from .vectors import perpendicular_basis
 
 ENGINES = ("auto", "compiled", "numpy")
-#: r-table sections: (end of section in mm, node spacing in mm); the last one runs to the needed radius. The
-#: spacings grow, so the fractional node index of r is concave: the kernels take the least of the three pieces.
-R_SECTIONS = ((20.0, 0.02), (100.0, 0.1), (None, 0.5))
-THETA_STEP_DEG = 0.25
+#: The table's three sections: (where the next begins in mm, largest r step mm, largest theta step deg); the
+#: last runs to the needed radius. Each step is the largest up to these that puts every tabulated radius (g_L,
+#: F, phi_an) and every tabulated F angle on a node (see :func:`table_for`); ends as in :func:`section_ends_mm`.
+SECTIONS = ((5.0, 0.02, 0.25), (10.0, 0.1, 1.0), (None, 0.5, 5.0))
 #: The table is built to a multiple of this radius (mm), so nearby grids share it.
 R_MAX_BUCKET_MM = 100.0
 
@@ -123,34 +129,49 @@ def seed_frames(axes):
 # ------------------------------------------------------------------ the table
 @dataclass(frozen=True)
 class Table:
-    """Q = r^2 Ddot / S_K on (r, theta) nodes, flattened [r][theta], with its index mappings."""
+    """Q = r^2 Ddot / S_K on the (r, theta) nodes of three sections, as bilinear cells, with their index maps.
 
-    values: np.ndarray  # float32, (n_r * n_theta,)
-    n_theta: int
-    r_map: tuple  # (b1, b2, 1/h1, 1/h2, 1/h3, n1, n2, largest fractional r index)
-    theta_poly: tuple  # 7 coefficients: theta index = u * sum c_k (u^2)^k
+    ``cells`` (float32, flat): for each section in turn, each r interval and, within it, each theta
+    interval, four numbers (a, b, c, d) with Q = a + b wt + wr (c + d wt) at fractional position
+    (wr, wt) in the cell (a = Q at the cell's first node; b, c the differences to the next node in
+    theta and in r; d the cross term). ``sections`` (float32, (3, 13)): per section its first
+    radius (mm), 1/r step (mm^-1), cells per r interval, first cell, last r interval, last theta
+    interval and the 7 coefficients of its theta-index polynomial (see :func:`_theta_polynomial`).
+    ``steps``: per section (first radius mm, end mm, r step mm, theta step deg), for reports and tests.
+    """
+
+    cells: np.ndarray
+    sections: np.ndarray
+    steps: tuple
     r_max_mm: float
 
 
 def _theta_polynomial():
-    """Coefficients c_k with theta / THETA_STEP_DEG = u * sum_k c_k t^k, t = u^2, u = sqrt(1 - cos theta)."""
+    """Coefficients c_k with theta (deg) = u * sum_k c_k t^k, t = u^2 = 1 - cos theta (error < 2e-5 deg)."""
     u = np.unique(np.concatenate([np.sin(np.linspace(0.0, np.pi / 2, 400)), np.linspace(0.0, 1.0, 400)]))
-    theta = np.degrees(2.0 * np.arcsin(u / np.sqrt(2.0))) / THETA_STEP_DEG
+    theta = np.degrees(2.0 * np.arcsin(u / np.sqrt(2.0)))
     basis = u[:, None] * (u[:, None] ** 2) ** np.arange(7)[None, :]
     coef, *_ = np.linalg.lstsq(basis, theta, rcond=None)
-    return tuple(float(c) for c in coef)
+    return coef
 
 
-def _r_nodes(r_max_mm):
-    nodes, start, counts = [], 0.0, []
-    for end, step in R_SECTIONS:
-        end = end if end is not None else max(start + step, r_max_mm)
-        n = int(np.ceil((end - start) / step - 1e-9))
-        nodes.append(start + step * np.arange(n))
-        counts.append(n)
-        start = start + step * n
-    nodes.append([start])
-    return np.concatenate(nodes), counts
+def _node_step(start, end, breaks, largest):
+    """The largest step <= ``largest`` that puts ``end`` and every breakpoint within (start, end) on a node
+    (at 1e-4 resolution); ``largest`` itself when that would take more than 64 times as many nodes."""
+    ticks = [round((x - start) * 1e4) for x in (*breaks, end) if start < x <= end]
+    common = 0
+    for t in ticks:
+        common = math.gcd(common, int(t))
+    step = common / 1e4 / math.ceil(common / 1e4 / largest - 1e-9)
+    return step if step >= largest / 64 else largest
+
+
+def section_ends_mm(model):
+    """Where the table's middle and far sections begin (mm): 5 and 10 mm, or more for a larger capsule so
+    that the far section (no capsule rule) starts beyond twice the capsule's bounding radius."""
+    bound = math.hypot(model.outer_radius_mm, 0.5 * model.outer_length_mm)
+    scale = max(1, math.ceil(2.0 * bound / SECTIONS[1][0]))
+    return SECTIONS[0][0] * scale, SECTIONS[1][0] * scale
 
 
 _TABLE_CACHE = {}
@@ -162,22 +183,37 @@ def table_for(model, formalism, r_max_mm):
     key = (tg43._tables_key(model), model.dose_rate_constant, model.active_length_mm, model.outer_radius_mm,
            model.outer_length_mm, formalism, r_max)
     if key not in _TABLE_CACHE:
-        r, counts = _r_nodes(r_max)
-        theta = np.radians(np.arange(0.0, 90.0 + 1e-9, THETA_STEP_DEG))
-        rr, tt = np.meshgrid(r, theta, indexing="ij")
-        rho, z = rr * np.sin(tt), rr * np.cos(tt)
-        # Nodes on or next to the active segment (no point outside the capsule reaches their cells)
-        # take the capsule-surface value; other nodes inside the capsule the formula's continuation.
-        near_segment = (rho < 0.05) & (np.abs(z) < 0.5 * model.active_length_mm + 0.05)
-        rate = np.where(near_segment, tg43.dose_rate_per_u_cyl(model, rho, z, formalism),
-                        tg43.formula_per_u(model, rho, z, formalism))
-        q = rr * rr * rate
-        (b1, h1), (b2, h2), (_, h3) = R_SECTIONS
-        n1, n2 = counts[0], counts[0] + counts[1]
-        r_map = (b1, b2, 1.0 / h1, 1.0 / h2, 1.0 / h3, float(n1), float(n2), float(len(r) - 1) - 1e-9)
-        values = np.ascontiguousarray(q.ravel(), dtype=np.float32)
-        _TABLE_CACHE[key] = Table(values, len(theta), r_map, _theta_polynomial(), r_max)
+        radii = [*model.gl_r_mm, *model.f_r_mm, *([] if model.phi_r_mm is None else model.phi_r_mm)]
+        ends = (*section_ends_mm(model), r_max)
+        poly = _theta_polynomial()
+        cells, sections, steps, start, first = [], [], [], 0.0, 0
+        for end, (_, r_largest, t_largest) in zip(ends, SECTIONS):
+            h = _node_step(start, end, radii, r_largest)
+            dt = _node_step(0.0, 90.0, model.f_theta_deg, t_largest)
+            q = _q_nodes(model, formalism, start + h * np.arange(round((end - start) / h) + 1),
+                         np.arange(round(90.0 / dt) + 1) * dt)
+            a, b, c = q[:-1, :-1], q[:-1, 1:] - q[:-1, :-1], q[1:, :-1] - q[:-1, :-1]
+            cells.append(np.stack([a, b, c, q[1:, 1:] - q[1:, :-1] - b], axis=-1).ravel())
+            n_r, n_t = a.shape
+            sections.append([start, 1.0 / h, n_t, first, n_r - 1, n_t - 1, *(poly / dt)])
+            steps.append((start, end, h, dt))
+            first += n_r * n_t
+            start = end
+        _TABLE_CACHE[key] = Table(np.ascontiguousarray(np.concatenate(cells), dtype=np.float32),
+                                  np.array(sections, dtype=np.float32), tuple(steps), r_max)
     return _TABLE_CACHE[key]
+
+
+def _q_nodes(model, formalism, r, theta_deg):
+    """Q = r^2 Ddot / S_K (mm^2 cGy h^-1 U^-1) on the nodes r (mm) x theta (deg)."""
+    rr, tt = np.meshgrid(r, np.radians(theta_deg), indexing="ij")
+    rho, z = rr * np.sin(tt), rr * np.cos(tt)
+    # Nodes on or next to the active segment (no point outside the capsule reaches their cells)
+    # take the capsule-surface value; other nodes inside the capsule the formula's continuation.
+    near_segment = (rho < 0.05) & (np.abs(z) < 0.5 * model.active_length_mm + 0.05)
+    rate = np.where(near_segment, tg43.dose_rate_per_u_cyl(model, rho, z, formalism),
+                    tg43.formula_per_u(model, rho, z, formalism))
+    return rr * rr * rate
 
 
 def _exact_params(model, formalism):
@@ -213,8 +249,7 @@ def grid_rate_slab(engine, out, k0, grid, positions, frames, strengths, model, f
     if engine == "compiled":
         radius, half = _capsule(model)
         numba_kernels().grid_tabled(out, int(k0), np.ascontiguousarray(start), steps[0], steps[1], steps[2],
-                                    np.asarray(strengths, float), radius, half, table.values, table.n_theta,
-                                    table.r_map, table.theta_poly)
+                                    np.asarray(strengths, float), radius, half, table.cells, table.sections)
         return
     i, j, k = np.arange(ni), np.arange(nj), np.arange(k0, k0 + nk)
     for s in range(len(strengths)):
@@ -272,8 +307,8 @@ def samples_rate(engine, points, positions, axes, strengths, model, formalism, w
     set_threads(workers, len(points) * strengths.size)
     radius, half = _capsule(model)
     px, py, pz = (np.ascontiguousarray(points[:, a]) for a in range(3))
-    numba_kernels().samples_tabled(px, py, pz, positions, frames, strengths, radius, half, table.values,
-                                   table.n_theta, table.r_map, table.theta_poly, out)
+    numba_kernels().samples_tabled(px, py, pz, positions, frames, strengths, radius, half, table.cells,
+                                   table.sections, out)
     return out
 
 

@@ -16,7 +16,10 @@ Two evaluations of one (point, seed) pair:
 * the table: bilinear lookup of Q = r^2 x dose rate on an (r, theta) table built by
   :func:`SeedBrachyLib.kernel.table_for`, divided by r^2 (the table's accuracy is
   stated and tested there), in two passes over a row of points (:func:`grid_tabled`,
-  :func:`samples_tabled`): float32 indices and weights, vectorised, then the lookups.
+  :func:`samples_tabled`): float32 cell indices and weights, vectorised, then the lookups.
+  A grid row is first taken whole in the table's far section (no capsule rule, no choice of
+  section: the bulk of the work), then the few voxels within its reach of the seed again with
+  every section and the capsule rule.
 """
 
 import math
@@ -175,83 +178,138 @@ def _seed_rates(xs, ys, zs, c, f, radius, half, line, ex, log_g, f_flat, phi_r, 
 
 
 @njit(inline="always")
-def _table_consts(radius, half, nt, rp, c):
-    """The table lookup's constants in float32: capsule radius and half length, r-index map, theta polynomial."""
-    f32 = np.float32
-    return (f32(radius), f32(half), f32(rp[0]), f32(rp[1]), f32(rp[2]), f32(rp[3]), f32(rp[4]), f32(rp[5]),
-            f32(rp[6]), f32(rp[7]), f32(c[0]), f32(c[1]), f32(c[2]), f32(c[3]), f32(c[4]), f32(c[5]), f32(c[6]),
-            np.int32(nt), np.int32(nt - 2))
+def _section(sections, s):
+    """Row ``s`` of a table's float32 section array (kernel.Table.sections) as a tuple."""
+    return (sections[s, 0], sections[s, 1], sections[s, 2], sections[s, 3], sections[s, 4], sections[s, 5],
+            sections[s, 6], sections[s, 7], sections[s, 8], sections[s, 9], sections[s, 10], sections[s, 11],
+            sections[s, 12])
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _cell(rho2, az, k):
-    """(node index, theta weight, r weight, 1/r^2 in mm^-2) of float32 (rho^2, |z|) on the table, after the
-    capsule rule (as _outside); ``k`` from _table_consts."""
-    a, h, b1, b2, inv_h1, inv_h2, inv_h3, n1, n2, f_max, c0, c1, c2, c3, c4, c5, c6, nt, last_t = k
-    one, zero = np.float32(1.0), np.float32(0.0)
-    a2 = a * a
-    inside = (rho2 < a2) & (az < h)
-    gap = a - (h - az)
+def _in_section(rho2, az, p):
+    """(cell index, theta weight, r weight, 1/r^2 in mm^-2) of float32 (rho^2, |z|) on table section ``p``
+    (a _section tuple). theta from u^2 = 1 - cos(theta) = rho^2 / (r (r + |z|)) (no cancellation near the axis)
+    and the section's polynomial; r below the section's start counts as its start (the far path's near points,
+    overwritten later), so every index is in range."""
+    r0, inv_h, n_t, first, last_r, last_t, c0, c1, c2, c3, c4, c5, c6 = p
+    r2 = rho2 + az * az
+    inv_r = np.float32(1.0) / math.sqrt(r2)
+    r = r2 * inv_r
+    t = rho2 * inv_r / (r + az)
+    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
+    fr = max((r - r0) * inv_h, np.float32(0.0))
+    it = np.float32(np.int32(min(ft, last_t)))
+    ir = np.float32(np.int32(min(fr, last_r)))
+    return np.uint32(np.int32(first + ir * n_t + it)), ft - it, fr - ir, inv_r * inv_r
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _pick(near, middle, a, b, c):
+    return c if not (near | middle) else (b if middle else a)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _in_table(x, y, z, radius, half, near_p, mid_p, far_p):
+    """As :func:`_in_section` for float32 local coordinates (mm) at any distance, after the capsule rule (as
+    _outside); the three sections' _section tuples, chosen by r."""
+    zero = np.float32(0.0)
+    rho2, az = x * x + y * y, abs(z)
+    a2 = radius * radius
+    inside = (rho2 < a2) & (az < half)
+    gap = radius - (half - az)
     to_side = inside & ((gap <= zero) | (rho2 >= gap * gap))
     rho2 = a2 if to_side else rho2
-    az = h if (inside & (not to_side)) else az
+    az = half if (inside & (not to_side)) else az
     r2 = rho2 + az * az
-    inv_r = one / math.sqrt(r2)
-    r = r2 * inv_r
-    t = max(one - az * inv_r, zero)  # u^2 = 1 - cos(theta)
-    ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
-    it = min(np.int32(ft), last_t)
-    fr = min(r * inv_h1, n1 + (r - b1) * inv_h2, n2 + (r - b2) * inv_h3, f_max)  # concave: the least piece
-    ir = np.int32(fr)
-    return ir * nt + it, ft - np.float32(it), fr - np.float32(ir), inv_r * inv_r
+    near, middle = r2 < mid_p[0] * mid_p[0], r2 < far_p[0] * far_p[0]
+    middle = middle & (not near)
+    p = (_pick(near, middle, near_p[0], mid_p[0], far_p[0]), _pick(near, middle, near_p[1], mid_p[1], far_p[1]),
+         _pick(near, middle, near_p[2], mid_p[2], far_p[2]), _pick(near, middle, near_p[3], mid_p[3], far_p[3]),
+         _pick(near, middle, near_p[4], mid_p[4], far_p[4]), _pick(near, middle, near_p[5], mid_p[5], far_p[5]),
+         _pick(near, middle, near_p[6], mid_p[6], far_p[6]), _pick(near, middle, near_p[7], mid_p[7], far_p[7]),
+         _pick(near, middle, near_p[8], mid_p[8], far_p[8]), _pick(near, middle, near_p[9], mid_p[9], far_p[9]),
+         _pick(near, middle, near_p[10], mid_p[10], far_p[10]),
+         _pick(near, middle, near_p[11], mid_p[11], far_p[11]),
+         _pick(near, middle, near_p[12], mid_p[12], far_p[12]))
+    return _in_section(rho2, az, p)
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _lookup(table, b, nt, wt, wr):
-    """Bilinear Q (mm^2 cGy h^-1 U^-1) at node index ``b`` with weights ``wt`` (theta), ``wr`` (r)."""
-    q0 = table[b] + wt * (table[b + 1] - table[b])
-    q1 = table[b + nt] + wt * (table[b + nt + 1] - table[b + nt])
-    return q0 + wr * (q1 - q0)
+def _lookup(cells, k, wt, wr):
+    """Bilinear Q (mm^2 cGy h^-1 U^-1) in cell ``k`` at weights ``wt`` (theta), ``wr`` (r)."""
+    b = k * np.uint32(4)
+    return cells[b] + wt * cells[b + 1] + wr * (cells[b + 2] + wt * cells[b + 3])
+
+
+@njit(inline="always")
+def _near_span(bx, by, bz, ux, uy, uz, reach, n):
+    """[i0, i1): the voxels i < n of the row b + i u (seed frame, mm, float64) that may lie nearer than
+    ``reach`` (mm) to the seed; every other voxel of the row lies farther."""
+    uu = ux * ux + uy * uy + uz * uz
+    bu = bx * ux + by * uy + bz * uz
+    disc = bu * bu - uu * (bx * bx + by * by + bz * bz - reach * reach)
+    if disc <= 0.0:
+        return 0, 0
+    root = math.sqrt(disc)
+    i0 = max(0, min(n, int(math.floor((-bu - root) / uu))))
+    return i0, max(i0, min(n, int(math.floor((-bu + root) / uu)) + 1))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _row_cells(s, k, j, start, step_i, step_j, step_k, strength, radius, half, near_p, mid_p, far_p, reach, cell,
+               wt, wr, w):
+    """Pass 1 over the row (j, k) of a grid for seed s: every voxel's cell, weights and S / r^2. All voxels (the
+    arrays' whole length, a multiple of the vector width) take the far section without the capsule rule, then
+    those that may lie within ``reach`` of the seed are redone with every section and the rule."""
+    dx = start[s, 0] + k * step_k[s, 0] + j * step_j[s, 0]
+    dy = start[s, 1] + k * step_k[s, 1] + j * step_j[s, 1]
+    dz = start[s, 2] + k * step_k[s, 2] + j * step_j[s, 2]
+    i0, i1 = _near_span(dx, dy, dz, step_i[s, 0], step_i[s, 1], step_i[s, 2], reach, cell.size)
+    f32, one = np.float32, np.float32(1.0)
+    bx, by, bz = f32(dx), f32(dy), f32(dz)
+    ux, uy, uz = f32(step_i[s, 0]), f32(step_i[s, 1]), f32(step_i[s, 2])
+    fi = -one
+    for i in range(cell.size):
+        fi += one  # an exact float counter (a converted loop index does not vectorise)
+        x, y, z = bx + fi * ux, by + fi * uy, bz + fi * uz
+        u = np.uint64(i)  # unsigned: no negative-index wraparound, so the stores vectorise
+        cell[u], wt[u], wr[u], inv_r2 = _in_section(x * x + y * y, abs(z), far_p)
+        w[u] = strength * inv_r2
+    fi = f32(i0) - one
+    for i in range(i0, i1):
+        fi += one
+        u = np.uint64(i)
+        cell[u], wt[u], wr[u], inv_r2 = _in_table(bx + fi * ux, by + fi * uy, bz + fi * uz, radius, half, near_p,
+                                                   mid_p, far_p)
+        w[u] = strength * inv_r2
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half, table, nt, rp, c):
+def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half, cells, sections):
     """Add sum_s S_s Ddot_s (cGy/h) to ``out`` (float64 [k, j, i] slab starting at slice k0).
 
     ``start[s]`` is voxel (0, 0, 0) in seed s's frame, ``step_i/j/k[s]`` one voxel step
-    along I, J, K in that frame (mm). Each row of voxels is done in two passes so that the
-    first vectorises: float32 local coordinates (exact voxel counters, rounding < 1e-5 mm
-    at 200 mm), capsule rule, table indices and weights; then the table lookups.
+    along I, J, K in that frame (mm); ``cells``, ``sections``: a kernel.Table. Parallel over slices; per
+    seed and row of voxels two passes (:func:`_row_cells`, vectorised: float32 local coordinates from exact
+    voxel counters, rounding < 1e-5 mm at 200 mm; then the lookups).
     """
     nk, nj, ni = out.shape
+    n_pad = (ni + 7) // 8 * 8
     f32 = np.float32
-    consts = _table_consts(radius, half, nt, rp, c)
-    one = f32(1.0)
+    near_p, mid_p, far_p = _section(sections, 0), _section(sections, 1), _section(sections, 2)
+    reach = 1.001 * float(sections[2, 0]) + 1e-3  # beyond it, the far section holds (float32 rounding aside)
     for kk in prange(nk):
-        k = k0 + kk
-        base = np.empty(ni, dtype=np.int32)
-        wr = np.empty(ni, dtype=np.float32)
-        wt = np.empty(ni, dtype=np.float32)
-        w = np.empty(ni, dtype=np.float32)
+        cell = np.empty(n_pad, dtype=np.uint32)
+        wr = np.empty(n_pad, dtype=np.float32)
+        wt = np.empty(n_pad, dtype=np.float32)
+        w = np.empty(n_pad, dtype=np.float32)
         for s in range(strengths.size):
-            strength = f32(strengths[s])
-            ux, uy, uz = f32(step_i[s, 0]), f32(step_i[s, 1]), f32(step_i[s, 2])
             for j in range(nj):
-                bx = f32(start[s, 0] + k * step_k[s, 0] + j * step_j[s, 0])
-                by = f32(start[s, 1] + k * step_k[s, 1] + j * step_j[s, 1])
-                bz = f32(start[s, 2] + k * step_k[s, 2] + j * step_j[s, 2])
-                fi = -one
+                _row_cells(s, k0 + kk, j, start, step_i, step_j, step_k, f32(strengths[s]), f32(radius), f32(half),
+                           near_p, mid_p, far_p, reach, cell, wt, wr, w)
                 for i in range(ni):
-                    fi += one
-                    x = bx + fi * ux
-                    y = by + fi * uy
-                    rho2 = x * x + y * y
-                    az = abs(bz + fi * uz)
-                    base[i], wt[i], wr[i], inv_r2 = _cell(rho2, az, consts)
-                    w[i] = strength * inv_r2
-                row = out[kk, j]
-                for i in range(ni):
-                    row[i] += w[i] * _lookup(table, base[i], nt, wt[i], wr[i])
+                    u = np.uint64(i)
+                    out[kk, j, u] += w[u] * _lookup(cells, cell[u], wt[u], wr[u])
 
 
 @njit(parallel=True, error_model="numpy", fastmath=EXACT, cache=True)
@@ -325,7 +383,7 @@ def overdose_growth(dose, matrix, free, limit, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, nt, rp, c, out):
+def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, cells, sections, out):
     """out[i, p] = sum_s strengths[i, s] Ddot (cGy/h) of seed s of sample i at point p, from the (r, theta) table.
 
     Points as coordinate arrays ``px``, ``py``, ``pz`` (contiguous, so the first pass vectorises);
@@ -334,12 +392,13 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, 
     :func:`grid_tabled` (local coordinates in float64, then float32 table indices and weights; then the lookups).
     """
     f32 = np.float32
-    consts = _table_consts(radius, half, nt, rp, c)
+    near_p, mid_p, far_p = _section(sections, 0), _section(sections, 1), _section(sections, 2)
+    radius, half = f32(radius), f32(half)
     n_blocks = (px.size + POINT_BLOCK - 1) // POINT_BLOCK
     for job in prange(strengths.shape[0] * n_blocks):
         i, p0 = job // n_blocks, (job % n_blocks) * POINT_BLOCK
         n = min(POINT_BLOCK, px.size - p0)
-        base = np.empty(n, dtype=np.int32)
+        cell = np.empty(n, dtype=np.uint32)
         wr = np.empty(n, dtype=np.float32)
         wt = np.empty(n, dtype=np.float32)
         w = np.empty(n, dtype=np.float32)
@@ -357,12 +416,11 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, table, 
                 dx, dy, dz = px[p0 + p] - cx, py[p0 + p] - cy, pz[p0 + p] - cz
                 x = f32(f00 * dx + f01 * dy + f02 * dz)
                 y = f32(f10 * dx + f11 * dy + f12 * dz)
-                rho2 = x * x + y * y
-                az = abs(f32(f20 * dx + f21 * dy + f22 * dz))
-                base[p], wt[p], wr[p], inv_r2 = _cell(rho2, az, consts)
+                z = f32(f20 * dx + f21 * dy + f22 * dz)
+                cell[p], wt[p], wr[p], inv_r2 = _in_table(x, y, z, radius, half, near_p, mid_p, far_p)
                 w[p] = strength * inv_r2
             for p in range(n):
-                row[p] += w[p] * _lookup(table, base[p], nt, wt[p], wr[p])
+                row[p] += w[p] * _lookup(cells, cell[p], wt[p], wr[p])
 
 
 @njit(cache=True)
