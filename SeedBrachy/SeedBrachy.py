@@ -44,13 +44,14 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 )
 from slicer.util import VTKObservationMixin  # noqa: E402
 
-from SeedBrachyLib import RESEARCH_NOTICE, kernel, settings, summaries  # noqa: E402
+from SeedBrachyLib import RESEARCH_NOTICE, settings, summaries  # noqa: E402
 from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
 from SeedBrachyLib.mrml import (  # noqa: E402
     actions,
     beyond,
     dicom,
     dosimetry,
+    engine,
     live,
     parameters,
     planning,
@@ -379,6 +380,7 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     missingInputs = staticmethod(actions.missing_inputs)
     guardOutput = staticmethod(actions.guard_output)
     assign = staticmethod(actions.assign)
+    ensureDoseEngine = staticmethod(engine.ensure_dose_engine)
 
     def __init__(self) -> None:
         """Called when the logic class is instantiated."""
@@ -419,26 +421,6 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
         if self.liveDose is not None:
             self.liveDose.close()
         self.liveDose = None
-
-    @staticmethod
-    def ensureDoseEngine(requirementsPath):
-        """Offer to install numba (the compiled dose engine, listed in ``requirementsPath``) if it is missing;
-        returns the engine that will run (SeedBrachyLib.kernel.describe). Declined or failed: numpy runs."""
-        if kernel.numba_kernels() is None:
-            with open(requirementsPath) as requirements:
-                numba = [line.strip() for line in requirements if line.strip().startswith("numba")]
-            try:
-                try:  # Slicer 5.11+: asks, installs, offers a restart if needed (Base/Python/slicer/packaging.py)
-                    import slicer.packaging
-                except ImportError:
-                    if slicer.util.confirmOkCancelDisplay(_("Install numba for a faster dose engine?")):
-                        slicer.util.pip_install(numba)
-                else:
-                    slicer.packaging.pip_ensure(numba, requester="SeedBrachy")
-            except Exception as error:  # declined or no network: the numpy engine runs
-                logging.info("SeedBrachy: numba not installed (%s); the numpy dose engine runs", error)
-            kernel.retry_import()
-        return kernel.describe()
 
 
 #
