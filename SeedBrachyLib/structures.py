@@ -462,13 +462,16 @@ def mask_reaches_grid(mask, mask_grid, grid):
     return bool(grid.contains(mask_grid.to_ras(np.stack([i, j, k], axis=-1))).any())
 
 
-def structures_from_masks(targets, oars, grid, sample_spacing_mm=DEFAULT_SAMPLE_SPACING_MM):
+def structures_from_masks(targets, oars, grid, sample_spacing_mm=DEFAULT_SAMPLE_SPACING_MM, fine=None):
     """Targets and organs at risk as Structures on their own geometry (:func:`structure_from_mask`), for the DVH
-    from seeds: ``targets`` and ``oars`` map names to bool masks ``[k, j, i]`` on ``grid``; targets first."""
-    return ([structure_from_mask(name, mask, grid, "target", sample_spacing_mm=sample_spacing_mm)
-             for name, mask in targets.items()]
-            + [structure_from_mask(name, mask, grid, "oar", sample_spacing_mm=sample_spacing_mm)
-               for name, mask in oars.items()])
+    from seeds: ``targets`` and ``oars`` map names to bool masks ``[k, j, i]`` on ``grid``; targets first.
+
+    ``fine``: optional name -> ``(mask, mask grid)``, a finer geometry of that structure taken instead of its mask
+    (an RT Structure Set ROI's contours filled finer than the CT, ``dicomrt.rtstruct.fine_mask``).
+    """
+    fine = fine or {}
+    return [structure_from_mask(name, *fine.get(name, (mask, grid)), role, sample_spacing_mm=sample_spacing_mm)
+            for role, masks in (("target", targets), ("oar", oars)) for name, mask in masks.items()]
 
 
 def dvh_subdivision(n, n_voxels):

@@ -386,3 +386,57 @@ def test_dmax_next_to_a_seed_depends_on_the_sampling_d01cc_does_not():
             d01.append(dvh.metric("D0.1cc")[0])
     assert max(dmax) > 1.5 * min(dmax)
     assert max(d01) < 1.05 * min(d01)
+
+
+SLAB_SPHERE = (10.3, np.array([0.37, -0.61, 0.23]), 720)  # radius mm, centre mm RAS, points per circle contour
+
+
+def slab_sphere_case(grid, frame_uid):
+    """An RT Structure Set "GTV" of circle contours (720-gons) of the SLAB_SPHERE on every slice of ``grid`` (a
+    diag(-1, -1, 1) direction), with its closed forms: each contour stands for its slab, volume V = sum(t A_k)
+    (cc); in the field D = 100 exp(-rho^2 / 200) Gy (rho: distance from the sphere's axis along S, mm) the hottest
+    part of each slab is a disc, so D90 = D(rho_90) with sum(t pi min(rho_90, r_k)^2) = 0.9 V.
+
+    Returns (RT Structure Set dataset, V cc, D90 Gy, the field: points (N, 3) mm RAS -> Gy)."""
+    radius, center, n = SLAB_SPHERE
+    _, rs, _ = _rt_datasets(grid, np.ones(grid.shape), radius, center, n_points=n)
+    rs.StructureSetROISequence[0].ROIName = "GTV"
+    rs.StructureSetROISequence[0].ReferencedFrameOfReferenceUID = rs.FrameOfReferenceUID = frame_uid
+    z = np.array([float(grid.to_ras([0, 0, k])[2]) for k in range(grid.dims[2])]) - center[2]
+    r = np.sqrt(np.clip(radius ** 2 - z ** 2, 0, None))
+    t = grid.spacing[2]
+    volume = float(np.sum(t * 0.5 * n * r ** 2 * np.sin(2 * np.pi / n))) / 1000.0
+    rho90 = brentq(lambda q: np.sum(t * np.pi * np.minimum(q, r) ** 2) / 1000.0 - 0.9 * volume, 0.0, radius)
+
+    def field(p):
+        return 100.0 * np.exp(-np.sum((p[:, :2] - center[:2]) ** 2, axis=1) / 200.0)
+
+    return rs, volume, 100.0 * math.exp(-rho90 ** 2 / 200.0), field
+
+
+def test_structure_set_contours_give_evaluate_their_volume_and_d90_not_the_half_inside_voxels(tmp_path):
+    """``seedbrachy evaluate`` (and plan, postplan, batch: ``evaluate_dose``) from an RT Structure Set takes each ROI
+    at its contours' sub-voxel geometry: volume and D90 against the closed forms of :func:`slab_sphere_case` on a
+    2 mm grid. The voxels at least half inside miss both by far more."""
+    from argparse import Namespace
+
+    from SeedBrachyLib.commands.case import load_case
+    from SeedBrachyLib.commands.evaluate import evaluate_dose
+    from SeedBrachyLib.dvh import PointDose
+    from SeedBrachyLib.settings import defaults
+    from SeedBrachyLib.sources import get_model
+    from SeedBrachyLib.structures import structures_from_masks
+
+    grid = Grid.around([0.0, 0.0, 0.0], 2 * SLAB_SPHERE[0] + 8, 2.0, np.diag([-1.0, -1.0, 1.0]))
+    rs, volume, d90, field = slab_sphere_case(grid, "1.2.3.4")
+    rs.save_as(tmp_path / "rs.dcm", enforce_file_format=True)
+    case = load_case(Namespace(ct=None, structures=str(tmp_path / "rs.dcm"), gtv="GTV", ctv=None, oar=None,
+                               ignore=[]), grid=grid)
+    seeds = [Seed(SLAB_SPHERE[1], [0, 0, 1], 0.5)]
+    evaluation = evaluate_dose(case, np.zeros(grid.shape), grid, defaults(), "", seeds, get_model("I125_Model6702"))
+    assert evaluation["GTV"].dvh.volume_cc == pytest.approx(volume, rel=0.001)  # 1e-5 measured
+    fine = structures_from_masks(case.targets(), {}, case.grid, fine=case.fine())[0]
+    half = structures_from_masks(case.targets(), {}, case.grid)[0]
+    assert abs(half.volume_cc / volume - 1) > 0.005  # 0.8 % low
+    assert abs(PointDose(field).dvh(fine).metric("D90")[0] / d90 - 1) < 0.005  # the issue's bound; 0.27 % measured
+    assert abs(PointDose(field).dvh(half).metric("D90")[0] / d90 - 1) > 0.01  # 2.1 % high

@@ -61,6 +61,11 @@ class Case:
         read = self.read.get(name)
         return read.weights if read is not None else np.asarray({**self.targets(), **self.oars}[name], np.float32)
 
+    def fine(self):
+        """name -> ``(mask, grid)``: the sub-voxel geometry of the structures read from an RT Structure Set (their
+        contours filled finer than the CT, ``Roi.fine``), for the DVH (``structures_from_masks(..., fine=)``)."""
+        return {name: s.source for name, s in self.read.items() if s.source is not None}
+
     def target_names(self):
         """{"GTV": the user's GTV name, "CTV": the CTV's} for :func:`SeedBrachyLib.checks.run_checks`."""
         return {"GTV": self.gtv_name, "CTV": self.ctv_name}

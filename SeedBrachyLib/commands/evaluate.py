@@ -69,9 +69,11 @@ def evaluate_dose(case, dose, dose_grid, values, description, seeds=None, model=
     With ``seeds`` (and their ``model``) the DVH is TG-43 evaluated exactly at each structure's own sample points,
     every structure whole (:class:`~SeedBrachyLib.dvh.SeedDose`); the dose grid gives the reference isodose volume
     of CI/EI. Without seeds the dose is read as given (:class:`~SeedBrachyLib.dvh.GridDose`, never smoothed inside a
-    structure); a structure partly outside its grid is evaluated on the part inside and says so.
+    structure); a structure partly outside its grid is evaluated on the part inside and says so. Structures read
+    from an RT Structure Set are taken at their contours' sub-voxel geometry (``Case.fine``), not as the voxels at
+    least half inside.
     """
-    structs = structures_from_masks(case.targets(), case.oars, case.grid)
+    structs = structures_from_masks(case.targets(), case.oars, case.grid, fine=case.fine())
     body = None
     if case.ct is not None:
         body = structure_on_grid("Body", body_from_ct(case.ct.array, case.grid, values.bodyThresholdHu), case.grid,

@@ -132,7 +132,8 @@ def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
     """Structures on ``grid`` (the CT's): name -> :class:`~SeedBrachyLib.structures.Structure` on ``grid``.
 
     An RT Structure Set keeps its partial volumes: each weight is the fraction (0..1) of the voxel inside the
-    contours (:func:`SeedBrachyLib.dicomrt.read_rtstruct`). A labelmap's voxels are wholly in or out (weights 0
+    contours (:func:`SeedBrachyLib.dicomrt.read_rtstruct`), and ``source`` is the contours' fine mask (``Roi.fine``,
+    the sub-voxel geometry for the DVH) when there is one. A labelmap's voxels are wholly in or out (weights 0
     or 1, resampled nearest onto ``grid``). ``structure.weights >= 0.5`` is the voxel set where one is needed.
     """
     from ..structures import Structure
@@ -141,7 +142,7 @@ def read_structures(path, grid, frame_of_reference_uid=None, progress=None):
     if rtstruct is not None:
         from ..dicomrt import read_rtstruct
         rois = read_rtstruct(rtstruct, grid, frame_of_reference_uid=frame_of_reference_uid, progress=progress)
-        return {roi.name: Structure(roi.name, roi.fraction, grid) for roi in rois}
+        return {roi.name: Structure(roi.name, roi.fraction, grid, source=roi.fine) for roi in rois}
     files = [p] if p.is_file() else [f for f in sorted(p.iterdir()) if f.is_file() and is_volume_file(f)]
     if not files:
         raise InputError(f"structures {str(p)!r}: no RT Structure Set and no labelmap files "

@@ -90,6 +90,7 @@ def make_plan(case, values, nogo=(), oar_limit_on=None, progress=None):
                                 gtv_mask=case.gtv, bone_threshold_hu=values.boneThresholdHu,
                                 skin_thickness_mm=values.skinThicknessMm)
     planning.targets = {case.gtv_name: case.gtv, case.ctv_name: case.ctv}
+    planning.fine = case.fine()
     _, _, candidates = pipeline.generate_needles(planning, values.needle_direction, values.holeSpacingMm,
                                                  values.safetyMarginMm, values.candidateSpacingMm)
     limits = limits_of(values, oar_limit_on)

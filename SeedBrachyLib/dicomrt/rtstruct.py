@@ -8,8 +8,11 @@
   :class:`Roi` objects: ``fraction`` float32 ``[k, j, i]``, the part of each voxel inside the ROI's
   contours on that voxel's slice (even-odd rule over all contours of the slice, so holes and several
   contours per slice are honoured), sampled at n x n sub-points per voxel (default 9 x 9). Contours
-  must be planar and parallel to the grid's slices; each is assigned to the nearest slice. Take
-  ``Structure(name, roi.fraction, grid, role)`` (``SeedBrachyLib.structures``) for the DVH.
+  must be planar and parallel to the grid's slices; each is assigned to the nearest slice. ``fine`` keeps
+  the sub-voxel geometry for the DVH: the contours filled on a grid finer in the slice plane
+  (:func:`fine_mask`); ``Structure(name, roi.fraction, grid, role, source=roi.fine)``
+  (``SeedBrachyLib.structures``) carries both, and ``structure_from_mask(name, *roi.fine, role)`` is the
+  structure on its own geometry for the DVH from seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian, RTStructureSetStorage
 
 from ..errors import InputError
+from ..grid import Grid
 from ..progress import report
 from .contours import fill_fraction, mask_contours
 from .dataset import (
@@ -43,6 +47,12 @@ INTERPRETED_TYPES = ("EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_V
                      "ORGAN", "MARKER", "REGISTRATION", "ISOCENTER", "CONTRAST_AGENT", "CAVITY",
                      "BRACHY_CHANNEL", "BRACHY_ACCESSORY", "BRACHY_SRC_APP", "BRACHY_CHNL_SHLD", "SUPPORT",
                      "FIXATION", "DOSE_REGION", "CONTROL", "")
+#: In-plane pixel size (mm, at most) of an ROI's fine mask, and its limits: at most FINE_MAX_FACTOR fine pixels per
+#: voxel side and FINE_MAX_VOXELS fine voxels per ROI (a larger ROI, e.g. the body outline, gets a coarser one or
+#: none when a fine pixel would be a whole voxel).
+FINE_PIXEL_MM = 0.25
+FINE_MAX_FACTOR = 8
+FINE_MAX_VOXELS = 1 << 24
 #: Largest distance (in slices) of a contour's points from its mean plane.
 PLANARITY_TOLERANCE = 0.02
 #: Largest value length (bytes) of an element in Explicit VR (16-bit length field).
@@ -63,6 +73,7 @@ class Roi:
         interpreted_type: RT ROI Interpreted Type ("GTV", "CTV", "ORGAN", "EXTERNAL", ... or "").
         number: ROI Number in the file (None: assigned on export).
         notes: what the reader noticed (contours off the grid, skipped point contours, ...).
+        fine: ``(mask, fine grid)`` from the reader (:func:`fine_mask`), or None: the contours' sub-voxel geometry.
     """
 
     name: str
@@ -71,6 +82,7 @@ class Roi:
     interpreted_type: str = ""
     number: int = None
     notes: list = field(default_factory=list)
+    fine: tuple = None
 
 
 def write_rtstruct(path, rois, grid, series, label="SeedBrachy", overwrite=False, progress=None):
@@ -222,11 +234,12 @@ def read_rtstruct(path, grid, frame_of_reference_uid=None, supersampling=9, name
         color = numbers(item, "ROIDisplayColor", f"{where}: ROI '{roi.name}'", 3, required=False, minimum=0,
                         maximum=255)
         roi.color = None if color is None else tuple(int(c) for c in color)
-        fraction = _rasterise(item, roi, grid, supersampling, where)
-        if fraction is None:
+        planes = _planes(item, roi, grid, where)
+        if planes is None:
             skipped.append(roi.name)
         else:
-            roi.fraction = fraction
+            roi.fraction = _rasterise(planes, roi, grid, supersampling, where)
+            roi.fine = fine_mask(planes, grid)
             out.append(roi)
         report(progress, (n + 1) / len(contour_items), f"filling {roi.name}")
     if wanted is not None and wanted - {r.name for r in out} - set(skipped):
@@ -262,8 +275,8 @@ def _closed_contours(item, where, other):
         yield here, lps_to_ras(np.reshape(data, (-1, 3)))
 
 
-def _rasterise(item, roi, grid, n, where):
-    """Fraction of each voxel inside the ROI's closed contours, or None if the ROI has none."""
+def _planes(item, roi, grid, where):
+    """{slice k: [(m, 2) polygons in (i, j) voxel coordinates]} of the ROI's closed contours, or None if it has none."""
     where = f"{where}: ROI '{roi.name}'"
     planes, other, outside = {}, [0], 0
     for here, ras in _closed_contours(item, where, other):
@@ -280,14 +293,44 @@ def _rasterise(item, roi, grid, n, where):
         if outside:
             raise InputError(f"{where}: all {outside} contours lie outside the grid's slices ({grid.describe()})")
         return None
-    fraction = np.zeros(grid.shape, dtype=np.float32)
-    for k, polygons in planes.items():
-        fraction[k] = fill_fraction(polygons, grid.shape[1:], n)
-    if not np.any(fraction):
-        raise InputError(f"{where}: its contours cover no voxel of the grid ({grid.describe()})")
     if outside:
         roi.notes.append(f"'{roi.name}': {outside} contours lie outside the grid's slices and were left out")
     if other[0]:
         roi.notes.append(f"'{roi.name}': {other[0]} point or open contours ignored")
+    return planes
+
+
+def _rasterise(planes, roi, grid, n, where):
+    """Fraction of each voxel inside the ROI's contours (``planes`` from :func:`_planes`), n x n sub-points each."""
+    fraction = np.zeros(grid.shape, dtype=np.float32)
+    for k, polygons in planes.items():
+        fraction[k] = fill_fraction(polygons, grid.shape[1:], n)
+    if not np.any(fraction):
+        raise InputError(f"{where}: ROI '{roi.name}': its contours cover no voxel of the grid ({grid.describe()})")
     return fraction
 
+
+def fine_mask(planes, grid, pixel_mm=FINE_PIXEL_MM):
+    """``(mask, fine grid)``: the contours (``planes``: slice k -> polygons in (i, j) voxel coordinates of ``grid``)
+    filled at the centres of pixels f times finer than ``grid``'s in the slice plane (f = ceil(in-plane spacing /
+    ``pixel_mm``), at most FINE_MAX_FACTOR), on the ROI's slices (each contour stands for its slice's thickness),
+    cropped to the ROI with a voxel's margin. None when f would be 1, the mask would exceed FINE_MAX_VOXELS or no fine
+    pixel centre lies inside."""
+    f = int(min(FINE_MAX_FACTOR, np.ceil(float(np.max(grid.spacing[:2])) / pixel_mm - 1e-9)))
+    ks = sorted(planes)
+    points = np.concatenate([p for k in ks for p in planes[k]])
+    lo = np.maximum(np.floor(points.min(axis=0)) - 1, 0).astype(int)
+    hi = np.minimum(np.ceil(points.max(axis=0)) + 1, np.asarray(grid.dims[:2]) - 1).astype(int)
+    shape = (ks[-1] - ks[0] + 1, f * (hi[1] - lo[1] + 1), f * (hi[0] - lo[0] + 1))
+    while f > 1 and np.prod(shape, dtype=np.int64) > FINE_MAX_VOXELS:
+        f -= 1
+        shape = (shape[0], f * (hi[1] - lo[1] + 1), f * (hi[0] - lo[0] + 1))
+    if f == 1:
+        return None
+    first = lo - 0.5 + 0.5 / f  # centre of fine pixel 0 in grid voxel coordinates (i, j)
+    mask = np.zeros(shape, dtype=bool)
+    for k in ks:
+        mask[k - ks[0]] = fill_fraction([(p - first) * f for p in planes[k]], shape[1:], 1) > 0.5
+    origin = grid.to_ras([first[0], first[1], ks[0]])
+    spacing = np.asarray(grid.spacing, float) / np.array([f, f, 1.0])
+    return (mask, Grid(origin, spacing, grid.direction, shape[::-1])) if mask.any() else None

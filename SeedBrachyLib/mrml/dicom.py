@@ -1,7 +1,9 @@
 """DICOM RT <-> MRML nodes, keeping every node linked to the DICOM object it came from or went to.
 
 * :func:`import_folder` -- a DICOM folder (:func:`SeedBrachyLib.dicomrt.read_dicom_folder`) as nodes: CT volume,
-  segmentation (one segment per ROI: voxels at least half inside the ROI's contours, on the CT grid), seeds
+  segmentation (one closed-surface segment per ROI, as Slicer's RT Structure Set import makes: the surface of
+  the ROI's contours filled finer than the CT (``Roi.fine``; else of its voxels at least half inside), so the
+  DVH rasterises it finer, :func:`.segmentations.structure_from_segment`), seeds
   node (one point per seed, axis and S_K at implant kept, :mod:`.markups`), dose volume (marked the SlicerRT
   way, :func:`.volumes.set_dose_volume`).
 * :func:`link_ct_to_files` -- link a CT node loaded elsewhere (Slicer's DICOM browser) to its series' files;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import slicer
 
 from .. import structures
 from ..dicomrt import ImageSeries, Roi, Study, read_ct_headers, read_dicom_folder, write_dicom_case
@@ -29,7 +32,7 @@ from ..progress import report
 from . import ATTRIBUTE_PREFIX
 from ._common import require_node, require_scene
 from .markups import read_seeds, source_model_key, write_seeds
-from .segmentations import add_mask_segment, segment_ids, segment_mask, segment_name
+from .segmentations import add_surface_segment, segment_ids, segment_mask, segment_name
 from .volumes import (
     DOSE_UNIT_VALUE_ATTRIBUTE,
     PRESCRIPTION_ATTRIBUTE,
@@ -133,12 +136,14 @@ def import_folder(scene, folder, implant_datetime=None, name="DICOM", progress=N
         seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} structures")
         seg.CreateDefaultDisplayNodes()
         seg.SetReferenceImageGeometryParameterFromVolumeNode(nodes["ct"])
+        seg.GetSegmentation().SetSourceRepresentationName(
+            slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName())
         for roi in case.rois:
-            inside = roi.fraction >= 0.5
-            if not inside.any():
+            mask, grid = roi.fine or (roi.fraction >= 0.5, case.grid)
+            if not mask.any():
                 continue
             color = None if roi.color is None else [c / 255.0 for c in roi.color]
-            segment_id = add_mask_segment(seg, inside, case.grid, roi.name, color)
+            segment_id = add_surface_segment(seg, mask, grid, roi.name, color)
             seg.GetSegmentation().GetSegment(segment_id).SetTag(ROI_TAG, str(roi.number))
         _link(seg, case.uids["RTSTRUCT"], frame)
         nodes["segmentation"] = seg

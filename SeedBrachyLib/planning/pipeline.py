@@ -51,6 +51,8 @@ class PlanningCase:
         oars: name -> bool mask of organs evaluated and limited (skin included as "Skin").
         prescription_gy: Rx (Gy).
         targets: name -> bool mask of the targets as the user sees them ("GTV" if given, "CTV").
+        fine: name -> ``(mask, grid)``, a structure's finer geometry for the DVH (e.g. an RT Structure Set's
+            contours, ``Case.fine``), taken instead of its mask by :func:`evaluate`.
     """
 
     grid: Grid
@@ -62,6 +64,7 @@ class PlanningCase:
     prescription_gy: float
     targets: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    fine: dict = field(default_factory=dict)
 
 
 def make_ctv(ct_hu, grid, gtv_mask, margin_mm=structures.DEFAULT_CTV_MARGIN_MM, body_threshold_hu=None):
@@ -164,7 +167,7 @@ def evaluate(case, seeds, model, dose_grid=None, progress=None, spacing_mm=None,
     model = get_model(model)
     grid = dose_grid or dose_grid_for(case, seeds, model, spacing_mm, threshold_pct)
     dose = compute_dose(grid, seeds, model, progress=progress, allow_outside=True)
-    structs = structures.structures_from_masks(case.targets, case.oars, case.grid)
+    structs = structures.structures_from_masks(case.targets, case.oars, case.grid, fine=case.fine)
     body = structures.structure_on_grid("Body", case.body, case.grid, grid)
     evaluation = evaluate_plan(SeedDose(seeds, model), structs, case.prescription_gy, body=body,
                                dose_description=describe_dose(model, len(seeds), grid),
