@@ -453,11 +453,6 @@ def _select(a, n, k):
 def _trial_values(new, base, mat, add, remove):
     """new = base + mat[add[0]] + ... - mat[remove[0]] - ... (float32, in that order, as numpy evaluates it)."""
     m = base.size
-    if add.size == 1 and remove.size == 1:  # a move: one pass
-        ra, rr = mat[add[0]], mat[remove[0]]
-        for p in range(m):
-            new[p] = (base[p] + ra[p]) - rr[p]
-        return
     new[:] = base
     for a in add:
         row = mat[a]
@@ -507,6 +502,7 @@ def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, actives, pruned
     trial (the caller's bound: base + the largest candidate dose there < lo[q]; removals only lower it).
     """
     l0, l1, l2 = levels[0], levels[1], levels[2]
+    zero = np.zeros(scratch.size // 2, dtype=np.float32)
     for t in range(adds.shape[0]):
         add, remove = adds[t], removes[t]
         for q in range(len(bases)):
@@ -530,10 +526,17 @@ def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, actives, pruned
                     out[t, q] = _window_select(new, na, low, high, k - below, scratch[na:2 * na])
                     continue
             new = scratch[:m]
-            _trial_values(new, base, mat, add, remove)
+            if add.size > 1 or remove.size > 1:
+                _trial_values(new, base, mat, add, remove)
+                ra = rr = zero[:m]  # the values are made: counted as new + 0 - 0 (exact)
+                base = new
+            else:  # one row or none added or removed (none: a zero row, exact): values and counts in one pass
+                ra = mat[add[0]] if add.size else zero[:m]
+                rr = mat[remove[0]] if remove.size else zero[:m]
             c0 = c1 = c2 = under = below = inside = 0
-            for p in range(m):  # counts only: vectorised
-                v = new[p]
+            for p in range(m):  # vectorised
+                v = (base[p] + ra[p]) - rr[p]
+                new[p] = v
                 c0 += v >= l0
                 c1 += v >= l1
                 c2 += v >= l2

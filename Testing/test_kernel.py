@@ -245,9 +245,10 @@ def test_compiled_trial_metrics_equal_the_numpy_metrics():
         free, chosen = np.flatnonzero(~state.x), np.flatnonzero(state.x)
         add = list(rng.choice(free, min(rng.integers(0, 4), free.size), replace=False))
         remove = list(rng.choice(chosen, min(rng.integers(0, 4), chosen.size), replace=False))
-        compiled = problem.trial_metrics(state, [add], [remove])[0]
+        one = (np.asarray([add], dtype=np.int64).reshape(1, -1), np.asarray([remove], dtype=np.int64).reshape(1, -1))
+        compiled = {k: float(v[0]) for k, v in problem.trial_metrics(state, *one).items()}
         problem.compiled, kernels = None, problem.compiled
-        exact = problem.trial_metrics(state, [add], [remove])[0]
+        exact = {k: float(v[0]) for k, v in problem.trial_metrics(state, *one).items()}
         problem.compiled = kernels
         n = state.x.sum() + len(add) - len(remove)
         assert problem.objective_of(dict(compiled), n, 3)[0] == problem.objective_of(dict(exact), n, 3)[0]
@@ -261,10 +262,10 @@ def test_compiled_trial_metrics_equal_the_numpy_metrics():
             state.apply(add, remove, state.trial(add, remove))
         if i % 20 == 0:  # a batch of moves (one compiled call) gives each move's own trial
             j, free = rng.choice(np.flatnonzero(state.x)), np.flatnonzero(~state.x)
-            batch = state.trials([[k] for k in free], [[j]] * len(free))
-            for k, result in zip(free, batch):
+            values, per, _ = state.trials([[k] for k in free], [[j]] * len(free))
+            for t, k in enumerate(free):
                 single = state.trial([k], [j])
-                assert result[0] == single[0] and np.array_equal(result[2], single[2])
+                assert values[t] == single[0][0] and np.array_equal(per[t], single[2])
     assert 0 < met < 200  # both branches seen
 
 

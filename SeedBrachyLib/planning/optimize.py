@@ -217,22 +217,24 @@ class _State:
     def trial(self, add=(), remove=()):
         """((objective value, terms), (add, remove), seeds per needle) after adding/removing candidate indices
         (state unchanged)."""
-        return self.trials([add], [remove])[0]
+        values, per, terms = self.trials([add], [remove])
+        return (float(values[0]), {k: float(v[0]) for k, v in terms.items()}), (add, remove), per[0]
 
     def trials(self, adds, removes):
-        """:meth:`trial` of several changes against this state (``adds[t]``, ``removes[t]``: candidate indices; the
-        same count in every ``adds[t]``, and in every ``removes[t]``), their metrics in one compiled call."""
-        metrics = self.p.trial_metrics(self, adds, removes)
-        n_chosen, results = self.x.sum(), []
-        for add, remove, terms in zip(adds, removes, metrics):
-            per = self.per_needle.copy()
-            for j in add:
-                per[self.p.needle_of[j]] += 1
-            for j in remove:
-                per[self.p.needle_of[j]] -= 1
-            n_seeds = n_chosen + len(add) - len(remove)
-            results.append((self.p.objective_of(terms, n_seeds, (per > 0).sum()), (add, remove), per))
-        return results
+        """Several changes against this state (``adds[t]``, ``removes[t]``: candidate indices; the same count in every
+        ``adds[t]``, and in every ``removes[t]``), evaluated together (the metrics in one compiled call): (objective
+        values (T,), seeds per needle (T, needles), terms: metric -> (T,))."""
+        n = len(adds)
+        add, remove = (np.asarray(a, dtype=np.int64).reshape(n, -1) for a in (adds, removes))
+        terms = self.p.trial_metrics(self, add, remove)
+        per, rows = np.repeat(self.per_needle[None], n, axis=0), np.arange(n)
+        for column in add.T:
+            per[rows, self.p.needle_of[column]] += 1
+        for column in remove.T:
+            per[rows, self.p.needle_of[column]] -= 1
+        n_seeds = self.x.sum() + add.shape[1] - remove.shape[1]
+        values, terms = self.p.objective_of(terms, n_seeds, (per > 0).sum(axis=1))
+        return values, per, terms
 
     @staticmethod
     def _shift(v, m, add, remove):
@@ -308,27 +310,22 @@ class _Problem:
         return out
 
     def trial_metrics(self, state, adds, removes):
-        """:meth:`metrics` of ``state`` with candidates ``adds[t]`` added and ``removes[t]`` removed, for each trial t
-        (state unchanged): a list of terms.
+        """:meth:`metrics` of ``state`` with candidates ``adds[t]`` added and ``removes[t]`` removed (int arrays
+        (T, A) and (T, R)), for each trial t (state unchanged): metric -> (T,) array.
 
         Compiled (all trials in one call): a D90 that meets its aim (goal + safety) is given as the aim, the
         objective is the same (:meth:`_State.apply` recomputes the exact terms of the state it keeps)."""
         if self.compiled is None:
-            return [self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
+            rows = [self.metrics({k: state._shift(state.dose[k], self.mats[k], add, remove) for k in self.names})
                     for add, remove in zip(adds, removes)]
+            return {key: np.array([r[key] for r in rows]) for key in [*self.level_keys, *self.value_keys]}
         n = len(adds)
         counts, out = np.empty((n, len(self.LEVELS)), dtype=np.int64), np.empty((n, len(self.names)))
-        self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats,
-                                        np.asarray(adds, dtype=np.int64).reshape(n, -1),
-                                        np.asarray(removes, dtype=np.int64).reshape(n, -1), self.ranks,
-                                        *state.windows, self.floors, self.levels, counts, out, self.scratch)
+        self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats, adds, removes,
+                                        self.ranks, *state.windows, self.floors, self.levels, counts, out,
+                                        self.scratch)
         m = len(state.dose["CTV"])
-        result = []
-        for c, values in zip(counts.tolist(), out.tolist()):
-            terms = dict(zip(self.level_keys, (100.0 * v / m for v in c)))
-            terms.update(zip(self.value_keys, values))
-            result.append(terms)
-        return result
+        return {**dict(zip(self.level_keys, 100.0 * counts.T / m)), **dict(zip(self.value_keys, out.T))}
 
     def windows(self, dose):
         """For the compiled trials: per metric, the doses (float32 Gy) at WINDOW ranks either side of its rank, and
@@ -352,18 +349,21 @@ class _Problem:
         return lo, hi, tuple(actives), pruned
 
     def objective(self, dose, n_seeds, n_needles):
-        return self.objective_of(self.metrics(dose), n_seeds, n_needles)
+        value, terms = self.objective_of(self.metrics(dose), n_seeds, n_needles)
+        terms["violation"] = float(terms["violation"])
+        return float(value), terms
 
     def objective_of(self, m, n_seeds, n_needles):
-        """(F, terms) from :meth:`metrics` terms ``m`` (the dict gets ``violation``)."""
+        """(F, terms) from :meth:`metrics` terms ``m`` (the dict gets ``violation``); numbers or arrays (one value per
+        trial, the same arithmetic)."""
         g, w, s = self.goals, self.w, self.goals.safety_pct
-        viol = (max(0.0, (g.d90_min_pct + s) / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
-                + max(0.0, g.v100_min_pct + s - m["V100"]) + max(0.0, m["V150"] - g.v150_max_pct + s))
+        viol = (np.maximum(0.0, (g.d90_min_pct + s) / 100.0 * self.rx - m["D90"]) / self.rx * 100.0
+                + np.maximum(0.0, g.v100_min_pct + s - m["V100"]) + np.maximum(0.0, m["V150"] - g.v150_max_pct + s))
         if g.v200_max_pct is not None:
-            viol += max(0.0, m["V200"] - g.v200_max_pct + s)
+            viol += np.maximum(0.0, m["V200"] - g.v200_max_pct + s)
         oar = 0.0
         for key, limit in self.limits:
-            viol += max(0.0, m[key] / limit * 100.0 - 100.0 + s)
+            viol += np.maximum(0.0, m[key] / limit * 100.0 - 100.0 + s)
             oar += m[key] / limit
         value = (w.violation * viol + n_seeds + w.needle * n_needles + w.hot * (m["V150"] + m["V200"]) / 100.0
                  + w.oar * oar)
@@ -499,23 +499,33 @@ def _fill(problem, state, progress, f0, f1):
 
 
 def _remove_seeds(state, rng):
-    changed = False
-    for j in rng.permutation(np.flatnonzero(state.x)):
-        result = state.trial(remove=[j])
-        if result[0][0] < state.value - 1e-9:
-            state.apply([], [j], result)
-            changed = True
-    return changed
+    return _remove_each_if_better(state, [[j] for j in rng.permutation(np.flatnonzero(state.x))])
 
 
 def _remove_needles(state, rng, candidates):
-    changed = False
-    for n in rng.permutation(np.flatnonzero(state.per_needle > 0)):
-        seeds = np.flatnonzero(state.x & (candidates.needle_index == n))
-        result = state.trial(remove=seeds)
-        if result[0][0] < state.value - 1e-9:
-            state.apply([], seeds, result)
-            changed = True
+    return _remove_each_if_better(state, [np.flatnonzero(state.x & (candidates.needle_index == n))
+                                          for n in rng.permutation(np.flatnonzero(state.per_needle > 0))])
+
+
+#: Removal trials evaluated together (one compiled call); those after an accepted one are evaluated again.
+TRIAL_CHUNK = 16
+
+
+def _remove_each_if_better(state, removals):
+    """Try each removal (candidate index lists, disjoint) in turn and keep it if it lowers F: the same as trying them
+    one by one against the state as it is then, evaluated up to TRIAL_CHUNK consecutive ones of one size at a time."""
+    changed, i = False, 0
+    while i < len(removals):
+        end = i + 1
+        while end < min(len(removals), i + TRIAL_CHUNK) and len(removals[end]) == len(removals[i]):
+            end += 1
+        values, per, _ = state.trials([[]] * (end - i), removals[i:end])
+        better = np.flatnonzero(values < state.value - 1e-9)
+        if better.size:
+            t = int(better[0])
+            state.apply([], removals[i + t], (None, None, per[t]))
+            changed, end = True, i + t + 1
+        i = end
     return changed
 
 
@@ -524,12 +534,15 @@ def _move_seeds(state, rng, neighbours):
     for j in rng.permutation(np.flatnonzero(state.x)):
         if not state.x[j]:
             continue
-        free = [k for k in neighbours[j] if not state.x[k]]
-        best, best_result = None, None
-        for k, result in zip(free, state.trials([[k] for k in free], [[j]] * len(free)) if free else ()):
-            if result[0][0] < (best_result[0][0] if best_result else state.value) - 1e-9:
-                best, best_result = k, result
+        free = neighbours[j][~state.x[neighbours[j]]]
+        if not free.size:
+            continue
+        values, per, _ = state.trials(free[:, None], np.full((free.size, 1), j))
+        best, best_value = None, state.value
+        for t, value in enumerate(values.tolist()):
+            if value < best_value - 1e-9:
+                best, best_value = t, value
         if best is not None:
-            state.apply([best], [j], best_result)
+            state.apply([free[best]], [j], (None, None, per[best]))
             changed = True
     return changed
