@@ -11,7 +11,8 @@ added, deleted), rewrites the dose volume and, when an evaluation is asked for, 
 LiveDose as the dose source: the exact DVH of the button's evaluation (the same sample points and rules, to
 float32 precision), with only the changed seed evaluated at the structures' points. The grid stays while every
 seed stays inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
-starts a full computation on a new policy grid. Turning live off is :meth:`LiveDosimetry.close`.
+starts a full computation on a new policy grid (and reads the structures again; segments edited while live
+dose is on are read when it is turned on again). Turning live off is :meth:`LiveDosimetry.close`.
 """
 
 from __future__ import annotations
