@@ -385,7 +385,8 @@ class _Run:
         stalled 1-10 mm short of the optimum on thick-slice, short and S-invariant scans).
         ``joinable``: (runs already optimised at this level, region points LPS mm); once this run comes
         within ``AGREEMENT_MM`` of one of their answers over the region, it stops and takes that answer
-        (the same optimum, reached again: the time of converging to it is saved).
+        (the same optimum, reached again: the time of converging to it is saved); a run that failed (infinite
+        value) is no answer to join.
         """
         transform = _transform(self.matrix, self.center, stage)
         # the moving image cut to where the fixed body can land (ITK's cost grows with the moving image's size),
@@ -403,6 +404,7 @@ class _Run:
             maximumStepSizeInPhysicalUnits=float(spacing))
         method.SetOptimizerScalesFromPhysicalShift()
         others, region = joinable
+        others = [o for o in others if np.isfinite(o.value)]  # a failed start has no answer, only its start
         joined = []
 
         def join():
