@@ -176,11 +176,13 @@ def compute_dose(grid, seeds, model, formalism="line", time_window_days=None,
         kernel.set_threads(workers, grid.n_voxels * len(seeds))
         table = kernel.table_for(model, formalism, kernel.grid_reach_mm(grid, positions))
         k_step = max(1, COMPILED_CHUNK_VOXELS // (ni * nj))
+        buffer = np.empty((min(k_step, nk), nj, ni))
         for k0 in range(0, nk, k_step):
             k1 = min(nk, k0 + k_step)
-            slab = np.zeros((k1 - k0, nj, ni))
+            slab = buffer[:k1 - k0]
+            slab[:] = 0.0
             kernel.grid_rate_slab(engine, slab, k0, grid, positions, frames, strengths, model, formalism, table)
-            out[k0:k1] = slab * scale
+            np.multiply(slab, scale, out=out[k0:k1], casting="same_kind")
             report(progress, k1 / nk, f"{label}, slice {k1}/{nk}")
         return out
 

@@ -189,15 +189,15 @@ def _section(sections, s):
 def _in_section(rho2, az, p):
     """(cell index, theta weight, r weight, 1/r^2 in mm^-2) of float32 (rho^2, |z|) on table section ``p``
     (a _section tuple). theta from u^2 = 1 - cos(theta) = rho^2 / (r (r + |z|)) (no cancellation near the axis)
-    and the section's polynomial; r below the section's start counts as its start (the far path's near points,
-    overwritten later), so every index is in range."""
+    and the section's polynomial. r at most rounding below the section's start truncates to its first interval
+    (weight ~ -1e-7); the far path's near points get garbage indices, overwritten before any lookup."""
     r0, inv_h, n_t, first, last_r, last_t, c0, c1, c2, c3, c4, c5, c6 = p
     r2 = rho2 + az * az
     inv_r = np.float32(1.0) / math.sqrt(r2)
     r = r2 * inv_r
     t = rho2 * inv_r / (r + az)
     ft = math.sqrt(t) * (c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * c6))))))
-    fr = max((r - r0) * inv_h, np.float32(0.0))
+    fr = (r - r0) * inv_h
     it = np.float32(np.int32(min(ft, last_t)))
     ir = np.float32(np.int32(min(fr, last_r)))
     return np.uint32(np.int32(first + ir * n_t + it)), ft - it, fr - ir, inv_r * inv_r
