@@ -111,13 +111,13 @@ def rind(body_center, outer_radius, thickness, axis, half_angle_deg):
     return sdf
 
 
-SHAPES = {  # name: (signed distance, bounding box lo, hi in mm RAS, role, metrics)
+SHAPES = {  # name: (signed distance, bounding box lo, hi in mm RAS (the shape lies inside it), role, metrics)
     "CTV": (sphere(CENTER, 10.0), CENTER - 10.5, CENTER + 10.5, "target", TARGET_METRICS),
-    "Slab 2mm": (slab(CENTER + [13.0, 0, 0], [1, 0.2, 0.1], 2.0, 10.0), CENTER + [10.5, -11, -11],
-                 CENTER + [15.5, 11, 11], "oar", THIN_METRICS),
+    "Slab 2mm": (slab(CENTER + [13.0, 0, 0], [1, 0.2, 0.1], 2.0, 10.0), CENTER + [9.5, -11, -11],
+                 CENTER + [16.5, 11, 11], "oar", THIN_METRICS),
     "Tube 3mm": (tube(CENTER + [-13.0, -14.0, -3.0], CENTER + [-13.0, 14.0, 3.0], 3.0), CENTER + [-15, -16, -5],
                  CENTER + [-11, 16, 5], "oar", THIN_METRICS),
-    "Skin rind": (rind(CENTER + [0, 0, -45.0], 60.0, 5.0, [0, 0, 1], 18.0), CENTER + [-19, -19, 9.5],
+    "Skin rind": (rind(CENTER + [0, 0, -45.0], 60.0, 5.0, [0, 0, 1], 18.0), CENTER + [-19, -19, 6.8],
                   CENTER + [19, 19, 15.5], "oar", OAR_METRICS),
 }
 
