@@ -358,7 +358,6 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     evaluate = staticmethod(dosimetry.evaluate_and_check)
     evaluateUsingParameterNode = staticmethod(actions.evaluate)
     detectSeeds = staticmethod(postimplant.detect)
-    detectSeedsUsingParameterNode = staticmethod(actions.detect_seeds)
     registerPostImplant = staticmethod(postimplant.register)
     registerPostImplantUsingParameterNode = staticmethod(actions.register)
     carryContours = staticmethod(postimplant.carry_contours)
@@ -390,6 +389,12 @@ class SeedBrachyLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         """The module's typed parameter node (created with every default if missing)."""
         return SeedBrachyParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def detectSeedsUsingParameterNode(p, overwrite=False, progress=None):
+        """SeedBrachyLib.mrml.actions.detect_seeds with Slicer's DICOM database (the slice thickness of a CT from
+        the DICOM browser is read from its series' headers)."""
+        return actions.detect_seeds(p, overwrite, progress, getattr(slicer, "dicomDatabase", None))
 
     @staticmethod
     def exportDicomUsingParameterNode(p, folder, implant_date="", progress=None):

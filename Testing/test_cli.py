@@ -36,6 +36,33 @@ def test_demo_refuses_an_existing_scene_without_force(tmp_path, capsys):
     assert (tmp_path / "SeedBrachyDemo.mrb").read_text() == "an earlier scene"
 
 
+@pytest.mark.slow
+def test_detect_passes_the_header_slice_thickness_or_the_option(tmp_path, monkeypatch, capsys):
+    """``seedbrachy detect`` on a DICOM folder gives detection the header's SliceThickness (here edited to 3 mm
+    on 2 mm slices: an overlapping series); ``--slice-thickness`` overrides it; a volume file gives None."""
+    import pydicom
+
+    from SeedBrachyLib.dicomrt import write_ct_series
+    from SeedBrachyLib.postimplant import detection
+    from SeedBrachyLib.synthetic.post_implant_ct import post_implant_ct, random_implant
+
+    scan = post_implant_ct(random_implant(3, (40.0, 8.0, 0.0), 8.0, random_seed=2), spacing_mm=(1.0, 1.0, 2.0),
+                           random_seed=2)
+    write_ct_series(tmp_path / "ct", scan.ct, scan.grid)
+    for path in (tmp_path / "ct").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SliceThickness = "3.0"
+        ds.save_as(path)
+    seen = []
+    real = detection.detect_seeds
+    monkeypatch.setattr(detection, "detect_seeds",
+                        lambda *a, **k: seen.append(k["slice_thickness_mm"]) or real(*a, **k))
+    assert main(["detect", str(tmp_path / "ct"), "--quiet"]) == 0
+    assert main(["detect", str(tmp_path / "ct"), "--slice-thickness", "2.5", "--quiet"]) == 0
+    assert seen == [pytest.approx(3.0), pytest.approx(2.5)]
+    assert "slice thickness 3.00 mm (given)" in capsys.readouterr().out
+
+
 def test_detect_on_a_volume_file_finds_the_simulated_seeds(tmp_path):
     """The seeds JSON (stable names) against the seeds rendered into a synthetic post-implant CT (NRRD, oblique)."""
     import SimpleITK as sitk

@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 from SeedBrachyLib.dicomrt import (
     Roi,
     Study,
+    read_ct_headers,
     read_ct_series,
     read_rtdose,
     read_rtplan,
@@ -312,6 +313,22 @@ def test_ct_refuses_mixed_series_and_other_modalities(tmp_path, small_case):
     _edit(files[4], ImagePositionPatient=p)
     with pytest.raises(InputError, match="same position"):
         read_ct_series(dup)
+
+
+def test_ct_series_keeps_the_header_slice_thickness(tmp_path, small_case):
+    """SliceThickness (0018,0050) of the slices, which may exceed their spacing (overlapping series), is kept
+    on the ImageSeries; a header without it gives None (not the spacing)."""
+    folder = _ct_folder(tmp_path, small_case, "thick")
+    assert read_ct_headers(folder)[1].slice_thickness_mm == pytest.approx(4.0)  # as written: the spacing
+    for path in folder.iterdir():
+        _edit(path, SliceThickness="6.25")
+    grid, series = read_ct_headers(folder)
+    assert series.slice_thickness_mm == pytest.approx(6.25) and grid.spacing[2] == pytest.approx(4.0)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(path)
+    assert read_ct_series(folder)[2].slice_thickness_mm is None
 
 
 def test_rtdose_and_rtstruct_refusals(exported, tmp_path):

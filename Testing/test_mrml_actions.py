@@ -74,6 +74,8 @@ def test_a_ct_from_the_dicom_browser_is_linked_to_its_database_files(case_nodes,
     linked = dicom.link_ct_to_database(c.ct, Database(files))
     assert linked.sop_instance_uids == series.sop_instance_uids
     assert dicom.linked_series(c.ct).series_instance_uid == series.series_instance_uid
+    # the header's slice thickness comes along, for seed detection
+    assert dicom.slice_thickness_of(c.ct) == pytest.approx(c.case.grid.spacing[2])
 
 
 @pytest.fixture

@@ -99,6 +99,18 @@ def test_ct_not_in_hu_is_refused_naming_what_was_seen(make, seen):
 
 
 # ------------------------------------------------------------------ not seeds
+def test_clip_level_of_12_and_16_bit_ranges():
+    """The top of the stored range is a clip level when voxels sit exactly at the top of a 12-bit (3071, 4095
+    HU) or 16-bit (31743, 32767 HU) range, or on a plateau under 4096 HU; a few bright voxels elsewhere are not."""
+    from SeedBrachyLib.postimplant import hu_scale
+
+    for top, count, expected in ((3071, 4, 3071.0), (4095, 4, 4095.0), (32767, 4, 32767.0), (31743, 5, 31743.0),
+                                 (2900, 25, 2900.0), (2900, 5, None), (9000, 30, None), (32767, 2, None)):
+        ct = np.full((4, 10, 10), 40, np.int16)
+        ct.reshape(-1)[:count] = top
+        assert hu_scale.clip_level(ct) == expected, (top, count)
+
+
 def test_hot_voxel_and_calcifications_alone_give_no_seeds():
     series = physics.series_around(np.zeros(3), (60.0, 60.0), (0.8, 0.8), 1.0, 1.0, 30.0, (0.45, 0.45), 3071.0)
     rng = np.random.default_rng(3)
@@ -109,6 +121,38 @@ def test_hot_voxel_and_calcifications_alone_give_no_seeds():
     ct = physics.store(image, 3071.0)
     ct[5, 40, 40] = 3071  # a single hot voxel
     assert detect_seeds(ct, scoring.grid_of(series), slice_thickness_mm=1.0).seeds == []
+
+
+@pytest.mark.slow
+def test_clipped_gold_fiducial_is_a_dense_rod_and_a_bundle_of_four_is_four_seeds():
+    """On a series clipped at 3071 HU a gold fiducial (5 x 1.2 mm) and a bundle of four parallel seeds both
+    look like a flat-topped 5 mm object; only the fiducial is explained better by one rod far heavier than any
+    group of seeds (it was taken as four seeds before)."""
+    series = physics.series_around(np.zeros(3), (60.0, 60.0), (0.8, 0.8), 1.0, 1.0, 30.0, (0.4, 0.4), 3071.0)
+    rng = np.random.default_rng(11)
+    image = np.full(series.shape, 40.0, np.float32)
+    axis = np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93])
+    physics.splat(image, series, *physics.rod_points(np.array([-12.0, 5.0, 1.0]), axis, 5.0, 1.2, 112000.0))
+    side = np.cross(axis, [1.0, 0, 0])
+    side /= np.linalg.norm(side)
+    other = np.cross(axis, side)
+    bundle = [np.array([10.0, -4.0, -2.0]) + 0.9 * (a * side + b * other) for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    for c in bundle:
+        physics.splat(image, series, *physics.seed_points(c, axis, "Ag rod", 70000.0, 5500.0))
+    singles = [np.array([x, y, z]) for x, y, z in ((-15, -15, -6), (15, 15, 6), (0, 18, 0), (-18, 0, 5))]
+    for c in singles:  # single seeds, from which the detector learns one seed's mass
+        physics.splat(image, series, *physics.seed_points(c, _unit_axis(rng), "Ag rod", 70000.0, 5500.0))
+    image += physics.textured_noise(series, 15.0, rng)
+    result = detect_seeds(physics.store(image, 3071.0), scoring.grid_of(series), slice_thickness_mm=1.0)
+    pairs, _ = match_seeds([s.position for s in result.seeds], bundle + singles)
+    assert len(result.seeds) == len(pairs) == 8, result.summary()
+    rods = [r for r in result.rejected if "dense rod" in r.reason]
+    assert len(rods) == 1 and np.linalg.norm(rods[0].position - [-12.0, 5.0, 1.0]) < 1.0, result.rejected
+
+
+def _unit_axis(rng):
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
 
 
 def test_bone_clips_and_fiducial_are_not_seeds_and_seeds_by_bone_are_found(fast_phantom):

@@ -13,22 +13,27 @@ def add_parser(sub):
     p.add_argument("ct", help="post-implant CT: a folder of DICOM slices or a volume file (HU)")
     p.add_argument("--count", type=int, help="number of seeds implanted (helps split touching seeds)")
     p.add_argument("--strength-u", type=float, help="S_K (U) given to each detected seed (default 1 U)")
+    p.add_argument("--slice-thickness", type=float, metavar="MM", help="reconstructed slice thickness (mm); default "
+                   "the DICOM header's SliceThickness, else estimated from the image")
     add_output_options(p, report=False)
     p.set_defaults(func=run)
     return p
 
 
-def detect(image, count=None, strength_u=None, progress=None):
-    """:class:`~SeedBrachyLib.postimplant.detection.DetectionResult` of an :class:`~.inputs.Image` (HU)."""
+def detect(image, count=None, strength_u=None, progress=None, slice_thickness_mm=None):
+    """:class:`~SeedBrachyLib.postimplant.detection.DetectionResult` of an :class:`~.inputs.Image` (HU); the slice
+    thickness (mm) is ``slice_thickness_mm``, else the image's DICOM header's, else estimated."""
     from ..postimplant.detection import detect_seeds
-    return detect_seeds(image.array, image.grid, expected_count=count, strength_u=strength_u, progress=progress)
+    thickness = image.slice_thickness_mm if slice_thickness_mm is None else slice_thickness_mm
+    return detect_seeds(image.array, image.grid, expected_count=count, strength_u=strength_u,
+                        slice_thickness_mm=thickness, progress=progress)
 
 
 def run(args):
     check_outputs(args, inputs=[args.ct])
     progress = progress_of(args)
     image = read_image(args.ct, "post-implant CT")
-    result = detect(image, args.count, args.strength_u, progress)
+    result = detect(image, args.count, args.strength_u, progress, args.slice_thickness)
     close(progress)
     print(result.summary())
     for seed, c in zip(result.seeds, result.confidences):

@@ -38,6 +38,12 @@ class Image:
     identification: dict = field(default_factory=dict)
     series: object = None  # the dicomrt ImageSeries when read from DICOM
 
+    @property
+    def slice_thickness_mm(self):
+        """Reconstructed slice thickness (mm) from the DICOM header (SliceThickness), or None (not DICOM, or
+        not given)."""
+        return None if self.series is None else self.series.slice_thickness_mm
+
 
 def _exists(path, what):
     p = Path(path).expanduser()

@@ -65,6 +65,8 @@ def postplan_case(case, post_ct, plan, values, count=None, oar_limit_on=None, pr
     model = get_model(plan.model_key or values.sourceModel)
     strength = float(np.median([s.strength_u for s in plan.seeds]))
     expected = int(count) if count else len(plan.seeds)  # the implant record's count, else the plan's
+    # the slice thickness is estimated from the image, not taken from the header: a series resampled after
+    # reconstruction (the example's, for patient motion) has a wider slice profile than its header says
     detection = detect_seeds(post_ct.array, post_ct.grid, expected_count=expected, strength_u=strength,
                              review_below=values.reviewBelowConfidence, progress=scaled(progress, 0.0, 0.25))
     registration = register_post_to_pre(case.ct.array, case.grid, post_ct.array, post_ct.grid,

@@ -56,6 +56,9 @@ class ImageSeries:
     """A CT series as stored: its study, series UID, and one SOP Instance UID per slice (slice order k).
 
     ``notes`` lists what the reader noticed and accepted (skipped files, duplicate instances).
+    ``slice_thickness_mm``: the reconstructed slice thickness of the header (mm, SliceThickness, the median
+    over the slices), None when the header does not give it; it may exceed the slice increment (overlapping
+    or interpolated series), which the grid's K spacing is.
     """
 
     study: Study
@@ -66,6 +69,7 @@ class ImageSeries:
     description: str = ""
     files: tuple = ()
     notes: tuple = field(default=(), compare=False)
+    slice_thickness_mm: float | None = field(default=None, compare=False)
 
 
 def _files_of(source):
@@ -191,8 +195,14 @@ def _stack(items, notes, progress, pixels=True):
     series = ImageSeries(study, uid(ref_ds, "SeriesInstanceUID", ref_path.name), CTImageStorage,
                          tuple(h["sop"] for _, _, h in headers), "CT",
                          text(ref_ds, "SeriesDescription", ref_path.name, required=False),
-                         tuple(str(p) for p, _, _ in headers), tuple(notes))
+                         tuple(str(p) for p, _, _ in headers), tuple(notes), _thickness(headers))
     return hu, grid, series
+
+
+def _thickness(headers):
+    """Median SliceThickness (mm) of the slices that give one > 0, else None."""
+    given = [h["thickness"] for _, _, h in headers if h["thickness"]]
+    return float(np.median(given)) if given else None
 
 
 def _slice_spacing(positions, normal, names, ref):
@@ -306,4 +316,4 @@ def write_ct_series(folder, hu, grid, study=None, description="SeedBrachy CT", o
         uids.append(ds.SOPInstanceUID)
         report(progress, (k + 1) / len(paths), "writing CT slices")
     return ImageSeries(study, series_uid, CTImageStorage, tuple(uids), "CT", description,
-                       tuple(str(p) for p in paths))
+                       tuple(str(p) for p in paths), slice_thickness_mm=float(grid.spacing[2]))

@@ -145,9 +145,12 @@ def start_live_dose(p, progress=None):
                               progress=progress)
 
 
-def detect_seeds(p, overwrite=False, progress=None):
-    """:func:`.postimplant.detect` in the post-implant CT into the implanted seeds (the plan's seeds as prior)."""
+def detect_seeds(p, overwrite=False, progress=None, database=None):
+    """:func:`.postimplant.detect` in the post-implant CT into the implanted seeds (the plan's seeds as prior).
+    A post-implant CT from Slicer's DICOM browser is first linked to its files in ``database``
+    (:func:`.dicom.link_ct_to_database`), so that its header's slice thickness is used."""
     n = nodes_of(p)
+    dicom.link_ct_to_database(n.postImplantCt, database)
     return postimplant.detect(n.postImplantCt, n.postImplantSeeds, n.seeds, overwrite=overwrite,
                               review_below=settings_of(p).reviewBelowConfidence, progress=progress)
 

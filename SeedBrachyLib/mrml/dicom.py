@@ -51,6 +51,7 @@ PATIENT_NAME = DICOM_PREFIX + "PatientName"
 PATIENT_ID = DICOM_PREFIX + "PatientID"
 IMPLANT_DATE = DICOM_PREFIX + "ImplantDateTime"
 ROI_TAG = DICOM_PREFIX + "ROINumber"
+SLICE_THICKNESS = DICOM_PREFIX + "SliceThickness"
 
 
 def link_ct(ct_node, series):
@@ -61,6 +62,22 @@ def link_ct(ct_node, series):
                        (INSTANCE_UIDS, " ".join(series.sop_instance_uids)), (PATIENT_NAME, study.patient_name),
                        (PATIENT_ID, study.patient_id)):
         ct_node.SetAttribute(key, str(value))
+    if series.slice_thickness_mm is not None:
+        ct_node.SetAttribute(SLICE_THICKNESS, repr(float(series.slice_thickness_mm)))
+
+
+def slice_thickness_of(ct_node):
+    """The reconstructed slice thickness (mm) of the DICOM series ``ct_node`` is linked to (its header's
+    SliceThickness, kept by :func:`link_ct`), or None: not linked, not given, or the volume cropped or
+    resampled since."""
+    text = ct_node.GetAttribute(SLICE_THICKNESS)
+    if not text or linked_series(ct_node) is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < 1e4 else None
 
 
 def link_ct_to_files(ct_node, files):

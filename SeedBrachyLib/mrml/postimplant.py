@@ -24,7 +24,7 @@ from ..postimplant import comparison as comparison_lib
 from ..postimplant import detection, registration
 from ..progress import report, scaled
 from ..seeds import Seed
-from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, dosimetry, markups, segmentations, tables, transforms, volumes
+from . import ATTRIBUTE_PREFIX, ROLE_ATTRIBUTE, dicom, dosimetry, markups, segmentations, tables, transforms, volumes
 from ._common import require_node, require_outputs
 
 ROLE_POST_SEEDS = "PostImplantSeeds"
@@ -46,7 +46,8 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
             supports both (it never invents a seed: a lost or migrated seed stays missing).
         review_below: confidence (0-1) under which a seed is listed "to review": kept in the point list,
             labelled "<label> (review)", unselected, its description starting "to review".
-        slice_thickness_mm: the series' slice thickness (mm, DICOM SliceThickness); default estimated.
+        slice_thickness_mm: the series' slice thickness (mm); default the SliceThickness of the DICOM series
+            the CT is linked to (:func:`.dicom.slice_thickness_of`), else estimated from the image.
         progress: callback(fraction, message); returning False cancels.
 
     Returns:
@@ -58,6 +59,8 @@ def detect(post_ct_node, seeds_node, plan_seeds_node=None, use_plan_count=False,
         raise InputError(f"seed markups '{seeds_node.GetName()}' already hold {seeds_node.GetNumberOfControlPoints()} "
                          "points (maybe corrected by hand); choose another node or allow overwriting")
     ct, grid = volumes.array_from_volume_node(post_ct_node)
+    if slice_thickness_mm is None:
+        slice_thickness_mm = dicom.slice_thickness_of(post_ct_node)
     plan_seeds = markups.read_seeds(plan_seeds_node) if plan_seeds_node is not None else None
     strength = float(np.median([s.strength_u for s in plan_seeds])) if plan_seeds else None
     expected = len(plan_seeds) if (plan_seeds and use_plan_count) else None

@@ -15,11 +15,16 @@ Method (CT values HU, lengths mm, positions RAS):
    background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
    seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
    each; an object that is not explained (bone, a seed touching bone, other metal) is looked at again at
-   a level half-way to its peak, which separates a seed from the bone it touches. Objects too faint,
-   too heavy for their length (a gold fiducial), too long (a clip, a needle) or not explained by seeds
-   (cortex, calcifications) are rejected with the reason.
+   a level half-way to its peak, which separates a seed from the bone it touches. An object that k >= 2
+   seeds explain is also fitted as one uniform dense rod of free mass (3-6 mm long): when the rod explains
+   it better (same residual score) with more mass than any group of seeds holds, or clearly better (half
+   the residual sum of squares) with more mass than one seed holds, it is a gold fiducial or other dense
+   metal (on a clipped scale such a rod and a bundle of seeds both look flat-topped; their unclipped
+   masses differ). Objects too faint, too heavy for their length, too long (a clip, a needle)
+   or not explained by seeds (cortex, calcifications) are rejected with the reason.
 4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), mapped to the
-   fraction of true seeds at that score on the tuning phantoms (Testing/ct_phantoms, TUNING set);
+   fraction of true seeds at that score on the tuning phantoms (Testing/ct_phantoms, TUNING set; a
+   logistic fit, :func:`calibrated`);
    seeds under ``review_below`` are kept and marked "to review".
 5. A known count changes k only where the residuals support k and k + 1 alike; it never splits a seed
    of one seed's mass nor takes a rejected object; the result says how many are still unresolved.
@@ -39,7 +44,7 @@ from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed
 from . import hu_scale
-from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render
+from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
 
 SEED_LENGTH_MM = 4.5
 DEFAULT_PSF_MM = 0.45  # in-plane sigma of a standard soft-tissue kernel (mm)
@@ -48,9 +53,9 @@ BONE_MAX_HU = 2000.0  # cortical bone stays below this (HU)
 REVIEW_BELOW = 0.5  # default confidence under which a seed is listed "to review"
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 _MAX_SEEDS = 6  # per object
-_CALIBRATION_OBJECTS = 16  # objects fitted to find one seed's mass, per level
-_CALIBRATION_LEVELS = (BONE_MAX_HU, 1600.0, 1300.0)  # HU, tried in turn until _CALIBRATION_MIN objects fit
-_CALIBRATION_MIN = 8
+_CALIBRATION_OBJECTS = 16  # objects fitted to find one seed's mass
+_CALIBRATION_LEVELS = (BONE_MAX_HU, 1600.0, 1300.0)  # HU at which objects are gathered for it
+_MODE_BANDWIDTH = 0.1  # of the log masses whose mode is one seed's
 _THICKNESS_FACTORS = (1.0, 1.5, 2.0, 2.5)  # slice thickness / increment tried when the thickness is not given
 # (marker length mm, share of the mass in it) tried: silver rod 3 mm, tungsten or gold 3.7-4 mm, no dense marker
 _SEED_PROFILES = ((3.0, 0.75), (4.0, 0.75), (4.5, 0.0))
@@ -64,15 +69,22 @@ _PENALTY = 6.0  # score per extra seed, in units of log(n) (the choice of k)
 _PRIOR_FRACTION = 0.05  # rms residual (of the contrast) that a 20% deviation from one seed's mass costs
 _SUPPORT = (0.7, 1.8)  # signal in the data / signal of the fitted seeds at one seed's mass
 _SUPPORT_MARGINAL = 0.4  # a single seed with this much of the signal may be taken when a count says so
-# raw score -> fraction of true seeds among detections at that score, on the TUNING phantoms
+# raw score s -> fraction of true seeds among detections at that score, 1 / (1 + exp(-(a + b s))): a logistic
+# (Platt) fit (a, b) to the 368 detections (8 false) of the TUNING phantoms
 # (Testing/benchmarks/bench_detection.py --calibrate)
-_CALIBRATION = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+_CALIBRATION = (1.7087, 3.3467)
 _MIN_SEPARATION_MM = 0.55  # seed centre lines closer than this are one seed fitted twice
 _SINGLE_DATA_MASS = (0.7, 1.3)  # mass in the data (of one seed's) of an object plainly one seed
 _SINGLE_LENGTH = (2.5, 6.0)  # its deblurred length (mm)
 _SINGLE_WIDTH = 1.6  # its deblurred width (mm)
 _SINGLE_PEAK = (0.7, 1.4)  # its peak / the peak one seed makes there
 _AMBIGUOUS_MARGIN = 0.05  # score margin (per voxel) under which k and k + 1 are both supported
+# one dense rod (a gold fiducial 3-5 mm, a wire stub; longer ones are "too long") tried against k >= 2 seeds
+_ROD_LENGTHS = (3.0, 4.0, 5.0, 6.0)  # mm
+_ROD_RADII = (0.4, 0.6)  # mm
+_ROD_MASS_STARTS = (1.0, 4.0)  # times the mass in the data
+_ROD_CLEARLY = 0.5  # a rod whose residual sum of squares is under this share of the k seeds' explains it clearly
+_BRIGHTER = 1.5  # an object's peak more than this times that of the seeds fitted to it: not seeds
 
 
 @dataclass(frozen=True)
@@ -315,10 +327,17 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     order = np.argsort(-np.asarray(conf), kind="stable") if conf else np.zeros(0, int)
     out = [Seed(seeds[i][0], seeds[i][1], strength, f"D{r + 1}") for r, i in enumerate(order)]
     scores = np.asarray(conf, float)[order] if conf else np.zeros(0)
-    confidences = np.interp(scores, *_CALIBRATION)
+    confidences = calibrated(scores)
     report(progress, 1.0, "seed detection: done")
     return DetectionResult(out, confidences, level, ctx.soft + ctx.faint, ctx.mass, rejected, expected_count,
                            confidences < review_below, float(review_below), series_text, unresolved, scores)
+
+
+def calibrated(scores):
+    """Confidence (0-1: the fraction of true seeds among detections of that score on the TUNING phantoms) of
+    raw fit scores (0-1)."""
+    a, b = _CALIBRATION
+    return 1.0 / (1.0 + np.exp(-(a + b * np.asarray(scores, float))))
 
 
 def _context(values, grid, thickness, psf):
@@ -361,26 +380,38 @@ def _objects(values, level):
 
 
 def _calibrate(ctx, thickness_given):
-    """One seed's mass (HU mm^3) from the brightest objects of a seed's length that one seed explains:
-    above 2000 HU (no bone reaches it), or lower levels when thick slices leave too
-    few there (bone then fails the fit). Without a given slice thickness, the thickness whose seed images
-    fit these objects best replaces the estimate from the noise."""
+    """One seed's mass (HU mm^3) from the objects of a seed's size that one seed explains. Objects are
+    gathered at 2000 HU (no bone reaches it) and lower levels (thick slices bring single seeds under 2000 HU),
+    and the most common mass among them (the mode of the log masses) is taken as one seed's: touching
+    pairs and bundles are brighter, so the brightest objects would be groups, not single seeds. Without a
+    given slice thickness, the thickness whose seed images fit these objects best replaces the estimate from
+    the noise."""
     top = float(ctx.values.max())
-    chosen = []
+    pooled, centres = [], []
     for level in _CALIBRATION_LEVELS:
-        if level >= top - 100 or len(chosen) >= _CALIBRATION_MIN:
+        if level >= top - 100:
             continue
-        objects = [kji for kji in _objects(ctx.values, level) if len(kji) >= 3]
-        objects.sort(key=lambda kji: -float(ctx.values[tuple(kji.T)].max()))
-        for kji in objects[:_CALIBRATION_OBJECTS]:
+        for kji in _objects(ctx.values, level):
+            centre = kji.mean(0) * ctx.grid.spacing[::-1]
+            if len(kji) < 3 or any(np.linalg.norm(centre - c) < SEED_LENGTH_MM for c in centres):
+                continue
             block, mask, coords, lo = _block(ctx, kji)
             if block is None:
                 continue
             bg = _background(ctx, block, mask)
             data_mass = _data_mass(ctx, block, mask, bg)
-            if 0.2 * DEFAULT_SEED_MASS <= data_mass <= 3 * DEFAULT_SEED_MASS \
+            if 0.2 * DEFAULT_SEED_MASS <= data_mass <= 4 * DEFAULT_SEED_MASS \
                     and _extent(ctx, block, mask, coords, bg) <= SEED_LENGTH_MM + 2.0:
-                chosen.append((block, mask, coords, bg, data_mass))
+                pooled.append((block, mask, coords, bg, data_mass, float(block[mask].max())))
+                centres.append(centre)
+    chosen = []
+    if pooled:
+        logs = np.log([c[4] for c in pooled])
+        grid = np.linspace(logs.min(), logs.max(), 200)
+        density = np.exp(-0.5 * ((grid[:, None] - logs[None]) / _MODE_BANDWIDTH) ** 2).sum(1)
+        mode = grid[int(np.argmax(density))]
+        near = [c for c, v in zip(pooled, logs) if abs(v - mode) < 2 * _MODE_BANDWIDTH]
+        chosen = [c[:5] for c in sorted(near, key=lambda c: -c[5])[:_CALIBRATION_OBJECTS]]
     if not chosen:
         ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
         return 0
@@ -442,6 +473,19 @@ def _background(ctx, block, mask):
     weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
     total = ndimage.gaussian_filter(np.where(outside, block, 0).astype(np.float32), sigma, mode="constant")
     return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), level).astype(np.float32)
+
+
+def _lower_background(ctx, block, mask, bg):
+    """A lower level (HU per voxel) under an object than ``bg``: capped at the lower quartile of the block
+    outside the object (the cancellous bone or tissue a seed lies in, not the cortex beside it); None when
+    that lowers it by less than 3 noise SDs on average over the object."""
+    outside = ~ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
+    if outside.sum() < 10:
+        return None
+    low = np.minimum(bg, np.float32(np.percentile(block[outside], 25)))
+    if float(np.mean((bg - low)[mask])) < 3 * ctx.noise:
+        return None
+    return low
 
 
 def _data_mass(ctx, block, mask, bg):
@@ -551,7 +595,30 @@ def _faintest_seen(ctx):
 
 def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
     """Seeds in one object at ``level`` (appends to ``hypotheses`` / ``rejected``; a rejected object that one
-    seed explains but for a signal somewhat under one seed's goes to ``marginal`` as well, for a count)."""
+    seed explains but for a signal somewhat under one seed's goes to ``marginal`` as well, for a count).
+    An object brighter than bone (BONE_MAX_HU) in which no seed is found over the background carried in
+    from around it is looked at again over a lower one (:func:`_lower_background`: a seed in cancellous
+    bone beside brighter cortex); the second look is kept when it finds seeds."""
+    looks = [_look(ctx, kji, level, depth, False)]
+    if not looks[0][0] and looks[0][3]:
+        looks.append(_look(ctx, kji, level, depth, True))
+    found, refused, kept, _lower = looks[-1] if looks[-1][0] else looks[0]
+    offset = len(rejected)
+    hypotheses += found
+    rejected += refused
+    marginal += [(support, index + offset, h) for support, index, h in kept]
+
+
+def _look(ctx, kji, level, depth, lower):
+    """(hypotheses, rejected, marginal, whether a lower background differs) of :func:`_examine_at`."""
+    found, refused, kept = [], [], []
+    differs = _examine_at(ctx, kji, level, depth, found, refused, kept, lower)
+    return found, refused, kept, bool(differs)
+
+
+def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
+    """:func:`_examine` over the background carried in from around the object, or the ``lower`` one; returns
+    True when the lower background differs from the carried one (a second look may differ), else None."""
     grid = ctx.grid
     block, mask, coords, lo = _block(ctx, kji)
     peak = float(ctx.values[tuple(kji.T)].max())
@@ -582,11 +649,16 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
         deeper(f"too large: {volume:.0f} mm3 above {level:.0f} HU: bone or other metal")
         return
     bg = _background(ctx, block, mask)
+    # a second look over a lower background only where the object is brighter than any bone (it holds metal)
+    low = _lower_background(ctx, block, mask, bg) if peak >= BONE_MAX_HU else None
+    differs = True if low is not None else None
+    if lower:
+        bg = low
     ratio = _data_mass(ctx, block, mask, bg) / ctx.mass
     if ratio < _MIN_MASS:
         reject(f"too faint: {ratio:.2f} seed masses (< {_MIN_MASS:g}): noise, streak, bone edge or calcification",
                ratio)
-        return
+        return differs
     if ratio > _MAX_SEEDS + 0.5:
         deeper(f"too heavy: {ratio:.1f} seed masses: bone or other metal", ratio)
         return
@@ -623,7 +695,7 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
             residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
             marginal.append((_support(ctx, fit, block, mask, coords, bg), len(rejected) - 1,
                              _Hypothesis(fit.centres, fit.axes, fit.masses / ctx.mass, residual, -1.0, 0, centroid)))
-        return
+        return differs
     k, fit = best, fits[best]
     others = {q: scores[q] for q in valid if q != k}
     alt = min(others, key=others.get) if others else k
@@ -633,7 +705,29 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
     if k == 1 and length > SEED_LENGTH_MM + 3.0:
         reject(f"too long: {length:.1f} mm for one seed of {SEED_LENGTH_MM:g} mm: clip, wire or needle", ratio)
         return
+    if k >= 2:
+        rod = _rod(ctx, block, mask, coords, bg)
+        rod_mass = float(rod.masses[0]) / ctx.mass
+        rod_score = rod.n * math.log(max(rod.rss, 1e-9) / rod.n) + _PENALTY * math.log(rod.n)
+        # more mass than any group of seeds holds, or clearly better than the seeds and more than one seed's
+        if (rod_score < scores[k] and rod_mass > _MAX_SEEDS + 0.5) or \
+                (rod.rss < _ROD_CLEARLY * (fit.rss + fit.prior) and rod_mass > _MASS_RANGE[1]):
+            reject(f"one dense rod of {rod_mass:.1f} seed masses explains it better than {k} seeds: gold fiducial "
+                   "or other dense metal", ratio)
+            return
     hypotheses.append(_Hypothesis(fit.centres, fit.axes, ratios, residual, margin, alt, centroid, fits.get(k + 1)))
+
+
+def _rod(ctx, block, mask, coords, bg):
+    """The best fit (:class:`~.seed_model.Fit`) of one uniform dense rod of free mass (no mass prior) to an
+    object, over the rod lengths and radii tried."""
+    weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
+    start = _starts(ctx, block, mask, coords, 1, bg)
+    mass = _data_mass(ctx, block, mask, bg)
+    # started at the mass in the data and above it: a clipped top hides most of a dense rod's mass
+    fits = [fit_seeds(rod_model(ctx.model, length, radius), coords, block, weights, start, mass * more, bg, 0.0)
+            for length in _ROD_LENGTHS for radius in _ROD_RADII for more in _ROD_MASS_STARTS]
+    return min(fits, key=lambda f: f.rss)
 
 
 def _clear_single(ctx, block, mask, coords, bg):
@@ -669,9 +763,10 @@ def _clear_single(ctx, block, mask, coords, bg):
 
 def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     """Why a fit of k seeds does not describe seeds (None when it does): a residual too large for its
-    contrast; seed masses not one seed's; seeds overlapping; or a signal in the data outside
+    contrast; seed masses not one seed's; seeds overlapping; a signal in the data outside
     ``support_range`` of what k seeds of one seed's mass make (less: bone, a calcification, which the mass
-    prior would otherwise lift to a seed)."""
+    prior would otherwise lift to a seed); or a peak far brighter than the fitted seeds make (denser metal
+    whose mass sits in a small volume)."""
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
     if residual > _MAX_RESIDUAL:
         return f"residual {100 * residual:.0f}% of its contrast (bone, clip or calcification)"
@@ -690,6 +785,13 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     support = _support(ctx, fit, block, mask, coords, bg)
     if not support_range[0] <= support <= support_range[1]:
         return f"{support:.2f} of the signal {len(fit.centres)} seed(s) make (outside {support_range})"
+    image = render(ctx.model, coords, fit.centres, fit.axes, fit.masses)
+    if ctx.model.clip_hu is not None:
+        image = np.minimum(image, ctx.model.clip_hu - bg)
+    seen, made = float(np.max((block - bg)[grown])), float(np.max(image[grown]))
+    if seen > _BRIGHTER * made + 5 * ctx.noise:
+        return f"peak {seen:.0f} HU above its surroundings, {seen / max(made, 1.0):.1f} times what the fitted seeds " \
+               "make: denser metal (a gold fiducial)"
     return None
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 
 _SAMPLE = 200_000  # voxels looked at for the statistics
-_CLIP_LEVELS = (3071.0, 4095.0)  # tops of 12-bit stored ranges (HU)
+_CLIP_LEVELS = (3071.0, 4095.0, 31743.0, 32767.0)  # tops of 12-bit and 16-bit stored ranges (HU)
 
 
 def _sample(ct):
@@ -41,12 +41,11 @@ def require_hu(ct, name="CT"):
 
 
 def clip_level(ct):
-    """The top of the stored range (HU) when the image is clipped there (many voxels at exactly the
-    maximum of a 12-bit range, or at a plateau), else None (an extended HU scale)."""
+    """The top of the stored range (HU) when the image is clipped there (voxels at exactly the maximum of
+    a 12-bit or 16-bit range, or a plateau of many voxels under 4096 HU), else None (nothing reaches the
+    top of the scale)."""
     top = float(ct.max())
-    if top > 4095.0:
-        return None
     at_top = int(np.count_nonzero(ct >= top))
-    if at_top >= 4 and (top in _CLIP_LEVELS or at_top >= 20):
+    if at_top >= 4 and (top in _CLIP_LEVELS or (top <= 4095.0 and at_top >= 20)):
         return top
     return None

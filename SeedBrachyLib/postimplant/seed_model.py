@@ -12,6 +12,7 @@ are in the grid's own frame (mm along I, J, K from voxel (0, 0, 0)) inside this 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class SeriesModel:
         clip_hu: top of the stored range (HU), or None when the scale is not clipped.
         length_mm: length of the seed's dense marker (mm).
         marker_fraction: share of the seed's mass in its marker (the rest in the 4.5 mm capsule).
+        radius_mm: radius of the object's cross-section (mm): the seed's capsule, or a denser rod's
+            (:func:`rod_model`).
     """
 
     spacing: np.ndarray
@@ -45,11 +48,12 @@ class SeriesModel:
     clip_hu: float | None = None
     length_mm: float = 3.3
     marker_fraction: float = 0.75
+    radius_mm: float = CAPSULE_RADIUS_MM
 
     @property
     def sigma_xy(self):
-        """In-plane sigma (mm) of a seed's cross-section: PSF and capsule (a disk of radius r has r^2 / 4)."""
-        return math.sqrt(self.psf_mm ** 2 + CAPSULE_RADIUS_MM ** 2 / 4)
+        """In-plane sigma (mm) of the cross-section: PSF and capsule (a disk of radius r has r^2 / 4)."""
+        return math.sqrt(self.psf_mm ** 2 + self.radius_mm ** 2 / 4)
 
     @property
     def ssp(self):
@@ -60,6 +64,12 @@ class SeriesModel:
         """Covariance (mm^2, grid frame) the imaging adds to an object's intensity moments."""
         width, sz = self.ssp
         return np.diag([self.sigma_xy ** 2, self.sigma_xy ** 2, width ** 2 / 12 + sz ** 2])
+
+
+def rod_model(model, length_mm, radius_mm):
+    """The imaging ``model`` of a uniform straight rod (a gold fiducial, a wire) of ``length_mm`` and
+    ``radius_mm`` (mm) in place of a seed: its whole mass along its length, no capsule."""
+    return dataclasses.replace(model, length_mm=float(length_mm), marker_fraction=1.0, radius_mm=float(radius_mm))
 
 
 def _axis(theta, phi):

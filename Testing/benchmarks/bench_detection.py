@@ -2,9 +2,11 @@
 plain 2000 HU threshold (connected components, one seed per centroid), and the time for a 512 x 512 x 200
 series (printed figures, not a test).
 
-Sets: SCORING (default; never used to choose a parameter) or TUNING (``--tuning``). ``--calibrate`` prints,
-from the TUNING set only, the fraction of detections that are true seeds per raw confidence bin (the table
-behind the detector's calibrated confidence). Matching: Hungarian assignment within 2.5 mm.
+Sets: SCORING (default; never used to choose a parameter) or TUNING (``--tuning``). ``--calibrate`` fits, on
+the TUNING set only, the fraction of detections that are true seeds as a logistic function of the raw
+score (Platt scaling) and prints it as the detector's ``_CALIBRATION``. Each run prints the
+reliability of the calibrated confidence on its set (fraction true per confidence bin, Brier score).
+Matching: Hungarian assignment within 2.5 mm.
 Rows "detector" (defaults, slice thickness as in the header when the series has one), "+ count" (given the
 true number of seeds), "baseline" (2000 HU). Conditions "seed: ..." are per-seed groupings (sensitivity only).
 """
@@ -24,6 +26,7 @@ from SeedBrachyLib.postimplant import detection  # noqa: E402
 def score(set_name, case_list):
     tallies = {key: scoring.Tally() for key in ("detector", "+ count", "baseline")}
     seconds = {key: 0.0 for key in tallies}
+    confidences, true = [], []
     for case in case_list:
         t0 = time.perf_counter()
         ph = cases.build(case)
@@ -43,15 +46,35 @@ def score(set_name, case_list):
         tallies["baseline"].add(ph, base)
         seconds["baseline"] += t3 - t2
         pairs, _ = scoring.match([s.position for s in free.seeds], [s.position for s in ph.seeds])
+        hit = {f for f, _t in pairs}
+        confidences += list(free.confidences)
+        true += [i in hit for i in range(len(free.seeds))]
         print(f"{case.name:<28} {ph.ct.shape} build {build:5.1f} s, detect {t1 - t0:5.1f} s: {len(ph.seeds)} seeds, "
               f"{len(free.seeds)} found, {len(pairs)} true; + count: {counted.summary().split(',')[0]}", flush=True)
     for key, tally in tallies.items():
         print()
         print(tally.table(f"{key} on {set_name} ({len(case_list)} series, {seconds[key]:.1f} s in all)"))
+    reliability(set_name, np.array(confidences), np.array(true, bool))
+
+
+def reliability(set_name, confidence, true):
+    """Fraction of true seeds per bin of the calibrated confidence, and the Brier score."""
+    print(f"\nreliability of the detector's confidence on {set_name}: bin, detections, mean confidence, fraction true")
+    edges = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (confidence >= lo) & ((confidence < hi) | (hi == 1.0))
+        if sel.any():
+            close = "]" if hi == 1.0 else ")"
+            print(f"  [{lo:.2f}, {hi:.2f}{close}  n={sel.sum():4d}  mean {confidence[sel].mean():.3f}  "
+                  f"true {true[sel].mean():.3f}")
+    print(f"  Brier score {np.mean((confidence - true) ** 2):.4f} (all at the overall fraction true "
+          f"{true.mean():.3f}: {np.mean((true.mean() - true) ** 2):.4f})")
 
 
 def calibrate():
-    """Fraction of true seeds per raw-confidence bin on the TUNING set."""
+    """The raw score -> fraction of true seeds map, fitted on the TUNING set (logistic regression, Platt)."""
+    from sklearn.linear_model import LogisticRegression
+
     raw, true = [], []
     for case in cases.TUNING:
         ph = cases.build(case)
@@ -60,12 +83,14 @@ def calibrate():
         hit = {f for f, _t in pairs}
         raw += list(result.scores)
         true += [i in hit for i in range(len(result.seeds))]
-    raw, true = np.array(raw), np.array(true)
-    edges = np.quantile(raw, np.linspace(0, 1, 9))
-    print("raw confidence bin -> fraction true (TUNING)")
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (raw >= lo) & (raw <= hi)
-        print(f"  [{lo:.3f}, {hi:.3f}]  n={sel.sum():4d}  true {true[sel].mean():.3f}")
+        print(f"{case.name:<28} {len(result.seeds)} detections, {len(hit)} true", flush=True)
+    raw, true = np.array(raw), np.array(true, int)
+    fit = LogisticRegression(C=1e6).fit(raw[:, None], true)
+    a, b = float(fit.intercept_[0]), float(fit.coef_[0, 0])
+    print(f"raw score -> fraction true on TUNING ({len(raw)} detections, {int(true.sum())} true), logistic fit:")
+    print(f"_CALIBRATION = ({a:.4f}, {b:.4f})")
+    print(f"with the calibration in use ({detection._CALIBRATION}):")
+    reliability("TUNING", detection.calibrated(raw), true.astype(bool))
 
 
 def timing():
