@@ -184,6 +184,28 @@ def test_known_count_never_invents_and_says_what_is_unresolved(fast_phantom):
     assert missing == 0 or f"{missing} unresolved" in more.summary()
 
 
+def test_a_seed_placed_to_meet_the_count_is_listed_to_review():
+    """Four seeds and one with half a seed's mass: the image alone gives four; a count of five takes the faint
+    one, and lists it to review whatever its calibrated confidence (the count placed it, not the image)."""
+    series = physics.series_around(np.zeros(3), (60.0, 60.0), (0.8, 0.8), 1.0, 1.0, 24.0, (0.45, 0.45), 3071.0)
+    image = np.full(series.shape, 40.0, np.float32)
+    axis = np.array([0.0, 0.3, 0.95]) / np.linalg.norm([0.0, 0.3, 0.95])
+    for c, mass in (([-15, -15, 0], 1.0), ([15, -15, 2], 1.0), ([-15, 15, -2], 1.0), ([15, 15, 1], 1.0),
+                    ([0, 0, 0], 0.5)):
+        physics.splat(image, series, *physics.seed_points(np.array(c, float), axis, "Ag rod", 70000.0 * mass,
+                                                          5500.0 * mass))
+    image += physics.textured_noise(series, 15.0, np.random.default_rng(11))
+    ct, grid = physics.store(image, 3071.0), scoring.grid_of(series)
+    alone = detect_seeds(ct, grid, slice_thickness_mm=1.0)
+    counted = detect_seeds(ct, grid, slice_thickness_mm=1.0, expected_count=5)
+    assert len(alone.seeds) == 4 and not alone.review.any()
+    assert len(counted.seeds) == 5
+    faint = int(np.argmin([np.linalg.norm(s.position) for s in counted.seeds]))
+    assert np.linalg.norm(counted.seeds[faint].position) < 1.0
+    assert counted.review[faint] and counted.review.sum() == 1
+    assert "1 to review (confidence < 0.5, or placed to meet the count)" in counted.summary()
+
+
 def test_confidence_and_review_marking(fast_phantom):
     result = _detect(fast_phantom, review_below=0.9)
     c = result.confidences

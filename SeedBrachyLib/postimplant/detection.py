@@ -114,7 +114,8 @@ class DetectionResult:
         seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U), most
             confident first, labelled "D1", "D2", ...
         confidences: per seed, 0-1 (the fraction of true seeds at that score on the tuning phantoms).
-        review: per seed, True when its confidence is under ``review_below`` (listed "to review").
+        review: per seed, True when its confidence is under ``review_below`` or it was placed only because
+            ``expected_count`` asked for more seeds (listed "to review").
         threshold_hu: level at which objects were cut (HU).
         seed_peak_hu: the faintest peak one seed can have in this series (HU).
         single_seed_mass: one seed's mass, sum of (HU - surroundings) x voxel volume (HU mm^3).
@@ -156,7 +157,9 @@ class DetectionResult:
                 found += f": {missing} unresolved" + (f" (looked at {where} mm RAS)" if where else "")
             elif missing < 0:
                 found += f": {-missing} more than expected"
-        return (f"{found}, {n_review} to review (confidence < {self.review_below:g}), {len(self.rejected)} "
+        why = f"confidence < {self.review_below:g}" + (", or placed to meet the count"
+                                                        if self.expected_count is not None else "")
+        return (f"{found}, {n_review} to review ({why}), {len(self.rejected)} "
                 f"candidates rejected; objects cut at {self.threshold_hu:.0f} HU (half the faintest seed, "
                 f"{self.seed_peak_hu:.0f} HU, above soft tissue); one seed {self.single_seed_mass:.0f} HU mm3; "
                 f"{self.series}")
@@ -261,6 +264,7 @@ class _Hypothesis:
     alternative: int  # the next-best k
     position: np.ndarray  # object centroid (mm RAS)
     more: object = None  # the fit with one seed more (seed_model.Fit), when it was tried
+    by_count: bool = False  # taken, or given k + 1 seeds, only because the expected count asked for more
 
 
 def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None, slice_thickness_mm=None,
@@ -319,18 +323,20 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     if expected_count is not None:
         unresolved = _meet_count(ctx, hypotheses, expected_count)
         unresolved += _take_marginal(hypotheses, rejected, marginal, expected_count)
-    seeds, conf = [], []
+    seeds, conf, by_count = [], [], []
     for h in hypotheses:
         for q in range(len(h.centres)):
             conf.append(_confidence(h, q))
+            by_count.append(h.by_count)
             seeds.append((grid.origin + grid.direction @ h.centres[q], grid.direction @ h.axes[q]))
     order = np.argsort(-np.asarray(conf), kind="stable") if conf else np.zeros(0, int)
     out = [Seed(seeds[i][0], seeds[i][1], strength, f"D{r + 1}") for r, i in enumerate(order)]
     scores = np.asarray(conf, float)[order] if conf else np.zeros(0)
     confidences = calibrated(scores)
+    review = (confidences < review_below) | np.asarray(by_count, bool)[order]
     report(progress, 1.0, "seed detection: done")
     return DetectionResult(out, confidences, level, ctx.soft + ctx.faint, ctx.mass, rejected, expected_count,
-                           confidences < review_below, float(review_below), series_text, unresolved, scores)
+                           review, float(review_below), series_text, unresolved, scores)
 
 
 def calibrated(scores):
@@ -856,6 +862,7 @@ def _meet_count(ctx, hypotheses, n):
             continue
         h.centres, h.axes, h.ratios = h.more.centres, h.more.axes, ratios
         h.margin = -h.margin
+        h.by_count = True
         found += 1
     return unresolved
 
@@ -869,6 +876,7 @@ def _take_marginal(hypotheses, rejected, marginal, n):
     taken, left = [], []
     for _support_ratio, index, h in sorted(marginal, key=lambda m: -m[0]):
         if found < n:
+            h.by_count = True
             hypotheses.append(h)
             taken.append(index)
             found += 1
