@@ -70,9 +70,11 @@ _PRIOR_FRACTION = 0.05  # rms residual (of the contrast) that a 20% deviation fr
 _SUPPORT = (0.7, 1.8)  # signal in the data / signal of the fitted seeds at one seed's mass
 _SUPPORT_MARGINAL = 0.4  # a single seed with this much of the signal may be taken when a count says so
 # raw score s -> fraction of true seeds among detections at that score, 1 / (1 + exp(-(a + b s))): a logistic
-# (Platt) fit (a, b) to the 368 detections (8 false) of the TUNING phantoms
-# (Testing/benchmarks/bench_detection.py --calibrate)
-_CALIBRATION = (1.7087, 3.3467)
+# (Platt) fit (a, b) from Testing/benchmarks/bench_detection.py --calibrate, or None: the raw score itself.
+# None for now: the fit to the TUNING phantoms' 368 detections, only 8 of them false, gave (1.7087, 3.3467),
+# every confidence 0.85 or more; over-confident on SCORING (0.98 stated, 0.92 true; Brier 0.099 against 0.096
+# for a constant), and no seed fell under the review threshold, false ones included.
+_CALIBRATION = None
 _MIN_SEPARATION_MM = 0.55  # seed centre lines closer than this are one seed fitted twice
 _SINGLE_DATA_MASS = (0.7, 1.3)  # mass in the data (of one seed's) of an object plainly one seed
 _SINGLE_LENGTH = (2.5, 6.0)  # its deblurred length (mm)
@@ -113,7 +115,7 @@ class DetectionResult:
     Attributes:
         seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U), most
             confident first, labelled "D1", "D2", ...
-        confidences: per seed, 0-1 (the fraction of true seeds at that score on the tuning phantoms).
+        confidences: per seed, 0-1 (:func:`calibrated`: the raw fit score while ``_CALIBRATION`` is None).
         review: per seed, True when its confidence is under ``review_below`` or it was placed only because
             ``expected_count`` asked for more seeds (listed "to review").
         threshold_hu: level at which objects were cut (HU).
@@ -340,10 +342,13 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
 
 
 def calibrated(scores):
-    """Confidence (0-1: the fraction of true seeds among detections of that score on the TUNING phantoms) of
-    raw fit scores (0-1)."""
+    """Confidence (0-1) of raw fit scores (0-1): the fraction of true seeds among detections of that score on
+    the TUNING phantoms by the logistic ``_CALIBRATION``, or the raw score while it is None."""
+    scores = np.asarray(scores, float)
+    if _CALIBRATION is None:
+        return scores
     a, b = _CALIBRATION
-    return 1.0 / (1.0 + np.exp(-(a + b * np.asarray(scores, float))))
+    return 1.0 / (1.0 + np.exp(-(a + b * scores)))
 
 
 def _context(values, grid, thickness, psf):
