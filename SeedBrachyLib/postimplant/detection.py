@@ -22,10 +22,10 @@ Method (CT values HU, lengths mm, positions RAS):
    metal (on a clipped scale such a rod and a bundle of seeds both look flat-topped; their unclipped
    masses differ). Objects too faint, too heavy for their length, too long (a clip, a needle)
    or not explained by seeds (cortex, calcifications) are rejected with the reason.
-4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), mapped to the
-   fraction of true seeds at that score on the tuning phantoms (Testing/ct_phantoms, TUNING set; a
-   logistic fit, :func:`calibrated`);
-   seeds under ``review_below`` are kept and marked "to review".
+4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), 0-1: the raw score
+   while ``_CALIBRATION`` is None (a logistic map fitted on the TUNING phantoms, :func:`calibrated`, is
+   not in use: see ``_CALIBRATION``); seeds under ``review_below``, and seeds placed only to meet a
+   count, are kept and marked "to review".
 5. A known count changes k only where the residuals support k and k + 1 alike; it never splits a seed
    of one seed's mass nor takes a rejected object; the result says how many are still unresolved.
 """
