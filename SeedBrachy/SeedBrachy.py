@@ -45,19 +45,9 @@ from slicer.ScriptedLoadableModule import (  # noqa: E402
 from slicer.util import VTKObservationMixin  # noqa: E402
 
 from SeedBrachyLib import RESEARCH_NOTICE, settings, summaries  # noqa: E402
-from SeedBrachyLib.errors import Cancelled, InputError  # noqa: E402
-from SeedBrachyLib.mrml import (  # noqa: E402
-    actions,
-    beyond,
-    dicom,
-    dosimetry,
-    engine,
-    live,
-    parameters,
-    planning,
-    postimplant,
-    segmentations,
-)
+from SeedBrachyLib.errors import Cancelled  # noqa: E402
+from SeedBrachyLib.mrml import actions, live, parameters  # noqa: E402
+from SeedBrachyLib.mrml.logic import ModuleLogic  # noqa: E402
 from SeedBrachyLib.progress import DialogProgress  # noqa: E402
 
 #
@@ -103,10 +93,6 @@ SeedBrachyParameterNode = parameters.wrapper_class(parameterNodeWrapper, Choice,
 #
 
 
-#: Live dose: the update runs this long (ms) after the last seed change (drag events come in bursts).
-LIVE_DOSE_DELAY_MS = 150
-
-
 class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: the .ui bound to the parameter node; buttons call the Logic's parameter-node entries."""
 
@@ -150,7 +136,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._liveTimer = qt.QTimer()
         self._liveTimer.setSingleShot(True)
-        self._liveTimer.setInterval(LIVE_DOSE_DELAY_MS)
+        self._liveTimer.setInterval(live.UPDATE_DELAY_MS)
         self._liveTimer.connect("timeout()", self.onLiveDoseTimer)
         self.initializeParameterNode()
 
@@ -312,7 +298,7 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def onLiveDoseTimer(self) -> None:
-        """The throttled live update (LIVE_DOSE_DELAY_MS after the last seed change); an error turns it off."""
+        """The throttled live update (live.UPDATE_DELAY_MS after the last seed change); an error turns it off."""
         with slicer.util.tryWithErrorDisplay(_("Live dose update failed; live dose is off."), waitCursor=True):
             try:
                 self.logic.updateLiveDose()
@@ -322,10 +308,10 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showLiveResults()
 
     def _showLiveResults(self) -> None:
-        """The live evaluation's summary in the panel."""
-        state = self.logic.liveDose
-        if state is not None and state.evaluation is not None:
-            self.ui.resultsLabel.text = summaries.evaluation_summary(state.evaluation, state.results)
+        """The live evaluation's summary in the panel (none while live dose follows the dose only)."""
+        text = self.logic.liveDoseSummary()
+        if text:
+            self.ui.resultsLabel.text = text
 
     def stopLiveDose(self) -> None:
         """Stop following the seeds node; the dose volume and tables stay as they are."""
@@ -336,96 +322,25 @@ class SeedBrachyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode is not None:
             self.updateGUIFromParameterNode()
 
+
 #
 # SeedBrachyLogic
 #
 
 
-class SeedBrachyLogic(ScriptedLoadableModuleLogic):
+class SeedBrachyLogic(ScriptedLoadableModuleLogic, ModuleLogic):
     """All computation, usable without the widget. Each action has an explicit-node method and a
-    ``...UsingParameterNode`` entry point, both SeedBrachyLib functions themselves (their arguments, defaults,
-    units and docstrings; nothing is re-typed here): the explicit-node methods are the MRML bridge's
-    functions, the entry points those of SeedBrachyLib.mrml.actions, which call them with the parameter
-    node's nodes and settings (so a headless script on a saved scene does what the panel does)."""
-
-    makeCtv = staticmethod(segmentations.make_ctv)
-    makeCtvUsingParameterNode = staticmethod(actions.make_ctv)
-    planSeeds = staticmethod(planning.plan_seeds)
-    planSeedsUsingParameterNode = staticmethod(actions.plan_seeds)
-    seedsEditedByHand = staticmethod(planning.edited_by_hand)
-    computeDose = staticmethod(dosimetry.compute_dose)
-    computeDoseUsingParameterNode = staticmethod(actions.compute_dose)
-    evaluate = staticmethod(dosimetry.evaluate_and_check)
-    evaluateUsingParameterNode = staticmethod(actions.evaluate)
-    detectSeeds = staticmethod(postimplant.detect)
-    registerPostImplant = staticmethod(postimplant.register)
-    registerPostImplantUsingParameterNode = staticmethod(actions.register)
-    carryContours = staticmethod(postimplant.carry_contours)
-    carryContoursUsingParameterNode = staticmethod(actions.carry_contours)
-    computePostPlanDose = staticmethod(postimplant.compute_post_plan_dose)
-    computePostPlanDoseUsingParameterNode = staticmethod(actions.compute_post_plan_dose)
-    comparePlans = staticmethod(postimplant.compare)
-    comparePlansUsingParameterNode = staticmethod(actions.compare)
-    importDicom = staticmethod(dicom.import_folder)
-    importDicomUsingParameterNode = staticmethod(actions.import_dicom)
-    exportDicom = staticmethod(dicom.export_case)
-    robustness = staticmethod(beyond.robustness)
-    robustnessUsingParameterNode = staticmethod(actions.robustness)
-    radiobiology = staticmethod(beyond.radiobiology)
-    radiobiologyUsingParameterNode = staticmethod(actions.radiobiology)
-    exportTemplate = staticmethod(beyond.export_template)
-    exportTemplateUsingParameterNode = staticmethod(actions.export_template)
-    settingsOf = staticmethod(actions.settings_of)
-    missingInputs = staticmethod(actions.missing_inputs)
-    guardOutput = staticmethod(actions.guard_output)
-    assign = staticmethod(actions.assign)
-    ensureDoseEngine = staticmethod(engine.ensure_dose_engine)
+    ``...UsingParameterNode`` entry point, with live dose and the panel's helpers: the methods of
+    SeedBrachyLib.mrml.logic.ModuleLogic, each a SeedBrachyLib function itself (its arguments, defaults, units
+    and docstring), so a headless script on a saved scene does what the panel does."""
 
     def __init__(self) -> None:
         """Called when the logic class is instantiated."""
         ScriptedLoadableModuleLogic.__init__(self)
-        self.liveDose = None
 
     def getParameterNode(self):
         """The module's typed parameter node (created with every default if missing)."""
         return SeedBrachyParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def detectSeedsUsingParameterNode(p, overwrite=False, progress=None):
-        """SeedBrachyLib.mrml.actions.detect_seeds with Slicer's DICOM database (the slice thickness of a CT from
-        the DICOM browser is read from its series' headers)."""
-        return actions.detect_seeds(p, overwrite, progress, getattr(slicer, "dicomDatabase", None))
-
-    @staticmethod
-    def exportDicomUsingParameterNode(p, folder, implant_date="", progress=None):
-        """SeedBrachyLib.mrml.actions.export_dicom with Slicer's DICOM database (a CT from the DICOM browser is
-        referenced, not written again)."""
-        return actions.export_dicom(p, folder, implant_date, getattr(slicer, "dicomDatabase", None), progress)
-
-    def startLiveDose(self, *args, **kwargs):
-        """Live dose: SeedBrachyLib.mrml.live.LiveDosimetry(*args, **kwargs), kept as ``liveDose``."""
-        self.stopLiveDose()
-        self.liveDose = live.LiveDosimetry(*args, **kwargs)
-        return self.liveDose
-
-    def startLiveDoseUsingParameterNode(self, p, progress=None):
-        """Live dose of the parameter node's seeds (SeedBrachyLib.mrml.actions.start_live_dose), kept as
-        ``liveDose``."""
-        self.stopLiveDose()
-        self.liveDose = actions.start_live_dose(p, progress)
-        return self.liveDose
-
-    def updateLiveDose(self):
-        """Follow the seeds node after a change; returns the number of seeds recomputed (0: nothing changed)."""
-        if self.liveDose is None:
-            raise InputError(_("live dose is off: turn it on first"))
-        return self.liveDose.update()
-
-    def stopLiveDose(self):
-        """Stop live dose (the dose volume and tables stay as they are)."""
-        if self.liveDose is not None:
-            self.liveDose.close()
-        self.liveDose = None
 
 
 #

@@ -10,6 +10,7 @@ import slicer  # noqa: E402
 
 from SeedBrachyLib import settings  # noqa: E402
 from SeedBrachyLib.dose import compute_dose  # noqa: E402
+from SeedBrachyLib.errors import InputError  # noqa: E402
 from SeedBrachyLib.mrml import dosimetry, markups, volumes  # noqa: E402
 from SeedBrachyLib.mrml.live import LiveDosimetry  # noqa: E402
 
@@ -105,5 +106,5 @@ def test_module_logic_turns_live_dose_on_follows_and_off(seedbrachy_module, case
     assert logic.liveDose is None
     c.seeds_node.SetNthControlPointPosition(1, *position)
     assert changes == [1]  # no longer observed
-    with pytest.raises(seedbrachy_module.InputError, match="live dose is off"):
+    with pytest.raises(InputError, match="live dose is off"):
         logic.updateLiveDose()

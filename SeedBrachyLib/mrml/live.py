@@ -17,11 +17,13 @@ dose is on are read when it is turned on again). Turning live off is :meth:`Live
 
 from __future__ import annotations
 
-from .. import settings
+from .. import settings, summaries
 from ..incremental import LiveDose
 from ..progress import report
 from . import dosimetry, volumes
 
+#: The module's throttle (ms): an update runs this long after the last seed change (drag events come in bursts).
+UPDATE_DELAY_MS = 150
 #: Seeds-node events that start a live update: moved, placed, deleted (vtkMRMLMarkupsNode.h).
 SEED_EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
 
@@ -67,6 +69,10 @@ class LiveDosimetry:
                                                       ct_node=options.get("ct_node"))
         self.evaluation, self.results = dosimetry.evaluate_and_check(
             self.nodes[4], self.nodes[1], values=self.values, inputs=self.inputs, dose_source=self.live, **options)
+
+    def summary(self):
+        """The last evaluation's summary (:func:`SeedBrachyLib.summaries.evaluation_summary`); "" for dose only."""
+        return "" if self.evaluation is None else summaries.evaluation_summary(self.evaluation, self.results)
 
     def observe(self, callback):
         """Call ``callback()`` whenever a seed of the seeds node is moved, placed or deleted (the node's
