@@ -137,3 +137,18 @@ def test_grid_geometry_roundtrip_and_validation():
         Grid([0, 0, 0], [1, 1, 1], [[1, 0, 0], [1, 1, 0], [0, 0, 1]], (2, 2, 2))
     with pytest.raises(InputError, match="spacing"):
         Grid([0, 0, 0], [1, 0, 1], np.eye(3), (2, 2, 2))
+
+
+def test_covering_grid_spans_the_points_with_margin_in_the_given_direction():
+    """Grid.covering (the dose-grid policy's box): every point moved by the margin along any axis is inside, the
+    box is at most about a voxel larger than needed per side, and the direction is the one given."""
+    rot = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    points = np.array([[0.0, 0.0, 0.0], [30.0, -10.0, 12.0], [5.0, 20.0, -7.0]])
+    grid = Grid.covering(points, 1.5, rot, margin_mm=5.0)
+    assert np.allclose(grid.direction, rot) and np.allclose(grid.spacing, 1.5)
+    shifts = np.vstack([np.eye(3), -np.eye(3)]) * 5.0
+    shifted = (points[:, None, :] + (shifts @ rot.T)[None]).reshape(-1, 3)
+    assert np.all(grid.contains(shifted))
+    local = points @ rot
+    extent = local.max(axis=0) - local.min(axis=0) + 10.0
+    assert np.all(np.asarray(grid.dims) * 1.5 <= extent + 3 * 1.5)

@@ -125,20 +125,3 @@ def test_bad_prescription_is_an_input_error(mrml_app):
         volumes.set_dose_volume(node, np.ones(OBLIQUE.shape), OBLIQUE, 0.0)
 
 
-def test_dose_grid_covers_points_with_margin_in_the_reference_direction():
-    points = np.array([[0.0, 0.0, 0.0], [30.0, -10.0, 12.0], [5.0, 20.0, -7.0]])
-    grid = volumes.dose_grid_for(OBLIQUE, points, 5.0, 1.5)
-    assert np.allclose(grid.direction, OBLIQUE.direction)
-    assert np.allclose(grid.spacing, 1.5)
-    # every point moved 5 mm along any direction stays inside the grid's voxel-edge box
-    shifts = np.array([[5, 0, 0], [-5, 0, 0], [0, 5, 0], [0, -5, 0], [0, 0, 5], [0, 0, -5]], float)
-    shifted = (points[:, None, :] + (shifts @ OBLIQUE.direction.T)[None]).reshape(-1, 3)
-    assert np.all(grid.contains(shifted))
-    # and not much more: the box is at most one voxel larger than needed per side
-    local = points @ OBLIQUE.direction
-    extent = local.max(axis=0) - local.min(axis=0) + 10.0
-    assert np.all(np.asarray(grid.dims) * 1.5 <= extent + 3 * 1.5)
-    with pytest.raises(InputError, match="margin"):
-        volumes.dose_grid_for(OBLIQUE, points, -1.0, 1.0)
-    with pytest.raises(InputError, match="spacing"):
-        volumes.dose_grid_for(OBLIQUE, points, 1.0, 0.0)

@@ -85,29 +85,6 @@ def update_volume_node(node, array, grid):
     return node
 
 
-def dose_grid_for(reference_grid, points_ras, margin_mm, spacing_mm):
-    """A dose grid aligned with ``reference_grid`` (same direction) covering points + margin.
-
-    Args:
-        reference_grid: grid whose direction the dose grid takes (normally the CT's).
-        points_ras: (n, 3) mm RAS that must be inside (seed positions, target voxel corners).
-        margin_mm: extra distance (mm) around the points along each grid axis, >= 0.
-        spacing_mm: dose voxel size (mm), scalar or per axis (I, J, K), > 0.
-    """
-    points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
-    if len(points) == 0:
-        raise InputError("no points given to place the dose grid around")
-    if not np.isfinite(margin_mm) or margin_mm < 0:
-        raise InputError(f"dose grid margin {margin_mm!r} mm invalid: need a value >= 0 mm")
-    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
-    if not np.all(spacing > 0):
-        raise InputError(f"dose grid spacing {spacing_mm!r} mm invalid: need values > 0 mm")
-    local = points @ reference_grid.direction  # coordinates along the grid axes (mm)
-    lo, hi = local.min(axis=0) - margin_mm, local.max(axis=0) + margin_mm
-    center = reference_grid.direction @ ((lo + hi) / 2.0)
-    return Grid.around(center, hi - lo + spacing, spacing, reference_grid.direction)
-
-
 def is_dose_volume(node):
     """True if ``node`` is a scalar volume marked as dose the SlicerRT way."""
     return (node is not None and node.IsA("vtkMRMLScalarVolumeNode")
