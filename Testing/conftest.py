@@ -38,6 +38,7 @@ QUICK_TESTS = (
     # physics: TG-43U1 against the published tables and the oracle, both engines on an oblique grid, near the seed
     "test_dose_tg43.py::",
     "test_dose_grid.py::test_oblique_grid_and_rotated_seed_give_same_physical_dose",
+    "test_dose_grid.py::test_covering_grid_spans_the_points_with_margin_in_the_given_direction",
     "test_kernel.py::test_points_exact_on_both_engines_and_per_seed_rows_sum_to_total",
     "test_near_seed.py::test_beside_the_seed_the_dose_is_the_tg43_formula_down_to_the_capsule",
     "test_sources.py::",
