@@ -348,7 +348,8 @@ def test_module_self_test_runs_headless(seedbrachy_module, monkeypatch):
 
 def test_every_button_runs_a_logic_entry_that_accepts_what_the_panel_gives_it(seedbrachy_module, ui_widgets):
     """Each button of parameters.ACTION_INPUTS (and Import DICOM) has its PanelAction (the Widget connects them
-    all): the button and its results label exist in the .ui, the Logic's entry accepts (parameter node,
+    all): the button and its results label exist in the .ui, the Logic has the entry's explicit-node method
+    (``X`` beside ``XUsingParameterNode``), the entry accepts (parameter node,
     progress= when a progress text is given, the keywords of what the user chooses first), the outputs shown are
     node parameters."""
     import inspect
@@ -365,6 +366,8 @@ def test_every_button_runs_a_logic_entry_that_accepts_what_the_panel_gives_it(se
         assert (action.text is None) == (action.results_label is None), button
         keywords = dict.fromkeys(ASKS[action.ask], None) | ({"progress": None} if action.label else {})
         inspect.signature(getattr(logic, action.entry)).bind(None, **keywords)
+        explicit = action.entry.removesuffix("UsingParameterNode")  # the template's pair: explicit nodes, entry
+        assert explicit != action.entry and callable(getattr(logic, explicit, None)), button
         assert (action.ask == "replace") == (button in GUARDED_OUTPUTS), button
         assert action.ask not in ("folder", "file") or action.caption, button
         assert all(name in NODE_PARAMETERS for name in action.shown), button
