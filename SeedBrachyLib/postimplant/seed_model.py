@@ -13,11 +13,14 @@ are in the grid's own frame (mm along I, J, K from voxel (0, 0, 0)) inside this 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
+
+from .. import kernel
 
 CAPSULE_RADIUS_MM = 0.4
 CAPSULE_LENGTH_MM = 4.5
@@ -25,6 +28,7 @@ CAPSULE_DIAMETER_MM = 0.8
 MASS_PRIOR_SD = 0.2  # spread of seed masses in one fit (log units)
 _N_SAMPLES = 7  # points along the marker
 _N_CAPSULE = 5  # points along the capsule
+_COMPILED = {}
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,16 @@ def render_at(model, coords, index, centres, axes, masses, jacobian=False):
     grid-frame voxel-centre coordinates ``coords`` (three 1D arrays, mm, along I, J, K).
 
     With ``jacobian``, also its derivatives (V, 6 per seed) by centre (3), axis angles theta and phi, and
-    log mass. Transcendental functions are evaluated per coordinate line, then gathered per voxel."""
+    log mass. Transcendental functions are evaluated per coordinate line, then gathered per voxel. With the
+    compiled engine (:func:`SeedBrachyLib.kernel.resolve`) :mod:`.seed_model_numba` evaluates it: the same image
+    to the bit, the same derivatives to rounding."""
     s = model.sigma_xy
     width, sz = model.ssp
     t, f = _samples(model)
     centres, axes = np.asarray(centres, float), np.asarray(axes, float)
+    compiled = _compiled("render_at")
+    if compiled is not None:
+        return compiled(coords, index, centres, axes, masses, t, f, s, width, sz, jacobian)
     k, n = len(centres), len(t)
     pts = (centres[:, None, :] + t[None, :, None] * axes[:, None, :]).reshape(-1, 3)
     w = (np.asarray(masses, float)[:, None] * f[None]).reshape(-1) / (2 * math.pi * s * s)
@@ -141,6 +150,19 @@ def render_at(model, coords, index, centres, axes, masses, jacobian=False):
         jac[:, 6 * q + 4] = along @ du_p
         jac[:, 6 * q + 5] = term[q].sum(0)
     return value, jac
+
+
+def _compiled(name):
+    """``name`` of :mod:`.seed_model_numba` while the compiled engine is in use, else None (numba missing, or
+    ``SEEDBRACHY_ENGINE=numpy``: :func:`SeedBrachyLib.kernel.resolve`)."""
+    if kernel.resolve() != "compiled":
+        return None
+    if "module" not in _COMPILED:
+        try:
+            _COMPILED["module"] = importlib.import_module(".seed_model_numba", __package__)
+        except ImportError:
+            _COMPILED["module"] = None
+    return getattr(_COMPILED["module"], name, None)
 
 
 def render(model, coords, centres, axes, masses):
@@ -268,6 +290,11 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
                     rep[r, 6 * seed + 4] = sign * repel * t_s * (u @ du_p)
         return np.concatenate([j * sw[:, None], rows, rep])
 
+    compiled = _compiled("FitProblem")
+    if compiled is not None:  # the same residual and Jacobian, compiled (:mod:`.seed_model_numba`)
+        problem = compiled(coords, index, origin, mass, *_samples(model), model.sigma_xy, *model.ssp, data, sw, clip,
+                           prior, repel, CAPSULE_DIAMETER_MM, t_line)
+        residual, jac = problem.residual, problem.jacobian
     method = "lm" if len(ii) > 6 * k else "trf"
     try:
         sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (6 * k + 1),
