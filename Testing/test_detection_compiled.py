@@ -1,4 +1,6 @@
-"""The compiled seed image and fit (postimplant/seed_model_numba.py) against the numpy path they replace.
+"""The fast paths of seed detection against what they replace: the compiled seed image and fit
+(postimplant/seed_model_numba.py) against the numpy path, the candidate stage (detection_candidates.py) against
+labelling the whole volume.
 
 The numpy path (``SEEDBRACHY_ENGINE=numpy``) is the reference: the compiled image must equal it to the bit, the
 fit's residual too, its Jacobian to rounding, and detection on phantom series (oblique, clipped at 3071 HU,
@@ -9,11 +11,12 @@ fit's residual too, its Jacobian to rounding, and detection on phantom series (o
 import numpy as np
 import pytest
 from ct_phantoms import cases, scoring
+from scipy import ndimage
 
 from SeedBrachyLib.postimplant import seed_model
+from SeedBrachyLib.postimplant.detection_candidates import objects
 from SeedBrachyLib.postimplant.detection import detect_seeds
 
-pytest.importorskip("numba")
 
 _GROUPS = {"end-to-end": 1, "side-by-side": 1, "clump3": 0, "bundle": 0}
 # own random seeds (71xx), neither TUNING nor SCORING
@@ -102,3 +105,24 @@ def test_detection_compiled_equals_numpy(monkeypatch, case):
     assert [r.reason for r in got.rejected] == [r.reason for r in ref.rejected]
     assert got.threshold_hu == pytest.approx(ref.threshold_hu, rel=1e-12)
     assert got.single_seed_mass == pytest.approx(ref.single_seed_mass, rel=1e-9) and got.series == ref.series
+
+
+# ------------------------------------------------------------------ the candidate stage
+def _objects_by_whole_volume_label(values, level):
+    """Reference: ndimage.label on the whole volume, objects in label order, voxels in raster order."""
+    labels, n = ndimage.label(values >= level, np.ones((3, 3, 3), bool))
+    return [np.argwhere(labels == c) for c in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_candidate_objects_equal_whole_volume_labelling(dtype):
+    """Objects that wind across block borders, touch only at a corner, and fill the volume's last partial blocks
+    (41 x 37 x 29 is no multiple of the blocks)."""
+    rng = np.random.default_rng(11)
+    values = (ndimage.gaussian_filter(rng.random((41, 37, 29)), 1.2) * 3000).astype(dtype)
+    values[-1, -1, -1] = values[-2, -2, -2] = 3000  # a diagonal pair in the last corner
+    values[5, 7, 7] = values[4, 8, 8] = 3000  # touching across a block corner
+    for level in np.quantile(values, [0.5, 0.9, 0.99]).tolist() + [3000, 4000]:
+        got, ref = objects(values, level), _objects_by_whole_volume_label(values, level)
+        assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref)), level
+    assert len(objects(values, np.quantile(values, 0.9))) > 50  # many objects, and one of 20000 voxels at 0.5

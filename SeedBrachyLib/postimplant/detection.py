@@ -44,6 +44,7 @@ from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed
 from . import hu_scale
+from .detection_candidates import objects as _objects
 from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
 
 SEED_LENGTH_MM = 4.5
@@ -372,22 +373,6 @@ def _context(values, grid, thickness, psf):
                    float(np.prod(grid.spacing)))
     ctx.faint = ctx.mass * min_peak_per_mass(model)
     return ctx, text
-
-
-def _objects(values, level):
-    """Voxel index arrays (n, 3 as k, j, i) of the 26-connected objects at or above ``level`` (HU)."""
-    mask = values >= level
-    if not mask.any():
-        return []
-    nz = np.nonzero(mask.any(axis=(1, 2)))[0]
-    k0, k1 = nz[0], nz[-1] + 1
-    labels, n = ndimage.label(mask[k0:k1], _CONNECTIVITY)
-    out = []
-    for c, box in enumerate(ndimage.find_objects(labels), start=1):
-        kji = np.argwhere(labels[box] == c) + np.array([s.start for s in box])
-        kji[:, 0] += k0
-        out.append(kji)
-    return out
 
 
 def _calibrate(ctx, thickness_given):

@@ -268,6 +268,34 @@ def _jacobian(p, value, jac, sw, clip, prior, repel, diameter, dist, ta, tb, u):
     return out
 
 
+@njit(cache=True)
+def _seeds(p, origin, mass, ci, cj, ck, t, f, s, width, sz):
+    """Centres and axes of the fit's parameters ``p`` and the factors of :func:`_points` (math.sin raises on an
+    infinite angle in the numpy path: so here)."""
+    for x in range(3, p.shape[0], 6):
+        if math.isinf(p[x]) or math.isinf(p[x + 1]):
+            raise ValueError("seed axis angle is infinite")
+    centres, axes, masses = _unpack(p, origin, mass)
+    w, ux, ex, uy, ey, a, b, dhz = _points(ci, cj, ck, centres, axes, masses, t, f, s, width, sz)
+    return centres, axes, w, ux, ex, uy, ey, a, b, dhz
+
+
+@njit(cache=True)
+def _fit_residual(p, ii, jj, kk, centres, axes, w, ux, ex, uy, ey, hz, dhz, t, s, data, sw, clip, prior, repel,
+                  diameter, t_line):
+    value, _jac = _voxels(ii, jj, kk, axes, t, s, w, ux, ex, uy, ey, hz, dhz, False)
+    dist, _ta, _tb, _u = _overlap(centres, axes, t_line)
+    return _residual(p, value, data, sw, clip, prior, repel, diameter, dist)
+
+
+@njit(cache=True)
+def _fit_jacobian(p, ii, jj, kk, centres, axes, w, ux, ex, uy, ey, hz, dhz, t, s, sw, clip, prior, repel, diameter,
+                  t_line):
+    value, jac = _voxels(ii, jj, kk, axes, t, s, w, ux, ex, uy, ey, hz, dhz, True)
+    dist, ta, tb, u = _overlap(centres, axes, t_line)
+    return _jacobian(p, value, jac, sw, clip, prior, repel, diameter, dist, ta, tb, u)
+
+
 class FitProblem:
     """The residual and Jacobian of :func:`.seed_model.fit_seeds` for one block (same arithmetic as its numpy
     closures): ``coords`` (mm), ``index`` (i, j, k voxel arrays), ``origin`` (k, 3) seed starts (mm), ``mass``
@@ -287,22 +315,18 @@ class FitProblem:
         self.costs = (float(prior), float(repel), float(diameter))
         self.t_line = np.asarray(t_line, float)
 
-    def _image(self, p, jacobian):
-        if np.any(np.isinf(p.reshape(-1, 6)[:, 3:5])):  # as math.sin in the numpy path
-            raise ValueError(f"seed axis angle {p.reshape(-1, 6)[:, 3:5].tolist()} is infinite")
-        centres, axes, masses = _unpack(p, self.origin, self.mass)
+    def _lines(self, p):
         t, f, s, width, sz = self.line
-        w, ux, ex, uy, ey, a, b, dhz = _points(*self.coords, centres, axes, masses, t, f, s, width, sz)
-        hz = (ndtr(a) - ndtr(b)) / width
-        value, jac = _voxels(*self.index, axes, t, s, w, ux, ex, uy, ey, hz, dhz, jacobian)
-        return value, jac, _overlap(centres, axes, self.t_line)
+        centres, axes, w, ux, ex, uy, ey, a, b, dhz = _seeds(p, self.origin, self.mass, *self.coords, t, f, s, width,
+                                                             sz)
+        return centres, axes, w, ux, ex, uy, ey, (ndtr(a) - ndtr(b)) / width, dhz
 
     def residual(self, p):
         """Residual vector (HU x sqrt weight; prior and overlap costs) at parameters ``p``."""
-        value, _jac, (dist, _ta, _tb, _u) = self._image(p, False)
-        return _residual(p, value, self.data, self.sw, self.clip, *self.costs, dist)
+        return _fit_residual(p, *self.index, *self._lines(p), self.line[0], self.line[2], self.data, self.sw,
+                             self.clip, *self.costs, self.t_line)
 
     def jacobian(self, p):
         """Its Jacobian (rows as the residual, 6 columns per seed) at parameters ``p``."""
-        value, jac, overlap = self._image(p, True)
-        return _jacobian(p, value, jac, self.sw, self.clip, *self.costs, *overlap)
+        return _fit_jacobian(p, *self.index, *self._lines(p), self.line[0], self.line[2], self.sw, self.clip,
+                             *self.costs, self.t_line)
