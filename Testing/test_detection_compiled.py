@@ -14,9 +14,8 @@ from ct_phantoms import cases, scoring
 from scipy import ndimage
 
 from SeedBrachyLib.postimplant import seed_model
-from SeedBrachyLib.postimplant.detection_candidates import objects
 from SeedBrachyLib.postimplant.detection import detect_seeds
-
+from SeedBrachyLib.postimplant.detection_candidates import objects
 
 _GROUPS = {"end-to-end": 1, "side-by-side": 1, "clump3": 0, "bundle": 0}
 # own random seeds (71xx), neither TUNING nor SCORING
@@ -90,13 +89,15 @@ def test_compiled_fit_equals_numpy(monkeypatch, clip_hu):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SERIES, ids=[c.name for c in SERIES])
 def test_detection_compiled_equals_numpy(monkeypatch, case):
+    """The fast path (compiled, on the int16 series as stored) against the former one (numpy, on a float32 copy)."""
     ph = cases.build(case)
     grid = scoring.grid_of(ph.series)
+    assert ph.ct.dtype == np.int16
 
-    def detect():
-        return detect_seeds(ph.ct, grid, slice_thickness_mm=ph.slice_thickness_mm)
+    def detect(ct=ph.ct):
+        return detect_seeds(ct, grid, slice_thickness_mm=ph.slice_thickness_mm)
 
-    got, ref = detect(), _numpy(monkeypatch, detect)
+    got, ref = detect(), _numpy(monkeypatch, lambda: detect(ph.ct.astype(np.float32)))
     assert len(got.seeds) == len(ref.seeds) >= 3
     assert np.abs(np.array([s.position for s in got.seeds]) - [s.position for s in ref.seeds]).max() < 1e-6
     assert np.abs(np.array([s.axis for s in got.seeds]) - [s.axis for s in ref.seeds]).max() < 1e-6

@@ -301,7 +301,7 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     if threshold_hu is not None and not math.isfinite(threshold_hu):
         raise InputError(f"threshold_hu {threshold_hu!r} invalid: must be a finite HU value")
     strength = 1.0 if strength_u is None else float(strength_u)
-    values = ct.astype(np.float32, copy=False)
+    values = ct if ct.dtype == np.int16 else ct.astype(np.float32, copy=False)  # int16: crops made float32 (_block)
     report(progress, 0.0, "seed detection: series")
     ctx, series_text = _context(values, grid, slice_thickness_mm, psf_mm)
     report(progress, 0.1, "seed detection: one seed's mass")
@@ -452,7 +452,7 @@ def _block(ctx, kji):
     hi = np.minimum(kji.max(0) + margin + 1, np.array(ctx.values.shape))
     if np.prod(hi - lo) > 60000:
         return None, None, None, None
-    block = ctx.values[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    block = ctx.values[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32, copy=False)
     mask = np.zeros(block.shape, bool)
     mask[tuple((kji - lo).T)] = True
     coords = [np.arange(lo[2], hi[2]) * sp[0], np.arange(lo[1], hi[1]) * sp[1], np.arange(lo[0], hi[0]) * sp[2]]
@@ -634,7 +634,7 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
         # a seed touching bone or metal: at a level half-way to the peak it stands alone
         if depth < _MAX_DEPTH and peak - level > 0.25 * ctx.faint:
             sub = level + 0.5 * (peak - level)
-            block_values = ctx.values[tuple(kji.T)]
+            block_values = ctx.values[tuple(kji.T)].astype(np.float32)
             inner = kji[block_values >= sub]
             for part in _split_components(inner):
                 _examine(ctx, part, sub, depth + 1, hypotheses, rejected, marginal)

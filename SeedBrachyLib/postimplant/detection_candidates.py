@@ -26,9 +26,10 @@ def _blocks(mask):
 
 
 def objects(values, level):
-    """Voxel index arrays (n, 3 as k, j, i) of the 26-connected objects of ``values`` [k, j, i] (HU) at or above
-    ``level`` (HU), ordered as a raster scan first meets them."""
-    mask = values >= level
+    """Voxel index arrays (n, 3 as k, j, i) of the 26-connected objects of ``values`` [k, j, i] (HU; float32, or
+    int16 as stored) at or above ``level`` (HU, taken as float32, as on a float32 copy of an int16 series),
+    ordered as a raster scan first meets them."""
+    mask = values >= np.float32(level)
     coarse = _blocks(mask)
     groups, _n = ndimage.label(coarse, _CONNECTIVITY)
     out = []

@@ -315,7 +315,7 @@ class FitProblem:
         self.costs = (float(prior), float(repel), float(diameter))
         self.t_line = np.asarray(t_line, float)
 
-    def _lines(self, p):
+    def _factors(self, p):
         t, f, s, width, sz = self.line
         centres, axes, w, ux, ex, uy, ey, a, b, dhz = _seeds(p, self.origin, self.mass, *self.coords, t, f, s, width,
                                                              sz)
@@ -323,10 +323,10 @@ class FitProblem:
 
     def residual(self, p):
         """Residual vector (HU x sqrt weight; prior and overlap costs) at parameters ``p``."""
-        return _fit_residual(p, *self.index, *self._lines(p), self.line[0], self.line[2], self.data, self.sw,
+        return _fit_residual(p, *self.index, *self._factors(p), self.line[0], self.line[2], self.data, self.sw,
                              self.clip, *self.costs, self.t_line)
 
     def jacobian(self, p):
         """Its Jacobian (rows as the residual, 6 columns per seed) at parameters ``p``."""
-        return _fit_jacobian(p, *self.index, *self._lines(p), self.line[0], self.line[2], self.sw, self.clip,
+        return _fit_jacobian(p, *self.index, *self._factors(p), self.line[0], self.line[2], self.sw, self.clip,
                              *self.costs, self.t_line)
