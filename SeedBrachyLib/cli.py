@@ -45,8 +45,11 @@ def _demo(args):
 
 def _dicom_demo(folder, args, implant_datetime, progress):
     from .demo.dicom import export_demo
-    export_demo(folder, implant_datetime, progress=progress, overwrite=args.force, sourceModel=args.model,
-                seedActivityMci=args.activity_mci, uPerMci=args.u_per_mci)
+    values = args.values.as_dict()
+    changes = {name: values[name] for name in DEMO_OPTIONS}
+    if args.prescription_gy is not None:
+        changes["prescriptionGy"] = args.prescription_gy
+    export_demo(folder, implant_datetime, progress=progress, overwrite=args.force, **changes)
 
 
 def _example(args):

@@ -132,12 +132,10 @@ class Grid:
     @classmethod
     def around(cls, center_ras, size_mm, spacing_mm, direction=None):
         """A grid of physical size ``size_mm`` (3,) centred on ``center_ras`` (mm)."""
-        spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+        spacing = _spacing(spacing_mm)
         size = np.broadcast_to(np.asarray(size_mm, dtype=float), (3,))
         if not np.all(np.isfinite(size) & (size > 0)):
             raise InputError(f"grid size {np.asarray(size_mm).tolist()} mm invalid: each must be finite and > 0")
-        if not np.all(np.isfinite(spacing) & (spacing > 0)):
-            raise InputError(f"grid spacing {np.asarray(spacing_mm).tolist()} mm invalid: each must be finite and > 0")
         dims = np.maximum(1, np.ceil(size / spacing).astype(int))
         direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
         half = direction @ (spacing * (dims - 1) / 2.0)
@@ -150,8 +148,13 @@ class Grid:
         points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
         if len(points) == 0:
             raise InputError("no points to cover: a dose grid needs at least a target or a seed")
+        if not np.all(np.isfinite(points)):
+            bad = points[~np.isfinite(points).all(axis=1)][0]
+            raise InputError(f"point {bad.tolist()} to cover must be finite (mm)")
+        if not (np.isfinite(margin_mm) and margin_mm >= 0):
+            raise InputError(f"grid margin {margin_mm!r} mm invalid: must be finite and >= 0")
         direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
-        spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+        spacing = _spacing(spacing_mm)
         local = points @ direction  # coordinates along the grid axes (mm)
         lo, hi = local.min(axis=0) - margin_mm, local.max(axis=0) + margin_mm
         dims = np.floor((hi - lo) / spacing + 1e-9).astype(int) + 2
@@ -171,3 +174,11 @@ class Grid:
         sp = "x".join(f"{s:g}" for s in self.spacing)
         oblique = "" if np.allclose(np.abs(self.direction), np.eye(3)) else ", oblique"
         return f"{self.dims[0]}x{self.dims[1]}x{self.dims[2]} voxels of {sp} mm{oblique}"
+
+
+def _spacing(spacing_mm):
+    """``spacing_mm`` (a number or 3) as 3 voxel sizes (mm), each finite and > 0, else InputError."""
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+    if not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise InputError(f"grid spacing {np.asarray(spacing_mm).tolist()} mm invalid: each must be finite and > 0")
+    return spacing

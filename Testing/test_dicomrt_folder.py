@@ -102,14 +102,16 @@ def test_a_structure_set_passed_on_keeps_its_partial_volumes(tmp_path, small):
 
 @pytest.mark.slow
 def test_worked_example_exports_and_imports(tmp_path, capsys):
-    """``seedbrachy dicom export --demo``: every file conformant, and ``dicom import`` reads the case back."""
+    """``seedbrachy dicom export --demo``: every file conformant, and ``dicom import`` reads the case back,
+    planned to the --prescription-gy given (not the demo's 120 Gy)."""
     out = tmp_path / "demo"
-    assert main(["dicom", "export", str(out), "--demo", "--implant-date", "2026-03-01T09:00", "--quiet"]) == 0
+    assert main(["dicom", "export", str(out), "--demo", "--implant-date", "2026-03-01T09:00", "--prescription-gy",
+                 "125", "--quiet"]) == 0
     for path in (out / "CT" / "CT_0001.dcm", out / "RS.dcm", out / "RP.dcm", out / "RD.dcm"):
         assert_conformant(path)
     assert main(["dicom", "import", str(out), "--implant-date", "2026-03-01T09:00", "--json",
                  str(tmp_path / "case.json"), "--quiet"]) == 0
     data = json.loads((tmp_path / "case.json").read_text())
-    assert [r["name"] for r in data["rois"]][:2] == ["GTV", "CTV"] and data["plan"]["prescription_gy"] == 120.0
-    assert len(data["plan"]["seeds"]) > 10 and data["dose"]["max_gy"] > 120.0
+    assert [r["name"] for r in data["rois"]][:2] == ["GTV", "CTV"] and data["plan"]["prescription_gy"] == 125.0
+    assert len(data["plan"]["seeds"]) > 10 and data["dose"]["max_gy"] > 125.0
     assert "decayed 0.00 d" in data["plan"]["decay"][0]

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+from .. import settings
 from ..dicomrt.dataset import parse_datetime
 from ..errors import InputError
 from ..progress import close
-from ..sources import DEFAULT_U_PER_MCI
 from .common import EXIT_OK, check_outputs, progress_of, write_json
+
+SOURCE_OPTIONS = ("sourceModel", "seedActivityMci", "uPerMci")  # --demo plans with them; --ct: a plan's model
 
 
 def add_parser(sub, export_demo=None):
@@ -31,10 +33,9 @@ def add_parser(sub, export_demo=None):
     e.add_argument("--plan", help="seeds: a seeds JSON file or an RT Plan")
     e.add_argument("--dose", help="dose: an RT Dose or a dose volume file (Gy)")
     e.add_argument("--target", help="name of the target structure the prescription is to (default: CTV or GTV)")
-    e.add_argument("--prescription-gy", type=float, help="prescribed total dose (Gy)")
-    e.add_argument("--model", default="I125_OncoSeed6711", help="seed model key (see 'seedbrachy models')")
-    e.add_argument("--activity-mci", type=float, default=0.5, help="--demo: apparent activity per seed, mCi")
-    e.add_argument("--u-per-mci", type=float, default=DEFAULT_U_PER_MCI, help="--demo: S_K per mCi, U/mCi")
+    e.add_argument("--prescription-gy", type=float,
+                   help="prescribed total dose (Gy); required with --ct, --demo plans to it when given")
+    settings.add_arguments(e, SOURCE_OPTIONS)
     e.add_argument("--implant-date", help="date (and time) the seed strengths refer to, ISO 8601 (default now)")
     e.add_argument("--force", action="store_true", help="write into an existing output folder")
     e.add_argument("--quiet", action="store_true", help="no progress display")
@@ -52,6 +53,7 @@ def add_parser(sub, export_demo=None):
 def run_export(args):
     check_outputs(args, inputs=[p for p in (args.ct, args.structures, args.plan, args.dose) if p],
                   folders=[args.out])
+    args.values = settings.from_arguments(args, SOURCE_OPTIONS)  # every input checked before any output
     when = parse_datetime(args.implant_date, 'implant date')
     progress = progress_of(args)
     if args.demo:
@@ -83,9 +85,10 @@ def _export_case(args, when, progress):
     dose = dose_grid = None
     if args.dose:
         dose, dose_grid, _ = read_dose(args.dose, frame)
-    paths = write_dicom_case(args.out, image.array, image.grid, rois, plan.seeds, plan.model_key or args.model,
-                             args.prescription_gy, dose, dose_grid, when, image.series, target_number,
-                             overwrite=args.force, progress=progress).paths
+    model = plan.model_key or args.values.sourceModel
+    paths = write_dicom_case(args.out, image.array, image.grid, rois, plan.seeds, model, args.prescription_gy,
+                             dose, dose_grid, when, image.series, target_number, overwrite=args.force,
+                             progress=progress).paths
     print(f"DICOM RT written: {', '.join(f'{k} {v}' for k, v in paths.items())}"
           f"{' (the CT is the input series, referenced)' if image.series is not None else ''}")
 

@@ -31,7 +31,7 @@ SCENE_FILE = "SeedBrachyDemo.mrb"  # the scene bundle written into the output fo
 def demo_settings(**changes):
     """The settings the demo runs with (:class:`SeedBrachyLib.settings.Values`): defaults, the case's
     prescription, :data:`DEMO_CHANGES` and ``changes`` (e.g. sourceModel, seedActivityMci, uPerMci)."""
-    return settings.resolve(prescriptionGy=neck_phantom().prescription_gy, **{**DEMO_CHANGES, **changes})
+    return settings.resolve(**{"prescriptionGy": neck_phantom().prescription_gy, **DEMO_CHANGES, **changes})
 
 
 def run(out_dir=None, progress=None, print_fn=print, **changes):
