@@ -127,3 +127,25 @@ def test_candidate_objects_equal_whole_volume_labelling(dtype):
         got, ref = objects(values, level), _objects_by_whole_volume_label(values, level)
         assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref)), level
     assert len(objects(values, np.quantile(values, 0.9))) > 50  # many objects, and one of 20000 voxels at 0.5
+
+
+def test_levenberg_marquardt_through_leastsq_equals_least_squares():
+    """The fit's least_squares(method="lm", x_scale="jac") made through leastsq: the same iterates, to the bit."""
+    from scipy.optimize import least_squares
+
+    from SeedBrachyLib.postimplant import seed_model_numba
+
+    t = np.linspace(0, 4, 40)
+    y = 3.0 * np.exp(-0.7 * t) + 0.5 + 0.01 * np.sin(17 * t)
+
+    def fun(p):
+        return p[0] * np.exp(-p[1] * t) + p[2] - y
+
+    def jac(p):
+        return np.stack([np.exp(-p[1] * t), -p[0] * t * np.exp(-p[1] * t), np.ones_like(t)], 1)
+
+    for max_nfev in (3, 50):
+        kw = dict(jac=jac, method="lm", max_nfev=max_nfev, xtol=1e-4, ftol=1e-5, x_scale="jac")
+        got, ref = seed_model_numba.least_squares(fun, np.array([1.0, 0.2, 0.0]), **kw), \
+            least_squares(fun, np.array([1.0, 0.2, 0.0]), **kw)
+        assert np.array_equal(got.x, ref.x) and np.array_equal(got.fun, ref.fun)

@@ -295,6 +295,7 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
         problem = compiled(coords, index, origin, mass, *_samples(model), model.sigma_xy, *model.ssp, data, sw, clip,
                            prior, repel, CAPSULE_DIAMETER_MM, t_line)
         residual, jac = problem.residual, problem.jacobian
+        least_squares = _compiled("least_squares")  # the same MINPACK call, less overhead per evaluation
     method = "lm" if len(ii) > 6 * k else "trf"
     try:
         sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (6 * k + 1),

@@ -330,3 +330,21 @@ class FitProblem:
         """Its Jacobian (rows as the residual, 6 columns per seed) at parameters ``p``."""
         return _fit_jacobian(p, *self.index, *self._factors(p), self.line[0], self.line[2], self.sw, self.clip,
                              *self.costs, self.t_line)
+
+
+def least_squares(fun, x0, jac, method, max_nfev, xtol, ftol, x_scale):
+    """``scipy.optimize.least_squares`` as :func:`.seed_model.fit_seeds` calls it, its Levenberg-Marquardt
+    method (x_scale "jac") made through ``scipy.optimize.leastsq``: the same MINPACK ``lmder`` call (factor 100,
+    gtol 1e-8, MINPACK's own scaling), so the same iterates to the bit, without least_squares' wrapper around
+    every evaluation. Returns an object with ``x`` and ``fun`` (the residual there)."""
+    from scipy import optimize  # here: scipy.optimize would load with the settings
+
+    if method != "lm" or x_scale != "jac":
+        return optimize.least_squares(fun, x0, jac=jac, method=method, max_nfev=max_nfev, xtol=xtol, ftol=ftol,
+                                      x_scale=x_scale)
+    if not np.all(np.isfinite(fun(x0))):  # as least_squares
+        raise ValueError("Residuals are not finite in the initial point.")
+    with np.errstate(over="ignore", invalid="ignore"):  # leastsq's covariance (unused) of a singular fit
+        x, _cov, info, _message, _status = optimize.leastsq(fun, x0, Dfun=jac, full_output=True, ftol=ftol,
+                                                            xtol=xtol, gtol=1e-8, maxfev=max_nfev, factor=100.0)
+    return optimize.OptimizeResult(x=x, fun=info["fvec"])
