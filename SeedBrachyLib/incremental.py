@@ -41,7 +41,8 @@ class LiveDose(PointDose):
 
     A dose source for :meth:`SeedBrachyLib.dvh.DVH.of` and :func:`SeedBrachyLib.dvh.evaluate_plan`
     (``evaluate_plan(live, structures, rx, dose_volume=GridDose(live.dose, live.grid))``): the same
-    metrics as a :class:`SeedBrachyLib.dvh.SeedDose` of the current seeds, to float32 precision.
+    metrics as an exact :class:`SeedBrachyLib.dvh.SeedDose` (``exact=True``) of the current seeds, to float32
+    precision (the default SeedDose takes the compiled engine's table, within 0.1 % of it).
 
     Args:
         grid: the dose Grid (None: structure doses only).

@@ -3,9 +3,11 @@
 Engines
 -------
 * ``"compiled"``: numba kernels (:mod:`SeedBrachyLib.kernel_numba`), multi-threaded.
-  Grid dose comes from a precomputed (r, theta) table (below); dose at points is the
-  exact TG-43U1 formula, the same rules and tables as :mod:`SeedBrachyLib.tg43`, except
-  for many seed sets at once (:func:`samples_rate`, the robustness sampling), which uses the table.
+  Grid dose comes from a precomputed (r, theta) table (below); dose at points
+  (:func:`points_rate`) is the exact TG-43U1 formula, the same rules and tables as
+  :mod:`SeedBrachyLib.tg43`. The table also gives the dose at points for many seed sets at once
+  (:func:`samples_rate`, the robustness sampling and the optimiser) and at the DVH's sample points
+  (:func:`samples_rate`, :func:`lattice_rate`: the interior points along runs of neighbouring voxels).
 * ``"numpy"``: the vectorised exact evaluation of :mod:`SeedBrachyLib.tg43`, the
   fallback when numba cannot be imported (e.g. inside Slicer before it is installed).
 
@@ -58,6 +60,8 @@ ENGINES = ("auto", "compiled", "numpy")
 SECTIONS = ((5.0, 0.02, 0.25), (10.0, 0.1, 1.0), (None, 0.5, 5.0))
 #: The table is built to a multiple of this radius (mm), so nearby grids share it.
 R_MAX_BUCKET_MM = 100.0
+#: Lattice points per work item of :func:`lattice_rate` (about; whole runs).
+LATTICE_BLOCK = 2048
 
 _NUMBA = {}
 
@@ -99,7 +103,7 @@ def describe(engine="auto"):
         import numba
 
         return (f"compiled TG-43 kernel (numba {numba.__version__}, {numba.get_num_threads()} threads; "
-                "grid from an (r, theta) table within 0.1 % of exact, points exact)")
+                "grid and DVH points from an (r, theta) table within 0.1 % of exact, other points exact)")
     return "numpy TG-43 kernel (exact, vectorised)"
 
 
@@ -310,6 +314,67 @@ def samples_rate(engine, points, positions, axes, strengths, model, formalism, w
     numba_kernels().samples_tabled(px, py, pz, positions, frames, strengths, radius, half, table.cells,
                                    table.sections, out)
     return out
+
+
+def lattice_runs(shape, voxels):
+    """Runs of neighbouring voxels among the flat ``voxels`` (ascending indices into a [k, j, i] array of ``shape``),
+    along the grid axis that gives the fewest runs: (axis 0/1/2 for I/J/K, order, runs). ``order``: the positions
+    in ``voxels`` of the voxels run after run; ``runs``: int64 (R, 5) rows (i, j, k, n, first), n voxels from voxel
+    (i, j, k) on along the axis, the first being ``voxels[order[first]]``."""
+    voxels = np.asarray(voxels, dtype=np.int64)
+    ijk = np.stack(np.unravel_index(voxels, shape)[::-1], axis=1)
+    member = np.zeros(int(np.prod(shape)), bool)
+    member[voxels] = True
+    strides = (1, shape[2], shape[2] * shape[1])  # flat index step along I, J, K
+    starts = [(ijk[:, a] == 0) | ~member[np.maximum(voxels - strides[a], 0)] for a in range(3)]  # a run begins
+    axis = int(np.argmin([np.count_nonzero(x) for x in starts]))
+    if axis == 0:
+        order = np.arange(voxels.size)
+    else:  # the voxels in the order of a traversal with the run axis fastest
+        perm = [x for x in range(3) if x != 2 - axis] + [2 - axis]  # array axes, the run axis last
+        transposed = member.reshape(shape).transpose(perm)
+        coords = [None] * 3
+        for m, c in enumerate(np.unravel_index(np.flatnonzero(transposed), transposed.shape)):
+            coords[perm[m]] = c
+        order = np.searchsorted(voxels, np.ravel_multi_index(coords, shape))
+    first = np.flatnonzero(starts[axis][order])
+    runs = np.concatenate([ijk[order[first]], np.diff(np.append(first, voxels.size))[:, None], first[:, None]], axis=1)
+    return axis, order, runs.astype(np.int64)
+
+
+def lattice_rate(engine, grid, voxels, offsets, positions, frames, strengths, model, formalism, workers=None):
+    """Dose rate (cGy/h) at voxel index + offset of ``grid`` (mm RAS through its origin, spacing and direction) for
+    each of ``offsets`` (M, 3) (voxel units, I, J, K) and each of the flat ``voxels``: (M, n_voxels).
+
+    The compiled engine looks the dose up in the (r, theta) table (within 0.1 % of exact TG-43, the module notes),
+    along runs of neighbouring voxels as on a grid; the numpy engine evaluates it exactly (:func:`points_rate`).
+    """
+    voxels = np.asarray(voxels, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=float).reshape(-1, 3)
+    strengths = np.asarray(strengths, dtype=float)
+    centres = np.stack(np.unravel_index(voxels, grid.shape)[::-1], axis=1).astype(float)
+    if engine != "compiled" or voxels.size == 0:
+        points = grid.to_ras((centres[None, :, :] + offsets[:, None, :]).reshape(-1, 3))
+        rate = points_rate(engine, points, positions, frames, strengths, model, formalism, workers=workers)
+        return rate.reshape(len(offsets), voxels.size)
+    axis, order, runs = lattice_runs(grid.shape, voxels)
+    ends = np.cumsum(runs[:, 3])
+    blocks = np.unique(np.concatenate([[0], np.searchsorted(ends, np.arange(1, ends[-1] // LATTICE_BLOCK + 1)
+                                                             * LATTICE_BLOCK, side="right"), [len(runs)]]))
+    step = grid.direction * grid.spacing[None, :]  # columns: one voxel along I, J, K (mm RAS)
+    start = np.einsum("sab,osb->osa", frames, grid.to_ras(offsets)[:, None, :] - positions[None, :, :])
+    steps = [np.ascontiguousarray(frames @ step[:, m]) for m in range(3)]
+    lo, hi = centres.min(axis=0) + offsets.min(axis=0), centres.max(axis=0) + offsets.max(axis=0)
+    box = grid.to_ras(np.array([[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]))
+    table = table_for(model, formalism, reach_between(box, positions))
+    set_threads(workers, voxels.size * len(offsets) * len(strengths))
+    radius, half = _capsule(model)
+    out = np.empty((len(offsets), voxels.size))
+    numba_kernels().samples_lattice(out, runs, blocks, np.ascontiguousarray(start), *steps, steps[axis], strengths,
+                                    radius, half, table.cells, table.sections)
+    result = np.empty_like(out)
+    result[:, order] = out
+    return result
 
 
 def reach_between(points, positions):

@@ -256,18 +256,15 @@ def _near_span(bx, by, bz, ux, uy, uz, reach, n):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _row_cells(s, k, j, start, step_i, step_j, step_k, strength, radius, half, near_p, mid_p, far_p, reach, cell,
-               wt, wr, w):
-    """Pass 1 over the row (j, k) of a grid for seed s: every voxel's cell, weights and S / r^2. All voxels (the
-    arrays' whole length, a multiple of the vector width) take the far section without the capsule rule, then
-    those that may lie within ``reach`` of the seed are redone with every section and the rule."""
-    dx = start[s, 0] + k * step_k[s, 0] + j * step_j[s, 0]
-    dy = start[s, 1] + k * step_k[s, 1] + j * step_j[s, 1]
-    dz = start[s, 2] + k * step_k[s, 2] + j * step_j[s, 2]
-    i0, i1 = _near_span(dx, dy, dz, step_i[s, 0], step_i[s, 1], step_i[s, 2], reach, cell.size)
+def _row_cells(dx, dy, dz, ux, uy, uz, strength, radius, half, near_p, mid_p, far_p, reach, cell, wt, wr, w):
+    """Pass 1 over a row of points b + i u, i = 0, 1, ... (b = (dx, dy, dz), u = (ux, uy, uz): mm in a seed's frame,
+    float64): every point's cell, weights and S / r^2. All points (the arrays' whole length, a multiple of the
+    vector width) take the far section without the capsule rule, then those that may lie within ``reach`` of the
+    seed are redone with every section and the rule."""
+    i0, i1 = _near_span(dx, dy, dz, ux, uy, uz, reach, cell.size)
     f32, one = np.float32, np.float32(1.0)
     bx, by, bz = f32(dx), f32(dy), f32(dz)
-    ux, uy, uz = f32(step_i[s, 0]), f32(step_i[s, 1]), f32(step_i[s, 2])
+    ux, uy, uz = f32(ux), f32(uy), f32(uz)
     fi = -one
     for i in range(cell.size):
         fi += one  # an exact float counter (a converted loop index does not vectorise)
@@ -303,13 +300,59 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
         wr = np.empty(n_pad, dtype=np.float32)
         wt = np.empty(n_pad, dtype=np.float32)
         w = np.empty(n_pad, dtype=np.float32)
+        k = k0 + kk
         for s in range(strengths.size):
             for j in range(nj):
-                _row_cells(s, k0 + kk, j, start, step_i, step_j, step_k, f32(strengths[s]), f32(radius), f32(half),
-                           near_p, mid_p, far_p, reach, cell, wt, wr, w)
+                _row_cells(start[s, 0] + k * step_k[s, 0] + j * step_j[s, 0],
+                           start[s, 1] + k * step_k[s, 1] + j * step_j[s, 1],
+                           start[s, 2] + k * step_k[s, 2] + j * step_j[s, 2], step_i[s, 0], step_i[s, 1],
+                           step_i[s, 2], f32(strengths[s]), f32(radius), f32(half), near_p, mid_p, far_p, reach,
+                           cell, wt, wr, w)
                 for i in range(ni):
                     u = np.uint64(i)
                     out[kk, j, u] += w[u] * _lookup(cells, cell[u], wt[u], wr[u])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def samples_lattice(out, runs, blocks, start, step_i, step_j, step_k, step_run, strengths, radius, half, cells,
+                    sections):
+    """out[o, p] = sum_s S_s Ddot_s (cGy/h) at the lattice points of offset o, from the (r, theta) table.
+
+    The points are runs of neighbouring voxels of a grid: ``runs[r]`` = (i, j, k, n, first), n voxels from voxel
+    (i, j, k) on in steps of ``step_run``, whose values go to out[o, first:first + n]. ``start[o, s]`` is voxel
+    (0, 0, 0) moved by offset o in seed s's frame, ``step_i/j/k[s]`` and ``step_run[s]`` one voxel step along I, J,
+    K and along the runs in that frame (mm). Parallel over offsets x blocks of runs (``blocks``: the run index
+    where each block begins, then the end); per run and seed the two passes of :func:`grid_tabled`. Seeds of
+    strength 0 are skipped.
+    """
+    f32 = np.float32
+    near_p, mid_p, far_p = _section(sections, 0), _section(sections, 1), _section(sections, 2)
+    reach = 1.001 * float(sections[2, 0]) + 1e-3
+    n_blocks = blocks.size - 1
+    width = (np.max(runs[:, 3]) + 7) // 8 * 8 if runs.shape[0] else 8
+    for job in prange(start.shape[0] * n_blocks):
+        o, b = job // n_blocks, job % n_blocks
+        cell = np.empty(width, dtype=np.uint32)
+        wr = np.empty(width, dtype=np.float32)
+        wt = np.empty(width, dtype=np.float32)
+        w = np.empty(width, dtype=np.float32)
+        for r in range(blocks[b], blocks[b + 1]):
+            i, j, k, n, first = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3], runs[r, 4]
+            n_pad = (n + 7) // 8 * 8
+            row = out[o, first:first + n]
+            row[:] = 0.0
+            for s in range(strengths.size):
+                strength = f32(strengths[s])
+                if strength == 0.0:
+                    continue
+                _row_cells(start[o, s, 0] + k * step_k[s, 0] + j * step_j[s, 0] + i * step_i[s, 0],
+                           start[o, s, 1] + k * step_k[s, 1] + j * step_j[s, 1] + i * step_i[s, 1],
+                           start[o, s, 2] + k * step_k[s, 2] + j * step_j[s, 2] + i * step_i[s, 2],
+                           step_run[s, 0], step_run[s, 1], step_run[s, 2], strength, f32(radius), f32(half), near_p,
+                           mid_p, far_p, reach, cell[:n_pad], wt[:n_pad], wr[:n_pad], w[:n_pad])
+                for m in range(n):
+                    u = np.uint64(m)
+                    row[u] += w[u] * _lookup(cells, cell[u], wt[u], wr[u])
 
 
 @njit(parallel=True, error_model="numpy", fastmath=EXACT, cache=True)
@@ -388,12 +431,15 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, cells, 
 
     Points as coordinate arrays ``px``, ``py``, ``pz`` (contiguous, so the first pass vectorises);
     ``centres`` (n_samples, n_seeds, 3), ``frames`` (n_samples, n_seeds, 3, 3); seeds of strength 0 (lost) are
-    skipped. Parallel over samples x blocks of POINT_BLOCK points; per seed, two passes over a block as in
-    :func:`grid_tabled` (local coordinates in float64, then float32 table indices and weights; then the lookups).
+    skipped. Parallel over samples x blocks of POINT_BLOCK points; per seed, passes over a block as in
+    :func:`grid_tabled` (local coordinates in float64, then float32 table indices and weights, in the far section
+    for all points, then again with every section and the capsule rule for those within its reach; then the
+    lookups).
     """
     f32 = np.float32
     near_p, mid_p, far_p = _section(sections, 0), _section(sections, 1), _section(sections, 2)
     radius, half = f32(radius), f32(half)
+    reach2 = f32((1.001 * float(sections[2, 0]) + 1e-3) ** 2)  # beyond its root, the far section holds
     n_blocks = (px.size + POINT_BLOCK - 1) // POINT_BLOCK
     for job in prange(strengths.shape[0] * n_blocks):
         i, p0 = job // n_blocks, (job % n_blocks) * POINT_BLOCK
@@ -412,13 +458,24 @@ def samples_tabled(px, py, pz, centres, frames, strengths, radius, half, cells, 
             f00, f01, f02 = frames[i, s, 0, 0], frames[i, s, 0, 1], frames[i, s, 0, 2]
             f10, f11, f12 = frames[i, s, 1, 0], frames[i, s, 1, 1], frames[i, s, 1, 2]
             f20, f21, f22 = frames[i, s, 2, 0], frames[i, s, 2, 1], frames[i, s, 2, 2]
-            for p in range(n):
+            near = 0
+            for p in range(n):  # vectorised: every point in the far section, without the capsule rule
                 dx, dy, dz = px[p0 + p] - cx, py[p0 + p] - cy, pz[p0 + p] - cz
                 x = f32(f00 * dx + f01 * dy + f02 * dz)
                 y = f32(f10 * dx + f11 * dy + f12 * dz)
                 z = f32(f20 * dx + f21 * dy + f22 * dz)
-                cell[p], wt[p], wr[p], inv_r2 = _in_table(x, y, z, radius, half, near_p, mid_p, far_p)
+                rho2, az = x * x + y * y, abs(z)
+                cell[p], wt[p], wr[p], inv_r2 = _in_section(rho2, az, far_p)
                 w[p] = strength * inv_r2
+                near += rho2 + az * az < reach2
+            for p in range(n if near else 0):  # then the points within reach again, with every section and the rule
+                dx, dy, dz = px[p0 + p] - cx, py[p0 + p] - cy, pz[p0 + p] - cz
+                x = f32(f00 * dx + f01 * dy + f02 * dz)
+                y = f32(f10 * dx + f11 * dy + f12 * dz)
+                z = f32(f20 * dx + f21 * dy + f22 * dz)
+                if x * x + y * y + z * z < reach2:
+                    cell[p], wt[p], wr[p], inv_r2 = _in_table(x, y, z, radius, half, near_p, mid_p, far_p)
+                    w[p] = strength * inv_r2
             for p in range(n):
                 row[p] += w[p] * _lookup(cells, cell[p], wt[p], wr[p])
 

@@ -55,6 +55,7 @@ Empty structures raise :class:`~SeedBrachyLib.errors.InputError` naming the stru
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,10 +151,18 @@ class Structure:
         return cache[interior_spacing_mm]
 
     def interior_voxels(self):
-        """Flat indices of the interior voxels: full, and not next to an empty voxel (module notes)."""
-        weights = self.weights
-        empty_near = ndimage.binary_dilation(np.pad(weights == 0, 1, constant_values=True))[1:-1, 1:-1, 1:-1]
-        return np.flatnonzero((weights >= 1.0) & ~empty_near)
+        """Flat indices (ascending) of the interior voxels: full, and not next to an empty voxel (module notes).
+        Cached (the weights are not to be changed in place)."""
+        if "_interior" not in self.__dict__:
+            weights = self.weights
+            empty_near = ndimage.binary_dilation(np.pad(weights == 0, 1, constant_values=True))[1:-1, 1:-1, 1:-1]
+            self.__dict__["_interior"] = np.flatnonzero((weights >= 1.0) & ~empty_near)
+        return self.__dict__["_interior"]
+
+    def split_offsets(self, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM):
+        """(offsets (M, 3) voxel units, shares (M,)) of an interior voxel's points: :meth:`sample_points` and
+        :meth:`split_points` begin with voxel index + each offset of each voxel in turn, ``share`` x voxel volume."""
+        return _split_offsets(self.grid.spacing, interior_spacing_mm)
 
     def split_points(self, voxels, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM):
         """(points mm RAS, volumes cc) of interior ``voxels`` (flat indices) split as in :meth:`sample_points`."""
@@ -212,10 +221,15 @@ def _group_members(n):
 def _split_offsets(spacing, interior_spacing_mm):
     """Gauss-Legendre nodes of a voxel split m_a per axis (m_a = ceil(spacing / interior spacing)).
 
-    Returns ((M, 3) offsets in voxel units, (M,) weights summing to 1). Gauss-Legendre nodes (m = 2:
-    +-0.289 of the voxel, not the sub-cell centres +-0.25) give a linear field's mean and its spread
+    Returns ((M, 3) offsets in voxel units, (M,) weights summing to 1; read-only, shared). Gauss-Legendre nodes
+    (m = 2: +-0.289 of the voxel, not the sub-cell centres +-0.25) give a linear field's mean and its spread
     inside the voxel exactly, which the low quantiles (D90, D98) need.
     """
+    return _split_offsets_of(tuple(float(s) for s in spacing), float(interior_spacing_mm))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_offsets_of(spacing, interior_spacing_mm):
     nodes, weights = [], []
     for s in spacing:
         m = int(max(1, np.ceil(s / interior_spacing_mm - 1e-9))) if np.isfinite(interior_spacing_mm) else 1
@@ -224,7 +238,9 @@ def _split_offsets(spacing, interior_spacing_mm):
         weights.append(w / 2.0)
     k, j, i = np.meshgrid(nodes[2], nodes[1], nodes[0], indexing="ij")
     wk, wj, wi = np.meshgrid(weights[2], weights[1], weights[0], indexing="ij")
-    return np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1), (wk * wj * wi).ravel()
+    offsets, shares = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1), (wk * wj * wi).ravel()
+    offsets.flags.writeable = shares.flags.writeable = False
+    return offsets, shares
 
 
 def _split_ijk(grid, voxels, interior_spacing_mm):
@@ -285,11 +301,22 @@ def default_supersampling(source_grid, target_grid):
     return int(np.clip(np.ceil(2.0 * ratio - 1e-9), 2, MAX_SUPERSAMPLING))
 
 
+def mask_box(mask):
+    """(lowest, highest) voxel indices (I, J, K) of the non-zero voxels of a [k, j, i] ``mask`` (not empty), found
+    slab by slab: a whole-array np.nonzero of a large mask costs far more."""
+    lo, hi, part = [0, 0, 0], [0, 0, 0], np.asarray(mask)
+    for axis in range(3):  # array axes k, j, i: each in the box of the ones before
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(part, axis=others))
+        lo[2 - axis], hi[2 - axis] = int(hit[0]), int(hit[-1])
+        part = part[(slice(None),) * axis + (slice(hit[0], hit[-1] + 1),)]
+    return np.array(lo), np.array(hi)
+
+
 def _target_box(mask, source_grid, target_grid):
     """Index box ((i0, i1), (j0, j1), (k0, k1)) of target voxels that can overlap the mask."""
-    k, j, i = np.nonzero(mask)
-    lo = np.array([i.min(), j.min(), k.min()]) - 0.5
-    hi = np.array([i.max(), j.max(), k.max()]) + 0.5
+    lo, hi = mask_box(mask)
+    lo, hi = lo - 0.5, hi + 0.5
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     t = target_grid.to_ijk(source_grid.to_ras(corners))
     t_lo = np.maximum(np.floor(t.min(axis=0) - 0.5).astype(int), 0)
@@ -413,9 +440,8 @@ def sampling_grid(mask, grid, sample_spacing_mm=DEFAULT_SAMPLE_SPACING_MM):
         raise InputError(f"sample spacing {sample_spacing_mm!r} mm invalid: need a finite value > 0 mm")
     ratio = float(sample_spacing_mm) / grid.spacing
     factor = np.maximum(1.0, np.floor(ratio + 1e-6))
-    k, j, i = np.nonzero(mask)
-    lo = np.array([i.min(), j.min(), k.min()], dtype=float) - 0.5  # mask box in voxel-edge units
-    hi = np.array([i.max(), j.max(), k.max()], dtype=float) + 0.5
+    lo, hi = mask_box(mask)
+    lo, hi = lo - 0.5, hi + 0.5  # mask box in voxel-edge units
     dims = np.ceil((hi - lo) / factor - 1e-9).astype(int)
     first_centre = lo + 0.5 * factor  # of cell 0, in mask voxel units
     origin = grid.to_ras(first_centre)
@@ -446,10 +472,9 @@ def structure_from_mask(name, mask, grid, role="oar", label=None, sample_spacing
             raise InputError(f"structure '{name}': label {label!r} does not occur in the labelmap")
     mask = mask != 0
     _require_nonempty(mask, name)
-    k, j, i = np.nonzero(mask)
-    crop = (slice(k.min(), k.max() + 1), slice(j.min(), j.max() + 1), slice(i.min(), i.max() + 1))
-    mask = np.ascontiguousarray(mask[crop])
-    grid = Grid(grid.to_ras([i.min(), j.min(), k.min()]), grid.spacing, grid.direction, mask.shape[::-1])
+    lo, hi = mask_box(mask)
+    mask = np.ascontiguousarray(mask[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1])
+    grid = Grid(grid.to_ras(lo.astype(float)), grid.spacing, grid.direction, mask.shape[::-1])
     cells, n = sampling_grid(mask, grid, sample_spacing_mm)
     s = structure_on_grid(name, mask, grid, cells, role, supersampling=n, progress=progress)
     s.source = (mask, grid)

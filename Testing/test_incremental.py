@@ -1,6 +1,6 @@
 """Incremental dose: after any sequence of moves, additions and removals the grid dose equals a full recompute to
 float32 precision, and every structure's DVH equals the exact DVH a full evaluation reports (same sample points,
-same reading rules, :class:`SeedBrachyLib.dvh.SeedDose`), for targets and organs at risk."""
+same reading rules, :class:`SeedBrachyLib.dvh.SeedDose` with ``exact=True``), for targets and organs at risk."""
 
 import functools
 import math
@@ -69,7 +69,7 @@ def test_dvhs_and_dose_follow_any_sequence_of_edits_exactly(engine):
             live.add(Seed(rng.uniform(-8, 8, 3), rng.normal(size=3), 0.6))
         else:
             live.remove(int(rng.integers(len(live.seeds))))
-        exact = SeedDose(live.seeds, M)
+        exact = SeedDose(live.seeds, M, exact=True)
         for s in structures:
             _same_dvh(DVH.of(live, s), DVH.of(exact, s))
         slab_samples.add(DVH.of(exact, structures[1]).doses.size)
@@ -92,7 +92,7 @@ def test_the_comparison_fails_on_other_sample_points():
     hottest voxels, reads metrics that differ by far more than its tolerance."""
     rng = np.random.default_rng(3)
     structures = _structures()
-    exact = SeedDose(_seeds(rng), M)
+    exact = SeedDose(_seeds(rng), M, exact=True)
     for s in structures[:2]:
         coarse = DVH.from_samples(exact._dose(s.sample_points(math.inf)[0]), s.sample_points(math.inf)[1])
         full = DVH.of(exact, s)
@@ -118,7 +118,7 @@ def test_sync_follows_a_seed_list_with_single_seed_edits():
             assert live.sync(current) == 3  # several at once: full recompute
         assert np.allclose(live.dose, compute_dose(grid, current, M, allow_outside=True), rtol=1e-6, atol=1e-6)
         for s in structures:  # the cord kept since the start, the others taken in now
-            _same_dvh(DVH.of(live, s), DVH.of(SeedDose(current, M), s))
+            _same_dvh(DVH.of(live, s), DVH.of(SeedDose(current, M, exact=True), s))
 
 
 def test_points_only_mode_all_seeds_removed_and_bad_edits():
@@ -128,13 +128,13 @@ def test_points_only_mode_all_seeds_removed_and_bad_edits():
     live = LiveDose(None, seeds, M, structures)
     live.replace(1, Seed(seeds[1].position, [1, 0, 0], 2.0))
     seeds[1] = Seed(seeds[1].position, [1, 0, 0], 2.0)
-    _same_dvh(DVH.of(live, structures[0]), DVH.of(SeedDose(seeds, M), structures[0]))
+    _same_dvh(DVH.of(live, structures[0]), DVH.of(SeedDose(seeds, M, exact=True), structures[0]))
     live.remove(0)
     live.remove(0)
     assert np.max(np.abs(DVH.of(live, structures[1]).doses)) <= 1e-12
     live.add(seeds[0])
     for s in structures:
-        _same_dvh(DVH.of(live, s), DVH.of(SeedDose(seeds[:1], M), s))
+        _same_dvh(DVH.of(live, s), DVH.of(SeedDose(seeds[:1], M, exact=True), s))
     with pytest.raises(InputError, match="no grid"):
         live.dose  # noqa: B018
     with pytest.raises(InputError, match=r"seed index 1 invalid: 1 seeds \(0..0\)"):
