@@ -55,9 +55,9 @@ def test_dose_table_and_checks_follow_drag_add_and_delete(case_nodes):
     assert np.max(np.abs(shown - dose)) <= 2 * np.finfo(np.float32).eps * dose.max()
     assert f"{len(live.live.seeds)} seeds" in c.dose.GetDescription() and "kernel" in c.dose.GetDescription()
     assert live.evaluation.structures.keys() == evaluation.structures.keys()
-    for name, structure in evaluation.structures.items():  # the button's exact DVH, every metric (float32)
-        for metric, value in structure.values.items():
-            assert live.evaluation.value(name, metric)[0] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True)
+    for name, structure in evaluation.structures.items():  # the button's DVH, every metric: the live DVH takes the
+        for metric, value in structure.values.items():  # formula, the button the table within 0.1 % (2.5e-5 measured)
+            assert live.evaluation.value(name, metric)[0] == pytest.approx(value, rel=1e-4, abs=1e-9, nan_ok=True)
     assert live.evaluation.value("CTV", "D90")[0] != d90_before
     assert metrics.GetNumberOfRows() >= 1 and checks_table.GetNumberOfRows() == len(live.results)
 

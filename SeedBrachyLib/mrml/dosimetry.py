@@ -5,7 +5,7 @@ The one code path behind the Slicer module's Logic and headless scripts:
 * :func:`compute_dose` -- seeds node + CT + target segments -> dose volume node (Gy, SlicerRT-marked).
 * :func:`evaluate` -- dose node + segmentation (GTV, CTV, organs at risk) -> DVH metrics table, curves, chart
   (the structures it reads: :func:`evaluation_inputs`).
-  A dose node written here carries its seeds (:func:`mark_dose_seeds`): its DVH is TG-43 evaluated exactly at
+  A dose node written here carries its seeds (:func:`mark_dose_seeds`): its DVH is TG-43 evaluated at
   each structure's own sample points (:class:`SeedBrachyLib.dvh.SeedDose`), every structure whole; any other
   dose volume (e.g. an imported RT Dose) is read as a grid (:class:`SeedBrachyLib.dvh.GridDose`).
 * :func:`check` -- an evaluation against the indication's published goals, the planning aim and the
@@ -180,8 +180,8 @@ def evaluate(dose_node, segmentation_node, gtv_segment_id, ctv_segment_id, value
     """DVH metrics of the targets (GTV and CTV) and organs at risk for the dose in ``dose_node``.
 
     The structures (and the skin and body from ``ct_node``) are :func:`evaluation_inputs` (or ``inputs``, kept
-    from an earlier call). A dose computed from seeds (:func:`mark_dose_seeds`) is evaluated with TG-43 exactly at
-    the structures' sample points, each structure whole (``dose_source``: the same exact DVH kept up to date, a
+    from an earlier call). A dose computed from seeds (:func:`mark_dose_seeds`) is evaluated with TG-43 at the
+    structures' sample points, each structure whole (``dose_source``: the same DVH with the formula, kept up to date, a
     :class:`SeedBrachyLib.incremental.LiveDose` of the node's seeds); another dose volume is read as a grid
     (structures mapped onto it with partial volumes; one only partly inside is evaluated on that part and says so,
     and checks on it are NOT EVALUATED unless the policy's dose bound makes a hot-spot metric exact). Metrics come

@@ -8,11 +8,12 @@ on that grid. Each :meth:`~LiveDosimetry.update` reads the seeds back from the n
 points take the panel's strength and the default axis), applies the single-seed edits (moved,
 added, deleted), rewrites the dose volume and, when an evaluation is asked for, re-runs
 :func:`.dosimetry.evaluate_and_check` with the structures read once (:func:`.dosimetry.evaluation_inputs`) and the
-LiveDose as the dose source: the exact DVH of the button's evaluation (the same sample points and rules, to
-float32 precision), with only the changed seed evaluated at the structures' points. The grid stays while every
-seed stays inside it (the policy's growth for distant organs is not re-run on every drag); a seed leaving it
-starts a full computation on a new policy grid (and reads the structures again; segments edited while live
-dose is on are read when it is turned on again). Turning live off is :meth:`LiveDosimetry.close`.
+LiveDose as the dose source: the DVH of the button's evaluation (the same sample points and rules; the TG-43
+formula at each point where the button takes the compiled engine's table, within 0.1 %), with only the changed seed
+evaluated at the structures' points. The grid stays while every seed stays inside it (the policy's growth for
+distant organs is not re-run on every drag); a seed leaving it starts a full computation on a new policy grid (and
+reads the structures again; segments edited while live dose is on are read when it is turned on again).
+Turning live off is :meth:`LiveDosimetry.close`.
 """
 
 from __future__ import annotations

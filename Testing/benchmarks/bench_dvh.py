@@ -6,7 +6,9 @@ tube), esophagus (12 mm tube), trachea (18 mm tube) and a 5 mm skin rind patch.
 
 Timed, each the median of a few runs (wall and CPU seconds of this process, all threads):
 
-* new: ``evaluate_plan(SeedDose(...))`` -- TG-43 exactly at each structure's own sample points,
+* new: ``evaluate_plan(SeedDose(...))`` -- TG-43 at each structure's own sample points (compiled
+  engine: from the (r, theta) table within 0.1 % of the formula, the interior points along runs of
+  voxels; the formula itself, ``SeedDose(..., exact=True)``, is timed too, with cached samples),
   (a) with the sample points already made (they are cached per structure: a plan's structures are
   evaluated many times) and (b) from the masks, i.e. ``structure_from_mask`` + sampling + evaluation;
   the sample points as the DVH uses them (binary masks at their own resolution: voxel centres) and,
@@ -17,9 +19,10 @@ Timed, each the median of a few runs (wall and CPU seconds of this process, all 
   structure mapped onto it with 8 sub-points per voxel, the dose interpolated trilinearly at every
   sub-point (a plain reimplementation here, ``old_interpolating_dvh``).
 
-The target is 0.2 s for the full evaluation. ``dose.dose_at_points`` is the cost (points x seeds):
-it is printed per point and seed for the compiled kernel and the numpy fallback. Wall times
-grow when other jobs share the cores.
+The target is 0.2 s for the full evaluation. The dose at the points is the cost (points x seeds):
+it is printed per point and seed for the exact compiled kernel (``dose.dose_at_points``), the
+table along runs (``dose.dose_at_lattice``) and the numpy fallback. Wall times grow when other
+jobs share the cores; CPU times (all threads of this process) less so.
 """
 
 import math
@@ -30,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from SeedBrachyLib import kernel
-from SeedBrachyLib.dose import compute_dose, dose_at_points
+from SeedBrachyLib.dose import compute_dose, dose_at_lattice, dose_at_points
 from SeedBrachyLib.dvh import DVH, GridDose, SeedDose, evaluate_plan
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.seeds import seeds_along
@@ -105,12 +108,14 @@ def evaluation(label, masks, ct, seeds, model):
     structures = from_masks(masks, ct)
     evaluate_plan(SeedDose(seeds, model), structures, RX_GY)  # sample points made and cached
     ev, t_cached = timed(lambda: evaluate_plan(SeedDose(seeds, model), structures, RX_GY), label="cached")
+    _, t_exact = timed(lambda: evaluate_plan(SeedDose(seeds, model, exact=True), structures, RX_GY), label="exact")
     _, t_whole = timed(lambda: evaluate_plan(SeedDose(seeds, model), from_masks(masks, ct), RX_GY), label="whole")
     verdict = "PASS" if t_cached < 0.2 else "SLOWER THAN"
     print(f"new, evaluate_plan, {label} ({dvh_points(structures):,} points before the organs' hot split): "
           f"{1000 * t_cached:.0f} ms wall, {1000 * CPU['cached']:.0f} ms CPU with the sample points cached "
           f"({verdict} the 200 ms target); from the masks (structures and sample points made): "
-          f"{1000 * t_whole:.0f} ms wall, {1000 * CPU['whole']:.0f} ms CPU -> CTV D90 "
+          f"{1000 * t_whole:.0f} ms wall, {1000 * CPU['whole']:.0f} ms CPU; the formula at every point "
+          f"(exact=True), cached: {1000 * t_exact:.0f} ms wall, {1000 * CPU['exact']:.0f} ms CPU -> CTV D90 "
           f"{ev['CTV'].dvh.metric('D90')[0]:.2f} Gy, Skin D2cc {ev['Skin'].dvh.metric('D2cc')[0]:.2f} Gy")
     return ev
 
@@ -141,6 +146,13 @@ def main():
         dose_at_points(probe[:10], seeds, model, engine=engine)  # compile once
         _, t_probe = timed(lambda engine=engine: dose_at_points(probe, seeds, model, engine=engine), 1)
         print(f"dose_at_points ({engine}): {1e9 * t_probe / (len(probe) * len(seeds)):.1f} ns per point and seed")
+    ctv = structures[0]
+    voxels, (offsets, _) = ctv.interior_voxels(), ctv.split_offsets()
+    dose_at_lattice(ctv.grid, voxels[:10], offsets, seeds, model)  # compile once
+    _, t_lattice = timed(lambda: dose_at_lattice(ctv.grid, voxels, offsets, seeds, model), 1, label="lattice")
+    pairs = voxels.size * len(offsets) * len(seeds)
+    print(f"dose_at_lattice (table; the 1 x 1 x 2 mm CTV's interior voxels split at 0.5 mm): "
+          f"{1e9 * t_lattice / pairs:.1f} ns wall, {1e9 * CPU['lattice'] / pairs:.1f} ns CPU per point and seed")
 
     ev = evaluation("binary masks at their own 1 x 1 x 2 mm (voxel centres)", masks, ct, seeds, model)
     fine_ct, fine_masks, _ = case((0.5, 0.5, 1.0))
