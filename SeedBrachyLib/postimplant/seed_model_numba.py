@@ -1,11 +1,17 @@
-"""Compiled (numba) image of seeds and its Jacobian, for :func:`.seed_model.render_at`; imported only when numba is.
+"""Compiled (numba) parts of :mod:`.seed_model`: the image of seeds and its Jacobian (:func:`render_at`), and the
+residual and Jacobian of the seed fit (:class:`FitProblem`); used only with the compiled engine.
 
-The same arithmetic as the numpy path of :func:`.seed_model.render_at`, in the same order: per sample point
-of a seed line its Gaussian in-plane factors and slice-profile factor per coordinate line, then per voxel
-their product, summed over the points in order. The normal distribution function is scipy's own ``ndtr``
-(through ``scipy.special.cython_special``), so the image equals the numpy path's to the last bit (tested);
-the Jacobian's sums along each seed line are taken in order here, where the numpy path's go through BLAS, so
-it agrees to rounding (about 1e-15 relative). Lengths mm, CT values HU, positions in the grid frame (mm).
+The same arithmetic as the numpy path, in the same order: per sample point of a seed line its Gaussian
+in-plane factors and slice-profile factor per coordinate line, then per voxel their product, summed over the
+points in numpy's own order (its pairwise summation, :func:`_pairwise_sum`). The normal distribution function
+is scipy's ``ndtr``, taken between the two compiled calls, so the image and the fit's residual equal the numpy
+path's to the last bit (tested); the Jacobian's sums along each seed line, which the numpy path takes through
+BLAS, agree to rounding (about 1e-16 relative). The fit's Levenberg-Marquardt is MINPACK's, as in the numpy
+path, called through ``scipy.optimize.leastsq`` (:func:`least_squares`). Detected positions agree to
+about 1e-9 mm (3e-13 mm on a 513 x 513 x 200 series, 6e-10 mm on a 5 mm one; tested within 1e-6 mm). The
+kernels are compiled on first use and cached on disk (numba ``cache=True``): the first run after an install or
+a change compiles them (some 10-25 s of CPU), later processes load them (under 1 s). Lengths mm, CT values
+HU, positions in the grid frame (mm).
 """
 
 import math
