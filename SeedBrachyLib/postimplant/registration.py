@@ -37,6 +37,7 @@ ITK works in LPS; the LPS -> RAS conversion is done once, in :mod:`SeedBrachyLib
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -304,6 +305,23 @@ def _distinct(runs, region):
     return out
 
 
+@contextmanager
+def _one_thread():
+    """ITK's metrics built inside run on one thread (the process-wide default is restored after).
+
+    Mattes mutual information sums its joint histogram from all threads in the order they finish, so
+    on several threads identical calls give different metric values in the last bits, which the
+    optimiser and the choice between near-equal optima amplify (1 mm apart on the neck phantom).
+    The registration method's own thread setting does not reach the metric's threader.
+    """
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def _transform(matrix, center, stage):
     """A SimpleITK Euler (``stage`` "rigid": the closest rotation) or affine transform of a 4x4 LPS matrix."""
     transform = sitk.Euler3DTransform() if stage == "rigid" else sitk.AffineTransform(3)
@@ -360,7 +378,8 @@ def _compare(runs, fixed, moving, metric, stage, samples, random_seed):
             method = _method(fixed, moving, metric, _transform(run.matrix, run.center, stage), anchor, samples,
                              random_seed)
             try:
-                run.value = float(method.MetricEvaluate(fixed.image, moving.image))
+                with _one_thread():
+                    run.value = float(method.MetricEvaluate(fixed.image, moving.image))
             except RuntimeError:  # too few of the anchor's samples land on the moving region at this run
                 run.value = np.inf
     return sorted(runs, key=lambda r: r.value)
@@ -419,7 +438,8 @@ class _Run:
 
         method.AddCommand(sitk.sitkIterationEvent, join)
         try:
-            method.Execute(fixed.image, moving.image)
+            with _one_thread():
+                method.Execute(fixed.image, moving.image)
         except RuntimeError:  # the start drove the images apart ("all samples map outside"): a failed start
             self.value = np.inf
             return
