@@ -32,3 +32,26 @@ def test_a_start_never_joins_a_failed_start():
     again = registration._Run(np.eye(4), np.zeros(3))
     again.optimise(level, level, "mattes", "rigid", 2.0, 3000, 20, 0, joinable=([done], region))
     assert again.value == -0.5 and again.stop_condition.startswith("joined")
+
+
+def test_the_compared_answers_are_scored_on_the_same_samples():
+    """Mean squares against a constant moving image is the mean of (F - c)^2 over the fixed samples whatever
+    the transform: equal values for two different answers only if both are scored on the same points (ITK
+    draws them, jittered within their voxels, in the fixed frame; samples drawn per run differ)."""
+    grid = Grid.around([0.0, 0.0, 0.0], [60.0, 60.0, 60.0], 2.0)
+    noise = np.random.default_rng(4).normal(0.0, 100.0, grid.shape).astype(np.float32)
+    fixed = registration_levels.Level(to_sitk(noise, grid), to_sitk(np.ones(grid.shape, bool), grid), np.zeros(3))
+    wide = Grid.around([0.0, 0.0, 0.0], [140.0, 140.0, 140.0], 2.0)
+    flat = np.full(wide.shape, 25.0, np.float32)
+    moving = registration_levels.Level(to_sitk(flat, wide), to_sitk(np.ones(wide.shape, bool), wide), np.zeros(3))
+    runs = []
+    for shift in ([0.0, 0.0, 0.0], [12.0, -7.0, 3.0]):
+        run = registration._Run(np.eye(4), np.zeros(3))
+        run.matrix[:3, 3] = shift
+        run.value = -1.0 - len(runs)
+        runs.append(run)
+    ranked = registration._compare(runs, fixed, moving, "meansquares", "rigid", 2000, 7)
+    values = [r.value for r in ranked]
+    assert values[0] == values[1]
+    assert 25.0 ** 2 < values[0] < 100.0 ** 2 + 25.0 ** 2  # the noise, smoothed by interpolation at the jitter
+

@@ -74,3 +74,25 @@ def test_finest_level_without_excluded_voxels_and_bad_thickness():
     assert sitk.GetArrayFromImage(level.keep).all() and not touched.any()
     with pytest.raises(InputError, match="slice thickness"):
         levels.finest_level(ct, grid, none, 2.0, slice_thickness_mm=0.0)
+
+
+def test_mask_corners_are_the_box_of_the_set_voxels_one_voxel_wider():
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        mask = np.zeros((14, 17, 19), bool)
+        lo = rng.integers(0, 8, 3)
+        hi = lo + rng.integers(1, 7, 3)
+        mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = rng.random(tuple(hi - lo)) > 0.3
+        mask[tuple(lo)] = mask[tuple(hi - 1)] = True
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.SetSpacing((0.7, 1.1, 2.0))
+        image.SetOrigin((3.0, -4.0, 5.0))
+        first = np.maximum(lo[::-1] - 1, 0)  # I, J, K
+        last = np.minimum(hi[::-1], np.array(image.GetSize()) - 1)
+        expected = {tuple(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in corner]))
+                    for corner in np.stack(np.meshgrid(*zip(first, last), indexing="ij"), -1).reshape(-1, 3)}
+        assert {tuple(p) for p in levels.mask_corners(image)} == expected
+    empty = sitk.Image(5, 6, 7, sitk.sitkUInt8)
+    np.testing.assert_allclose(np.ptp(levels.mask_corners(empty), axis=0), [4.0, 5.0, 6.0])

@@ -25,8 +25,10 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
    answer already found stops and takes it), then from the two best distinct answers at each finer
    level; the better one at the finest level is the result (for "affine", optimised once more there
    with 12 parameters; restarted from a better neighbour while a 2 mm / 2 deg move still improves an
-   independently computed mutual information), the other its alternative. The metric's samples are
-   drawn where the images (and the region of interest) overlap at the start of each optimisation.
+   independently computed mutual information), the other its alternative, both scored on one set of
+   samples. The metric's samples are drawn where the
+   images (and the region of interest) overlap at the start of each optimisation. The metric runs on
+   one thread: identical calls give identical results.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
    sharpness of the optimum, agreement of the independent starts and the best distinct
    alternative; implausible results
@@ -270,6 +272,7 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         return sensitivity(fixed, moving, best.matrix, region.mean(axis=0), np.random.default_rng(random_seed),
                            affine=affine)
 
+    report(progress, 0.85, "registration: checking the optimum (2 mm / 2 deg moves)")
     moves = check()
     for _ in range(MAX_RESTARTS):  # restart from a better neighbour
         if moves[1].max() <= GAIN_LIMIT:
@@ -335,25 +338,22 @@ def _transform(matrix, center, stage):
     return transform
 
 
-def _method(fixed, moving, metric, transform, sampled_at, samples, random_seed):
-    """An ImageRegistrationMethod with the metric set up on ``transform`` (modified in place by Execute).
+def _metric_method(metric, fixed_keep, moving_keep, transform, samples, random_seed):
+    """An ImageRegistrationMethod with the metric, its masks and ``transform`` (modified in place by Execute).
 
-    The ``samples`` random samples (seeded) are drawn from the fixed metric voxels that ``sampled_at``
-    maps onto the moving metric region: all of them count there.
+    ``fixed_keep``: (uint8 mask image, its voxel count), see :func:`_overlap_keep`. The ``samples`` random
+    samples (seeded) are drawn from that mask's voxels in the fixed frame: the same points whatever the
+    transform.
     """
-    overlap = sitk.Resample(moving.keep, fixed.image, sampled_at, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    fixed_keep = sitk.And(fixed.keep, overlap)
-    n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_keep)))
-    if n_kept < levels.MIN_KEPT_VOXELS:  # a start that barely overlaps: the whole fixed region
-        fixed_keep = fixed.keep
-        n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_keep)))
+    fixed_keep, n_kept = fixed_keep
     method = sitk.ImageRegistrationMethod()
     if metric == "mattes":
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     else:
         method.SetMetricAsMeanSquares()
     method.SetMetricFixedMask(fixed_keep)
-    method.SetMetricMovingMask(moving.keep)
+    if not sitk.GetArrayViewFromImage(moving_keep).all():  # (an all-ones mask costs a pass over it per call)
+        method.SetMetricMovingMask(moving_keep)
     # gradients by central differences at the samples only: ITK's default gradient filter smooths the
     # whole moving image at every start (2/3 of the time at the finest level, and the images are smooth)
     method.SetMetricUseFixedImageGradientFilter(False)
@@ -365,23 +365,42 @@ def _method(fixed, moving, metric, transform, sampled_at, samples, random_seed):
     return method
 
 
-def _compare(runs, fixed, moving, metric, stage, samples, random_seed):
-    """Each run's metric value recomputed on one set of samples (those of the best run's overlap), best first.
+def _overlap_keep(fixed, moving, transform):
+    """(uint8 mask image, voxel count): the fixed metric voxels that ``transform`` maps onto the moving metric
+    region; the whole fixed metric region when that is under ``MIN_KEPT_VOXELS`` (a start that barely overlaps)."""
+    overlap = sitk.Resample(moving.keep, fixed.image, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    keep = sitk.And(fixed.keep, overlap)
+    n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(keep)))
+    if n_kept < levels.MIN_KEPT_VOXELS:
+        keep = fixed.keep
+        n_kept = int(np.count_nonzero(sitk.GetArrayViewFromImage(keep)))
+    return keep, n_kept
 
-    Each optimisation drew its own samples on its own overlap; two optima are only comparable (is the
-    alternative a near tie?) on the same samples.
+
+def _compare(runs, fixed, moving, metric, stage, samples, random_seed):
+    """The runs best first, their metric values recomputed on one set of ``samples`` fixed voxels.
+
+    Each optimisation drew its own samples on its own overlap, and values on different regions are not
+    comparable (a wrong optimum's region can score 10% better): the values are recomputed on voxels
+    drawn (seeded by ``random_seed``) from the best run's overlap, the same voxels for every run.
     """
+    runs = sorted(runs, key=lambda r: r.value)
     live = [r for r in runs if np.isfinite(r.value)]
-    if len(live) > 1:
-        anchor = _transform(live[0].matrix, live[0].center, stage)
-        for run in live:
-            method = _method(fixed, moving, metric, _transform(run.matrix, run.center, stage), anchor, samples,
-                             random_seed)
-            try:
-                with _one_thread():
-                    run.value = float(method.MetricEvaluate(fixed.image, moving.image))
-            except RuntimeError:  # too few of the anchor's samples land on the moving region at this run
-                run.value = np.inf
+    if len({r.matrix.tobytes() for r in live}) < 2:  # one answer (the others joined it): nothing to compare
+        return runs
+    keep = _overlap_keep(fixed, moving, _transform(live[0].matrix, live[0].center, stage))
+    for run in live:
+        method = _metric_method(metric, keep, moving.keep, _transform(run.matrix, run.center, stage), samples,
+                                random_seed)
+        # one step of length zero: the metric at the run's answer (MetricEvaluate would visit every fixed voxel)
+        method.SetOptimizerAsGradientDescent(learningRate=0.0, numberOfIterations=1,
+                                             estimateLearningRate=method.Never)
+        try:
+            with _one_thread():
+                method.Execute(fixed.image, moving.image)
+            run.value = float(method.GetMetricValue())
+        except RuntimeError:  # too few of the samples land on the moving region at this run
+            run.value = np.inf
     return sorted(runs, key=lambda r: r.value)
 
 
@@ -415,7 +434,9 @@ class _Run:
         inverse = np.linalg.inv(self.matrix)
         back = levels.mask_corners(moving.keep) @ inverse[:3, :3].T + inverse[:3, 3]
         fixed = levels.crop(fixed, back, 2 * spacing) or fixed
-        method = _method(fixed, moving, metric, transform, transform, samples, random_seed)
+        # the samples are drawn where the moving metric region lies at the start: all of them count
+        method = _metric_method(metric, _overlap_keep(fixed, moving, transform), moving.keep, transform, samples,
+                                random_seed)
         method.SetOptimizerAsConjugateGradientLineSearch(
             learningRate=1.0, numberOfIterations=int(iterations), convergenceMinimumValue=1e-5,
             convergenceWindowSize=5, lineSearchLowerLimit=0.0, lineSearchUpperLimit=4.0, lineSearchEpsilon=0.1,

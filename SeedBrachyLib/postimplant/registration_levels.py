@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..grid import Grid
 from ..itk_image import grid_from_image, to_sitk
 
 CLIP_HU = (-1000.0, 2000.0)
@@ -87,37 +88,48 @@ def finest_level(ct, grid, excluded, spacing_mm, slice_thickness_mm=None):
     left out of every average (a block more than half excluded is left out of the metric);
     ``slice_thickness_mm``: reconstructed slice thickness along K (mm), default the K spacing.
     Returns (level, touched): ``touched`` is bool [k, j, i] on the level's grid, True on blocks holding
-    an excluded voxel. One pass over the full-resolution image: the plain block means of ITK's
-    BinShrink, corrected on the blocks that hold excluded voxels.
+    an excluded voxel. Blocks of whole voxels from index 0 (a last partial block is dropped, as ITK's
+    BinShrink does); one pass over the full-resolution image, one slab of blocks at a time (no
+    full-size float copy).
     """
     thickness = float(grid.spacing[2] if slice_thickness_mm is None else slice_thickness_mm)
     if not thickness > 0:
         raise InputError(f"slice thickness {slice_thickness_mm!r} mm invalid: must be > 0")
     ct = np.asarray(ct)
-    values = np.empty(ct.shape, np.float32)
-    np.clip(ct, *CLIP_HU, out=values)
-    factors = np.maximum(1, np.rint(spacing_mm / np.asarray(grid.spacing, float))).astype(int)  # I, J, K
-    image = sitk.BinShrink(to_sitk(values, grid), [int(f) for f in factors])
-    mean = sitk.GetArrayFromImage(image)
-    n_block = float(np.prod(factors))
-    idx = np.argwhere(excluded)
-    blocks = idx // factors[::-1]
-    inside = np.all(blocks < mean.shape, axis=1)
-    idx, blocks = idx[inside], blocks[inside]
-    flat = np.ravel_multi_index(blocks.T, mean.shape)
-    n_out = np.bincount(flat, minlength=mean.size).reshape(mean.shape)
-    sum_out = np.bincount(flat, values[tuple(idx.T)], minlength=mean.size).reshape(mean.shape)
+    excluded = np.asarray(excluded, bool)
+    factors = np.clip(np.rint(spacing_mm / np.asarray(grid.spacing, float)), 1, grid.dims).astype(int)  # I, J, K
+    fk, fj, fi = factors[::-1]
+    shape = np.asarray(ct.shape) // factors[::-1]
+    nj, ni = shape[1] * fj, shape[2] * fi
+    sums = np.empty(shape, np.float32)
+    n_out = np.zeros(shape, np.int32)
+    slab = np.empty((fk, nj, ni), np.float32)
+    for kb in range(shape[0]):
+        rows = slice(kb * fk, (kb + 1) * fk)
+        np.clip(ct[rows, :nj, :ni], *CLIP_HU, out=slab)
+        out = excluded[rows, :nj, :ni]
+        if out.any():
+            slab[out] = 0.0
+            n_out[kb] = _block_sum(out.astype(np.int32), fj, fi)
+        sums[kb] = _block_sum(slab, fj, fi)
+    n_block = int(np.prod(factors))
     left = n_block - n_out
-    touched = n_out > 0
-    mean[touched] = ((mean * n_block - sum_out)[touched] / np.maximum(left[touched], 1.0)).astype(np.float32)
+    mean = sums / np.maximum(left, 1).astype(np.float32)
     mean[left == 0] = 0.0
-    keep = sitk.GetImageFromArray((left >= 0.5 * n_block).astype(np.uint8))
-    keep.CopyInformation(image)
-    out = sitk.GetImageFromArray(mean)
-    out.CopyInformation(image)
+    fine_grid = Grid(grid.to_ras((factors - 1) / 2.0), grid.spacing * factors, grid.direction, tuple(shape[::-1]))
     voxel = np.array([grid.spacing[0], grid.spacing[1], thickness])
     variance = (voxel ** 2 + (np.asarray(grid.spacing) * factors) ** 2 - np.asarray(grid.spacing) ** 2) / 12.0
-    return Level(out, keep, variance), touched
+    return Level(to_sitk(mean, fine_grid), to_sitk(left >= 0.5 * n_block, fine_grid), variance), n_out > 0
+
+
+def _block_sum(slab, fj, fi):
+    """Sums [j, i] of a slab (fk, nj, ni) over its fk slices and over blocks of fj x fi voxels."""
+    plane = slab.sum(axis=0, dtype=slab.dtype)
+    plane = plane.reshape(-1, fj, plane.shape[1]).sum(axis=1, dtype=slab.dtype)
+    out = plane[:, 0::fi].copy()
+    for r in range(1, fi):
+        out += plane[:, r::fi]
+    return out
 
 
 def _masked_shrink(level, factors):
@@ -206,9 +218,14 @@ def mask_corners(mask):
 
 
 def _box_corners(image, selected):
-    above = np.argwhere(selected)[:, ::-1]
     size = np.asarray(image.GetSize()) - 1
-    lo, hi = (np.maximum(above.min(0) - 1, 0), np.minimum(above.max(0) + 1, size)) if len(above) else (0 * size, size)
+    # the selected index range along each axis (I, J, K), from the projections (no list of voxels)
+    spans = [np.flatnonzero(selected.any(axis=tuple(a for a in range(3) if a != axis))) for axis in (2, 1, 0)]
+    if len(spans[0]):
+        lo = np.maximum(np.array([s[0] for s in spans]) - 1, 0)
+        hi = np.minimum(np.array([s[-1] for s in spans]) + 1, size)
+    else:
+        lo, hi = 0 * size, size
     idx = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
     return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in i]) for i in idx])
 

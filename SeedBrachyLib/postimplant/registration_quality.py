@@ -138,6 +138,14 @@ class _Sampler:
         return self.origin + (kji[:, ::-1] * self.spacing) @ self.direction.T
 
 
+def _some_voxels(selected, n, rng):
+    """Indices [k, j, i] (m, 3) of the voxels of bool ``selected``; ``n`` drawn at random when there are more."""
+    flat = np.flatnonzero(selected)
+    if len(flat) > n:
+        flat = flat[rng.choice(len(flat), n, replace=False)]
+    return np.stack(np.unravel_index(flat, selected.shape), axis=1)
+
+
 def _surface_points(sampler, level, rng):
     """Sub-voxel points (LPS mm) on the ``level`` iso-surface of a sampler's image, inside its kept voxels."""
     v, keep = sampler.values, ndimage.binary_erosion(sampler.keep)
@@ -148,9 +156,7 @@ def _surface_points(sampler, level, rng):
         lo = [slice(None)] * 3
         lo[axis] = slice(0, -1)
         cross[tuple(lo)] |= diff
-    kji = np.argwhere(cross & keep)
-    if len(kji) > MAX_SURFACE_POINTS:
-        kji = kji[rng.choice(len(kji), MAX_SURFACE_POINTS, replace=False)]
+    kji = _some_voxels(cross & keep, MAX_SURFACE_POINTS, rng)
     points = sampler.voxel_points(kji.astype(float))
     if not len(points):
         return points
@@ -179,9 +185,7 @@ def surface_distances(fixed, moving, matrix, level, rng):
 
 def _overlap_and_correlation(fixed, moving, matrix, rng, n=20000):
     fixed_s, moving_s = _Sampler(fixed.image, fixed.keep), _Sampler(moving.image, moving.keep)
-    kji = np.argwhere(fixed_s.keep & (fixed_s.values > BODY_HU))
-    if len(kji) > n:
-        kji = kji[rng.choice(len(kji), n, replace=False)]
+    kji = _some_voxels(fixed_s.keep & (fixed_s.values > BODY_HU), n, rng)
     points = fixed_s.voxel_points(kji.astype(float))
     mapped = points @ matrix[:3, :3].T + matrix[:3, 3]
     inside = moving_s.inside(mapped, use_keep=False)
@@ -243,9 +247,7 @@ def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle
     stopped short); best move = the 4x4 perturbation with the largest gain (apply as ``move @ matrix``).
     """
     fixed_s, moving_s = _Sampler(fixed.image, fixed.keep), _Sampler(moving.image, moving.keep)
-    kji = np.argwhere(fixed_s.keep & (fixed_s.values > BODY_HU))
-    if len(kji) > n:
-        kji = kji[rng.choice(len(kji), n, replace=False)]
+    kji = _some_voxels(fixed_s.keep & (fixed_s.values > BODY_HU), n, rng)
     points = fixed_s.voxel_points(kji.astype(float))
     values = fixed_s.values[tuple(kji.T)]
     mapped = points @ matrix[:3, :3].T + matrix[:3, 3]

@@ -86,14 +86,31 @@ def _methods():
     return ("new",) if "--new-only" in sys.argv else ("reference", "new")
 
 
-def _run(pair, method):
+class _Stages:
+    """A progress callback that adds up the CPU time (s) of each stage, named by its message up to the first ':' or ','
+    after "registration: " (preparing images, searching starts, level 4 mm, level 2 mm, checking the result)."""
+
+    def __init__(self):
+        self.cpu, self.stage, self.since = {}, None, time.process_time()
+
+    def __call__(self, fraction, message):
+        now = time.process_time()
+        if self.stage is not None:
+            self.cpu[self.stage] = self.cpu.get(self.stage, 0.0) + now - self.since
+        self.stage, self.since = message.removeprefix("registration: ").split(",")[0].split(" (")[0], now
+
+    def describe(self):
+        return ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.cpu.items())
+
+
+def _run(pair, method, progress=None):
     """(TRE per seed (mm) or None, flagged, wall s, CPU s, error message)."""
     start, cpu = time.perf_counter(), time.process_time()
     try:
         if method == "reference":
             matrix, flagged = single_start_reference(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid), False
         else:
-            result = register_post_to_pre(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid)
+            result = register_post_to_pre(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid, progress=progress)
             matrix, flagged = result.post_to_pre, not result.plausible
     except (InputError, RuntimeError) as exc:
         return None, True, time.perf_counter() - start, time.process_time() - cpu, str(exc).splitlines()[-1][:80]
@@ -152,12 +169,15 @@ def timing():
     print(f"\ntiming, {pre_grid.describe()} pair, 20.8 deg + 45 mm:")
     for method in _methods():
         load = os.getloadavg()[0]
-        tre, flagged, seconds, cpu, error = _run(pair, method)
+        stages = _Stages()
+        tre, flagged, seconds, cpu, error = _run(pair, method, stages if method == "new" else None)
         worst = tre.max() if tre is not None else float("nan")
         mean = tre.mean() if tre is not None else float("nan")
         print(f"  {method:9s}: {seconds:6.1f} s wall, {cpu:6.1f} s CPU (load average {load:.1f} before, "
               f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores), TRE mean {mean:.2f} / max {worst:.2f} mm"
               f"{', flagged' if flagged else ''} {error}")
+        if stages.cpu:
+            print(f"    CPU s by stage: {stages.describe()}")
 
 
 def main():
