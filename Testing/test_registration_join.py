@@ -55,3 +55,19 @@ def test_the_compared_answers_are_scored_on_the_same_samples():
     assert values[0] == values[1]
     assert 25.0 ** 2 < values[0] < 100.0 ** 2 + 25.0 ** 2  # the noise, smoothed by interpolation at the jitter
 
+
+def test_the_start_loop_ends_once_three_starts_agree_and_an_alternative_is_known():
+    region = np.stack(np.meshgrid(*[(-20.0, 20.0)] * 3, indexing="ij"), -1).reshape(-1, 3)  # LPS mm
+
+    def run(shift_mm, value):
+        matrix = np.eye(4)
+        matrix[:3, 3] = shift_mm
+        return SimpleNamespace(matrix=matrix, value=value)
+
+    best, near, other = run([0, 0, 0], -1.6), run([1.0, 0.5, 0], -1.6), run([0, 0, 27.0], -1.4)
+    failed = run([0.3, 0, 0], np.inf)
+    assert registration._settled([best, near, near, other], region)
+    assert not registration._settled([best, near, near], region)  # no alternative to weigh against it yet
+    assert not registration._settled([best, near, other, failed], region)  # a failed start agrees with nothing
+    assert not registration._settled([other, other, other, best], region)  # three agree, but not on the best
+    assert not registration._settled([failed], region)

@@ -21,12 +21,13 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
    ``max_rotation_deg`` x every translation (masked NCC by FFT). The post-implant CT is the fixed
    image (it is usually the shorter scan, so its samples stay inside the pre-plan's range).
 5. Local optimisation (Mattes mutual information or mean squares; conjugate gradients with a line
-   search) from every start at the next level (a start that comes within ``AGREEMENT_MM`` of an
-   answer already found stops and takes it), then from the two best distinct answers at each finer
-   level; the better one at the finest level is the result (for "affine", optimised once more there
-   with 12 parameters; restarted from a better neighbour while a 2 mm / 2 deg move still improves an
-   independently computed mutual information), the other its alternative, both scored on one set of
-   samples. The metric's samples are drawn where the
+   search) from the starts in the search's order at the next level (a start that comes within
+   ``AGREEMENT_MM`` of an answer already found stops and takes it; once ``CONFIDENT_STARTS`` starts
+   reached the best answer and another a distinct one, the starts left are not run), then from the
+   two best distinct answers at each finer level; the better one at the finest level is the result
+   (for "affine", optimised once more there with 12 parameters; restarted from a better neighbour
+   while a 2 mm / 2 deg move still improves an independently computed mutual information), the other
+   its alternative, both scored on one set of samples. The metric's samples are drawn where the
    images (and the region of interest) overlap at the start of each optimisation. The metric runs on
    one thread: identical calls give identical results.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
@@ -61,6 +62,7 @@ SCHEDULE_MM = (8.0, 4.0, 2.0)  # search level, then the local optimisation level
 MAX_ROTATION_DEG = 30.0  # rotations searched (capture range); translations are searched in full
 DEFAULT_ROI_MARGIN_MM = 30.0  # margin (mm) around the target when the metric is restricted to it
 AGREEMENT_MM = 2.0  # two optima closer than this (mm, over the region) are the same answer
+CONFIDENT_STARTS = 3  # starts reaching the best answer (with one distinct answer found) that end the start loop
 MAX_RESTARTS = 4  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
 
 
@@ -205,7 +207,8 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         max_rotation_deg: rotations searched for starts (deg); translations are searched in full.
         schedule_mm: voxel sizes (mm): the first for the start search, the others for the local
             optimisation levels, the last being the finest.
-        n_starts: distinct starts taken from the search.
+        n_starts: distinct starts taken from the search (fewer are optimised once ``CONFIDENT_STARTS`` of
+            them reached the best answer and another a distinct one).
         samples: metric sample points at the finest level, drawn where the images overlap (and inside
             ``pre_roi``) at the start of each optimisation; fewer in proportion to the voxel area at
             the coarser levels (a quarter at twice the voxel size). Random, seeded by ``random_seed``:
@@ -256,6 +259,9 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
                    f"registration: level {spacing:g} mm, start {n_run + 1}/{len(runs)}")
             run.optimise(fixed, moving, metric, "rigid", spacing, int(samples * (local[-1] / spacing) ** 2), iterations,
                          random_seed, joinable=(runs[:n_run], region))
+            if n_level == 0 and _settled(runs[:n_run + 1], region):
+                del runs[n_run + 1:]  # the starts left (lower search scores) are not needed
+                break
         runs.sort(key=lambda r: r.value)
         if n_level == len(local) - 1:
             runs = _compare(runs, fixed, moving, metric, "rigid", samples, random_seed)
@@ -297,6 +303,17 @@ def _region_lps(post_seed_points, center):
     else:
         lo, hi = center - 50.0, center + 50.0
     return np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
+
+
+def _settled(done, region):
+    """Whether the starts optimised so far settle the answer: ``CONFIDENT_STARTS`` of them reached the best one,
+    and at least one reached a distinct answer (the alternative weighed against it at the finer levels)."""
+    live = [r for r in done if np.isfinite(r.value)]
+    if not live:
+        return False
+    best = min(live, key=lambda r: r.value)
+    agreeing = sum(displacement_mm(r.matrix, best.matrix, region) <= AGREEMENT_MM for r in live)
+    return CONFIDENT_STARTS <= agreeing < len(live)
 
 
 def _distinct(runs, region):
