@@ -168,15 +168,20 @@ def _voxels(ii, jj, kk, axes, t, s, w, ux, ex, uy, ey, hz, dhz, jacobian):
     return value, jac
 
 
+def _c(x, dtype=float):
+    """``x`` as a C-contiguous array of ``dtype`` (one compiled signature for all callers)."""
+    return np.ascontiguousarray(x, dtype)
+
+
 def render_at(coords, index, centres, axes, masses, t, f, s, width, sz, jacobian):
     """Image (HU above background) at the voxels ``index`` (i, j, k arrays (V,)) of grid-frame coordinates
     ``coords`` (mm), and with ``jacobian`` its derivatives (V, 6 per seed), as :func:`.seed_model.render_at`;
     ``t``, ``f``: sample positions (mm) and mass fractions along a seed; ``s``: in-plane sigma (mm);
     ``width``, ``sz``: the slice profile's rectangle width and Gaussian sigma (mm)."""
-    ii, jj, kk = (np.asarray(x, np.int64) for x in index)
-    axes = np.asarray(axes, float)
-    w, ux, ex, uy, ey, a, b, dhz = _points(*(np.asarray(c, float) for c in coords), np.asarray(centres, float),
-                                           axes, np.asarray(masses, float), t, f, float(s), float(width), float(sz))
+    ii, jj, kk = (_c(x, np.int64) for x in index)
+    axes = _c(axes)
+    w, ux, ex, uy, ey, a, b, dhz = _points(*(_c(c) for c in coords), _c(centres), axes, _c(masses), t, f, float(s),
+                                           float(width), float(sz))
     hz = (ndtr(a) - ndtr(b)) / width  # scipy's normal distribution, as the numpy path takes it
     value, jac = _voxels(ii, jj, kk, axes, t, float(s), w, ux, ex, uy, ey, hz, dhz, bool(jacobian))
     return (value, jac) if jacobian else value
@@ -314,12 +319,12 @@ class FitProblem:
                  t_line):
         self.coords = tuple(np.ascontiguousarray(c, float) for c in coords)
         self.index = tuple(np.ascontiguousarray(x, np.int64) for x in index)
-        self.origin, self.mass = np.asarray(origin, float), float(mass)
-        self.line = (np.asarray(t, float), np.asarray(f, float), float(s), float(width), float(sz))
-        self.data, self.sw = np.asarray(data, float), np.asarray(sw, float)
-        self.clip = np.zeros(0) if clip is None else np.broadcast_to(np.asarray(clip, float), self.data.shape).copy()
+        self.origin, self.mass = _c(origin), float(mass)
+        self.line = (_c(t), _c(f), float(s), float(width), float(sz))
+        self.data, self.sw = _c(data), _c(sw)
+        self.clip = np.zeros(0) if clip is None else np.broadcast_to(_c(clip), self.data.shape).copy()
         self.costs = (float(prior), float(repel), float(diameter))
-        self.t_line = np.asarray(t_line, float)
+        self.t_line = _c(t_line)
 
     def _factors(self, p):
         t, f, s, width, sz = self.line
