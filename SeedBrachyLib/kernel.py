@@ -372,6 +372,8 @@ def lattice_rate(engine, grid, voxels, offsets, positions, frames, strengths, mo
     out = np.empty((len(offsets), voxels.size))
     numba_kernels().samples_lattice(out, runs, blocks, np.ascontiguousarray(start), *steps, steps[axis], strengths,
                                     radius, half, table.cells, table.sections)
+    if axis == 0:  # runs along I: the voxels' own order
+        return out
     result = np.empty_like(out)
     result[:, order] = out
     return result

@@ -470,10 +470,9 @@ def structure_from_mask(name, mask, grid, role="oar", label=None, sample_spacing
         mask = mask == label
         if not np.any(mask):
             raise InputError(f"structure '{name}': label {label!r} does not occur in the labelmap")
-    mask = mask != 0
     _require_nonempty(mask, name)
     lo, hi = mask_box(mask)
-    mask = np.ascontiguousarray(mask[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1])
+    mask = mask[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] != 0  # only the box is converted (and copied)
     grid = Grid(grid.to_ras(lo.astype(float)), grid.spacing, grid.direction, mask.shape[::-1])
     cells, n = sampling_grid(mask, grid, sample_spacing_mm)
     s = structure_on_grid(name, mask, grid, cells, role, supersampling=n, progress=progress)
