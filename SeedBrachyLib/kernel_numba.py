@@ -413,14 +413,16 @@ def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def overdose_growth(dose, matrix, free, limit, out):
-    """For each free candidate row: sum(max(v + b - limit, 0) - max(v - limit, 0)) (Gy) over the points."""
+def overdose_growth(dose, matrix, free, points, limit, out):
+    """For each free candidate row: sum(max(v + b - limit, 0) - max(v - limit, 0)) (Gy) over ``points`` (indices;
+    they must hold every point where v + b can reach the limit: the others add 0)."""
     lim = np.float32(limit)
     zero = np.float32(0.0)
     for q in range(free.size):
         row = matrix[free[q]]
         acc = 0.0
-        for p in range(dose.size):
+        for i in range(points.size):
+            p = points[i]
             acc += max(dose[p] + row[p] - lim, zero) - max(dose[p] - lim, zero)
         out[q] = acc
 
@@ -526,9 +528,9 @@ def _trial_value(base, mat, add, remove, p):
     """The same sum as _trial_values at one point p."""
     v = base[p]
     for a in add:
-        v += mat[a][p]
+        v += mat[a, p]
     for r in remove:
-        v -= mat[r][p]
+        v -= mat[r, p]
     return v
 
 
@@ -536,15 +538,67 @@ def _trial_value(base, mat, add, remove, p):
 def _window_select(new, n_values, low, high, k, buf):
     """The k-th smallest of the values of new[:n_values] within [low, high] (k counted among those)."""
     n = 0
-    for p in range(n_values):
+    for p in range(n_values):  # few are: the branch is mostly predicted
         v = new[p]
-        buf[n] = v
-        n += (v >= low) & (v <= high)
+        if v >= low and v <= high:
+            buf[n] = v
+            n += 1
     return _select(buf, n, k)
 
 
+@njit(inline="always")
+def _trial(bases, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out, scratch, zero):
+    """One trial of :func:`trial_order_stats` (counts (3,), out (structures,) of that trial)."""
+    l0, l1, l2 = levels[0], levels[1], levels[2]
+    for q in range(len(bases)):
+        base, mat = bases[q], mats[q]
+        m = base.size
+        if m == 0:
+            out[q] = 0.0
+            continue
+        k, floor, low, high = ranks[q], floors[q], lo[q], hi[q]
+        if pruned[q] and add.size <= 1:
+            na = n_act[q]
+            new = scratch[:na]
+            below, inside = m - na, 0
+            for i in range(na):
+                v = _trial_value(base, mat, add, remove, act[q, i])
+                new[i] = v
+                below += v < low
+                inside += (v >= low) & (v <= high)
+            if below <= k < below + inside:
+                out[q] = _window_select(new, na, low, high, k - below, scratch[na:2 * na])
+                continue
+        new = scratch[:m]
+        if add.size > 1 or remove.size > 1:
+            _trial_values(new, base, mat, add, remove)
+            ra = rr = zero[:m]  # the values are made: counted as new + 0 - 0 (exact)
+            base = new
+        else:  # one row or none added or removed (none: a zero row, exact): values and counts in one pass
+            ra = mat[add[0]] if add.size else zero[:m]
+            rr = mat[remove[0]] if remove.size else zero[:m]
+        c0 = c1 = c2 = under = below = inside = 0
+        for p in range(m):  # vectorised
+            v = (base[p] + ra[p]) - rr[p]
+            new[p] = v
+            c0 += v >= l0
+            c1 += v >= l1
+            c2 += v >= l2
+            under += v < floor
+            below += v < low
+            inside += (v >= low) & (v <= high)
+        if q == 0:
+            counts[0], counts[1], counts[2] = c0, c1, c2
+        if floor > -np.inf and under <= k:
+            out[q] = floor
+        elif below <= k < below + inside:
+            out[q] = _window_select(new, m, low, high, k - below, scratch[m:2 * m])
+        else:
+            out[q] = _select(new, m, k)
+
+
 @njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
-def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, actives, pruned, floors, levels, counts, out,
+def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out,
                       scratch):
     """Order statistics of trial doses without keeping them (the optimiser's trial moves), for T trials at once.
 
@@ -555,56 +609,235 @@ def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, actives, pruned
     (float32, the three levels of V100, V150, V200). One pass makes the values and counts; the selection then looks
     only at the values within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among
     them, else at all values: the result is the same. For a structure with ``pruned[q]`` (no floor) and a trial of
-    at most one addition, only the points ``actives[q]`` are looked at: the others are below lo[q] in every such
-    trial (the caller's bound: base + the largest candidate dose there < lo[q]; removals only lower it).
+    at most one addition, only the points ``act[q, :n_act[q]]`` are looked at: the others are below lo[q] in every
+    such trial (the caller's bound: base + the largest candidate dose there < lo[q]; removals only lower it).
     """
-    l0, l1, l2 = levels[0], levels[1], levels[2]
     zero = np.zeros(scratch.size // 2, dtype=np.float32)
     for t in range(adds.shape[0]):
-        add, remove = adds[t], removes[t]
-        for q in range(len(bases)):
-            base, mat = bases[q], mats[q]
-            m = base.size
-            if m == 0:
-                out[t, q] = 0.0
+        _trial(bases, mats, adds[t], removes[t], ranks, lo, hi, act, n_act, pruned, floors, levels, counts[t], out[t],
+               scratch, zero)
+
+
+# The optimiser's local search (planning.optimize), compiled: a state S = (x, per_needle, doses, metrics, lo, hi, act,
+# n_act, score) is changed in place; the problem P = (mats, owner, needle_of, ranks, caps, pruned, floors, levels,
+# goal, limits, k_oar) is constant. metrics = [V100, V150, V200 (%), then per structure its order statistic (Gy):
+# CTV D90, each limited OAR's metric]; score = [F, violation]; goal = [Rx, D90 aim (Gy), V100 goal, V150 limit,
+# V200 limit (nan: none), safety, then the weights violation, needle, hot, oar]; owner[q]: the first structure with
+# the same dose array (two limits on one organ share it). Every number is computed as optimize._Problem does it.
+
+#: The optimiser's trial windows: the doses within max(16, n // WINDOW) ranks of a metric's rank.
+WINDOW = 32
+
+
+@njit(inline="always")
+def _objective(metrics, n_seeds, n_needles, goal, limits):
+    """(F, violation) as optimize._Problem.objective_of, in the same order of operations."""
+    rx, aim, v100, v150, v200, s = goal[0], goal[1], goal[2], goal[3], goal[4], goal[5]
+    viol = (max(0.0, aim - metrics[3]) / rx * 100.0 + max(0.0, v100 + s - metrics[0])
+            + max(0.0, metrics[1] - v150 + s))
+    if not np.isnan(v200):
+        viol += max(0.0, metrics[2] - v200 + s)
+    oar = 0.0
+    for i in range(limits.size):
+        viol += max(0.0, metrics[4 + i] / limits[i] * 100.0 - 100.0 + s)
+        oar += metrics[4 + i] / limits[i]
+    value = goal[6] * viol + n_seeds + goal[7] * n_needles + goal[8] * (metrics[1] + metrics[2]) / 100.0 + goal[9] * oar
+    return value, viol
+
+
+@njit(inline="always")
+def _open_needles(per):
+    n = 0
+    for c in per:
+        n += c > 0
+    return n
+
+
+@njit(inline="always")
+def _needles_after(per, needle_of, add, remove):
+    """Needles in use after adding ``add`` and removing ``remove`` (per unchanged on return)."""
+    for a in add:
+        per[needle_of[a]] += 1
+    for r in remove:
+        per[needle_of[r]] -= 1
+    n = _open_needles(per)
+    for a in add:
+        per[needle_of[a]] -= 1
+    for r in remove:
+        per[needle_of[r]] += 1
+    return n
+
+
+@njit(cache=True)
+def state_refresh(S, P, buf):
+    """The state's exact metrics, F, and trial windows (lo, hi, act) from its doses (as optimize._Problem.metrics:
+    order statistics of the float32 doses, V levels counted as float32 comparisons)."""
+    x, per, doses, metrics, lo, hi, act, n_act, score = S
+    mats, owner, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
+    for q in range(len(doses)):
+        d, k = doses[q], ranks[q]
+        m = d.size
+        w = max(16, m // WINDOW)
+        # the last window, widened on either side by its distance to the rank's value (nan: none yet)
+        low, high = 2 * lo[q] - np.float32(metrics[3 + q]), 2 * hi[q] - np.float32(metrics[3 + q])
+        lo[q], hi[q], n_act[q] = -np.inf, np.inf, 0
+        if m == 0:
+            metrics[3 + q] = 0.0
+            continue
+        if q == 0:
+            for lv in range(3):
+                c = 0
+                for p in range(m):
+                    c += d[p] >= levels[lv]
+                metrics[lv] = 100.0 * c / m
+        # the values within [low, high] when they hold ranks k - w, k and k + w (of those < m and >= 0), else all
+        n = below = 0
+        for p in range(m):
+            v = d[p]
+            buf[n] = v
+            n += (v >= low) & (v <= high)
+            below += v < low
+        first, last = k - w if k - w >= 0 else k, k + w if k + w < m else k  # the ranks to find
+        if not below <= first <= last < below + n:
+            n, below = m, 0
+            buf[:m] = d
+        j = k - below
+        b = buf[:n]
+        metrics[3 + q] = _select(b, n, j)  # b[:j] <= b[j] <= b[j + 1:]: the window's ends within either side
+        if k - w >= 0:
+            lo[q] = _select(b, j, j - w)
+        if k + w < m:
+            hi[q] = _select(b[j + 1:], n - j - 1, w - 1)
+        if pruned[q]:
+            n, cap, low = 0, caps[q], lo[q]
+            for p in range(m):
+                if d[p] + cap[p] >= low:
+                    act[q, n] = p
+                    n += 1
+            n_act[q] = n
+    score[0], score[1] = _objective(metrics, x.sum(), _open_needles(per), goal, limits)
+
+
+@njit(cache=True)
+def state_apply(S, P, add, remove, buf):
+    """Add candidates ``add``, remove ``remove`` (int64 arrays): doses d + rows added - rows removed (float32, in
+    that order, as numpy), then :func:`state_refresh`."""
+    x, per, doses, metrics, lo, hi, act, n_act, score = S
+    mats, owner, needle_of = P[0], P[1], P[2]
+    for q in range(len(doses)):
+        if owner[q] != q:
+            continue
+        d, mat = doses[q], mats[q]
+        for a in add:
+            row = mat[a]
+            for p in range(d.size):
+                d[p] += row[p]
+        for r in remove:
+            row = mat[r]
+            for p in range(d.size):
+                d[p] -= row[p]
+    for a in add:
+        x[a] = True
+        per[needle_of[a]] += 1
+    for r in remove:
+        x[r] = False
+        per[needle_of[r]] -= 1
+    state_refresh(S, P, buf)
+
+
+@njit(inline="always")
+def _trial_f(S, P, add, remove, n_seeds, tm, counts, scratch, zero):
+    """F of the state with ``add`` added and ``remove`` removed (state unchanged), as optimize._State.trials."""
+    x, per, doses, metrics, lo, hi, act, n_act, score = S
+    mats, owner, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
+    _trial(doses, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, tm[3:], scratch, zero)
+    m = doses[0].size
+    for lv in range(3):
+        tm[lv] = 100.0 * counts[lv] / m
+    return _objective(tm, n_seeds + add.size - remove.size, _needles_after(per, needle_of, add, remove), goal,
+                      limits)[0]
+
+
+@njit(cache=True)
+def remove_each(S, P, flat, offsets, scratch):
+    """optimize._remove_each_if_better: removal i (candidates flat[offsets[i]:offsets[i + 1]]) is kept when it lowers
+    F by more than 1e-9, each tried against the state as it is then. True if any was kept."""
+    zero = np.zeros(scratch.size // 2, dtype=np.float32)
+    tm, counts, none = np.empty(3 + len(S[2])), np.empty(3, np.int64), np.empty(0, np.int64)
+    changed = False
+    for i in range(offsets.size - 1):
+        remove = flat[offsets[i]:offsets[i + 1]]
+        if _trial_f(S, P, none, remove, S[0].sum(), tm, counts, scratch, zero) < S[8][0] - 1e-9:
+            state_apply(S, P, none, remove, scratch)
+            changed = True
+    return changed
+
+
+@njit(cache=True)
+def move_each(S, P, order, nb_flat, nb_offsets, scratch):
+    """optimize._move_seeds: each seed j of ``order`` still chosen moves to the free neighbour
+    (nb_flat[nb_offsets[j]:nb_offsets[j + 1]], in that order) of lowest F when that lowers F by more than 1e-9
+    (the first of equal ones). True if any moved."""
+    x = S[0]
+    zero = np.zeros(scratch.size // 2, dtype=np.float32)
+    tm, counts = np.empty(3 + len(S[2])), np.empty(3, np.int64)
+    add, remove = np.empty(1, np.int64), np.empty(1, np.int64)
+    changed = False
+    for j in order:
+        if not x[j]:
+            continue
+        remove[0], best, best_value, n_seeds = j, -1, S[8][0], x.sum()
+        for i in range(nb_offsets[j], nb_offsets[j + 1]):
+            c = nb_flat[i]
+            if x[c]:
                 continue
-            k, floor, low, high = ranks[q], floors[q], lo[q], hi[q]
-            if pruned[q] and add.size <= 1:
-                idx = actives[q]
-                na = idx.size
-                new = scratch[:na]
-                below, inside = m - na, 0
-                for i in range(na):
-                    v = _trial_value(base, mat, add, remove, idx[i])
-                    new[i] = v
-                    below += v < low
-                    inside += (v >= low) & (v <= high)
-                if below <= k < below + inside:
-                    out[t, q] = _window_select(new, na, low, high, k - below, scratch[na:2 * na])
-                    continue
-            new = scratch[:m]
-            if add.size > 1 or remove.size > 1:
-                _trial_values(new, base, mat, add, remove)
-                ra = rr = zero[:m]  # the values are made: counted as new + 0 - 0 (exact)
-                base = new
-            else:  # one row or none added or removed (none: a zero row, exact): values and counts in one pass
-                ra = mat[add[0]] if add.size else zero[:m]
-                rr = mat[remove[0]] if remove.size else zero[:m]
-            c0 = c1 = c2 = under = below = inside = 0
-            for p in range(m):  # vectorised
-                v = (base[p] + ra[p]) - rr[p]
-                new[p] = v
-                c0 += v >= l0
-                c1 += v >= l1
-                c2 += v >= l2
-                under += v < floor
-                below += v < low
-                inside += (v >= low) & (v <= high)
-            if q == 0:
-                counts[t, 0], counts[t, 1], counts[t, 2] = c0, c1, c2
-            if floor > -np.inf and under <= k:
-                out[t, q] = floor
-            elif below <= k < below + inside:
-                out[t, q] = _window_select(new, m, low, high, k - below, scratch[m:2 * m])
-            else:
-                out[t, q] = _select(new, m, k)
+            add[0] = c
+            value = _trial_f(S, P, add, remove, n_seeds, tm, counts, scratch, zero)
+            if value < best_value - 1e-9:
+                best, best_value = c, value
+        if best >= 0:
+            add[0] = best
+            state_apply(S, P, add, remove, scratch)
+            changed = True
+    return changed
+
+
+@njit(cache=True)
+def greedy_pick(S, P, with_v200):
+    """optimize._Problem.greedy_pick: the free candidate of best coverage gain - 0.25 hot-spot growth - OAR overdose
+    growth / (k limit) - 0.2 max gain if it opens a needle; -1 if none is free."""
+    x, per, doses = S[0], S[1], S[2]
+    mats, needle_of, goal, limits, k_oar = P[0], P[2], P[8], P[9], P[10]
+    free = np.flatnonzero(~x)
+    if free.size == 0:
+        return -1
+    gain, hot, over = np.empty(free.size), np.empty(free.size), np.empty(free.size)
+    greedy_scores(doses[0], mats[0], free, goal[0], with_v200, gain, hot)
+    score = gain - 0.25 * hot
+    for q in range(1, len(doses)):
+        if doses[q].size:  # the points one seed can lift over the limit
+            v = doses[q]
+            overdose_growth(v, mats[q], free, np.flatnonzero(v + P[4][q] >= np.float32(limits[q - 1])), limits[q - 1],
+                            over)
+            score -= over / (k_oar[q - 1] * limits[q - 1])
+    most = max(gain.max(), 1e-12)
+    for i in range(free.size):
+        score[i] -= (per[needle_of[free[i]]] == 0) * 0.2 * most
+    return free[np.argmax(score)]
+
+
+@njit(cache=True)
+def fill(S, P, v100_aim, with_v200, scratch):
+    """optimize._fill: greedy additions until D90 >= its aim and V100 >= ``v100_aim`` (or no candidate is left);
+    True if any was added."""
+    metrics, goal = S[3], P[8]
+    add, none = np.empty(1, np.int64), np.empty(0, np.int64)
+    added = False
+    while not (metrics[3] >= goal[1] and metrics[0] >= v100_aim):
+        j = greedy_pick(S, P, with_v200)
+        if j < 0:
+            break
+        add[0] = j
+        state_apply(S, P, add, none, scratch)
+        added = True
+    return added

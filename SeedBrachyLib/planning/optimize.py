@@ -203,16 +203,37 @@ def _min_distance(points, seeds):
 
 
 class _State:
-    """A selection of candidates with its dose vectors and objective terms."""
+    """A selection of candidates with its dose vectors (the CTV and the limited OARs) and objective terms.
+
+    Compiled: ``arrays`` (x, per_needle, doses, metrics, lo, hi, act, n_act, score), the state as the compiled
+    search (:mod:`SeedBrachyLib.kernel_numba`) keeps and changes it in place; ``value`` and ``terms`` follow them
+    (:meth:`sync`)."""
 
     def __init__(self, problem, chosen):
         self.p = problem
         self.x = np.zeros(problem.n, dtype=bool)
         self.x[list(chosen)] = True
-        self.dose = {k: m[self.x].sum(axis=0, dtype=np.float32) for k, m in problem.mats.items()}
+        self.dose = {k: problem.mats[k][self.x].sum(axis=0, dtype=np.float32) for k in dict.fromkeys(problem.names)}
         self.per_needle = np.bincount(problem.needle_of[self.x], minlength=problem.n_needles)
-        self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
-        self.windows = problem.windows(self.dose)
+        if problem.compiled is None:
+            self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
+        else:
+            self._link([np.empty(3 + len(problem.names)), *np.full((2, len(problem.names)), np.nan, np.float32),
+                        np.empty((len(problem.names), problem.scratch.size // 2), np.int64),
+                        np.zeros(len(problem.names), np.int64), np.empty(2)])
+            problem.compiled.state_refresh(self.arrays, problem.constants, problem.scratch)
+            self.sync()
+
+    def _link(self, rest):
+        self.arrays = (self.x, self.per_needle, tuple(self.dose[k] for k in self.p.names), *rest)
+
+    def sync(self):
+        """``value`` and ``terms`` from the compiled state's metrics (the same dict as the numpy path's)."""
+        metrics, score = self.arrays[3], self.arrays[8]
+        self.value = float(score[0])
+        self.terms = {"D90": float(metrics[3]), **dict(zip(self.p.level_keys, metrics[:3].tolist())),
+                      **{key: float(v) for (key, _), v in zip(self.p.limits, metrics[4:])},
+                      "violation": float(score[1])}
 
     def trial(self, add=(), remove=()):
         """((objective value, terms), (add, remove), seeds per needle) after adding/removing candidate indices
@@ -247,24 +268,28 @@ class _State:
 
     def copy(self):
         other = object.__new__(_State)
-        other.p, other.x, other.dose = self.p, self.x.copy(), dict(self.dose)
-        other.per_needle, other.value, other.terms = self.per_needle.copy(), self.value, self.terms
-        other.windows = self.windows
+        other.p, other.x, other.dose = self.p, self.x.copy(), {k: v.copy() for k, v in self.dose.items()}
+        other.per_needle, other.value, other.terms = self.per_needle.copy(), self.value, dict(self.terms)
+        if self.p.compiled is not None:
+            other._link([a.copy() for a in self.arrays[3:]])
         return other
 
     def apply(self, add, remove, result):
         """Make the change a :meth:`trial` of the same ``add``, ``remove`` evaluated."""
+        if self.p.compiled is not None:
+            self.p.compiled.state_apply(self.arrays, self.p.constants, np.asarray(add, dtype=np.int64),
+                                        np.asarray(remove, dtype=np.int64), self.p.scratch)
+            self.sync()
+            return
         self.x[list(add)] = True
         self.x[list(remove)] = False
         self.dose = {k: self._shift(v, self.p.mats[k], add, remove) for k, v in self.dose.items()}
         self.per_needle = result[2]
         self.value, self.terms = self.p.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
-        self.windows = self.p.windows(self.dose)
 
 
 class _Problem:
     LEVELS = (1.0, 1.5, 2.0)  # V100, V150, V200 (fractions of Rx)
-    WINDOW = 32  # trial order statistics look first among the state's doses within len/WINDOW ranks
 
     def __init__(self, candidates, matrices, goals, weights):
         self.n = len(candidates)
@@ -289,14 +314,25 @@ class _Problem:
                               + [max(n - k, 0) for n, k in zip(sizes[1:], self.k_oar.values())], dtype=np.int64)
         self.compiled = kernel.numba_kernels() if kernel.resolve() == "compiled" else None
         self.seg_mats = tuple(self.mats[k] for k in self.names)
-        self.levels = np.array(self.LEVELS, dtype=np.float32) * np.float32(self.rx)
+        # float32 levels, as numpy compares the float32 doses with f * Rx
+        self.levels = np.array([f * self.rx for f in self.LEVELS], dtype=np.float32)
         self.scratch = np.empty(2 * max(sizes), dtype=np.float32)
-        # the organs at risk's largest candidate dose at each point: points that one added seed cannot lift into a
-        # state's window are left out of its trials (trial_order_stats)
-        self.caps = [self.mats[k].max(axis=0, initial=0.0) for k in self.names]
         # D90 only counts through max(0, aim - D90): a trial needs its value only below the aim
         self.floors = np.array([(goals.d90_min_pct + goals.safety_pct) / 100.0 * self.rx]
                                + [-np.inf] * len(self.k_oar))
+        if self.compiled is not None:  # the problem as the compiled search takes it (kernel_numba)
+            # the organs at risk's largest candidate dose at each point: points that one added seed cannot lift into
+            # a state's window are left out of its trials (pruned: OARs, whose metrics have no floor)
+            caps = tuple(self.mats[k].max(axis=0, initial=0.0) for k in self.names)
+            self.pruned = np.arange(len(self.names)) > 0
+            g, w = goals, weights
+            goal = np.array([self.rx, self.floors[0], g.v100_min_pct, g.v150_max_pct,
+                             np.nan if g.v200_max_pct is None else g.v200_max_pct, g.safety_pct,
+                             w.violation, w.needle, w.hot, w.oar])
+            self.constants = (self.seg_mats, np.array([self.names.index(k) for k in self.names], dtype=np.int64),
+                              np.asarray(self.needle_of, dtype=np.int64), self.ranks, caps, self.pruned, self.floors,
+                              self.levels, goal, np.array([limit for _, limit in self.limits], dtype=float),
+                              np.array(list(self.k_oar.values()), dtype=np.int64))
 
     def metrics(self, dose):
         """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
@@ -321,32 +357,11 @@ class _Problem:
             return {key: np.array([r[key] for r in rows]) for key in [*self.level_keys, *self.value_keys]}
         n = len(adds)
         counts, out = np.empty((n, len(self.LEVELS)), dtype=np.int64), np.empty((n, len(self.names)))
-        self.compiled.trial_order_stats(tuple(state.dose[k] for k in self.names), self.seg_mats, adds, removes,
-                                        self.ranks, *state.windows, self.floors, self.levels, counts, out,
-                                        self.scratch)
+        _, _, doses, _, lo, hi, act, n_act, _ = state.arrays
+        self.compiled.trial_order_stats(doses, self.seg_mats, adds, removes, self.ranks, lo, hi, act, n_act,
+                                        self.pruned, self.floors, self.levels, counts, out, self.scratch)
         m = len(state.dose["CTV"])
         return {**dict(zip(self.level_keys, 100.0 * counts.T / m)), **dict(zip(self.value_keys, out.T))}
-
-    def windows(self, dose):
-        """For the compiled trials: per metric, the doses (float32 Gy) at WINDOW ranks either side of its rank, and
-        the points of each organ at risk whose dose one added seed can lift to that window or above (and whether
-        they stand for the organ: its metric has no floor)."""
-        if self.compiled is None:
-            return None
-        lo, hi = np.empty(len(self.names), np.float32), np.empty(len(self.names), np.float32)
-        actives, pruned = [], np.zeros(len(self.names), bool)
-        for q, (name, rank) in enumerate(zip(self.names, self.ranks)):
-            d = dose[name]
-            w = max(16, len(d) // self.WINDOW)
-            a, b = rank - w, rank + w
-            lo[q], hi[q] = -np.inf, np.inf
-            if len(d):
-                picks = np.partition(d, [max(a, 0), min(b, len(d) - 1)])
-                lo[q] = picks[a] if a >= 0 else -np.inf
-                hi[q] = picks[b] if b < len(d) else np.inf
-            pruned[q] = q > 0 and self.floors[q] == -np.inf
-            actives.append(np.flatnonzero(d + self.caps[q] >= lo[q]) if pruned[q] else np.empty(0, np.int64))
-        return lo, hi, tuple(actives), pruned
 
     def objective(self, dose, n_seeds, n_needles):
         value, terms = self.objective_of(self.metrics(dose), n_seeds, n_needles)
@@ -383,27 +398,18 @@ class _Problem:
         return gain, hot
 
     def greedy_pick(self, state):
-        """Best candidate to add: coverage-deficit reduction minus hot-spot, OAR and new-needle penalties."""
+        """Best candidate to add: coverage-deficit reduction minus hot-spot, OAR and new-needle penalties (numpy;
+        compiled: kernel_numba.greedy_pick, the same sums)."""
         free = np.flatnonzero(~state.x)
         if free.size == 0:
             return None
-        d = state.dose["CTV"]
-        compiled = self.compiled
-        if compiled is not None:  # the same sums, without the (free x points) temporaries
-            gain, hot = np.empty(free.size), np.empty(free.size)
-            compiled.greedy_scores(d, self.mats["CTV"], free, self.rx, self.goals.v200_max_pct is not None, gain, hot)
-        else:
-            gain, hot = self._greedy_terms(d, self.mats["CTV"][free])
+        gain, hot = self._greedy_terms(state.dose["CTV"], self.mats["CTV"][free])
         score = gain - 0.25 * hot
         for lim in self.k_oar:
             v, b = state.dose[lim.name], self.mats[lim.name]
             if len(v):
-                if compiled is not None:
-                    over = np.empty(free.size)
-                    compiled.overdose_growth(v, b, free, lim.limit_gy, over)
-                else:
-                    b = b[free]
-                    over = (np.maximum(v + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)).sum(axis=1)
+                b = b[free]
+                over = (np.maximum(v + b - lim.limit_gy, 0) - np.maximum(v - lim.limit_gy, 0)).sum(axis=1)
                 score -= over / (self.k_oar[lim] * lim.limit_gy)
         opens = state.per_needle[self.needle_of[free]] == 0
         score -= opens * 0.2 * np.maximum(gain.max(), 1e-12)
@@ -439,6 +445,8 @@ def optimise(candidates, goals, matrices, random_seed=0, weights=Weights(), move
     rng = np.random.default_rng(random_seed)
     diff = candidates.positions[:, None, :] - candidates.positions[None, :, :]
     neighbours = [np.flatnonzero(row <= move_radius_mm) for row in np.sqrt(np.einsum("abi,abi->ab", diff, diff))]
+    neighbours = (neighbours, np.concatenate(neighbours).astype(np.int64),
+                  np.cumsum([0, *map(len, neighbours)], dtype=np.int64))  # also flat, for the compiled search
 
     state = _State(problem, [])
     _fill(problem, state, progress, 0.0, 0.2)
@@ -485,6 +493,12 @@ def _fill(problem, state, progress, f0, f1):
     added = False
     g = problem.goals
     d90_aim, v100_aim = (g.d90_min_pct + g.safety_pct) / 100.0 * problem.rx, g.v100_min_pct + g.safety_pct
+    if problem.compiled is not None:
+        added = problem.compiled.fill(state.arrays, problem.constants, v100_aim, g.v200_max_pct is not None,
+                                      problem.scratch)
+        state.sync()
+        report(progress, f1, f"optimiser: greedy, {int(state.x.sum())} seeds")
+        return added
     while True:
         t = state.terms
         if t["D90"] >= d90_aim and t["V100"] >= v100_aim:
@@ -514,6 +528,14 @@ TRIAL_CHUNK = 16
 def _remove_each_if_better(state, removals):
     """Try each removal (candidate index lists, disjoint) in turn and keep it if it lowers F: the same as trying them
     one by one against the state as it is then, evaluated up to TRIAL_CHUNK consecutive ones of one size at a time."""
+    p = state.p
+    if p.compiled is not None:
+        if not removals:
+            return False
+        changed = p.compiled.remove_each(state.arrays, p.constants, np.concatenate(removals).astype(np.int64),
+                                         np.cumsum([0, *map(len, removals)], dtype=np.int64), p.scratch)
+        state.sync()
+        return changed
     changed, i = False, 0
     while i < len(removals):
         end = i + 1
@@ -530,8 +552,15 @@ def _remove_each_if_better(state, removals):
 
 
 def _move_seeds(state, rng, neighbours):
-    changed = False
-    for j in rng.permutation(np.flatnonzero(state.x)):
+    """Move each seed (random order) to its best free neighbour if that lowers F. ``neighbours``: (candidate index
+    arrays per candidate, the same flat, their offsets in it)."""
+    order, p = rng.permutation(np.flatnonzero(state.x)), state.p
+    if p.compiled is not None:
+        changed = p.compiled.move_each(state.arrays, p.constants, order.astype(np.int64), *neighbours[1:], p.scratch)
+        state.sync()
+        return changed
+    changed, neighbours = False, neighbours[0]
+    for j in order:
         if not state.x[j]:
             continue
         free = neighbours[j][~state.x[neighbours[j]]]
