@@ -23,9 +23,15 @@ Two evaluations of one (point, seed) pair:
 """
 
 import math
+import os
 
 import numpy as np
 from numba import njit, prange
+
+# Idle OpenMP workers sleep rather than spin (unless the user says otherwise; read when OpenMP starts, at the first
+# parallel call): the optimiser's search runs thousands of short parallel loops, and on a busy machine spinning
+# workers took the cores from the working ones (40-seed plan at load 11: 15 s CPU spinning, 1.6 s passive).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 POINT_BLOCK = 1024  # points per work item of the point kernels (scratch rows stay in the L1/L2 cache)
@@ -387,17 +393,18 @@ def points_exact(points, centres, frames, strengths, radius, half, line, ex, log
             out[0, p0:p1] = acc
 
 
-@njit(fastmath=FASTMATH, cache=True)  # serial and vectorised: waking threads costs more on a busy machine
-def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
-    """For each free candidate row of ``matrix`` (float32, Gy) added to ``dose`` (float32, Gy): the coverage gain
+@njit(parallel=True, fastmath=FASTMATH, cache=True)  # each row vectorised, the rows in parallel
+def greedy_scores(dose, matrix, start, free, rx, with_v200, gain, hot):
+    """For each free candidate row of ``matrix`` (float32, Gy; its columns start.. for the points of ``dose``) added to
+    ``dose`` (float32, Gy): the coverage gain
     sum(min(d + a, Rx) - d over d < Rx) / (m Rx) and the fraction of points it lifts over 1.5 Rx (and 2 Rx).
 
     Branch-free sums (rows are >= 0, so min(d + a, Rx) - d <= 0 exactly where d >= Rx, clipped to 0)."""
     m = dose.size
     rx32, hot1, hot2 = np.float32(rx), np.float32(1.5 * rx), np.float32(2.0 * rx)
     zero = np.float32(0.0)
-    for q in range(free.size):
-        row = matrix[free[q]]
+    for q in prange(free.size):
+        row = matrix[free[q], start:start + m]
         g = 0.0
         h = 0
         for p in range(m):
@@ -412,14 +419,14 @@ def greedy_scores(dose, matrix, free, rx, with_v200, gain, hot):
         hot[q] = h / m
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def overdose_growth(dose, matrix, free, points, limit, out):
-    """For each free candidate row: sum(max(v + b - limit, 0) - max(v - limit, 0)) (Gy) over ``points`` (indices;
-    they must hold every point where v + b can reach the limit: the others add 0)."""
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def overdose_growth(dose, matrix, start, free, points, limit, out):
+    """For each free candidate row (columns start.. of ``matrix``): sum(max(v + b - limit, 0) - max(v - limit, 0))
+    (Gy) over ``points`` (indices; they must hold every point where v + b can reach the limit: the others add 0)."""
     lim = np.float32(limit)
     zero = np.float32(0.0)
-    for q in range(free.size):
-        row = matrix[free[q]]
+    for q in prange(free.size):
+        row = matrix[free[q], start:start + dose.size]
         acc = 0.0
         for i in range(points.size):
             p = points[i]
@@ -509,23 +516,24 @@ def _select(a, n, k):
 
 
 @njit(inline="always")
-def _trial_values(new, base, mat, add, remove):
-    """new = base + mat[add[0]] + ... - mat[remove[0]] - ... (float32, in that order, as numpy evaluates it)."""
+def _trial_values(new, base, mats, s0, s1, add, remove):
+    """new = base + row[add[0]] + ... - row[remove[0]] - ... (rows mats[:, s0:s1]; float32, in that order, as numpy
+    evaluates it)."""
     m = base.size
     new[:] = base
     for a in add:
-        row = mat[a]
+        row = mats[a, s0:s1]
         for p in range(m):
             new[p] += row[p]
     for r in remove:
-        row = mat[r]
+        row = mats[r, s0:s1]
         for p in range(m):
             new[p] -= row[p]
 
 
 @njit(inline="always")
 def _trial_value(base, mat, add, remove, p):
-    """The same sum as _trial_values at one point p."""
+    """The same sum as _trial_values at one point p (of all the structures' points)."""
     v = base[p]
     for a in add:
         v += mat[a, p]
@@ -547,11 +555,13 @@ def _window_select(new, n_values, low, high, k, buf):
 
 
 @njit(inline="always")
-def _trial(bases, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out, scratch, zero):
+def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out, scratch,
+           zero):
     """One trial of :func:`trial_order_stats` (counts (3,), out (structures,) of that trial)."""
     l0, l1, l2 = levels[0], levels[1], levels[2]
-    for q in range(len(bases)):
-        base, mat = bases[q], mats[q]
+    for q in range(starts.size - 1):
+        s0, s1 = starts[q], starts[q + 1]
+        base = dose[s0:s1]
         m = base.size
         if m == 0:
             out[q] = 0.0
@@ -562,7 +572,7 @@ def _trial(bases, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, 
             new = scratch[:na]
             below, inside = m - na, 0
             for i in range(na):
-                v = _trial_value(base, mat, add, remove, act[q, i])
+                v = _trial_value(dose, mats, add, remove, s0 + act[q, i])
                 new[i] = v
                 below += v < low
                 inside += (v >= low) & (v <= high)
@@ -571,12 +581,12 @@ def _trial(bases, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, 
                 continue
         new = scratch[:m]
         if add.size > 1 or remove.size > 1:
-            _trial_values(new, base, mat, add, remove)
+            _trial_values(new, base, mats, s0, s1, add, remove)
             ra = rr = zero[:m]  # the values are made: counted as new + 0 - 0 (exact)
             base = new
         else:  # one row or none added or removed (none: a zero row, exact): values and counts in one pass
-            ra = mat[add[0]] if add.size else zero[:m]
-            rr = mat[remove[0]] if remove.size else zero[:m]
+            ra = mats[add[0], s0:s1] if add.size else zero[:m]
+            rr = mats[remove[0], s0:s1] if remove.size else zero[:m]
         c0 = c1 = c2 = under = below = inside = 0
         for p in range(m):  # vectorised
             v = (base[p] + ra[p]) - rr[p]
@@ -598,11 +608,12 @@ def _trial(bases, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, 
 
 
 @njit(cache=True)  # no fastmath: the sums must round exactly as numpy's (same plan as the numpy path)
-def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out,
+def trial_order_stats(dose, mats, starts, adds, removes, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out,
                       scratch):
     """Order statistics of trial doses without keeping them (the optimiser's trial moves), for T trials at once.
 
-    For trial t and structure q: new = bases[q] + mats[q][adds[t, 0]] + ... - mats[q][removes[t, 0]] - ...
+    Structure q's doses are dose[starts[q]:starts[q + 1]] and its candidate rows mats[:, starts[q]:starts[q + 1]]
+    (float32, Gy). For trial t and structure q: new = base + row[adds[t, 0]] + ... - row[removes[t, 0]] - ...
     (float32, in that order, as numpy evaluates it); out[t, q] = its ranks[q]-th smallest value (0-based; 0 Gy
     if empty), or floors[q] when at most ranks[q] values lie below floors[q] (the value is then >= floors[q], all a
     goal-type term needs; -inf: always the value); counts[t, l] = number of values of structure 0 >= levels[l]
@@ -614,16 +625,18 @@ def trial_order_stats(bases, mats, adds, removes, ranks, lo, hi, act, n_act, pru
     """
     zero = np.zeros(scratch.size // 2, dtype=np.float32)
     for t in range(adds.shape[0]):
-        _trial(bases, mats, adds[t], removes[t], ranks, lo, hi, act, n_act, pruned, floors, levels, counts[t], out[t],
-               scratch, zero)
+        _trial(dose, mats, starts, adds[t], removes[t], ranks, lo, hi, act, n_act, pruned, floors, levels, counts[t],
+               out[t], scratch, zero)
 
 
-# The optimiser's local search (planning.optimize), compiled: a state S = (x, per_needle, doses, metrics, lo, hi, act,
-# n_act, score) is changed in place; the problem P = (mats, owner, needle_of, ranks, caps, pruned, floors, levels,
-# goal, limits, k_oar) is constant. metrics = [V100, V150, V200 (%), then per structure its order statistic (Gy):
-# CTV D90, each limited OAR's metric]; score = [F, violation]; goal = [Rx, D90 aim (Gy), V100 goal, V150 limit,
-# V200 limit (nan: none), safety, then the weights violation, needle, hot, oar]; owner[q]: the first structure with
-# the same dose array (two limits on one organ share it). Every number is computed as optimize._Problem does it.
+# The optimiser's local search (planning.optimize), compiled: a state S = (x, per_needle, dose, metrics, lo, hi, act,
+# n_act, score) is changed in place; the problem P = (mats, starts, needle_of, ranks, caps, pruned, floors, levels,
+# goal, limits, k_oar) is constant. Structure q (the CTV, then each limited OAR, an organ with two limits twice) has
+# the doses dose[starts[q]:starts[q + 1]], the candidate rows mats[:, starts[q]:starts[q + 1]] and the largest
+# candidate dose caps[starts[q]:starts[q + 1]] (float32, Gy). metrics = [V100, V150, V200 (%), then per structure its
+# order statistic (Gy): CTV D90, each limited OAR's metric]; score = [F, violation]; goal = [Rx, D90 aim (Gy), V100
+# goal, V150 limit, V200 limit (nan: none), safety, then the weights violation, needle, hot, oar]. Every number is
+# computed as optimize._Problem does it.
 
 #: The optimiser's trial windows: the doses within max(16, n // WINDOW) ranks of a metric's rank.
 WINDOW = 32
@@ -655,16 +668,19 @@ def _open_needles(per):
 
 @njit(inline="always")
 def _needles_after(per, needle_of, add, remove):
-    """Needles in use after adding ``add`` and removing ``remove`` (per unchanged on return)."""
-    for a in add:
-        per[needle_of[a]] += 1
-    for r in remove:
-        per[needle_of[r]] -= 1
+    """Needles in use after adding ``add`` and removing ``remove`` (``per`` only read: trials run in parallel)."""
     n = _open_needles(per)
-    for a in add:
-        per[needle_of[a]] -= 1
-    for r in remove:
-        per[needle_of[r]] += 1
+    k = add.size + remove.size
+    for i in range(k):
+        needle = needle_of[add[i]] if i < add.size else needle_of[remove[i - add.size]]
+        seen, change = False, 0
+        for j in range(k):
+            other = needle_of[add[j]] if j < add.size else needle_of[remove[j - add.size]]
+            if other == needle:
+                seen |= j < i
+                change += 1 if j < add.size else -1
+        if not seen:  # each needle once
+            n += (per[needle] + change > 0) - (per[needle] > 0)
     return n
 
 
@@ -672,10 +688,11 @@ def _needles_after(per, needle_of, add, remove):
 def state_refresh(S, P, buf):
     """The state's exact metrics, F, and trial windows (lo, hi, act) from its doses (as optimize._Problem.metrics:
     order statistics of the float32 doses, V levels counted as float32 comparisons)."""
-    x, per, doses, metrics, lo, hi, act, n_act, score = S
-    mats, owner, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
-    for q in range(len(doses)):
-        d, k = doses[q], ranks[q]
+    x, per, dose, metrics, lo, hi, act, n_act, score = S
+    mats, starts, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
+    for q in range(starts.size - 1):
+        s0, k = starts[q], ranks[q]
+        d = dose[s0:starts[q + 1]]
         m = d.size
         w = max(16, m // WINDOW)
         # the last window, widened on either side by its distance to the rank's value (nan: none yet)
@@ -709,9 +726,9 @@ def state_refresh(S, P, buf):
         if k + w < m:
             hi[q] = _select(b[j + 1:], n - j - 1, w - 1)
         if pruned[q]:
-            n, cap, low = 0, caps[q], lo[q]
+            n, low = 0, lo[q]
             for p in range(m):
-                if d[p] + cap[p] >= low:
+                if d[p] + caps[s0 + p] >= low:
                     act[q, n] = p
                     n += 1
             n_act[q] = n
@@ -722,20 +739,16 @@ def state_refresh(S, P, buf):
 def state_apply(S, P, add, remove, buf):
     """Add candidates ``add``, remove ``remove`` (int64 arrays): doses d + rows added - rows removed (float32, in
     that order, as numpy), then :func:`state_refresh`."""
-    x, per, doses, metrics, lo, hi, act, n_act, score = S
-    mats, owner, needle_of = P[0], P[1], P[2]
-    for q in range(len(doses)):
-        if owner[q] != q:
-            continue
-        d, mat = doses[q], mats[q]
-        for a in add:
-            row = mat[a]
-            for p in range(d.size):
-                d[p] += row[p]
-        for r in remove:
-            row = mat[r]
-            for p in range(d.size):
-                d[p] -= row[p]
+    x, per, dose = S[0], S[1], S[2]
+    mats, needle_of = P[0], P[2]
+    for a in add:
+        row = mats[a]
+        for p in range(dose.size):
+            dose[p] += row[p]
+    for r in remove:
+        row = mats[r]
+        for p in range(dose.size):
+            dose[p] -= row[p]
     for a in add:
         x[a] = True
         per[needle_of[a]] += 1
@@ -746,58 +759,98 @@ def state_apply(S, P, add, remove, buf):
 
 
 @njit(inline="always")
-def _trial_f(S, P, add, remove, n_seeds, tm, counts, scratch, zero):
+def _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels, goal, limits,
+             add, remove, n_seeds, tm, counts, scratch, zero):
     """F of the state with ``add`` added and ``remove`` removed (state unchanged), as optimize._State.trials."""
-    x, per, doses, metrics, lo, hi, act, n_act, score = S
-    mats, owner, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
-    _trial(doses, mats, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, tm[3:], scratch, zero)
-    m = doses[0].size
+    _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, tm[3:],
+           scratch, zero)
+    m = starts[1]
     for lv in range(3):
         tm[lv] = 100.0 * counts[lv] / m
     return _objective(tm, n_seeds + add.size - remove.size, _needles_after(per, needle_of, add, remove), goal,
                       limits)[0]
 
 
+def search_work(size, structures):
+    """Scratch for :func:`_trials_f`, one row per numba thread: ``size`` float32 (twice the largest structure)."""
+    import numba
+
+    c = numba.get_num_threads()
+    return (np.empty((c, size), np.float32), np.empty((c, 3 + structures)), np.empty((c, 3), np.int64),
+            np.zeros(size // 2, np.float32))
+
+
 @njit(cache=True)
-def remove_each(S, P, flat, offsets, scratch):
+def _trials_f(S, P, adds, a_lo, a_hi, removes, r_lo, r_hi, values, work):
+    """values[t] = F of the state with adds[a_lo[t]:a_hi[t]] added and removes[r_lo[t]:r_hi[t]] removed (state
+    unchanged), in parallel: work = (scratch, tm, counts, zero), one row of each of the first three per thread."""
+    x, per, dose, metrics, lo, hi, act, n_act, score = S
+    mats, starts, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
+    scratch, tm, counts, zero = work
+    _trials_parallel(x.sum(), per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
+                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero)
+
+
+@njit(parallel=True, cache=True)
+def _trials_parallel(n_seeds, per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
+                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero):
+    """:func:`_trials_f` on its arrays (a parallel loop takes no tuple), trial t on thread t % threads."""
+    chunks = scratch.shape[0]
+    for c in prange(chunks):
+        for t in range(c, values.size, chunks):
+            values[t] = _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors,
+                                 levels, goal, limits, adds[a_lo[t]:a_hi[t]], removes[r_lo[t]:r_hi[t]], n_seeds, tm[c],
+                                 counts[c], scratch[c], zero)
+
+
+@njit(cache=True)
+def remove_each(S, P, flat, offsets, batch, work):
     """optimize._remove_each_if_better: removal i (candidates flat[offsets[i]:offsets[i + 1]]) is kept when it lowers
-    F by more than 1e-9, each tried against the state as it is then. True if any was kept."""
-    zero = np.zeros(scratch.size // 2, dtype=np.float32)
-    tm, counts, none = np.empty(3 + len(S[2])), np.empty(3, np.int64), np.empty(0, np.int64)
-    changed = False
-    for i in range(offsets.size - 1):
-        remove = flat[offsets[i]:offsets[i + 1]]
-        if _trial_f(S, P, none, remove, S[0].sum(), tm, counts, scratch, zero) < S[8][0] - 1e-9:
-            state_apply(S, P, none, remove, scratch)
-            changed = True
+    F by more than 1e-9, each tried against the state as it is then (``batch`` consecutive ones evaluated together;
+    those after a kept one again). True if any was kept."""
+    none = np.empty(0, np.int64)
+    values, zeros = np.empty(batch), np.zeros(batch, np.int64)
+    changed, i, n = False, 0, offsets.size - 1
+    while i < n:
+        end = min(i + batch, n)
+        _trials_f(S, P, none, zeros, zeros, flat, offsets[i:end], offsets[i + 1:end + 1], values[:end - i], work)
+        for t in range(end - i):
+            if values[t] < S[8][0] - 1e-9:
+                state_apply(S, P, none, flat[offsets[i + t]:offsets[i + t + 1]], work[0][0])
+                changed, end = True, i + t + 1
+                break
+        i = end
     return changed
 
 
 @njit(cache=True)
-def move_each(S, P, order, nb_flat, nb_offsets, scratch):
+def move_each(S, P, order, nb_flat, nb_offsets, work):
     """optimize._move_seeds: each seed j of ``order`` still chosen moves to the free neighbour
     (nb_flat[nb_offsets[j]:nb_offsets[j + 1]], in that order) of lowest F when that lowers F by more than 1e-9
     (the first of equal ones). True if any moved."""
     x = S[0]
-    zero = np.zeros(scratch.size // 2, dtype=np.float32)
-    tm, counts = np.empty(3 + len(S[2])), np.empty(3, np.int64)
-    add, remove = np.empty(1, np.int64), np.empty(1, np.int64)
+    most = np.max(nb_offsets[1:] - nb_offsets[:-1])
+    free, values, lo, hi = np.empty(most, np.int64), np.empty(most), np.zeros(most, np.int64), np.ones(most, np.int64)
+    up = np.arange(most + 1)
+    remove = np.empty(1, np.int64)
     changed = False
     for j in order:
         if not x[j]:
             continue
-        remove[0], best, best_value, n_seeds = j, -1, S[8][0], x.sum()
+        n = 0
         for i in range(nb_offsets[j], nb_offsets[j + 1]):
-            c = nb_flat[i]
-            if x[c]:
-                continue
-            add[0] = c
-            value = _trial_f(S, P, add, remove, n_seeds, tm, counts, scratch, zero)
-            if value < best_value - 1e-9:
-                best, best_value = c, value
+            free[n] = nb_flat[i]
+            n += not x[nb_flat[i]]
+        if n == 0:
+            continue
+        remove[0] = j
+        _trials_f(S, P, free, up[:n], up[1:n + 1], remove, lo[:n], hi[:n], values[:n], work)
+        best, best_value = -1, S[8][0]
+        for t in range(n):
+            if values[t] < best_value - 1e-9:
+                best, best_value = t, values[t]
         if best >= 0:
-            add[0] = best
-            state_apply(S, P, add, remove, scratch)
+            state_apply(S, P, free[best:best + 1], remove, work[0][0])
             changed = True
     return changed
 
@@ -806,19 +859,20 @@ def move_each(S, P, order, nb_flat, nb_offsets, scratch):
 def greedy_pick(S, P, with_v200):
     """optimize._Problem.greedy_pick: the free candidate of best coverage gain - 0.25 hot-spot growth - OAR overdose
     growth / (k limit) - 0.2 max gain if it opens a needle; -1 if none is free."""
-    x, per, doses = S[0], S[1], S[2]
-    mats, needle_of, goal, limits, k_oar = P[0], P[2], P[8], P[9], P[10]
+    x, per, dose = S[0], S[1], S[2]
+    mats, starts, needle_of, caps, goal, limits, k_oar = P[0], P[1], P[2], P[4], P[8], P[9], P[10]
     free = np.flatnonzero(~x)
     if free.size == 0:
         return -1
     gain, hot, over = np.empty(free.size), np.empty(free.size), np.empty(free.size)
-    greedy_scores(doses[0], mats[0], free, goal[0], with_v200, gain, hot)
+    greedy_scores(dose[:starts[1]], mats, 0, free, goal[0], with_v200, gain, hot)
     score = gain - 0.25 * hot
-    for q in range(1, len(doses)):
-        if doses[q].size:  # the points one seed can lift over the limit
-            v = doses[q]
-            overdose_growth(v, mats[q], free, np.flatnonzero(v + P[4][q] >= np.float32(limits[q - 1])), limits[q - 1],
-                            over)
+    for q in range(1, starts.size - 1):
+        s0, s1 = starts[q], starts[q + 1]
+        if s1 > s0:  # the points one seed can lift over the limit
+            v = dose[s0:s1]
+            near = np.flatnonzero(v + caps[s0:s1] >= np.float32(limits[q - 1]))
+            overdose_growth(v, mats, s0, free, near, limits[q - 1], over)
             score -= over / (k_oar[q - 1] * limits[q - 1])
     most = max(gain.max(), 1e-12)
     for i in range(free.size):

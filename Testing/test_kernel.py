@@ -215,14 +215,14 @@ def test_compiled_greedy_scores_equal_the_numpy_sums():
         problem = SimpleNamespace(rx=120.0, goals=SimpleNamespace(v200_max_pct=v200))
         gain, hot = _Problem._greedy_terms(problem, dose, mat[free])
         g, h = np.empty(free.size), np.empty(free.size)
-        kernel.numba_kernels().greedy_scores(dose, mat, free, 120.0, v200 is not None, g, h)
+        kernel.numba_kernels().greedy_scores(dose, mat, 0, free, 120.0, v200 is not None, g, h)
         assert np.allclose(g, gain, rtol=1e-5) and np.allclose(h, hot, rtol=1e-12)
     over, near = np.empty(free.size), np.empty(free.size)
-    kernel.numba_kernels().overdose_growth(dose, mat, free, np.arange(dose.size), 150.0, over)
+    kernel.numba_kernels().overdose_growth(dose, mat, 0, free, np.arange(dose.size), 150.0, over)
     want = (np.maximum(dose + mat[free] - 150.0, 0) - np.maximum(dose - 150.0, 0)).sum(axis=1)
     assert np.allclose(over, want, rtol=1e-5)
     # only the points one row can lift over the limit (as the compiled greedy step takes them): the same sums
-    kernel.numba_kernels().overdose_growth(dose, mat, free, np.flatnonzero(dose + mat.max(axis=0) >= 150.0), 150.0,
+    kernel.numba_kernels().overdose_growth(dose, mat, 0, free, np.flatnonzero(dose + mat.max(axis=0) >= 150.0), 150.0,
                                            near)
     assert np.allclose(near, want, rtol=1e-5) and not np.array_equal(near, np.zeros_like(near))
 

@@ -218,14 +218,18 @@ class _State:
         if problem.compiled is None:
             self.value, self.terms = problem.objective(self.dose, self.x.sum(), (self.per_needle > 0).sum())
         else:
-            self._link([np.empty(3 + len(problem.names)), *np.full((2, len(problem.names)), np.nan, np.float32),
+            self._link(np.concatenate([self.dose[k] for k in problem.names]),
+                       [np.empty(3 + len(problem.names)), *np.full((2, len(problem.names)), np.nan, np.float32),
                         np.empty((len(problem.names), problem.scratch.size // 2), np.int64),
                         np.zeros(len(problem.names), np.int64), np.empty(2)])
             problem.compiled.state_refresh(self.arrays, problem.constants, problem.scratch)
             self.sync()
 
-    def _link(self, rest):
-        self.arrays = (self.x, self.per_needle, tuple(self.dose[k] for k in self.p.names), *rest)
+    def _link(self, dose, rest):
+        """The compiled state on the structures' doses side by side (``dose``; ``self.dose`` views of it)."""
+        starts = self.p.constants[1]
+        self.dose = {k: dose[starts[q]:starts[q + 1]] for q, k in reversed(list(enumerate(self.p.names)))}
+        self.arrays = (self.x, self.per_needle, dose, *rest)
 
     def sync(self):
         """``value`` and ``terms`` from the compiled state's metrics (the same dict as the numpy path's)."""
@@ -271,7 +275,7 @@ class _State:
         other.p, other.x, other.dose = self.p, self.x.copy(), {k: v.copy() for k, v in self.dose.items()}
         other.per_needle, other.value, other.terms = self.per_needle.copy(), self.value, dict(self.terms)
         if self.p.compiled is not None:
-            other._link([a.copy() for a in self.arrays[3:]])
+            other._link(self.arrays[2].copy(), [a.copy() for a in self.arrays[3:]])
         return other
 
     def apply(self, add, remove, result):
@@ -313,7 +317,6 @@ class _Problem:
         self.ranks = np.array([int(np.floor(0.1 * sizes[0]))]
                               + [max(n - k, 0) for n, k in zip(sizes[1:], self.k_oar.values())], dtype=np.int64)
         self.compiled = kernel.numba_kernels() if kernel.resolve() == "compiled" else None
-        self.seg_mats = tuple(self.mats[k] for k in self.names)
         # float32 levels, as numpy compares the float32 doses with f * Rx
         self.levels = np.array([f * self.rx for f in self.LEVELS], dtype=np.float32)
         self.scratch = np.empty(2 * max(sizes), dtype=np.float32)
@@ -323,16 +326,21 @@ class _Problem:
         if self.compiled is not None:  # the problem as the compiled search takes it (kernel_numba)
             # the organs at risk's largest candidate dose at each point: points that one added seed cannot lift into
             # a state's window are left out of its trials (pruned: OARs, whose metrics have no floor)
-            caps = tuple(self.mats[k].max(axis=0, initial=0.0) for k in self.names)
+            # the structures side by side (an organ with two limits twice)
+            mats = np.concatenate([self.mats[k] for k in self.names], axis=1)
+            starts = np.cumsum([0, *sizes], dtype=np.int64)
             self.pruned = np.arange(len(self.names)) > 0
             g, w = goals, weights
             goal = np.array([self.rx, self.floors[0], g.v100_min_pct, g.v150_max_pct,
                              np.nan if g.v200_max_pct is None else g.v200_max_pct, g.safety_pct,
                              w.violation, w.needle, w.hot, w.oar])
-            self.constants = (self.seg_mats, np.array([self.names.index(k) for k in self.names], dtype=np.int64),
-                              np.asarray(self.needle_of, dtype=np.int64), self.ranks, caps, self.pruned, self.floors,
+            self.constants = (mats, starts, np.asarray(self.needle_of, dtype=np.int64), self.ranks,
+                              mats.max(axis=0, initial=0.0), self.pruned, self.floors,
                               self.levels, goal, np.array([limit for _, limit in self.limits], dtype=float),
                               np.array(list(self.k_oar.values()), dtype=np.int64))
+            self.work = self.compiled.search_work(self.scratch.size, len(self.names))
+            # removals tried together (in parallel; those after a kept one again): none wasted on one thread
+            self.batch = 1 if len(self.work[0]) == 1 else 2 * len(self.work[0])
 
     def metrics(self, dose):
         """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
@@ -357,8 +365,8 @@ class _Problem:
             return {key: np.array([r[key] for r in rows]) for key in [*self.level_keys, *self.value_keys]}
         n = len(adds)
         counts, out = np.empty((n, len(self.LEVELS)), dtype=np.int64), np.empty((n, len(self.names)))
-        _, _, doses, _, lo, hi, act, n_act, _ = state.arrays
-        self.compiled.trial_order_stats(doses, self.seg_mats, adds, removes, self.ranks, lo, hi, act, n_act,
+        _, _, dose, _, lo, hi, act, n_act, _ = state.arrays
+        self.compiled.trial_order_stats(dose, *self.constants[:2], adds, removes, self.ranks, lo, hi, act, n_act,
                                         self.pruned, self.floors, self.levels, counts, out, self.scratch)
         m = len(state.dose["CTV"])
         return {**dict(zip(self.level_keys, 100.0 * counts.T / m)), **dict(zip(self.value_keys, out.T))}
@@ -533,7 +541,7 @@ def _remove_each_if_better(state, removals):
         if not removals:
             return False
         changed = p.compiled.remove_each(state.arrays, p.constants, np.concatenate(removals).astype(np.int64),
-                                         np.cumsum([0, *map(len, removals)], dtype=np.int64), p.scratch)
+                                         np.cumsum([0, *map(len, removals)], dtype=np.int64), p.batch, p.work)
         state.sync()
         return changed
     changed, i = False, 0
@@ -556,7 +564,7 @@ def _move_seeds(state, rng, neighbours):
     arrays per candidate, the same flat, their offsets in it)."""
     order, p = rng.permutation(np.flatnonzero(state.x)), state.p
     if p.compiled is not None:
-        changed = p.compiled.move_each(state.arrays, p.constants, order.astype(np.int64), *neighbours[1:], p.scratch)
+        changed = p.compiled.move_each(state.arrays, p.constants, order.astype(np.int64), *neighbours[1:], p.work)
         state.sync()
         return changed
     changed, neighbours = False, neighbours[0]
