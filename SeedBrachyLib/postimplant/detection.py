@@ -5,14 +5,12 @@ Method (CT values HU, lengths mm, positions RAS):
 1. The series: pixel spacing and orientation from the grid; slice thickness from the caller (DICOM
    SliceThickness) or estimated from how much noise neighbouring slices share (overlapping and
    interpolated series share it); the top of the stored range from a plateau at 3071/4095 HU; the
-   in-plane blur from the caller or, with the shape of the slice sensitivity profile, the one whose
-   seed images fit the series' own seed-sized objects best (0.3-0.6 mm; profiles of FWHM about the
-   thickness with sharp or soft edges). :mod:`.seed_model` turns these into the image one seed makes.
+   in-plane blur from the caller or a typical 0.45 mm. :mod:`.seed_model` turns these into the image
+   one seed makes.
 2. One seed's mass (HU mm^3, the integral of CT number above the surroundings, conserved by blur and
-   partial volume) is the most common fitted mass of the seed-sized objects that one seed explains well,
-   gathered at 2000 HU (bone does not reach it) and lower levels; the faintest a seed of that mass can
-   look in this series (worst orientation and sub-voxel position) sets the level at which objects are
-   cut: half of it above soft tissue.
+   partial volume) is fitted on the objects above 2000 HU that one seed explains well (bone does not
+   reach 2000 HU); the faintest a seed of that mass can look in this series (worst orientation and
+   sub-voxel position) sets the level at which objects are cut: half of it above soft tissue.
 3. Every object is examined with the forward model: k seeds (positions, axes, masses) and a constant
    background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
    seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
@@ -63,13 +61,6 @@ _THICKNESS_FACTORS = (1.0, 1.5, 2.0, 2.5)  # slice thickness / increment tried w
 # (marker length mm, share of the mass in it) tried: silver rod 3 mm, tungsten or gold 3.7-4 mm, no dense marker
 _SEED_PROFILES = ((3.0, 0.75), (4.0, 0.75), (4.5, 0.0))
 _SERIES_OBJECTS = 4  # objects fitted per thickness and marker length tried
-_PSF_CHOICES = (0.3, 0.375, 0.525, 0.6)  # in-plane blur sigma (mm) tried besides DEFAULT_PSF_MM when not given
-# slice sensitivity profile (rectangle width, Gaussian edge sigma), fractions of the thickness, tried besides
-# the default (0.9, 0.25): a sharp-edged profile of FWHM the thickness, a narrower one, a wider soft one
-_SSP_SHAPES = ((1.0, 0.12), (0.8, 0.15), (1.0, 0.3))
-_RESPONSE_OBJECTS = 8  # objects fitted per blur and profile tried
-_POOL_FRACTION = 0.75  # of the faintest peak of a default seed (above soft tissue): lowest level objects are pooled
-_MASS_OBJECTS = 40  # pooled objects fitted for one seed's mass
 _PEAK_FRACTION = 0.8  # of the faintest seed's peak (above soft tissue): dimmer objects are not seeds
 _MAX_DEPTH = 3  # times an unexplained object is looked at again at a higher level
 _MIN_MASS = 0.35  # objects lighter than this many seed masses are not seeds
@@ -314,12 +305,9 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     report(progress, 0.0, "seed detection: series")
     ctx, series_text = _context(values, grid, slice_thickness_mm, psf_mm)
     report(progress, 0.1, "seed detection: one seed's mass")
-    n_calibrated = _calibrate(ctx, slice_thickness_mm is not None, psf_mm is not None)
+    n_calibrated = _calibrate(ctx, slice_thickness_mm is not None)
     if slice_thickness_mm is None:
         series_text += f", seed images fit best at {ctx.model.thickness_mm:.2f} mm"
-    if psf_mm is None and n_calibrated:
-        series_text += f", in-plane blur {ctx.model.psf_mm:.2f} mm fits them best"
-    series_text += f"; slice profile {ctx.model.ssp[0]:.2f} mm wide, edges sigma {ctx.model.ssp[1]:.2f} mm"
     series_text += (f"; seed marker {ctx.model.length_mm:.1f} mm" if ctx.model.marker_fraction else
                     "; seed without a dense marker")
     level = float(threshold_hu) if threshold_hu is not None else ctx.soft + 0.5 * _faintest_seen(ctx)
@@ -387,20 +375,16 @@ def _context(values, grid, thickness, psf):
     return ctx, text
 
 
-def _calibrate(ctx, thickness_given, psf_given):
-    """The series' seed image and one seed's mass (HU mm^3), from the objects of a seed's size. Objects are
-    gathered at 2000 HU (no bone reaches it) and lower levels (thick slices bring single seeds under 2000 HU,
-    down to ``_POOL_FRACTION`` of the faintest peak a seed of the default mass has in this series). Seed
-    image: the seed's marker and, without a given slice thickness, the thickness whose seed images fit best
-    the brightest objects of the most common data mass (touching pairs and bundles are brighter, so the
-    brightest objects would be groups); then the in-plane blur (when not given) and the slice profile's
-    shape, one at a time. Mass: the most common (the mode of the log) fitted mass of the pooled objects that
-    one seed fits well: a fitted mass, unlike a sum over voxels, is little moved by metal streaks."""
+def _calibrate(ctx, thickness_given):
+    """One seed's mass (HU mm^3) from the objects of a seed's size that one seed explains. Objects are
+    gathered at 2000 HU (no bone reaches it) and lower levels (thick slices bring single seeds under 2000 HU),
+    and the most common mass among them (the mode of the log masses) is taken as one seed's: touching
+    pairs and bundles are brighter, so the brightest objects would be groups, not single seeds. Without a
+    given slice thickness, the thickness whose seed images fit these objects best replaces the estimate from
+    the noise."""
     top = float(ctx.values.max())
     pooled, centres = [], []
-    levels = sorted({*_CALIBRATION_LEVELS, min(_CALIBRATION_LEVELS[-1], ctx.soft + _POOL_FRACTION * ctx.faint)},
-                    reverse=True)
-    for level in levels:
+    for level in _CALIBRATION_LEVELS:
         if level >= top - 100:
             continue
         for kji in _objects(ctx.values, level):
@@ -416,55 +400,41 @@ def _calibrate(ctx, thickness_given, psf_given):
                     and _extent(ctx, block, mask, coords, bg) <= SEED_LENGTH_MM + 2.0:
                 pooled.append((block, mask, coords, bg, data_mass, float(block[mask].max())))
                 centres.append(centre)
-    if not pooled:
+    chosen = []
+    if pooled:
+        logs = np.log([c[4] for c in pooled])
+        grid = np.linspace(logs.min(), logs.max(), 200)
+        density = np.exp(-0.5 * ((grid[:, None] - logs[None]) / _MODE_BANDWIDTH) ** 2).sum(1)
+        mode = grid[int(np.argmax(density))]
+        near = [c for c, v in zip(pooled, logs) if abs(v - mode) < 2 * _MODE_BANDWIDTH]
+        chosen = [c[:5] for c in sorted(near, key=lambda c: -c[5])[:_CALIBRATION_OBJECTS]]
+    if not chosen:
         ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
         return 0
-    logs = np.log([c[4] for c in pooled])
-    mode = _mode(logs)
-    near = [c for c, v in zip(pooled, logs) if abs(v - mode) < 2 * _MODE_BANDWIDTH]
-    chosen = [c[:5] for c in sorted(near, key=lambda c: -c[5])[:_CALIBRATION_OBJECTS]]
-    # the seed's marker length (seed models differ) and, when not given, the slice thickness
+    # the seed's marker length (seed models differ) and, when not given, the slice thickness: those whose
+    # seed images fit the brightest objects best
     thicknesses = [ctx.model.thickness_mm] if thickness_given else \
         [f * ctx.grid.spacing[2] for f in _THICKNESS_FACTORS]
-    candidates = [dataclasses.replace(ctx.model, thickness_mm=thickness, length_mm=length, marker_fraction=fraction)
-                  for thickness in thicknesses for length, fraction in _SEED_PROFILES]
-    best = _best_response(ctx, candidates, chosen[:_SERIES_OBJECTS])
-    # then the system response: the in-plane blur (when not given), then the slice sensitivity profile's shape
-    if not psf_given:
-        best = _best_response(ctx, [best] + [dataclasses.replace(best, psf_mm=p) for p in _PSF_CHOICES],
-                              chosen[:_RESPONSE_OBJECTS])
-    ctx.model = _best_response(ctx, [best] + [dataclasses.replace(best, ssp_width=w, ssp_edge=e)
-                                              for w, e in _SSP_SHAPES], chosen[:_RESPONSE_OBJECTS])
+    best = None
+    for thickness in thicknesses:
+        for length, fraction in _SEED_PROFILES:
+            ctx.model = dataclasses.replace(ctx.model, thickness_mm=thickness, length_mm=length,
+                                            marker_fraction=fraction)
+            cost = float(np.median([_calibration_fit(ctx, *c)[1] for c in chosen[:_SERIES_OBJECTS]]))
+            if best is None or cost < best[0]:
+                best = (cost, ctx.model)
+    ctx.model = best[1]
     masses = []
-    for c in pooled[:_MASS_OBJECTS]:
-        fit, residual, _k = _calibration_fit(ctx, *c[:5])
+    for c in chosen:
+        fit, residual, k = _calibration_fit(ctx, *c)
         if residual <= _MAX_RESIDUAL:
-            masses.append((float(fit.masses[0]), c[4]))
+            masses += [(float(m), c[4] / k) for m in fit.masses]
     if len(masses) >= 3:
         masses = np.array(masses)
-        logs = np.log(masses[:, 0])
-        near = np.abs(logs - _mode(logs)) < 2 * _MODE_BANDWIDTH
-        ctx.mass = float(np.median(masses[near, 0]))
-        ctx.data_mass = float(np.median(masses[near, 1]))
+        ctx.mass = float(np.median(masses[:, 0]))
+        ctx.data_mass = float(np.median(masses[:, 1]))
     ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
     return len(masses)
-
-
-def _mode(logs):
-    """The mode of a sample (Gaussian kernel density of bandwidth ``_MODE_BANDWIDTH``)."""
-    grid = np.linspace(logs.min(), logs.max(), 200)
-    density = np.exp(-0.5 * ((grid[:, None] - logs[None]) / _MODE_BANDWIDTH) ** 2).sum(1)
-    return float(grid[int(np.argmax(density))])
-
-
-def _best_response(ctx, models, objects):
-    """Of the seed image ``models``, the one whose one-seed fits to ``objects`` have the smallest median
-    relative residual (ties: the first)."""
-    costs = []
-    for model in models:
-        ctx.model = model
-        costs.append(float(np.median([_calibration_fit(ctx, *c)[1] for c in objects])))
-    return models[int(np.argmin(costs))]
 
 
 def _calibration_fit(ctx, block, mask, coords, bg, data_mass):
