@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..grid import Grid
 from ..itk_image import grid_from_image, to_sitk
+from ..structures import mask_box
 
 CLIP_HU = (-1000.0, 2000.0)
 SOFT_TISSUE_HU = (-200.0, 300.0)  # fat to enhanced soft tissue: a CT in HU has plenty of these
@@ -219,11 +220,9 @@ def mask_corners(mask):
 
 def _box_corners(image, selected):
     size = np.asarray(image.GetSize()) - 1
-    # the selected index range along each axis (I, J, K), from the projections (no list of voxels)
-    spans = [np.flatnonzero(selected.any(axis=tuple(a for a in range(3) if a != axis))) for axis in (2, 1, 0)]
-    if len(spans[0]):
-        lo = np.maximum(np.array([s[0] for s in spans]) - 1, 0)
-        hi = np.minimum(np.array([s[-1] for s in spans]) + 1, size)
+    if selected.any():  # the selected index range (I, J, K), one voxel wider
+        lo, hi = mask_box(selected)
+        lo, hi = np.maximum(lo - 1, 0), np.minimum(hi + 1, size)
     else:
         lo, hi = 0 * size, size
     idx = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
