@@ -29,6 +29,29 @@ EDGE_MM = 0.4  # partial-volume edge width of every solid
 TARGET = np.array([-35.0, 10.0, 20.0])  # mediastinal (right paratracheal) node centre, mm RAS
 
 
+# The neck phantom is invariant along S apart from the node, and the node is full of seeds (masked
+# out of the metric): a real neck has anatomy that changes along S. These soft-edged ellipsoids (mm,
+# RAS; HU added) give the test images that, identically in both CTs.
+NECK_LANDMARKS = [
+    ((-35.0, 10.0, -30.0), (6.0, 8.0, 10.0), -130.0),  # fat lobule
+    ((-25.0, -5.0, 25.0), (5.0, 5.0, 8.0), 60.0),
+    ((15.0, 30.0, -10.0), (7.0, 5.0, 6.0), 80.0),  # thyroid-like
+    ((-40.0, -10.0, 5.0), (4.0, 4.0, 12.0), 300.0),  # calcified
+    ((30.0, -25.0, 30.0), (6.0, 5.0, 7.0), -120.0),
+    ((45.0, 20.0, -30.0), (5.0, 5.0, 6.0), 70.0),
+]
+
+
+def neck_landmarks(ct, grid):
+    """``ct`` (HU [k, j, i] on ``grid``) as float32 with :data:`NECK_LANDMARKS` added (HU)."""
+    out = ct.astype(np.float32)
+    pts = grid.points()
+    for center, semi, hu in NECK_LANDMARKS:
+        r = np.linalg.norm((pts - center) / semi, axis=-1)  # 1 on the surface
+        out += hu / (1.0 + np.exp((r - 1.0) * min(semi) / 0.5))  # ~0.5 mm edge (partial volume)
+    return out
+
+
 def rigid(rotvec_deg, shift_mm, about=(0.0, 0.0, 0.0)):
     """4x4 RAS rigid map: rotation (rotation vector, degrees) about point ``about`` (mm), then ``shift_mm``."""
     m = np.eye(4)

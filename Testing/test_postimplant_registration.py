@@ -129,32 +129,10 @@ def test_metal_mask_covers_the_margin_in_mm():
 
 
 # ------------------------------------------------------------------ registration accuracy
-# The neck phantom is invariant along S apart from the node, and the node is full of seeds (masked
-# out of the metric): a real neck has anatomy that changes along S. These soft-edged ellipsoids (mm,
-# RAS; HU added) give the test images that, identically in both CTs.
-LANDMARKS = [
-    ((-35.0, 10.0, -30.0), (6.0, 8.0, 10.0), -130.0),  # fat lobule
-    ((-25.0, -5.0, 25.0), (5.0, 5.0, 8.0), 60.0),
-    ((15.0, 30.0, -10.0), (7.0, 5.0, 6.0), 80.0),  # thyroid-like
-    ((-40.0, -10.0, 5.0), (4.0, 4.0, 12.0), 300.0),  # calcified
-    ((30.0, -25.0, 30.0), (6.0, 5.0, 7.0), -120.0),
-    ((45.0, 20.0, -30.0), (5.0, 5.0, 6.0), 70.0),
-]
-
-
-def _with_landmarks(ct, grid):
-    out = ct.astype(np.float32)
-    pts = grid.points()
-    for center, semi, hu in LANDMARKS:
-        r = np.linalg.norm((pts - center) / semi, axis=-1)  # 1 on the surface
-        out += hu / (1.0 + np.exp((r - 1.0) * min(semi) / 0.5))  # ~0.5 mm edge (partial volume)
-    return out
-
-
 @pytest.fixture(scope="module")
 def case():
     case = neck_phantom(noise_hu=10.0, seed=1)
-    case.ct = _with_landmarks(case.ct, case.grid)
+    case.ct = phantoms.neck_landmarks(case.ct, case.grid)
     return case
 
 
@@ -170,7 +148,7 @@ def _post_ct(post_to_pre, random_seed, direction=None):
                                          random_seed=random_seed)
     scan = synthetic_ct.post_implant_ct(seeds, spacing_mm=(0.9, 0.9, 2.0), direction=direction,
                                         random_seed=random_seed)
-    rendered = _with_landmarks(scan.ct, scan.grid)
+    rendered = phantoms.neck_landmarks(scan.ct, scan.grid)
     post = resample(rendered, scan.grid, scan.grid, post_to_pre, "linear", -1000.0)
     return post, scan.grid, map_points(np.linalg.inv(post_to_pre), [s.position for s in seeds])
 
