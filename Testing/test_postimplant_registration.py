@@ -216,9 +216,16 @@ def test_metal_mask_covers_every_seed_and_spares_the_vertebra(thickness_mm):
     assert mask[scan.masks["Bone"]].mean() < 0.01
 
 
-def test_carried_contours_land_on_the_target_in_the_post_implant_ct(case):
+@pytest.fixture(scope="module")
+def moved():
+    """(post_to_pre truth, post-implant CT, its grid): one pair for the carried-contour and repeatability tests."""
     truth = _rigid([0.0, 8.0, 0.0], [10.0, -5.0, 15.0])
     post_ct, post_grid, _ = _post_ct(truth, 2)
+    return truth, post_ct, post_grid
+
+
+def test_carried_contours_land_on_the_target_in_the_post_implant_ct(case, moved):
+    truth, post_ct, post_grid = moved
     result = register_post_to_pre(case.ct, case.grid, post_ct, post_grid)
     carried = carry_mask(case.masks["GTV"], case.grid, post_grid, result.post_to_pre)
     exact = resample(case.masks["GTV"], case.grid, post_grid, truth, "linear")
@@ -229,12 +236,11 @@ def test_carried_contours_land_on_the_target_in_the_post_implant_ct(case):
     assert dice > 0.97 and centroid_error < 0.5
 
 
-def test_identical_calls_give_identical_transforms_and_leave_the_thread_setting(case):
+def test_identical_calls_give_identical_transforms_and_leave_the_thread_setting(case, moved):
     """The metric's samples are seeded, and its threaded sums (Mattes' joint histogram) must not depend on
     which thread finishes first: two identical calls in one process give the same matrix to the last bit
     (on several threads they differed, up to 1 mm, before the metric ran on one thread)."""
-    truth = _rigid([0.0, 8.0, 0.0], [10.0, -5.0, 15.0])
-    post_ct, post_grid, _ = _post_ct(truth, 2)
+    _, post_ct, post_grid = moved
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     first, second = (register_post_to_pre(case.ct, case.grid, post_ct, post_grid, schedule_mm=(8.0, 4.0), n_starts=2)
                      for _ in range(2))
