@@ -5,12 +5,14 @@ Method (CT values HU, lengths mm, positions RAS):
 1. The series: pixel spacing and orientation from the grid; slice thickness from the caller (DICOM
    SliceThickness) or estimated from how much noise neighbouring slices share (overlapping and
    interpolated series share it); the top of the stored range from a plateau at 3071/4095 HU; the
-   in-plane blur from the caller or a typical 0.45 mm. :mod:`.seed_model` turns these into the image
-   one seed makes.
+   in-plane blur from the caller or, with the shape of the slice sensitivity profile, the one whose
+   seed images fit the series' own seed-sized objects best (0.3-0.6 mm; profiles of FWHM about the
+   thickness with sharp or soft edges). :mod:`.seed_model` turns these into the image one seed makes.
 2. One seed's mass (HU mm^3, the integral of CT number above the surroundings, conserved by blur and
-   partial volume) is fitted on the objects above 2000 HU that one seed explains well (bone does not
-   reach 2000 HU); the faintest a seed of that mass can look in this series (worst orientation and
-   sub-voxel position) sets the level at which objects are cut: half of it above soft tissue.
+   partial volume) is the most common fitted mass of the seed-sized objects that one seed explains well,
+   gathered at 2000 HU (bone does not reach it) and lower levels; the faintest a seed of that mass can
+   look in this series (worst orientation and sub-voxel position) sets the level at which objects are
+   cut: half of it above soft tissue.
 3. Every object is examined with the forward model: k seeds (positions, axes, masses) and a constant
    background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
    seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
@@ -20,8 +22,11 @@ Method (CT values HU, lengths mm, positions RAS):
    it better (same residual score) with more mass than any group of seeds holds, or clearly better (half
    the residual sum of squares) with more mass than one seed holds, it is a gold fiducial or other dense
    metal (on a clipped scale such a rod and a bundle of seeds both look flat-topped; their unclipped
-   masses differ). Objects too faint, too heavy for their length, too long (a clip, a needle)
-   or not explained by seeds (cortex, calcifications) are rejected with the reason.
+   masses differ); so is it on slices up to 3 mm when the rod fits better than the seeds and holds more mass
+   than they do. The level under an object is carried in from around it; on an edge (skin, lung, bone: that
+   level varies by more than 200 HU over the object) it is carried in again from every voxel where one seed
+   fitted to the object leaves the image, less that seed. Objects too faint, too heavy for their length, too
+   long (a clip, a needle) or not explained by seeds (cortex, calcifications) are rejected with the reason.
 4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), 0-1: the raw score
    while ``_CALIBRATION`` is None (a logistic map fitted on the TUNING phantoms, :func:`calibrated`, is
    not in use: see ``_CALIBRATION``); seeds under ``review_below``, and seeds placed only to meet a
@@ -61,6 +66,13 @@ _THICKNESS_FACTORS = (1.0, 1.5, 2.0, 2.5)  # slice thickness / increment tried w
 # (marker length mm, share of the mass in it) tried: silver rod 3 mm, tungsten or gold 3.7-4 mm, no dense marker
 _SEED_PROFILES = ((3.0, 0.75), (4.0, 0.75), (4.5, 0.0))
 _SERIES_OBJECTS = 4  # objects fitted per thickness and marker length tried
+_PSF_CHOICES = (0.3, 0.375, 0.525, 0.6)  # in-plane blur sigma (mm) tried besides DEFAULT_PSF_MM when not given
+# slice sensitivity profile (rectangle width, Gaussian edge sigma), fractions of the thickness, tried besides
+# the default (0.9, 0.25): a sharp-edged profile of FWHM the thickness, a narrower one, a wider soft one
+_SSP_SHAPES = ((1.0, 0.12), (0.8, 0.15), (1.0, 0.3))
+_RESPONSE_OBJECTS = 8  # objects fitted per blur and profile tried
+_POOL_FRACTION = 0.75  # of the faintest peak of a default seed (above soft tissue): lowest level objects are pooled
+_MASS_OBJECTS = 40  # pooled objects fitted for one seed's mass
 _PEAK_FRACTION = 0.8  # of the faintest seed's peak (above soft tissue): dimmer objects are not seeds
 _MAX_DEPTH = 3  # times an unexplained object is looked at again at a higher level
 _MIN_MASS = 0.35  # objects lighter than this many seed masses are not seeds
@@ -88,6 +100,11 @@ _ROD_RADII = (0.4, 0.6)  # mm
 _ROD_MASS_STARTS = (1.0, 4.0)  # times the mass in the data
 _ROD_CLEARLY = 0.5  # a rod whose residual sum of squares is under this share of the k seeds' explains it clearly
 _BRIGHTER = 1.5  # an object's peak more than this times that of the seeds fitted to it: not seeds
+# a rod that fits better than the k seeds, with more mass than they hold, is dense metal on slices up to this
+# thickness (mm); on thicker slices a group of seeds, its length hidden by the slice profile, can fit a rod as well
+_ROD_THIN_MM = 3.0
+_EDGE_HU = 200.0  # range of the carried-in background over an object beyond which it lies on an edge (HU)
+_CLEAN_FRACTION = 0.05  # of an object's contrast: voxels where one fitted seed's image is under it show the level
 
 
 @dataclass(frozen=True)
@@ -305,9 +322,12 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     report(progress, 0.0, "seed detection: series")
     ctx, series_text = _context(values, grid, slice_thickness_mm, psf_mm)
     report(progress, 0.1, "seed detection: one seed's mass")
-    n_calibrated = _calibrate(ctx, slice_thickness_mm is not None)
+    n_calibrated = _calibrate(ctx, slice_thickness_mm is not None, psf_mm is not None)
     if slice_thickness_mm is None:
         series_text += f", seed images fit best at {ctx.model.thickness_mm:.2f} mm"
+    if psf_mm is None and n_calibrated:
+        series_text += f", in-plane blur {ctx.model.psf_mm:.2f} mm fits them best"
+    series_text += f"; slice profile {ctx.model.ssp[0]:.2f} mm wide, edges sigma {ctx.model.ssp[1]:.2f} mm"
     series_text += (f"; seed marker {ctx.model.length_mm:.1f} mm" if ctx.model.marker_fraction else
                     "; seed without a dense marker")
     level = float(threshold_hu) if threshold_hu is not None else ctx.soft + 0.5 * _faintest_seen(ctx)
@@ -375,16 +395,20 @@ def _context(values, grid, thickness, psf):
     return ctx, text
 
 
-def _calibrate(ctx, thickness_given):
-    """One seed's mass (HU mm^3) from the objects of a seed's size that one seed explains. Objects are
-    gathered at 2000 HU (no bone reaches it) and lower levels (thick slices bring single seeds under 2000 HU),
-    and the most common mass among them (the mode of the log masses) is taken as one seed's: touching
-    pairs and bundles are brighter, so the brightest objects would be groups, not single seeds. Without a
-    given slice thickness, the thickness whose seed images fit these objects best replaces the estimate from
-    the noise."""
+def _calibrate(ctx, thickness_given, psf_given):
+    """The series' seed image and one seed's mass (HU mm^3), from the objects of a seed's size. Objects are
+    gathered at 2000 HU (no bone reaches it) and lower levels (thick slices bring single seeds under 2000 HU,
+    down to ``_POOL_FRACTION`` of the faintest peak a seed of the default mass has in this series). Seed
+    image: the seed's marker and, without a given slice thickness, the thickness whose seed images fit best
+    the brightest objects of the most common data mass (touching pairs and bundles are brighter, so the
+    brightest objects would be groups); then the in-plane blur (when not given) and the slice profile's
+    shape, one at a time. Mass: the most common (the mode of the log) fitted mass of the pooled objects that
+    one seed fits well: a fitted mass, unlike a sum over voxels, is little moved by metal streaks."""
     top = float(ctx.values.max())
     pooled, centres = [], []
-    for level in _CALIBRATION_LEVELS:
+    levels = sorted({*_CALIBRATION_LEVELS, min(_CALIBRATION_LEVELS[-1], ctx.soft + _POOL_FRACTION * ctx.faint)},
+                    reverse=True)
+    for level in levels:
         if level >= top - 100:
             continue
         for kji in _objects(ctx.values, level):
@@ -400,41 +424,55 @@ def _calibrate(ctx, thickness_given):
                     and _extent(ctx, block, mask, coords, bg) <= SEED_LENGTH_MM + 2.0:
                 pooled.append((block, mask, coords, bg, data_mass, float(block[mask].max())))
                 centres.append(centre)
-    chosen = []
-    if pooled:
-        logs = np.log([c[4] for c in pooled])
-        grid = np.linspace(logs.min(), logs.max(), 200)
-        density = np.exp(-0.5 * ((grid[:, None] - logs[None]) / _MODE_BANDWIDTH) ** 2).sum(1)
-        mode = grid[int(np.argmax(density))]
-        near = [c for c, v in zip(pooled, logs) if abs(v - mode) < 2 * _MODE_BANDWIDTH]
-        chosen = [c[:5] for c in sorted(near, key=lambda c: -c[5])[:_CALIBRATION_OBJECTS]]
-    if not chosen:
+    if not pooled:
         ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
         return 0
-    # the seed's marker length (seed models differ) and, when not given, the slice thickness: those whose
-    # seed images fit the brightest objects best
+    logs = np.log([c[4] for c in pooled])
+    mode = _mode(logs)
+    near = [c for c, v in zip(pooled, logs) if abs(v - mode) < 2 * _MODE_BANDWIDTH]
+    chosen = [c[:5] for c in sorted(near, key=lambda c: -c[5])[:_CALIBRATION_OBJECTS]]
+    # the seed's marker length (seed models differ) and, when not given, the slice thickness
     thicknesses = [ctx.model.thickness_mm] if thickness_given else \
         [f * ctx.grid.spacing[2] for f in _THICKNESS_FACTORS]
-    best = None
-    for thickness in thicknesses:
-        for length, fraction in _SEED_PROFILES:
-            ctx.model = dataclasses.replace(ctx.model, thickness_mm=thickness, length_mm=length,
-                                            marker_fraction=fraction)
-            cost = float(np.median([_calibration_fit(ctx, *c)[1] for c in chosen[:_SERIES_OBJECTS]]))
-            if best is None or cost < best[0]:
-                best = (cost, ctx.model)
-    ctx.model = best[1]
+    candidates = [dataclasses.replace(ctx.model, thickness_mm=thickness, length_mm=length, marker_fraction=fraction)
+                  for thickness in thicknesses for length, fraction in _SEED_PROFILES]
+    best = _best_response(ctx, candidates, chosen[:_SERIES_OBJECTS])
+    # then the system response: the in-plane blur (when not given), then the slice sensitivity profile's shape
+    if not psf_given:
+        best = _best_response(ctx, [best] + [dataclasses.replace(best, psf_mm=p) for p in _PSF_CHOICES],
+                              chosen[:_RESPONSE_OBJECTS])
+    ctx.model = _best_response(ctx, [best] + [dataclasses.replace(best, ssp_width=w, ssp_edge=e)
+                                              for w, e in _SSP_SHAPES], chosen[:_RESPONSE_OBJECTS])
     masses = []
-    for c in chosen:
-        fit, residual, k = _calibration_fit(ctx, *c)
+    for c in pooled[:_MASS_OBJECTS]:
+        fit, residual, _k = _calibration_fit(ctx, *c[:5])
         if residual <= _MAX_RESIDUAL:
-            masses += [(float(m), c[4] / k) for m in fit.masses]
+            masses.append((float(fit.masses[0]), c[4]))
     if len(masses) >= 3:
         masses = np.array(masses)
-        ctx.mass = float(np.median(masses[:, 0]))
-        ctx.data_mass = float(np.median(masses[:, 1]))
+        logs = np.log(masses[:, 0])
+        near = np.abs(logs - _mode(logs)) < 2 * _MODE_BANDWIDTH
+        ctx.mass = float(np.median(masses[near, 0]))
+        ctx.data_mass = float(np.median(masses[near, 1]))
     ctx.faint = ctx.mass * min_peak_per_mass(ctx.model)
     return len(masses)
+
+
+def _mode(logs):
+    """The mode of a sample (Gaussian kernel density of bandwidth ``_MODE_BANDWIDTH``)."""
+    grid = np.linspace(logs.min(), logs.max(), 200)
+    density = np.exp(-0.5 * ((grid[:, None] - logs[None]) / _MODE_BANDWIDTH) ** 2).sum(1)
+    return float(grid[int(np.argmax(density))])
+
+
+def _best_response(ctx, models, objects):
+    """Of the seed image ``models``, the one whose one-seed fits to ``objects`` have the smallest median
+    relative residual (ties: the first)."""
+    costs = []
+    for model in models:
+        ctx.model = model
+        costs.append(float(np.median([_calibration_fit(ctx, *c)[1] for c in objects])))
+    return models[int(np.argmin(costs))]
 
 
 def _calibration_fit(ctx, block, mask, coords, bg, data_mass):
@@ -469,6 +507,22 @@ def _background(ctx, block, mask):
     weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
     total = ndimage.gaussian_filter(np.where(outside, block, 0).astype(np.float32), sigma, mode="constant")
     return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), level).astype(np.float32)
+
+
+def _seed_background(ctx, block, mask, coords, bg, peak):
+    """The level (HU per voxel) under an object on an edge (skin, lung, bone): the block less the image of one
+    seed fitted to it (free mass), carried in as by :func:`_background` from every voxel outside the object
+    where that image is under ``_CLEAN_FRACTION`` of the object's contrast, not only from beyond the object
+    grown by two voxels; ``bg`` where the fit fails."""
+    fit = _fit(ctx, block, mask, coords, 1, bg, peak, prior_fraction=0.0)
+    if not math.isfinite(fit.rss):
+        return bg
+    image = render(ctx.model, coords, fit.centres, fit.axes, fit.masses)
+    outside = (image < _CLEAN_FRACTION * max(peak - float(np.median(bg[mask])), 1.0)) & ~mask
+    sigma = (0.5, 2.0 / ctx.grid.spacing[1], 2.0 / ctx.grid.spacing[0])
+    weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
+    total = ndimage.gaussian_filter(np.where(outside, block - image, 0).astype(np.float32), sigma, mode="constant")
+    return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), bg).astype(np.float32)
 
 
 def _lower_background(ctx, block, mask, bg):
@@ -645,6 +699,8 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
         deeper(f"too large: {volume:.0f} mm3 above {level:.0f} HU: bone or other metal")
         return
     bg = _background(ctx, block, mask)
+    if np.ptp(bg[ndimage.binary_dilation(mask, _CONNECTIVITY)]) > _EDGE_HU:
+        bg = _seed_background(ctx, block, mask, coords, bg, peak)
     # a second look over a lower background only where the object is brighter than any bone (it holds metal)
     low = _lower_background(ctx, block, mask, bg) if peak >= BONE_MAX_HU else None
     differs = True if low is not None else None
@@ -705,9 +761,12 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
         rod = _rod(ctx, block, mask, coords, bg)
         rod_mass = float(rod.masses[0]) / ctx.mass
         rod_score = rod.n * math.log(max(rod.rss, 1e-9) / rod.n) + _PENALTY * math.log(rod.n)
-        # more mass than any group of seeds holds, or clearly better than the seeds and more than one seed's
+        # more mass than any group of seeds holds, or clearly better than the seeds and more than one seed's, or
+        # (thin slices) better than the seeds and more than theirs
         if (rod_score < scores[k] and rod_mass > _MAX_SEEDS + 0.5) or \
-                (rod.rss < _ROD_CLEARLY * (fit.rss + fit.prior) and rod_mass > _MASS_RANGE[1]):
+                (rod.rss < _ROD_CLEARLY * (fit.rss + fit.prior) and rod_mass > _MASS_RANGE[1]) or \
+                (ctx.model.thickness_mm <= _ROD_THIN_MM and rod.rss < fit.rss + fit.prior
+                 and rod_mass > ratios.sum()):
             reject(f"one dense rod of {rod_mass:.1f} seed masses explains it better than {k} seeds: gold fiducial "
                    "or other dense metal", ratio)
             return

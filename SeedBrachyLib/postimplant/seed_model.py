@@ -44,6 +44,8 @@ class SeriesModel:
         marker_fraction: share of the seed's mass in its marker (the rest in the 4.5 mm capsule).
         radius_mm: radius of the object's cross-section (mm): the seed's capsule, or a denser rod's
             (:func:`rod_model`).
+        ssp_width: width of the slice sensitivity profile's rectangle, as a fraction of ``thickness_mm``.
+        ssp_edge: sigma of the Gaussian that softens its edges, as a fraction of ``thickness_mm``.
     """
 
     spacing: np.ndarray
@@ -53,6 +55,8 @@ class SeriesModel:
     length_mm: float = 3.3
     marker_fraction: float = 0.75
     radius_mm: float = CAPSULE_RADIUS_MM
+    ssp_width: float = 0.9
+    ssp_edge: float = 0.25
 
     @property
     def sigma_xy(self):
@@ -62,7 +66,7 @@ class SeriesModel:
     @property
     def ssp(self):
         """(rectangle width, Gaussian sigma) of the slice sensitivity profile (mm)."""
-        return 0.9 * self.thickness_mm, max(0.25 * self.thickness_mm, 0.1)
+        return self.ssp_width * self.thickness_mm, max(self.ssp_edge * self.thickness_mm, 0.1)
 
     def blur_covariance(self):
         """Covariance (mm^2, grid frame) the imaging adds to an object's intensity moments."""

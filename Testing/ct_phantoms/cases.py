@@ -158,6 +158,15 @@ TUNING = [
          groups=_THORAX_GROUPS, psf_sigma=(0.35, 0.5)),
     Case("T8 pelvis aniso 2.5", "pelvis", 108, pixel=(0.7, 0.95), thickness=2.5, increment=2.5,
          model="Au beads", noise_hu=30, streak_hu=300),
+    # more 5 mm series (session 11): T4 and T5 did not show the failure seen on 5 mm slices
+    Case("T9 pelvis 5 mm coarse", "pelvis", 109, pixel=(0.95, 0.95), thickness=5.0, increment=5.0, length=85.0,
+         noise_hu=20, model="Au beads"),
+    Case("T10 thorax 5 mm W", "thorax", 110, pixel=(0.75, 0.75), thickness=5.0, increment=5.0, groups=_THORAX_GROUPS,
+         length=85.0, model="W rod", psf_sigma=(0.55, 0.55), noise_hu=22),
+    Case("T11 pelvis 5 mm W", "pelvis", 111, pixel=(0.85, 0.85), thickness=5.0, increment=5.0, length=85.0,
+         model="W rod", psf_sigma=(0.45, 0.45), noise_hu=16),
+    Case("T12 thorax 5 mm Ag", "thorax", 112, pixel=(0.9, 0.9), thickness=5.0, increment=5.0, groups=_THORAX_GROUPS,
+         length=85.0, noise_hu=18, psf_sigma=(0.5, 0.5)),
 ]
 
 SCORING = [
