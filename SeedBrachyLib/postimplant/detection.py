@@ -27,10 +27,9 @@ Method (CT values HU, lengths mm, positions RAS):
    level varies by more than 200 HU over the object) it is carried in again from every voxel where one seed
    fitted to the object leaves the image, less that seed. Objects too faint, too heavy for their length, too
    long (a clip, a needle) or not explained by seeds (cortex, calcifications) are rejected with the reason.
-4. A confidence per seed from the fit (mass, residual, how clearly k was chosen), 0-1: the raw score
-   while ``_CALIBRATION`` is None (a logistic map fitted on the TUNING phantoms, :func:`calibrated`, is
-   not in use: see ``_CALIBRATION``); seeds under ``review_below``, and seeds placed only to meet a
-   count, are kept and marked "to review".
+4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
+   phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
+   meet a count, are kept and marked "to review".
 5. A known count changes k only where the residuals support k and k + 1 alike; it never splits a seed
    of one seed's mass nor takes a rejected object; the result says how many are still unresolved.
 """
@@ -48,7 +47,7 @@ from ..errors import InputError
 from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed
-from . import hu_scale
+from . import detection_confidence, hu_scale
 from .detection_candidates import objects as _objects
 from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
 
@@ -82,12 +81,6 @@ _PENALTY = 6.0  # score per extra seed, in units of log(n) (the choice of k)
 _PRIOR_FRACTION = 0.05  # rms residual (of the contrast) that a 20% deviation from one seed's mass costs
 _SUPPORT = (0.7, 1.8)  # signal in the data / signal of the fitted seeds at one seed's mass
 _SUPPORT_MARGINAL = 0.4  # a single seed with this much of the signal may be taken when a count says so
-# raw score s -> fraction of true seeds among detections at that score, 1 / (1 + exp(-(a + b s))): a logistic
-# (Platt) fit (a, b) from Testing/benchmarks/bench_detection.py --calibrate, or None: the raw score itself.
-# None for now: the fit to the TUNING phantoms' 368 detections, only 8 of them false, gave (1.7087, 3.3467),
-# every confidence 0.85 or more; over-confident on SCORING (0.98 stated, 0.92 true; Brier 0.099 against 0.096
-# for a constant), and no seed fell under the review threshold, false ones included.
-_CALIBRATION = None
 _MIN_SEPARATION_MM = 0.55  # seed centre lines closer than this are one seed fitted twice
 _SINGLE_DATA_MASS = (0.7, 1.3)  # mass in the data (of one seed's) of an object plainly one seed
 _SINGLE_LENGTH = (2.5, 6.0)  # its deblurred length (mm)
@@ -133,7 +126,7 @@ class DetectionResult:
     Attributes:
         seeds: detected :class:`~SeedBrachyLib.seeds.Seed` (centres mm RAS, unit axes, S_K in U), most
             confident first, labelled "D1", "D2", ...
-        confidences: per seed, 0-1 (:func:`calibrated`: the raw fit score while ``_CALIBRATION`` is None).
+        confidences: per seed, 0-1 (:func:`.detection_confidence.confidence` of its ``features``).
         review: per seed, True when its confidence is under ``review_below`` or it was placed only because
             ``expected_count`` asked for more seeds (listed "to review").
         threshold_hu: level at which objects were cut (HU).
@@ -143,7 +136,8 @@ class DetectionResult:
         rejected: :class:`RejectedCandidate` list with reasons.
         expected_count: the count asked for (None when not given).
         unresolved: positions (mm RAS) of objects where one more seed was possible but not taken.
-        scores: per seed, the raw fit score (0-1) that the confidence calibrates.
+        scores: per seed, the raw fit score (0-1), one of the features.
+        features: per seed, the score features (n, len(detection_confidence.FEATURES)) the confidence reads.
     """
 
     seeds: list
@@ -157,7 +151,8 @@ class DetectionResult:
     review_below: float = REVIEW_BELOW
     series: str = ""
     unresolved: list = field(default_factory=list)
-    scores: np.ndarray = None  # raw scores behind the confidences (0-1), same order
+    scores: np.ndarray = None  # raw fit scores (0-1), same order
+    features: np.ndarray = None  # score features behind the confidences, same order
 
     def __post_init__(self):
         if self.review is None:
@@ -346,30 +341,18 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     if expected_count is not None:
         unresolved = _meet_count(ctx, hypotheses, expected_count)
         unresolved += _take_marginal(hypotheses, rejected, marginal, expected_count)
-    seeds, conf, by_count = [], [], []
-    for h in hypotheses:
-        for q in range(len(h.centres)):
-            conf.append(_confidence(h, q))
-            by_count.append(h.by_count)
-            seeds.append((grid.origin + grid.direction @ h.centres[q], grid.direction @ h.axes[q]))
-    order = np.argsort(-np.asarray(conf), kind="stable") if conf else np.zeros(0, int)
-    out = [Seed(seeds[i][0], seeds[i][1], strength, f"D{r + 1}") for r, i in enumerate(order)]
-    scores = np.asarray(conf, float)[order] if conf else np.zeros(0)
-    confidences = calibrated(scores)
-    review = (confidences < review_below) | np.asarray(by_count, bool)[order]
+    fitted = [(h, q, _confidence(h, q)) for h in hypotheses for q in range(len(h.centres))]
+    rows = detection_confidence.features(ctx, fitted)
+    conf = detection_confidence.confidence(rows)
+    order = np.argsort(-conf, kind="stable")
+    out = [Seed(grid.origin + grid.direction @ fitted[i][0].centres[fitted[i][1]],
+                grid.direction @ fitted[i][0].axes[fitted[i][1]], strength, f"D{r + 1}") for r, i in enumerate(order)]
+    by_count = np.array([h.by_count for h, _q, _s in fitted], bool).reshape(-1)
+    review = (conf[order] < review_below) | by_count[order]
     report(progress, 1.0, "seed detection: done")
-    return DetectionResult(out, confidences, level, ctx.soft + ctx.faint, ctx.mass, rejected, expected_count,
-                           review, float(review_below), series_text, unresolved, scores)
-
-
-def calibrated(scores):
-    """Confidence (0-1) of raw fit scores (0-1): the fraction of true seeds among detections of that score on
-    the TUNING phantoms by the logistic ``_CALIBRATION``, or the raw score while it is None."""
-    scores = np.asarray(scores, float)
-    if _CALIBRATION is None:
-        return scores
-    a, b = _CALIBRATION
-    return 1.0 / (1.0 + np.exp(-(a + b * scores)))
+    return DetectionResult(out, conf[order], level, ctx.soft + ctx.faint, ctx.mass, rejected, expected_count,
+                           review, float(review_below), series_text, unresolved,
+                           np.array([s for _h, _q, s in fitted]).reshape(-1)[order], rows[order])
 
 
 def _context(values, grid, thickness, psf):

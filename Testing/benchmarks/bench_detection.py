@@ -1,18 +1,22 @@
 """Benchmark: seed detection on the independent phantoms (Testing/ct_phantoms), per condition, against a
 plain 2000 HU threshold (connected components, one seed per centroid), and the time for a 512 x 512 x 200
 series (printed figures, not a test): wall and CPU seconds of the detector, its numpy path and the baseline in
-the same run, per stage of the detector (``--timing-only``: the time alone; ``--no-timing``: without it).
+the same run, per stage of the detector (``--timing-only``: the time alone; ``--no-timing``: without it;
+``--confidence-only``: the confidence's reliability alone).
 
 Sets: SCORING (default; never used to choose a parameter) or TUNING (``--tuning``). ``--calibrate`` fits, on
-the TUNING set only, the fraction of detections that are true seeds as a logistic function of the raw
-score (Platt scaling) and prints it as the detector's ``_CALIBRATION``. Each run prints the
-reliability of the calibrated confidence on its set (fraction true per confidence bin, Brier score).
+the TUNING set and its extra series only, the fraction of detections that are true seeds as a logistic function
+of the score features (:mod:`SeedBrachyLib.postimplant.detection_confidence`) and writes the coefficients to
+``detection_confidence_fit.py``. Each run prints the reliability of the confidence on its set (fraction true per
+confidence bin, Brier score against a constant, AUC, false and true detections under review thresholds).
 Matching: Hungarian assignment within 2.5 mm.
 Rows "detector" (defaults, slice thickness as in the header when the series has one), "+ count" (given the
 true number of seeds), "baseline" (2000 HU). Conditions "seed: ..." are per-seed groupings (sensitivity only).
 """
 
+import dataclasses
 import os
+import pprint
 import sys
 import time
 from pathlib import Path
@@ -22,7 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ct_phantoms import cases, scoring  # noqa: E402
 
-from SeedBrachyLib.postimplant import detection  # noqa: E402
+from SeedBrachyLib.postimplant import detection, detection_confidence  # noqa: E402
+
+PENALTY = 1.0  # L2 penalty of the confidence's logistic fit (one detection's log-likelihood per unit coefficient)
+FIT_FILE = Path(detection_confidence.__file__).with_name("detection_confidence_fit.py")
 
 
 def score(set_name, case_list):
@@ -60,7 +67,8 @@ def score(set_name, case_list):
 
 
 def reliability(set_name, confidence, true):
-    """Fraction of true seeds per bin of the calibrated confidence, and the Brier score."""
+    """Fraction of true seeds per bin of the confidence, the Brier score against a constant, the AUC, and per
+    threshold the false detections and true seeds listed "to review"."""
     print(f"\nreliability of the detector's confidence on {set_name}: bin, detections, mean confidence, fraction true")
     edges = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0)
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -70,29 +78,76 @@ def reliability(set_name, confidence, true):
             print(f"  [{lo:.2f}, {hi:.2f}{close}  n={sel.sum():4d}  mean {confidence[sel].mean():.3f}  "
                   f"true {true[sel].mean():.3f}")
     print(f"  Brier score {np.mean((confidence - true) ** 2):.4f} (all at the overall fraction true "
-          f"{true.mean():.3f}: {np.mean((true.mean() - true) ** 2):.4f})")
+          f"{true.mean():.3f}: {np.mean((true.mean() - true) ** 2):.4f}); AUC "
+          f"{detection_confidence.auc(confidence, true):.3f}")
+    for threshold in sorted({0.3, 0.5, detection.REVIEW_BELOW, 0.7, 0.8}):
+        below = confidence < threshold
+        print(f"  to review under {threshold:.2f}: {int((below & ~true).sum())} of {int((~true).sum())} false, "
+              f"{int((below & true).sum())} of {int(true.sum())} true")
+
+
+# TUNING-side series for the confidence's fit only: TUNING's first eight configurations with new random seeds
+# (301-308), its thick, oblique and noisy ones again (321-325), where false detections are, and two series
+# interpolated from thicker slices (331-332; TUNING has none); none of SCORING's seeds or configurations
+_AGAIN = (1, 3, 4, 6, 7)  # indices into TUNING: 3 mm, 5 mm, 5 at 2.5 mm, oblique, anisotropic 2.5 mm 30 HU
+CALIBRATION_EXTRA = [dataclasses.replace(case, name=f"C{n + 1} {case.name.split(' ', 1)[1]}", random_seed=301 + n)
+                     for n, case in enumerate(cases.TUNING[:8])] + \
+    [dataclasses.replace(cases.TUNING[t], name=f"C{9 + n} {cases.TUNING[t].name.split(' ', 1)[1]}",
+                         random_seed=321 + n) for n, t in enumerate(_AGAIN)] + [
+    cases.Case("C14 thorax 1.5 interp from 3", "thorax", 331, thickness=1.5, increment=1.5, interpolated_from=3.0,
+               groups=cases.TUNING[2].groups),
+    cases.Case("C15 pelvis 1.25 interp from 4", "pelvis", 332, thickness=1.25, increment=1.25, interpolated_from=4.0,
+               length=70.0)]
+
+
+def labelled(case):
+    """(detection result, whether each detection is true) of one case, the detector's defaults."""
+    ph = cases.build(case)
+    result = detection.detect_seeds(ph.ct, scoring.grid_of(ph.series), slice_thickness_mm=ph.slice_thickness_mm)
+    pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
+    hit = {f for f, _t in pairs}
+    return result, np.array([i in hit for i in range(len(result.seeds))], bool)
 
 
 def calibrate():
-    """The raw score -> fraction of true seeds map, fitted on the TUNING set (logistic regression, Platt)."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit the confidence on the TUNING set and CALIBRATION_EXTRA (logistic regression on the score features,
+    :func:`detection_confidence.fit`) and write it to ``detection_confidence_fit.py``."""
+    rows, true = [], []
+    for case in cases.TUNING + CALIBRATION_EXTRA:
+        result, hit = labelled(case)
+        rows.append(result.features)
+        true.append(hit)
+        print(f"{case.name:<28} {len(hit)} detections, {int(hit.sum())} true", flush=True)
+    rows, true = np.vstack(rows), np.concatenate(true)
+    fit = detection_confidence.fit(rows, true, PENALTY)
+    print(f"TUNING + extra: {len(true)} detections, {int((~true).sum())} false; feature, coefficient (per SD), "
+          "AUC of the feature alone:")
+    for name, b, column in zip(fit["features"], fit["coefficients"], rows.T):
+        alone = detection_confidence.auc(column, true)
+        print(f"  {name:<10} {b:+7.3f}  {max(alone, 1 - alone):.3f}")
+    stored = {key: [float(f"{x:.6g}") for x in value] if key in ("mean", "scale", "coefficients") else value
+              for key, value in fit.items()}
+    stored["intercept"] = float(f"{fit['intercept']:.6g}")
+    FIT_FILE.write_text('"""Coefficients of the detection confidence (data), written by\n'
+                        "``python Testing/benchmarks/bench_detection.py --calibrate``: a logistic fit on "
+                        f"{len(true)}\ndetections ({int((~true).sum())} false) of the TUNING phantoms and their extra "
+                        'series (CALIBRATION_EXTRA);\nsee :mod:`.detection_confidence`."""\n\nCALIBRATION = '
+                        f"{pprint.pformat(stored, width=100, sort_dicts=False, compact=True)}\n")
+    print(f"written to {FIT_FILE}")
+    confidence = detection_confidence.confidence(rows, stored)
+    reliability("TUNING + extra (fitted on)", confidence, true)
 
-    raw, true = [], []
-    for case in cases.TUNING:
-        ph = cases.build(case)
-        result = detection.detect_seeds(ph.ct, scoring.grid_of(ph.series), slice_thickness_mm=ph.slice_thickness_mm)
-        pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
-        hit = {f for f, _t in pairs}
-        raw += list(result.scores)
-        true += [i in hit for i in range(len(result.seeds))]
-        print(f"{case.name:<28} {len(result.seeds)} detections, {len(hit)} true", flush=True)
-    raw, true = np.array(raw), np.array(true, int)
-    fit = LogisticRegression(C=1e6).fit(raw[:, None], true)
-    a, b = float(fit.intercept_[0]), float(fit.coef_[0, 0])
-    print(f"raw score -> fraction true on TUNING ({len(raw)} detections, {int(true.sum())} true), logistic fit:")
-    print(f"_CALIBRATION = ({a:.4f}, {b:.4f})")
-    print(f"with the calibration in use ({detection._CALIBRATION}):")
-    reliability("TUNING", detection.calibrated(raw), true.astype(bool))
+
+def confidence_only(case_list):
+    """The confidence's reliability on a set (SCORING by default), the detector's defaults, nothing else."""
+    confidence, true = [], []
+    for case in case_list:
+        result, hit = labelled(case)
+        confidence.append(result.confidences)
+        true.append(hit)
+        print(f"{case.name:<28} {len(hit)} detections, {int(hit.sum())} true, "
+              f"{int(result.review.sum())} to review ({int((result.review & ~hit).sum())} of them false)", flush=True)
+    reliability("SCORING" if case_list is cases.SCORING else "TUNING", np.concatenate(confidence), np.concatenate(true))
 
 
 def _timed(call):
@@ -156,6 +211,9 @@ def main():
     print(__doc__.splitlines()[0])
     if "--calibrate" in sys.argv:
         calibrate()
+        return
+    if "--confidence-only" in sys.argv:
+        confidence_only(cases.TUNING if "--tuning" in sys.argv else cases.SCORING)
         return
     if "--timing-only" in sys.argv:
         timing()
