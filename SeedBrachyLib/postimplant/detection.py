@@ -486,15 +486,21 @@ def _background(ctx, block, mask):
     under it); where nothing is near, the median outside."""
     outside = ~ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
     level = float(np.median(block[outside])) if outside.sum() >= 10 else ctx.soft
+    return _carry_in(ctx, block, outside, level)
+
+
+def _carry_in(ctx, values, outside, fallback):
+    """``values`` (HU) where ``outside`` is set, carried across the rest by normalised Gaussian smoothing
+    (2 mm in-plane, half a slice across); ``fallback`` (HU, scalar or per voxel) where nothing is near."""
     sigma = (0.5, 2.0 / ctx.grid.spacing[1], 2.0 / ctx.grid.spacing[0])
     weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
-    total = ndimage.gaussian_filter(np.where(outside, block, 0).astype(np.float32), sigma, mode="constant")
-    return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), level).astype(np.float32)
+    total = ndimage.gaussian_filter(np.where(outside, values, 0).astype(np.float32), sigma, mode="constant")
+    return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), fallback).astype(np.float32)
 
 
 def _seed_background(ctx, block, mask, coords, bg, peak):
     """The level (HU per voxel) under an object on an edge (skin, lung, bone): the block less the image of one
-    seed fitted to it (free mass), carried in as by :func:`_background` from every voxel outside the object
+    seed fitted to it (free mass), carried in (:func:`_carry_in`) from every voxel outside the object
     where that image is under ``_CLEAN_FRACTION`` of the object's contrast, not only from beyond the object
     grown by two voxels; ``bg`` where the fit fails."""
     fit = _fit(ctx, block, mask, coords, 1, bg, peak, prior_fraction=0.0)
@@ -502,10 +508,7 @@ def _seed_background(ctx, block, mask, coords, bg, peak):
         return bg
     image = render(ctx.model, coords, fit.centres, fit.axes, fit.masses)
     outside = (image < _CLEAN_FRACTION * max(peak - float(np.median(bg[mask])), 1.0)) & ~mask
-    sigma = (0.5, 2.0 / ctx.grid.spacing[1], 2.0 / ctx.grid.spacing[0])
-    weight = ndimage.gaussian_filter(outside.astype(np.float32), sigma, mode="constant")
-    total = ndimage.gaussian_filter(np.where(outside, block - image, 0).astype(np.float32), sigma, mode="constant")
-    return np.where(weight > 0.05, total / np.maximum(weight, 1e-6), bg).astype(np.float32)
+    return _carry_in(ctx, block - image, outside, bg)
 
 
 def _lower_background(ctx, block, mask, bg):
