@@ -83,7 +83,7 @@ def test_evaluate_from_the_rt_plan_and_from_the_rt_dose_alone(neck, tmp_path):
     assert 'id="dvh"' in (tmp_path / "e.html").read_text()
 
 
-def test_postplan_finds_the_implanted_seeds(neck, tmp_path):
+def test_postplan_finds_the_implanted_seeds(neck, tmp_path, capsys):
     root, _, planned = neck
     case, out = root / "case", root / "plan"
     assert main(["example", "--case", "neck", "--out", str(case), "--implant", str(out / "plan.dcm")]) == 0
@@ -95,6 +95,13 @@ def test_postplan_finds_the_implanted_seeds(neck, tmp_path):
     result = json.loads(j.read_text())
     assert result["n_planned"] == planned["n_seeds"]
     assert result["n_seeds"] == planned["n_seeds"] - 1
+    # every seed carries its review flag; the flagged ones are listed by label, in the JSON and on screen
+    flagged = [s["label"] for s in result["seeds"] if s["to_review"]]
+    assert flagged == result["to_review"] and len(result["seeds"]) == result["n_seeds"]
+    printed = capsys.readouterr().out
+    assert all((f"{label}: centre" in printed) == (label in flagged) for label in (s["label"] for s in result["seeds"]))
+    assert all(s["to_review"] or s["confidence"] >= 0.5 for s in result["seeds"])  # the default threshold
+    assert flagged, "the simulated implant (one seed lost, neighbours touching) has seeds to review"
     rows = {(r["structure"], r["metric"]): r for r in result["comparison"]}
     assert rows[("GTV", "D90")]["pre"] == pytest.approx(planned["evaluation"]["structures"]["GTV"]["D90"], rel=1e-3)
     assert (tmp_path / "post.pdf").stat().st_size > 10000

@@ -42,15 +42,31 @@ def run(args):
     result = detect(image, args.count, args.strength_u, progress, args.slice_thickness, review_below)
     close(progress)
     print(result.summary())
-    for seed, c, review in zip(result.seeds, result.confidences, result.review):
-        p, a = seed.position, seed.axis
-        print(f"  {seed.label:>4}: centre ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm RAS, axis ({a[0]:.2f}, "
-              f"{a[1]:.2f}, {a[2]:.2f}), confidence {c:.2f}" + (": to review" if review else ""))
+    print("\n".join(seed_lines(result)))
     for r in result.rejected:
         print(f"  rejected at ({r.position[0]:.1f}, {r.position[1]:.1f}, {r.position[2]:.1f}) mm: {r.reason}")
     write_json(args.json, "detect", {"input": str(args.ct), "summary": result.summary(),
-                                     **seed_records(result.seeds, result.confidences),
-                                     "to_review": [s.label for s, r in zip(result.seeds, result.review) if r],
+                                     **detection_records(result),
                                      "rejected": [{"center_ras_mm": r.position, "reason": r.reason}
                                                   for r in result.rejected]})
     return EXIT_OK
+
+
+def seed_lines(result, review_only=False):
+    """One line of text per detected seed (centre mm RAS and axis in the post-implant CT, confidence 0-1, "to
+    review"), or only the seeds to review."""
+    lines = []
+    for seed, c, review in zip(result.seeds, result.confidences, result.review):
+        if review or not review_only:
+            p, a = seed.position, seed.axis
+            lines.append(f"  {seed.label:>4}: centre ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm RAS, axis ({a[0]:.2f}, "
+                         f"{a[1]:.2f}, {a[2]:.2f}), confidence {c:.2f}" + (": to review" if review else ""))
+    return lines
+
+
+def detection_records(result, seeds=None):
+    """JSON records of a detection: each seed (``seeds``, default the detected ones in the post-implant CT, mm RAS)
+    with its confidence and "to_review" flag, and the labels to review."""
+    seeds = result.seeds if seeds is None else seeds
+    return {**seed_records(seeds, result.confidences, result.review),
+            "to_review": [s.label for s, r in zip(result.seeds, result.review) if r]}

@@ -18,11 +18,12 @@ from .. import settings
 from ..checks import indications_to_check
 from ..dose import compute_dose
 from ..progress import close, scaled
-from ..report.records import check_records, evaluation_record, seed_records
+from ..report.records import check_records, evaluation_record
 from ..sources import get_model
 from ..summaries import describe_dose
 from .case import add_case_arguments, load_case
 from .common import EXIT_OK, EXIT_UNMET, check_outputs, finish_parser, progress_of, write_json
+from .detect import detection_records, seed_lines
 from .evaluate import evaluate_dose
 from .inputs import read_image, read_plan
 from .plan import limits_of
@@ -98,7 +99,7 @@ def record(result):
             "comparison": [{"structure": r.structure, "metric": r.metric, "unit": r.unit, "pre": r.pre,
                             "post": r.post, "difference": r.difference} for r in c.rows],
             "checks": check_records(c.checks),
-            **seed_records(result.seeds, result.detection.confidences)}
+            **detection_records(result.detection, result.seeds)}
 
 
 def report_content(result, values):
@@ -125,6 +126,9 @@ def run(args):
     result = postplan_case(case, post_ct, plan, values, args.count, args.oar_limit_on, progress)
     close(progress)
     print(result.detection.summary())
+    review = seed_lines(result.detection, review_only=True)
+    if review:
+        print("Seeds to review in the post-implant CT:\n" + "\n".join(review))
     print(result.registration.describe())
     print(result.comparison.format())
     write_json(args.json, "postplan", record(result))

@@ -60,10 +60,14 @@ def check_records(results):
              "source": r.source} for r in results]
 
 
-def seed_records(seeds, confidences=None):
-    """Seeds (mm RAS) as ``{"space": "RAS", "seeds": [...]}``; ``confidences`` one per seed (0..1) or None."""
+def seed_records(seeds, confidences=None, review=None):
+    """Seeds (mm RAS) as ``{"space": "RAS", "seeds": [...]}``; ``confidences`` one per seed (0..1) or None;
+    ``review`` one flag per seed (a detected seed to review: ``"to_review"``) or None."""
     conf = [None] * len(seeds) if confidences is None else list(confidences)
-    return {"space": "RAS", "seeds": [
-        {"center_ras_mm": [float(x) for x in np.asarray(s.position)], "axis_ras": [float(x) for x in s.axis],
-         "confidence": number(c), "strength_u": float(s.strength_u), "label": s.label}
-        for s, c in zip(seeds, conf)]}
+    rows = [{"center_ras_mm": [float(x) for x in np.asarray(s.position)], "axis_ras": [float(x) for x in s.axis],
+             "confidence": number(c), "strength_u": float(s.strength_u), "label": s.label}
+            for s, c in zip(seeds, conf)]
+    if review is not None:
+        for row, r in zip(rows, review):
+            row["to_review"] = bool(r)
+    return {"space": "RAS", "seeds": rows}
