@@ -131,13 +131,3 @@ def fit(rows, true, penalty=1.0):
     return {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
             "intercept": float(w[0]), "coefficients": w[1:].tolist(), "penalty": float(penalty)}
 
-
-def auc(confidence_values, true):
-    """Area under the ROC curve (probability that a true detection outranks a false one; ties count half)."""
-    c = np.asarray(confidence_values, float)
-    y = np.asarray(true, bool)
-    pos, neg = c[y], c[~y]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
-    return float(greater / (len(pos) * len(neg)))

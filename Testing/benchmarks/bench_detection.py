@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ct_phantoms import cases, scoring  # noqa: E402
 
+from SeedBrachyLib.cohort.roc import auc_delong  # noqa: E402
 from SeedBrachyLib.postimplant import detection, detection_confidence  # noqa: E402
 
 PENALTY = 1.0  # L2 penalty of the confidence's logistic fit (one detection's log-likelihood per unit coefficient)
@@ -66,6 +67,11 @@ def score(set_name, case_list):
     reliability(set_name, np.array(confidences), np.array(true, bool))
 
 
+def _auc(values, true):
+    """Mann-Whitney AUC (:func:`SeedBrachyLib.cohort.roc.auc_delong`), NaN without both true and false."""
+    return auc_delong(values, true)["auc"] if 0 < np.sum(true) < len(true) else float("nan")
+
+
 def reliability(set_name, confidence, true):
     """Fraction of true seeds per bin of the confidence, the Brier score against a constant, the AUC, and per
     threshold the false detections and true seeds listed "to review"."""
@@ -79,7 +85,7 @@ def reliability(set_name, confidence, true):
                   f"true {true[sel].mean():.3f}")
     print(f"  Brier score {np.mean((confidence - true) ** 2):.4f} (all at the overall fraction true "
           f"{true.mean():.3f}: {np.mean((true.mean() - true) ** 2):.4f}); AUC "
-          f"{detection_confidence.auc(confidence, true):.3f}")
+          f"{_auc(confidence, true):.3f}")
     for threshold in sorted({0.3, 0.5, detection.REVIEW_BELOW, 0.7, 0.8}):
         below = confidence < threshold
         print(f"  to review under {threshold:.2f}: {int((below & ~true).sum())} of {int((~true).sum())} false, "
@@ -123,7 +129,7 @@ def calibrate():
     print(f"TUNING + extra: {len(true)} detections, {int((~true).sum())} false; feature, coefficient (per SD), "
           "AUC of the feature alone:")
     for name, b, column in zip(fit["features"], fit["coefficients"], rows.T):
-        alone = detection_confidence.auc(column, true)
+        alone = _auc(column, true)
         print(f"  {name:<10} {b:+7.3f}  {max(alone, 1 - alone):.3f}")
     stored = {key: [float(f"{x:.6g}") for x in value] if key in ("mean", "scale", "coefficients") else value
               for key, value in fit.items()}
