@@ -2,8 +2,10 @@
 (postimplant/seed_model_numba.py) against the numpy path, the candidate stage (detection_candidates.py) against
 labelling the whole volume.
 
-The numpy path (``SEEDBRACHY_ENGINE=numpy``) is the reference: the compiled image must equal it to the bit, the
-fit's residual too, its Jacobian to rounding, and detection on phantom series (oblique, clipped at 3071 HU,
+The numpy path (``SEEDBRACHY_ENGINE=numpy``) is the reference: the compiled image must equal it to rounding
+(1e-14 relative: numpy's exp on AVX-512 machines is its own SIMD routine, one ulp from the C library's that the
+compiled path calls, so the images agree to a few 1e-16, not to the bit), the fit's residual too, its Jacobian to
+rounding, and detection on phantom series (oblique, clipped at 3071 HU,
 5 mm slices, an extended scale without a header thickness) must give the same seeds, positions and axes within
 1e-6 mm, the same confidences within 1e-6 and the same rejections.
 """
@@ -49,7 +51,7 @@ def _block(rng, k, clip_hu):
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 6, 11])
-def test_compiled_image_equals_numpy_to_the_bit(monkeypatch, k):
+def test_compiled_image_equals_numpy_to_rounding(monkeypatch, k):
     """11 seeds: 132 line samples, past numpy's 128-term summation block."""
     rng = np.random.default_rng(k)
     model, coords, centres, axes, masses = _block(rng, k, None)
@@ -59,8 +61,8 @@ def test_compiled_image_equals_numpy_to_the_bit(monkeypatch, k):
     ref_value, ref_jac = _numpy(monkeypatch, lambda: seed_model.render_at(model, coords, index, centres, axes,
                                                                           masses, jacobian=True))
     assert seed_model._compiled("render_at") is not None
-    assert np.array_equal(value, ref_value)
-    assert np.array_equal(seed_model.render_at(model, coords, index, centres, axes, masses), ref_value)
+    assert np.allclose(value, ref_value, rtol=1e-14, atol=0)
+    assert np.array_equal(seed_model.render_at(model, coords, index, centres, axes, masses), value)
     assert np.allclose(jac, ref_jac, rtol=0, atol=1e-13 * np.abs(ref_jac).max())
 
 

@@ -112,7 +112,7 @@ def render_at(model, coords, index, centres, axes, masses, jacobian=False):
     With ``jacobian``, also its derivatives (V, 6 per seed) by centre (3), axis angles theta and phi, and
     log mass. Transcendental functions are evaluated per coordinate line, then gathered per voxel. With the
     compiled engine (:func:`SeedBrachyLib.kernel.resolve`) :mod:`.seed_model_numba` evaluates it: the same image
-    to the bit, the same derivatives to rounding."""
+    and derivatives to rounding."""
     s = model.sigma_xy
     width, sz = model.ssp
     t, f = _samples(model)

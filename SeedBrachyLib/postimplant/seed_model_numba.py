@@ -1,17 +1,18 @@
 """Compiled (numba) parts of :mod:`.seed_model`: the image of seeds and its Jacobian (:func:`render_at`), and the
 residual and Jacobian of the seed fit (:class:`FitProblem`); used only with the compiled engine.
 
-The same arithmetic as the numpy path, in the same order: per sample point of a seed line its Gaussian
-in-plane factors and slice-profile factor per coordinate line, then per voxel their product, summed over the
-points in numpy's own order (its pairwise summation, :func:`_pairwise_sum`). The normal distribution function
-is scipy's ``ndtr``, taken between the two compiled calls, so the image and the fit's residual equal the numpy
-path's to the last bit (tested); the Jacobian's sums along each seed line, which the numpy path takes through
-BLAS, agree to rounding (about 1e-16 relative). The fit's Levenberg-Marquardt is MINPACK's, as in the numpy
-path, called through ``scipy.optimize.leastsq`` (:func:`least_squares`). Detected positions agree to
-about 1e-9 mm (3e-13 mm on a 513 x 513 x 200 series, 6e-10 mm on a 5 mm one; tested within 1e-6 mm). The
-kernels are compiled on first use and cached on disk (numba ``cache=True``): the first run after an install or
-a change compiles them (some 10-25 s of CPU), later processes load them (under 1 s). Lengths mm, CT values
-HU, positions in the grid frame (mm).
+The same arithmetic as the numpy path, in the same order: per sample point of a seed line its Gaussian in-plane
+factors and slice-profile factor per coordinate line, then per voxel their product, summed over the points in
+numpy's own order (its pairwise summation, :func:`_pairwise_sum`). The normal distribution function is scipy's
+``ndtr``, taken between the two compiled calls, so the image and the fit's residual equal the numpy path's to
+rounding (tested within 1e-14 relative; to the last bit where numpy's exp is the C library's, a few 1e-16 apart
+where it is numpy's own SIMD exp, on AVX-512 machines); the Jacobian's sums along each seed line, which the numpy
+path takes through BLAS, agree to rounding (about 1e-16 relative). The fit's Levenberg-Marquardt is MINPACK's, as
+in the numpy path, called through ``scipy.optimize.leastsq`` (:func:`least_squares`). Detected positions agree to
+about 1e-9 mm (3e-13 mm on a 513 x 513 x 200 series, 6e-10 mm on a 5 mm one; tested within 1e-6 mm). The kernels
+are compiled on first use and cached on disk (numba ``cache=True``): the first run after an install or a change
+compiles them (some 10-25 s of CPU), later processes load them (under 1 s). Lengths mm, CT values HU, positions in
+the grid frame (mm).
 """
 
 import math
@@ -69,7 +70,7 @@ def _block_sum(a, start, stop):
 def _pairwise_sum(a, start, stop):
     """Sum of a[start:stop] in numpy's order for a contiguous reduction: blocks of more than 128 terms are
     halved (at a multiple of 8) and the halves' sums added, as numpy's recursion does (here with a stack), so
-    that the image sums to the same bits as the numpy path's ``term.sum(0)``."""
+    that the image is summed in the same order as the numpy path's ``term.sum(0)``."""
     if stop - start <= 128:
         return _block_sum(a, start, stop)
     lo, hi, expanded = np.empty(64, np.int64), np.empty(64, np.int64), np.zeros(64, np.bool_)
