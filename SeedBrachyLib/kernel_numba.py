@@ -568,16 +568,32 @@ def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, f
             continue
         k, floor, low, high = ranks[q], floors[q], lo[q], hi[q]
         if pruned[q] and add.size <= 1:
-            na = n_act[q]
+            na, points = n_act[q], act[q]
             new = scratch[:na]
-            below, inside = m - na, 0
-            for i in range(na):
-                v = _trial_value(dose, mats, add, remove, s0 + act[q, i])
-                new[i] = v
-                below += v < low
-                inside += (v >= low) & (v <= high)
+            if add.size == 1 and remove.size == 1:  # a move: the same sum as _trial_value, its rows picked once
+                ra, rr = mats[add[0]], mats[remove[0]]
+                for i in range(na):
+                    p = s0 + points[i]
+                    new[i] = (dose[p] + ra[p]) - rr[p]
+            elif add.size == 0 and remove.size == 1:  # a removal, likewise
+                rr = mats[remove[0]]
+                for i in range(na):
+                    p = s0 + points[i]
+                    new[i] = dose[p] - rr[p]
+            else:
+                for i in range(na):
+                    new[i] = _trial_value(dose, mats, add, remove, s0 + points[i])
+            below, above = m - na, 0
+            for i in range(na):  # vectorised
+                below += new[i] < low
+                above += new[i] > high
+            inside = m - below - above
             if below <= k < below + inside:
                 out[q] = _window_select(new, na, low, high, k - below, scratch[na:2 * na])
+                continue
+            if k >= below + inside:  # above the window: among the values > high (every one at a point of act)
+                out[q] = _window_select(new, na, np.nextafter(high, np.float32(np.inf)), np.float32(np.inf),
+                                        k - below - inside, scratch[na:2 * na])
                 continue
         new = scratch[:m]
         if add.size > 1 or remove.size > 1:
@@ -638,8 +654,11 @@ def trial_order_stats(dose, mats, starts, adds, removes, ranks, lo, hi, act, n_a
 # goal, V150 limit, V200 limit (nan: none), safety, then the weights violation, needle, hot, oar]. Every number is
 # computed as optimize._Problem does it.
 
-#: The optimiser's trial windows: the doses within max(16, n // WINDOW) ranks of a metric's rank.
+#: The optimiser's trial windows: the doses within max(16, n // WINDOW) ranks of a metric's rank, and within
+#: PRUNED_WINDOW ranks for a pruned structure (an OAR: its trials select among the window's values, fewer then;
+#: a rank outside the window is still found, more slowly). Their sizes change only the speed.
 WINDOW = 32
+PRUNED_WINDOW = 128
 
 
 @njit(inline="always")
@@ -694,7 +713,7 @@ def state_refresh(S, P, buf):
         s0, k = starts[q], ranks[q]
         d = dose[s0:starts[q + 1]]
         m = d.size
-        w = max(16, m // WINDOW)
+        w = max(16, m // WINDOW) if not pruned[q] else PRUNED_WINDOW
         # the last window, widened on either side by its distance to the rank's value (nan: none yet)
         low, high = 2 * lo[q] - np.float32(metrics[3 + q]), 2 * hi[q] - np.float32(metrics[3 + q])
         lo[q], hi[q], n_act[q] = -np.inf, np.inf, 0
@@ -855,29 +874,98 @@ def move_each(S, P, order, nb_flat, nb_offsets, work):
     return changed
 
 
+#: Candidates whose exact greedy terms a lazy pick (:func:`greedy_pick`) evaluates at a time.
+GREEDY_CHUNK = 8
+#: Bound on the rounding growth of one candidate's coverage gain (fraction of m Rx) as doses rise: each float32 term
+#: min(d + a, Rx) - d rounds within 2 ulp of 2 Rx, i.e. within 2^-21 Rx, of its exact, non-increasing value.
+GAIN_ROUNDING = 4.0 * 2.0 ** -21
+#: Bound on the rounding of one overdose term max(v + b - L, 0) - max(v - L, 0) (float32, four operations), as a
+#: fraction of v + b + L (a generous 16 half-ulps).
+OVERDOSE_ROUNDING = 2.0 ** -20
+
+
 @njit(cache=True)
-def greedy_pick(S, P, with_v200):
+def greedy_pick(S, P, with_v200, memo):
     """optimize._Problem.greedy_pick: the free candidate of best coverage gain - 0.25 hot-spot growth - OAR overdose
-    growth / (k limit) - 0.2 max gain if it opens a needle; -1 if none is free."""
+    growth / (k limit) - 0.2 max gain if it opens a needle; -1 if none is free.
+
+    Lazy, within one fill (the doses only rise, so every gain falls and every overdose growth rises): ``memo``
+    (4, candidates) holds per candidate, from its last exact evaluation, a bound of its coverage gain from above
+    (fraction of m Rx, with GAIN_ROUNDING; inf: never evaluated), its hot-spot count (points lifted over 1.5 Rx,
+    and 2 Rx), the count of points over those levels then (of the points it lifted, only those lifted since by
+    other seeds, the rise of that count, are lost) and its overdose penalty less its rounding bound. Candidates
+    are evaluated exactly in order of decreasing score bound, GREEDY_CHUNK at a time, until no other candidate's
+    score bound (gain bound - 0.25 hot-spot count bound - overdose bound - needle penalty, the penalty 0.2 x the
+    largest gain evaluated: a lower bound of it until no gain bound is left above that) reaches the best exact
+    score: the same pick as evaluating every free candidate."""
     x, per, dose = S[0], S[1], S[2]
     mats, starts, needle_of, caps, goal, limits, k_oar = P[0], P[1], P[2], P[4], P[8], P[9], P[10]
     free = np.flatnonzero(~x)
     if free.size == 0:
         return -1
-    gain, hot, over = np.empty(free.size), np.empty(free.size), np.empty(free.size)
-    greedy_scores(dose[:starts[1]], mats, 0, free, goal[0], with_v200, gain, hot)
-    score = gain - 0.25 * hot
-    for q in range(1, starts.size - 1):
+    bound, lifted, seen, over_low = memo[0], memo[1], memo[2], memo[3]
+    near, ends = np.empty(starts[-1] - starts[1], np.int64), np.zeros(starts.size - 1, np.int64)
+    slack = 0.0  # the overdose penalty's rounding bound now
+    for q in range(1, starts.size - 1):  # per OAR, the points one seed can lift over the limit
         s0, s1 = starts[q], starts[q + 1]
-        if s1 > s0:  # the points one seed can lift over the limit
-            v = dose[s0:s1]
-            near = np.flatnonzero(v + caps[s0:s1] >= np.float32(limits[q - 1]))
-            overdose_growth(v, mats, s0, free, near, limits[q - 1], over)
-            score -= over / (k_oar[q - 1] * limits[q - 1])
-    most = max(gain.max(), 1e-12)
+        lim = np.float32(limits[q - 1])
+        these = np.flatnonzero(dose[s0:s1] + caps[s0:s1] >= lim)
+        ends[q] = ends[q - 1] + these.size
+        near[ends[q - 1]:ends[q]] = these
+        size = 0.0
+        for p in these:
+            size += dose[s0 + p] + caps[s0 + p] + lim
+        slack += OVERDOSE_ROUNDING * size / (k_oar[q - 1] * limits[q - 1])
+    m = starts[1]
+    over_now = round(S[3][1] * m / 100.0) + (round(S[3][2] * m / 100.0) if with_v200 else 0)  # points over the levels
+    low = np.empty(free.size)  # the score bounds without the needle penalty
     for i in range(free.size):
-        score[i] -= (per[needle_of[free[i]]] == 0) * 0.2 * most
-    return free[np.argmax(score)]
+        c = free[i]
+        low[i] = bound[c] - 0.25 * max(lifted[c] - (over_now - seen[c]), 0.0) / m - (over_low[c] - slack)
+    order = free[np.argsort(-low, kind="mergesort")]
+    low = low[np.argsort(-low, kind="mergesort")]
+    gain, hot, over = np.empty(free.size), np.empty(free.size), np.empty(free.size)
+    score = np.empty(free.size)
+    done, most, best = 0, -np.inf, -1
+    while done < order.size:
+        end = order.size if bound[order[0]] == np.inf else min(done + GREEDY_CHUNK, order.size)
+        chunk = order[done:end]
+        g, h, o, sc = gain[done:end], hot[done:end], over[done:end], score[done:end]
+        greedy_scores(dose[:m], mats, 0, chunk, goal[0], with_v200, g, h)
+        sc[:] = g - 0.25 * h
+        penalty = np.zeros(chunk.size)
+        for q in range(1, starts.size - 1):
+            s0, s1 = starts[q], starts[q + 1]
+            if s1 > s0:
+                overdose_growth(dose[s0:s1], mats, s0, chunk, near[ends[q - 1]:ends[q]], limits[q - 1], o)
+                sc -= o / (k_oar[q - 1] * limits[q - 1])
+                penalty += o / (k_oar[q - 1] * limits[q - 1])
+        for i in range(chunk.size):
+            c = chunk[i]
+            bound[c], lifted[c], seen[c], over_low[c] = g[i] + GAIN_ROUNDING, round(h[i] * m), over_now, \
+                penalty[i] - slack
+        most = max(most, g.max())
+        done = end
+        # the largest gain is known unless a bound left is above the largest evaluated: until it is, the needle
+        # penalty is known only from below, and so the score of a seed opening a needle only from above
+        known = True
+        for i in range(done, order.size):
+            known &= bound[order[i]] <= most
+        opening = 0.2 * max(most, 1e-12)
+        best, best_score, reach = -1, -np.inf, -np.inf  # reach: the best score any other could have
+        for i in range(done):  # the exact scores, the first of equal ones as numpy's argmax (by index)
+            c = order[i]
+            opens = per[needle_of[c]] == 0
+            v = score[i] - opens * opening
+            if opens and not known:
+                reach = max(reach, v)
+            elif v > best_score or (v == best_score and c < best):
+                best, best_score = c, v
+        for i in range(done, order.size):
+            reach = max(reach, low[i] - (per[needle_of[order[i]]] == 0) * opening)
+        if best >= 0 and reach < best_score:
+            break
+    return best
 
 
 @njit(cache=True)
@@ -886,9 +974,11 @@ def fill(S, P, v100_aim, with_v200, scratch):
     True if any was added."""
     metrics, goal = S[3], P[8]
     add, none = np.empty(1, np.int64), np.empty(0, np.int64)
+    memo = np.zeros((4, S[0].size))  # greedy_pick's bounds, none known before the first pick
+    memo[0] = np.inf
     added = False
     while not (metrics[3] >= goal[1] and metrics[0] >= v100_aim):
-        j = greedy_pick(S, P, with_v200)
+        j = greedy_pick(S, P, with_v200, memo)
         if j < 0:
             break
         add[0] = j
