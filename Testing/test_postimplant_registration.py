@@ -184,6 +184,32 @@ def test_rigid_registration_tre_below_1mm(case, rotvec_deg, shift_mm, oblique):
     assert tre.max() <= 1.0
 
 
+
+@pytest.fixture(scope="module")
+def bare_neck_scan():
+    """(the built-in neck phantom without landmarks, its implant rescanned after the MRML flow's motion)."""
+    from SeedBrachyLib.synthetic.implant import patient_motion, rescanned_implant
+    from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement
+
+    bare = neck_phantom()
+    return bare, rescanned_implant(fixed_seed_arrangement(bare), bare, random_seed=2, spacing_mm=(0.9, 0.9, 2.0),
+                                   motion=patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0)))
+
+
+@pytest.mark.parametrize("sampling_seed", [1, 2, 3])
+def test_a_weakly_fixed_motion_is_within_1mm_or_flagged_whatever_the_metric_samples(bare_neck_scan, sampling_seed):
+    """The bare neck phantom hardly changes along S but for the node, which the seeds fill (masked): the S
+    position rests on few voxels and moved with the draw of the metric's random samples (this pair, the MRML
+    flow's motion, seeds given: 1.09 mm at sampling seed 1, unflagged; 0.99 at 2; 0.09 at 3). Every result
+    that is not flagged must be within 1 mm at the target, whatever the samples."""
+    bare, scan = bare_neck_scan
+    result = register_post_to_pre(bare.ct, bare.grid, scan.ct, scan.grid, post_seed_points=scan.true_positions_post,
+                                  random_seed=sampling_seed)
+    tre = _tre(bare, scan.post_to_pre, result)
+    print(f"bare neck, sampling seed {sampling_seed}: TRE max {tre.max():.2f} mm; {result.quality.describe()}")
+    assert tre.max() <= 1.0 or not result.plausible
+
+
 @pytest.mark.slow
 def test_affine_and_mean_squares_options_register_or_say_they_cannot(case):
     """Mean squares registers this pair; an affine fit of a neck that hardly changes along S is not fixed

@@ -31,9 +31,11 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
    images (and the region of interest) overlap at the start of each optimisation. The metric runs on
    one thread: identical calls give identical results.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
-   sharpness of the optimum, agreement of the independent starts and the best distinct
-   alternative; implausible results
-   are flagged with the reasons (``result.quality``).
+   sharpness of the optimum, agreement of the independent starts, the best distinct alternative, and
+   repeatability over the metric's samples (the final optimisation run again from the answer on a
+   second set of samples, seeded ``random_seed + 1``; the two compared at the target: the seeds' box,
+   or the region of interest's centre, grown by ``TARGET_HALF_MM``); implausible results are flagged
+   with the reasons (``result.quality``).
 
 ITK works in LPS; the LPS -> RAS conversion is done once, in :mod:`SeedBrachyLib.itk_image`.
 """
@@ -51,7 +53,7 @@ from ..grid import Grid
 from ..itk_image import RAS_TO_LPS, matrix_lps_to_ras, resample, to_sitk, transform_to_matrix_lps
 from ..progress import report
 from ..seeds import Seed
-from ..structures import expand_margin
+from ..structures import expand_margin, mask_box
 from . import registration_levels as levels
 from .registration_quality import BODY_HU, GAIN_LIMIT, Quality, assess, displacement_mm, sensitivity
 from .registration_search import search
@@ -63,6 +65,7 @@ MAX_ROTATION_DEG = 30.0  # rotations searched (capture range); translations are 
 DEFAULT_ROI_MARGIN_MM = 30.0  # margin (mm) around the target when the metric is restricted to it
 AGREEMENT_MM = 2.0  # two optima closer than this (mm, over the region) are the same answer
 CONFIDENT_STARTS = 3  # starts reaching the best answer (with one distinct answer found) that end the start loop
+TARGET_HALF_MM = 10.0  # the target: the seeds' box (or the region of interest's centre) grown by this (mm)
 MAX_RESTARTS = 4  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
 
 
@@ -286,8 +289,15 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         best.matrix = moves[2] @ best.matrix
         best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
         moves = check()
+    report(progress, 0.9, "registration: re-fitting on a second set of metric samples")
+    resampled = _Run(best.matrix, best.center)  # the same optimum, found again with other random samples
+    resampled.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed + 1)
+    at = region if pre_roi is None or post_seed_points is not None and len(post_seed_points) else \
+        _region_lps(None, _roi_centre_lps(pre_roi, pre_grid, best.matrix), TARGET_HALF_MM)
+    resampled_mm = displacement_mm(resampled.matrix, best.matrix, at) if np.isfinite(resampled.value) else np.inf
     report(progress, 0.95, "registration: checking the result")
-    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, moves[:2], random_seed)
+    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, moves[:2], resampled_mm,
+                     random_seed)
     report(progress, 1.0, "registration done")
     post_to_pre = matrix_lps_to_ras(best.matrix)
     return RegistrationResult(post_to_pre=post_to_pre, kind=kind, metric=metric, metric_value=best.value,
@@ -295,14 +305,23 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
                               stop_condition=best.stop_condition)
 
 
-def _region_lps(post_seed_points, center):
-    """Points (LPS mm) where two answers are compared: the seeds' box if given, else 50 mm around ``center``."""
+def _region_lps(post_seed_points, center, half_mm=50.0):
+    """Points (LPS mm) where two answers are compared: the corners of the seeds' box grown by ``TARGET_HALF_MM``
+    if given, else of the cube of ``half_mm`` (mm) around ``center`` (LPS mm)."""
     if post_seed_points is not None and len(post_seed_points):
         pts = np.asarray(post_seed_points, float).reshape(-1, 3) @ RAS_TO_LPS
-        lo, hi = pts.min(axis=0) - 10.0, pts.max(axis=0) + 10.0
+        lo, hi = pts.min(axis=0) - TARGET_HALF_MM, pts.max(axis=0) + TARGET_HALF_MM
     else:
-        lo, hi = center - 50.0, center + 50.0
+        lo, hi = center - half_mm, center + half_mm
     return np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
+
+
+def _roi_centre_lps(roi, grid, matrix):
+    """Centre (LPS mm) of the box of ``roi`` (bool [k, j, i] on the pre-plan's RAS ``grid``) in the fixed
+    (post-implant) frame, brought there by the inverse of ``matrix`` (4x4 LPS, fixed -> moving)."""
+    lo, hi = mask_box(roi)
+    inverse = np.linalg.inv(matrix)
+    return inverse[:3, :3] @ (grid.to_ras(0.5 * (lo + hi)) @ RAS_TO_LPS) + inverse[:3, 3]
 
 
 def _settled(done, region):

@@ -14,6 +14,11 @@
   axis, scored with a mutual information computed here (not ITK's): every move must lower it
   (else the optimiser stopped short) and by a clear amount (else the images do not fix that motion,
   e.g. a scan that hardly changes along S).
+* Repeatability over the metric's samples: the final optimisation run again from the answer on a second
+  set of random samples; where the images weakly fix a motion (a scan that hardly changes along S),
+  the optimum moves with the draw of the samples, and the two answers more than ``RESAMPLED_LIMIT_MM``
+  apart over the region flag the result (on the neck phantom, sample sets that gave 1.0-1.1 mm errors
+  re-fitted 1.0-1.3 mm away; correct fits within 0.1-0.4 mm).
 * Alternative: the best distinct local optimum (more than ``AMBIGUITY_MM`` away over the region)
   and its metric gap; a near tie means the images cannot decide (e.g. repeating vertebrae).
 
@@ -41,6 +46,7 @@ MIN_OVERLAP = 0.5  # fraction of the post-implant CT inside the pre-plan CT
 AMBIGUITY_GAP = 0.02  # relative metric gap under which a distinct alternative is a tie
 GAIN_LIMIT = 0.005  # a 2 mm / 2 deg move improving the fit by more than this: the optimum was not reached
 DROP_MIN = 0.01  # a 2 mm / 2 deg move changing the fit by less than this (both ways): not constrained
+RESAMPLED_LIMIT_MM = 0.5  # answers on two sets of metric samples farther apart (mm, over the region): implausible
 AMBIGUITY_MM = 5.0  # an alternative optimum this far (mm, over the region) from the answer is a different fit
 
 
@@ -62,6 +68,8 @@ class Quality:
         alternative_gap: its relative metric gap (metric difference / |best metric|; inf: none).
         sharpness: smallest relative drop of the fit for a 2 mm / 2 deg move (see :func:`sensitivity`).
         best_move_gain: largest relative gain of the fit for such a move (<= 0 at an optimum).
+        resampled_mm: distance (mm, over the region) to the answer re-fitted on a second set of metric samples
+            (inf: that fit failed).
         reasons: why it is implausible (empty when plausible).
     """
 
@@ -78,6 +86,7 @@ class Quality:
     alternative_gap: float
     sharpness: float = 0.0
     best_move_gain: float = 0.0
+    resampled_mm: float = 0.0
     reasons: tuple = ()
 
     def describe(self):
@@ -86,7 +95,7 @@ class Quality:
                    f"{100 * self.surface_within_1mm:.0f}% within 1 mm, {self.n_surface_points} points), "
                    f"overlap {100 * self.overlap:.0f}%, correlation {self.correlation:.2f}, "
                    f"{self.starts_agreeing}/{self.n_starts} starts agree, 2 mm / 2 deg moves lower the fit by >= "
-                   f"{100 * self.sharpness:.1f}%")
+                   f"{100 * self.sharpness:.1f}%, {self.resampled_mm:.2f} mm from the fit on other metric samples")
         if self.alternative_mm > 0:
             figures += (f", next-best optimum {self.alternative_mm:.0f} mm away "
                         f"(metric gap {100 * self.alternative_gap:.1f}%)")
@@ -266,7 +275,7 @@ def sensitivity(fixed, moving, matrix, center, rng, n=20000, shift_mm=2.0, angle
     return np.array(drops), np.array(gains), best[1]
 
 
-def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves, random_seed=0):
+def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves, resampled_mm, random_seed=0):
     """The :class:`Quality` of ``matrix`` (4x4 LPS, fixed = post-implant -> moving = pre-plan).
 
     Args:
@@ -276,6 +285,8 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves
         region: points (LPS mm) over which two answers are compared (see :func:`displacement_mm`).
         agreement_mm: two answers closer than this (mm) are the same.
         moves: (drops, gains) of :func:`sensitivity` at ``matrix`` (relative; with the scalings for an affine).
+        resampled_mm: distance (mm, over the region) from ``matrix`` to the answer of the final optimisation
+            run again from it on a second set of metric samples.
     """
     rng = np.random.default_rng(random_seed)
     drops, gains = moves
@@ -308,6 +319,10 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves
     if drops.min() < DROP_MIN:
         reasons.append(f"the images barely fix the {MOVES[int(np.argmin(drops))]}: 2 mm / 2 deg / 2% change the fit by "
                        f"{100 * drops.min():.1f}% (< {100 * DROP_MIN:g}%)")
+    if resampled_mm > RESAMPLED_LIMIT_MM:
+        reasons.append(f"the fit depends on the metric's random samples: on a second set it moves "
+                       f"{resampled_mm:.1f} mm at the target (> {RESAMPLED_LIMIT_MM:g} mm; the images weakly fix "
+                       "some motion): check it by eye, or restrict the registration to the region around the target")
     if overlap < MIN_OVERLAP:
         reasons.append(f"only {100 * overlap:.0f}% of the post-implant CT lies inside the pre-plan CT "
                        f"(>= {100 * MIN_OVERLAP:.0f}% needed)")
@@ -319,4 +334,4 @@ def assess(fixed, moving, matrix, first, contenders, region, agreement_mm, moves
                    surface_within_1mm=float(np.mean(d <= 1.0)) if len(d) else 0.0, n_surface_points=len(d),
                    overlap=overlap, correlation=correlation, starts_agreeing=int(agreeing), n_starts=len(first),
                    alternative_mm=alternative_mm, alternative_gap=gap, sharpness=float(drops.min()),
-                   best_move_gain=float(gains.max()), reasons=tuple(reasons))
+                   best_move_gain=float(gains.max()), resampled_mm=float(resampled_mm), reasons=tuple(reasons))
