@@ -568,7 +568,8 @@ def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, f
             continue
         k, floor, low, high = ranks[q], floors[q], lo[q], hi[q]
         if pruned[q] and add.size <= 1:
-            na, points = n_act[q], act[q]
+            # the points of act (removals only: those of its first n_act[1, q], the others are below low and stay)
+            na, points = n_act[0, q] if add.size else n_act[1, q], act[q]
             new = scratch[:na]
             if add.size == 1 and remove.size == 1:  # a move: the same sum as _trial_value, its rows picked once
                 ra, rr = mats[add[0]], mats[remove[0]]
@@ -603,21 +604,31 @@ def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, f
         else:  # one row or none added or removed (none: a zero row, exact): values and counts in one pass
             ra = mats[add[0], s0:s1] if add.size else zero[:m]
             rr = mats[remove[0], s0:s1] if remove.size else zero[:m]
-        c0 = c1 = c2 = under = below = inside = 0
+        if floor > -np.inf:  # the counts first, without keeping the values: most trials need no more
+            c0 = c1 = c2 = under = 0
+            for p in range(m):  # vectorised
+                v = (base[p] + ra[p]) - rr[p]
+                c0 += v >= l0
+                c1 += v >= l1
+                c2 += v >= l2
+                under += v < floor
+            if q == 0:
+                counts[0], counts[1], counts[2] = c0, c1, c2
+            if under <= k:
+                out[q] = floor
+                continue
+        c0 = c1 = c2 = below = inside = 0
         for p in range(m):  # vectorised
             v = (base[p] + ra[p]) - rr[p]
             new[p] = v
             c0 += v >= l0
             c1 += v >= l1
             c2 += v >= l2
-            under += v < floor
             below += v < low
             inside += (v >= low) & (v <= high)
         if q == 0:
             counts[0], counts[1], counts[2] = c0, c1, c2
-        if floor > -np.inf and under <= k:
-            out[q] = floor
-        elif below <= k < below + inside:
+        if below <= k < below + inside:
             out[q] = _window_select(new, m, low, high, k - below, scratch[m:2 * m])
         else:
             out[q] = _select(new, m, k)
@@ -633,11 +644,13 @@ def trial_order_stats(dose, mats, starts, adds, removes, ranks, lo, hi, act, n_a
     (float32, in that order, as numpy evaluates it); out[t, q] = its ranks[q]-th smallest value (0-based; 0 Gy
     if empty), or floors[q] when at most ranks[q] values lie below floors[q] (the value is then >= floors[q], all a
     goal-type term needs; -inf: always the value); counts[t, l] = number of values of structure 0 >= levels[l]
-    (float32, the three levels of V100, V150, V200). One pass makes the values and counts; the selection then looks
-    only at the values within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among
-    them, else at all values: the result is the same. For a structure with ``pruned[q]`` (no floor) and a trial of
-    at most one addition, only the points ``act[q, :n_act[q]]`` are looked at: the others are below lo[q] in every
-    such trial (the caller's bound: base + the largest candidate dose there < lo[q]; removals only lower it).
+    (float32, the three levels of V100, V150, V200). One pass makes the counts (with a floor, first without
+    keeping the values: when the floor is met nothing more is needed); the selection then looks only at the values
+    within [lo[q], hi[q]] (the state's neighbourhood of that rank) when the rank falls among them, else at all
+    values: the result is the same. For a structure with ``pruned[q]`` (no floor) and a trial of at most one
+    addition, only the points ``act[q, :n_act[0, q]]`` are looked at, and for a trial of removals only, only the
+    first ``n_act[1, q]`` of them (base >= lo[q]): the others are below lo[q] in every such trial (the caller's
+    bound: base + the largest candidate dose there < lo[q]; removals only lower it).
     """
     zero = np.zeros(scratch.size // 2, dtype=np.float32)
     for t in range(adds.shape[0]):
@@ -657,7 +670,7 @@ def trial_order_stats(dose, mats, starts, adds, removes, ranks, lo, hi, act, n_a
 #: The optimiser's trial windows: the doses within max(16, n // WINDOW) ranks of a metric's rank, and within
 #: PRUNED_WINDOW ranks for a pruned structure (an OAR: its trials select among the window's values, fewer then;
 #: a rank outside the window is still found, more slowly). Their sizes change only the speed.
-WINDOW = 32
+WINDOW = 128
 PRUNED_WINDOW = 128
 
 
@@ -714,27 +727,36 @@ def state_refresh(S, P, buf):
         d = dose[s0:starts[q + 1]]
         m = d.size
         w = max(16, m // WINDOW) if not pruned[q] else PRUNED_WINDOW
-        # the last window, widened on either side by its distance to the rank's value (nan: none yet)
-        low, high = 2 * lo[q] - np.float32(metrics[3 + q]), 2 * hi[q] - np.float32(metrics[3 + q])
-        lo[q], hi[q], n_act[q] = -np.inf, np.inf, 0
+        value = np.float32(metrics[3 + q])  # the last rank's value and window (nan: none yet)
+        below_w, above_w = value - lo[q], hi[q] - value
+        lo[q], hi[q], n_act[0, q], n_act[1, q] = -np.inf, np.inf, 0, 0
         if m == 0:
             metrics[3 + q] = 0.0
             continue
         if q == 0:
-            for lv in range(3):
-                c = 0
-                for p in range(m):
-                    c += d[p] >= levels[lv]
-                metrics[lv] = 100.0 * c / m
-        # the values within [low, high] when they hold ranks k - w, k and k + w (of those < m and >= 0), else all
-        n = below = 0
-        for p in range(m):
-            v = d[p]
-            buf[n] = v
-            n += (v >= low) & (v <= high)
-            below += v < low
+            c0 = c1 = c2 = 0
+            for p in range(m):  # vectorised
+                c0 += d[p] >= levels[0]
+                c1 += d[p] >= levels[1]
+                c2 += d[p] >= levels[2]
+            metrics[0], metrics[1], metrics[2] = 100.0 * c0 / m, 100.0 * c1 / m, 100.0 * c2 / m
+        # the values within the last window widened on either side (2, 8, 32 times its distance to the rank's value)
+        # when they hold ranks k - w, k and k + w (of those < m and >= 0), else all
         first, last = k - w if k - w >= 0 else k, k + w if k + w < m else k  # the ranks to find
-        if not below <= first <= last < below + n:
+        found, widen = False, np.float32(2.0)
+        for _ in range(3):
+            low, high = value - widen * below_w, value + widen * above_w
+            n = below = 0
+            for p in range(m):
+                v = d[p]
+                buf[n] = v
+                n += (v >= low) & (v <= high)
+                below += v < low
+            found = below <= first <= last < below + n
+            if found or not (low == low and high == high):  # (no window yet: nan)
+                break
+            widen *= 4
+        if not found:
             n, below = m, 0
             buf[:m] = d
         j = k - below
@@ -744,13 +766,18 @@ def state_refresh(S, P, buf):
             lo[q] = _select(b, j, j - w)
         if k + w < m:
             hi[q] = _select(b[j + 1:], n - j - 1, w - 1)
-        if pruned[q]:
+        if pruned[q]:  # act: first the points at or above lo, then those one seed can lift to it
             n, low = 0, lo[q]
             for p in range(m):
-                if d[p] + caps[s0 + p] >= low:
+                if d[p] >= low:
                     act[q, n] = p
                     n += 1
-            n_act[q] = n
+            n_act[1, q] = n
+            for p in range(m):
+                if d[p] < low and d[p] + caps[s0 + p] >= low:
+                    act[q, n] = p
+                    n += 1
+            n_act[0, q] = n
     score[0], score[1] = _objective(metrics, x.sum(), _open_needles(per), goal, limits)
 
 

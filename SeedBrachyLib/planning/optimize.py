@@ -191,7 +191,8 @@ class DoseMatrices:
             # one contiguous float32 row per candidate (each candidate a seed set of its own)
             rate = kernel.samples_rate(engine, pts, pos[:, None, :], axes[:, None, :], strengths, model, formalism,
                                        reach_mm=reach)
-            self.matrices[name] = (rate * scale).astype(np.float32)
+            rate *= scale
+            self.matrices[name] = rate.astype(np.float32)
             done += len(pts)
 
 
@@ -221,7 +222,7 @@ class _State:
             self._link(np.concatenate([self.dose[k] for k in problem.names]),
                        [np.empty(3 + len(problem.names)), *np.full((2, len(problem.names)), np.nan, np.float32),
                         np.empty((len(problem.names), problem.scratch.size // 2), np.int64),
-                        np.zeros(len(problem.names), np.int64), np.empty(2)])
+                        np.zeros((2, len(problem.names)), np.int64), np.empty(2)])
             problem.compiled.state_refresh(self.arrays, problem.constants, problem.scratch)
             self.sync()
 
