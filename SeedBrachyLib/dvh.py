@@ -353,24 +353,26 @@ class SeedDose(PointDose):
         return dose_at_points(points_ras, self.seeds, self.model, self.formalism, self.time_window_days,
                               tabled=tabled)
 
-    def _split(self, structure, voxels, interior_spacing_mm, points):
-        """Dose (Gy) at ``points``, which begin with ``voxels`` split by ``structure.split_offsets``."""
-        if self.exact:
-            return self._dose(points)
+    def _lattice(self, structure, voxels, interior_spacing_mm):
+        """Dose (Gy) at the points of interior ``voxels`` split as by ``structure.split_points``, in its order."""
         offsets, _ = structure.split_offsets(interior_spacing_mm)
-        n = len(voxels) * len(offsets)
-        lattice = dose_at_lattice(structure.grid, voxels, offsets, self.seeds, self.model, self.formalism,
-                                  self.time_window_days)
-        rest = self._tg43(points[n:], tabled=True) if len(points) > n else np.zeros(0)
-        return np.concatenate([lattice.T.ravel(), rest])
+        return dose_at_lattice(structure.grid, voxels, offsets, self.seeds, self.model, self.formalism,
+                               self.time_window_days).T.ravel()
 
     def samples_dose(self, structure, interior_spacing_mm):
-        points, volumes = structure.sample_points(interior_spacing_mm)
-        return self._split(structure, structure.interior_voxels(), interior_spacing_mm, points), volumes
+        """As :meth:`PointDose.samples_dose`; from the table the interior points along runs, the others one by one
+        (their coordinates are made only for the others: ``structure.boundary_points``)."""
+        if self.exact:
+            return super().samples_dose(structure, interior_spacing_mm)
+        voxels = structure.interior_voxels()
+        points, volumes = structure.boundary_points()
+        dose = np.concatenate([self._lattice(structure, voxels, interior_spacing_mm), self._tg43(points, tabled=True)])
+        return dose, np.concatenate([structure.split_volumes(voxels.size, interior_spacing_mm), volumes])
 
     def split_dose(self, structure, voxels):
-        points, volumes = structure.split_points(voxels)
-        return self._split(structure, voxels, DEFAULT_INTERIOR_SPACING_MM, points), volumes
+        if self.exact:
+            return super().split_dose(structure, voxels)
+        return self._lattice(structure, voxels, DEFAULT_INTERIOR_SPACING_MM), structure.split_volumes(len(voxels))
 
 
 class GridDose:

@@ -307,3 +307,22 @@ def test_on_grid_needs_a_source():
         s.on_grid(Grid.around([0, 0, 0], 10, 2.0))
     with pytest.raises(InputError, match="sample spacing"):
         structure_from_mask("W", np.ones(grid.shape, bool), grid, sample_spacing_mm=0.0)
+
+
+@pytest.mark.parametrize("spacing, direction, n", [((0.37, 0.52, 0.9), None, 3), ((0.3, 0.45, 0.7), None, 5),
+                                                   ((0.5, 0.5, 1.0), np.eye(3)[[1, 2, 0]] * [1, -1, 1], 2)])
+def test_aligned_resampling_is_sub_point_by_sub_point(spacing, direction, n):
+    """Grids of one axis-aligned direction (a mask and its own sampling grid) take the axis-by-axis path: the same
+    weights and inside sub-points as looking up each sub-point's RAS position in the mask (Grid.to_ijk)."""
+    source = Grid.around(CENTER, [13.0, 11.0, 12.0], spacing, direction)
+    mask = _ball(source, 4.5, center=CENTER + [0.2, -0.3, 0.1])
+    target = Grid(source.to_ras([3.37, 2.13, 1.71]), np.asarray(spacing) * [2.0, 2.0, 1.0], source.direction,
+                  (13, 11, 14))
+    s = structure_on_grid("N", mask, source, target, supersampling=n)
+    ijk = np.stack(np.unravel_index(np.arange(target.n_voxels), target.shape)[::-1], axis=1)
+    src = np.rint(source.to_ijk(target.to_ras(ijk[:, None, :] + subpoint_offsets(n)[None]))).astype(int)
+    inside = np.all((src >= 0) & (src < source.dims), axis=-1)
+    inside[inside] = mask[src[inside][:, 2], src[inside][:, 1], src[inside][:, 0]]
+    assert np.array_equal(s.weights.ravel(), (inside.sum(axis=1) / n ** 3).astype(np.float32))
+    flat, sub, _ = s.subvoxels
+    assert flat.size > 50 and np.array_equal(sub, inside[flat])
