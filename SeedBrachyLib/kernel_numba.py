@@ -556,10 +556,11 @@ def _window_select(new, n_values, low, high, k, buf):
 
 @njit(inline="always")
 def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out, scratch,
-           zero):
-    """One trial of :func:`trial_order_stats` (counts (3,), out (structures,) of that trial)."""
+           zero, q0, q1):
+    """One trial of :func:`trial_order_stats` for the structures q0 <= q < q1 (counts (3,), out (structures,) of
+    that trial)."""
     l0, l1, l2 = levels[0], levels[1], levels[2]
-    for q in range(starts.size - 1):
+    for q in range(q0, q1):
         s0, s1 = starts[q], starts[q + 1]
         base = dose[s0:s1]
         m = base.size
@@ -655,7 +656,7 @@ def trial_order_stats(dose, mats, starts, adds, removes, ranks, lo, hi, act, n_a
     zero = np.zeros(scratch.size // 2, dtype=np.float32)
     for t in range(adds.shape[0]):
         _trial(dose, mats, starts, adds[t], removes[t], ranks, lo, hi, act, n_act, pruned, floors, levels, counts[t],
-               out[t], scratch, zero)
+               out[t], scratch, zero, 0, starts.size - 1)
 
 
 # The optimiser's local search (planning.optimize), compiled: a state S = (x, per_needle, dose, metrics, lo, hi, act,
@@ -806,15 +807,23 @@ def state_apply(S, P, add, remove, buf):
 
 @njit(inline="always")
 def _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels, goal, limits,
-             add, remove, n_seeds, tm, counts, scratch, zero):
-    """F of the state with ``add`` added and ``remove`` removed (state unchanged), as optimize._State.trials."""
+             add, remove, n_seeds, tm, counts, scratch, zero, cut):
+    """F of the state with ``add`` added and ``remove`` removed (state unchanged), as optimize._State.trials; or,
+    when F with the OARs' metrics at 0 Gy (F grows with each of them: a lower bound) is already >= ``cut``, that
+    bound (the OARs not looked at)."""
     _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, tm[3:],
-           scratch, zero)
+           scratch, zero, 0, 1)
     m = starts[1]
     for lv in range(3):
         tm[lv] = 100.0 * counts[lv] / m
-    return _objective(tm, n_seeds + add.size - remove.size, _needles_after(per, needle_of, add, remove), goal,
-                      limits)[0]
+    tm[4:] = 0.0
+    n_seeds, n_needles = n_seeds + add.size - remove.size, _needles_after(per, needle_of, add, remove)
+    low = _objective(tm, n_seeds, n_needles, goal, limits)[0]
+    if low >= cut:
+        return low
+    _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, tm[3:],
+           scratch, zero, 1, starts.size - 1)
+    return _objective(tm, n_seeds, n_needles, goal, limits)[0]
 
 
 def search_work(size, structures):
@@ -829,24 +838,27 @@ def search_work(size, structures):
 @njit(cache=True)
 def _trials_f(S, P, adds, a_lo, a_hi, removes, r_lo, r_hi, values, work):
     """values[t] = F of the state with adds[a_lo[t]:a_hi[t]] added and removes[r_lo[t]:r_hi[t]] removed (state
-    unchanged), in parallel: work = (scratch, tm, counts, zero), one row of each of the first three per thread."""
+    unchanged), or a lower bound of it that is >= the state's F - 1e-9 (:func:`_trial_f`: a trial that cannot lower
+    F by more than 1e-9, the least change kept), in parallel: work = (scratch, tm, counts, zero), one row of each of
+    the first three per thread."""
     x, per, dose, metrics, lo, hi, act, n_act, score = S
     mats, starts, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
     scratch, tm, counts, zero = work
     _trials_parallel(x.sum(), per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
-                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero)
+                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero,
+                     score[0] - 1e-9)
 
 
 @njit(parallel=True, cache=True)
 def _trials_parallel(n_seeds, per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
-                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero):
+                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero, cut):
     """:func:`_trials_f` on its arrays (a parallel loop takes no tuple), trial t on thread t % threads."""
     chunks = scratch.shape[0]
     for c in prange(chunks):
         for t in range(c, values.size, chunks):
             values[t] = _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors,
                                  levels, goal, limits, adds[a_lo[t]:a_hi[t]], removes[r_lo[t]:r_hi[t]], n_seeds, tm[c],
-                                 counts[c], scratch[c], zero)
+                                 counts[c], scratch[c], zero, cut)
 
 
 @njit(cache=True)
