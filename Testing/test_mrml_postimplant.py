@@ -40,9 +40,10 @@ def flow(planned):
 
     The neck phantom is invariant along S apart from the node, which the seeds fill (masked out of the
     metric): left so, the registration's S error is the chance of its metric samples (0.04-1.27 mm over
-    five sample seeds on this pair; 0.62 mm with the detected seeds, 0.10 with the true ones). Both CTs get
+    five sample seeds on this pair; 0.62 mm with the detected seeds, 0.10 with the true ones; such draws are
+    now flagged by the re-fit on a second set of samples, see test_postimplant_registration). Both CTs get
     the soft landmarks the registration tests give the neck (``registration_phantoms.neck_landmarks``), as a
-    real neck changes along S.
+    real neck changes along S, so that the flow's registration is plausible.
     """
     c = planned
     pre_ct = np.rint(neck_landmarks(c.case.ct, c.case.grid)).astype(np.int16)

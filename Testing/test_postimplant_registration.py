@@ -196,19 +196,21 @@ def bare_neck_scan():
                                    motion=patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0)))
 
 
-@pytest.mark.parametrize("sampling_seed", [1, 2, 3])
-def test_a_weakly_fixed_motion_is_within_1mm_or_flagged_whatever_the_metric_samples(bare_neck_scan, sampling_seed):
+def test_a_weakly_fixed_motion_is_within_1mm_or_flagged_whatever_the_metric_samples(bare_neck_scan):
     """The bare neck phantom hardly changes along S but for the node, which the seeds fill (masked): the S
     position rests on few voxels and moved with the draw of the metric's random samples (this pair, the MRML
     flow's motion, seeds given: 1.09 mm at sampling seed 1, unflagged; 0.99 at 2; 0.09 at 3). Every result
-    that is not flagged must be within 1 mm at the target, whatever the samples."""
+    that is not flagged must be within 1 mm at the target, whatever the samples, and not all are flagged."""
     bare, scan = bare_neck_scan
-    result = register_post_to_pre(bare.ct, bare.grid, scan.ct, scan.grid, post_seed_points=scan.true_positions_post,
-                                  random_seed=sampling_seed)
-    tre = _tre(bare, scan.post_to_pre, result)
-    print(f"bare neck, sampling seed {sampling_seed}: TRE max {tre.max():.2f} mm; {result.quality.describe()}")
-    assert tre.max() <= 1.0 or not result.plausible
-
+    plausible = 0
+    for sampling_seed in (1, 2, 3):
+        result = register_post_to_pre(bare.ct, bare.grid, scan.ct, scan.grid,
+                                      post_seed_points=scan.true_positions_post, random_seed=sampling_seed)
+        tre = _tre(bare, scan.post_to_pre, result)
+        print(f"bare neck, sampling seed {sampling_seed}: TRE max {tre.max():.2f} mm; {result.quality.describe()}")
+        assert tre.max() <= 1.0 or not result.plausible
+        plausible += result.plausible
+    assert plausible
 
 @pytest.mark.slow
 def test_affine_and_mean_squares_options_register_or_say_they_cannot(case):

@@ -445,7 +445,6 @@ class _Run:
 
     def __init__(self, matrix, center):
         self.matrix = np.asarray(matrix, float)
-        self.start = self.matrix.copy()
         self.center = np.asarray(center, float)
         self.value = np.inf
         self.iterations = 0

@@ -3,6 +3,9 @@
 Phantoms: Testing/registration_phantoms.py (a thorax whose vertebrae and ribs repeat every 27 mm along
 S, contrast in the pre-plan only, 20 seeds with streaks at a lung node; a pelvis as an unrelated image).
 Random seeds 100+ (the tests use others). Target registration error (TRE) over the seed positions.
+Also: the metric restricted to the node grown by 30 mm; the bare neck phantom (hardly changes along S)
+with the MRML flow's motion over five metric sampling seeds (the pairs' random seeds; TRE over the GTV);
+a blank post-implant CT (refused: counted as flagged).
 "Flagged" = the result's quality says implausible. The reference is the registration this project
 shipped before (one start from the image centres, Mattes MI, shrink 4/2/1, regular-step descent).
 Timing: a 512 x 512 x 200 pair (0.8 x 0.8 x 1.25 mm), both methods in the same run; the machine is
@@ -27,7 +30,9 @@ import registration_phantoms as phantoms  # noqa: E402
 
 from SeedBrachyLib.errors import InputError  # noqa: E402
 from SeedBrachyLib.itk_image import matrix_lps_to_ras, to_sitk, transform_to_matrix_lps  # noqa: E402
-from SeedBrachyLib.postimplant.registration import register_post_to_pre  # noqa: E402
+from SeedBrachyLib.postimplant.registration import register_post_to_pre, target_region  # noqa: E402
+from SeedBrachyLib.synthetic.implant import patient_motion, rescanned_implant  # noqa: E402
+from SeedBrachyLib.synthetic.phantom import fixed_seed_arrangement, neck_phantom  # noqa: E402
 
 HELD_OUT = "--held-out" in sys.argv
 BASE = 1000 if HELD_OUT else 100  # random seeds of the pairs: BASE + n, unrelated images BASE + 100 + n
@@ -79,6 +84,8 @@ def _scenarios(rng):
         out.append(("50 mm post scan, 30-80 mm head-foot", phantoms.rigid(rng.normal(0, 3, 3), [
             rng.normal(0, 8), rng.normal(0, 8), rng.choice([-1, 1]) * rng.uniform(30, 80)]), {"post_z_half": 25.0},
             True))
+        out.append(("metric restricted to the node + 30 mm", phantoms.rigid(rng.normal(0, 6, 3), rng.normal(0, 20, 3)),
+                    {}, True))
     return out
 
 
@@ -103,14 +110,15 @@ class _Stages:
         return ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.cpu.items())
 
 
-def _run(pair, method, progress=None):
-    """(TRE per seed (mm) or None, flagged, wall s, CPU s, error message)."""
+def _run(pair, method, progress=None, **options):
+    """(TRE per seed (mm) or None, flagged, wall s, CPU s, error message); ``options`` go to the new method."""
     start, cpu = time.perf_counter(), time.process_time()
     try:
         if method == "reference":
             matrix, flagged = single_start_reference(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid), False
         else:
-            result = register_post_to_pre(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid, progress=progress)
+            result = register_post_to_pre(pair.pre_ct, pair.pre_grid, pair.post_ct, pair.post_grid, progress=progress,
+                                          **options)
             matrix, flagged = result.post_to_pre, not result.plausible
     except (InputError, RuntimeError) as exc:
         return None, True, time.perf_counter() - start, time.process_time() - cpu, str(exc).splitlines()[-1][:80]
@@ -124,8 +132,19 @@ def accuracy():
     rows = {}
     for n, (category, truth, options, _) in enumerate(_scenarios(rng)):
         pair = phantoms.make_pair(truth, pre, post, random_seed=BASE + n, pre_z=(-110.0, 130.0), **options)
+        extra = {}
+        if category.startswith("metric restricted"):
+            node = np.linalg.norm((pair.pre_grid.points() - phantoms.TARGET) / [12.0, 11.0, 13.0], axis=-1) <= 1.0
+            extra = {"pre_roi": target_region(node, pair.pre_grid)}
         for method in _methods():
-            rows.setdefault((category, method), []).append(_run(pair, method))
+            rows.setdefault((category, method), []).append(_run(pair, method, **(extra if method == "new" else {})))
+    neck, seed_points = _bare_neck()
+    for n in SEEDS:  # a weakly fixed motion (the bare neck hardly changes along S), over the metric's sample draws
+        rows.setdefault(("bare neck, sampling seed varied", "new"), []).append(
+            _run(neck, "new", random_seed=n, post_seed_points=seed_points))
+    blank = phantoms.Pair(neck.pre_ct, neck.pre_grid, np.zeros_like(neck.post_ct), neck.post_grid, np.eye(4),
+                          seed_points)
+    rows.setdefault(("blank post-implant CT (refused)", "new"), []).append(_run(blank, "new"))
     unrelated = [("pelvis", phantoms.canvas_for("pelvis", 1.5, z_range=(-130.0, 150.0)))]
     unrelated += [(f"another thorax ({s})", phantoms.canvas_for("thorax", 1.5, patient=phantoms.Thorax.patient(s),
                                                                 contrast=False, z_range=(-130.0, 150.0)))
@@ -147,6 +166,16 @@ def accuracy():
         print(f"{category:40s} {method:9s} {len(runs):3d} {sum(f for _, f, _, _, _ in runs):7d} "
               f"{good:>10d}/{len(unflagged):<8d} {worst:>22s} {median:>10s} "
               f"{np.mean([r[2] for r in runs]):6.1f} {np.mean([r[3] for r in runs]):6.1f}")
+
+
+def _bare_neck():
+    """(pair, seed positions in the post-implant frame (mm)): the built-in neck phantom (no landmarks) and its
+    implant rescanned after the MRML flow's motion; TRE over the GTV."""
+    case = neck_phantom()
+    scan = rescanned_implant(fixed_seed_arrangement(case), case, random_seed=2, spacing_mm=(0.9, 0.9, 2.0),
+                             motion=patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0)))
+    gtv_post = phantoms.apply(np.linalg.inv(scan.post_to_pre), case.grid.points()[case.masks["GTV"]][::20])
+    return phantoms.Pair(case.ct, case.grid, scan.ct, scan.grid, scan.post_to_pre, gtv_post), scan.true_positions_post
 
 
 def timing():
