@@ -3,11 +3,12 @@
 Method (CT values HU, lengths mm, positions RAS):
 
 1. The series: pixel spacing and orientation from the grid; slice thickness from the caller (DICOM
-   SliceThickness) or estimated from how much noise neighbouring slices share (overlapping and
-   interpolated series share it); the top of the stored range from a plateau at 3071/4095 HU; the
-   in-plane blur from the caller or, with the shape of the slice sensitivity profile, the one whose
-   seed images fit the series' own seed-sized objects best (0.3-0.6 mm; profiles of FWHM about the
-   thickness with sharp or soft edges). :mod:`.seed_model` turns these into the image one seed makes.
+   SliceThickness) or the one (1-2.5 increments) whose seed images fit the series' seed-sized objects best,
+   started from how much noise neighbouring slices share (overlapping and interpolated series share it, but so
+   does a series resampled after acquisition, whose seed images are hardly wider); the top of the stored range
+   from a plateau at 3071/4095 HU; the in-plane blur from the caller or, with the shape of the slice sensitivity
+   profile, the one whose seed images fit the series' own seed-sized objects best (0.3-0.6 mm; profiles of FWHM
+   about the thickness with sharp or soft edges). :mod:`.seed_model` turns these into the image one seed makes.
 2. One seed's mass (HU mm^3, the integral of CT number above the surroundings, conserved by blur and
    partial volume) is the most common fitted mass of the seed-sized objects that one seed explains well,
    gathered at 2000 HU (bone does not reach it) and lower levels; the faintest a seed of that mass can
@@ -293,8 +294,8 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
         strength_u: air-kerma strength (U) given to every detected seed; default the median strength of
             ``plan_seeds``, else 1 U.
         plan_seeds: optional planned seeds; give the expected count and strength when those are None.
-        slice_thickness_mm: reconstructed slice thickness (mm, DICOM SliceThickness); default estimated
-            from the image (noise shared by neighbouring slices).
+        slice_thickness_mm: reconstructed slice thickness (mm, DICOM SliceThickness); default the one whose
+            seed images fit the series best (the noise shared by neighbouring slices where no seed is fitted).
         threshold_hu: level (HU) at which objects are cut instead of the one from the seed model.
         psf_mm: in-plane blur of the reconstruction (Gaussian sigma, mm); default 0.45 mm.
         review_below: confidence (0-1) under which a seed is marked "to review".
@@ -317,11 +318,18 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     report(progress, 0.0, "seed detection: series")
     ctx, series_text = _context(values, grid, slice_thickness_mm, psf_mm)
     report(progress, 0.1, "seed detection: one seed's mass")
+    initial = ctx.model
     n_calibrated = _calibrate(ctx, slice_thickness_mm is not None, psf_mm is not None)
+    fitted = ctx.model is not initial  # seed-sized objects were found and the seed image fitted to them
     if slice_thickness_mm is None:
-        series_text += f", seed images fit best at {ctx.model.thickness_mm:.2f} mm"
-    if psf_mm is None and n_calibrated:
-        series_text += f", in-plane blur {ctx.model.psf_mm:.2f} mm fits them best"
+        # a resampled or interpolated series shares noise between slices beyond its slice profile: the seed
+        # images tell the thickness, the noise only where no seed was fitted
+        series_text += (f"; slice thickness {ctx.model.thickness_mm:.2f} mm fits the seed images best (noise "
+                        f"shared by neighbouring slices suggested {initial.thickness_mm:.2f} mm)" if fitted else
+                        f"; slice thickness {initial.thickness_mm:.2f} mm from the noise shared by neighbouring slices "
+                        "(no seed image to fit)")
+    if psf_mm is None and fitted:
+        series_text += f", in-plane blur {ctx.model.psf_mm:.2f} mm fits the seed images best"
     series_text += f"; slice profile {ctx.model.ssp[0]:.2f} mm wide, edges sigma {ctx.model.ssp[1]:.2f} mm"
     series_text += (f"; seed marker {ctx.model.length_mm:.1f} mm" if ctx.model.marker_fraction else
                     "; seed without a dense marker")
@@ -369,8 +377,8 @@ def _context(values, grid, thickness, psf):
     thickness = max(float(thickness), float(grid.spacing[2]) * 0.5)
     clip = hu_scale.clip_level(values)
     model = SeriesModel(grid.spacing.copy(), thickness, DEFAULT_PSF_MM if psf is None else float(psf), clip)
-    text = (f"slice thickness {thickness:.2f} mm ({'given' if given else 'estimated from the noise'}), increment "
-            f"{grid.spacing[2]:.2f} mm, in-plane blur {model.psf_mm:.2f} mm, "
+    text = ((f"slice thickness {thickness:.2f} mm (given), " if given else "slice thickness not given, ")
+            + f"increment {grid.spacing[2]:.2f} mm, in-plane blur {model.psf_mm:.2f} mm, "
             + (f"clipped at {clip:.0f} HU" if clip is not None else "not clipped"))
     ctx = _Context(values, grid, model, soft, max(noise, 1.0), DEFAULT_SEED_MASS, DEFAULT_SEED_MASS, 0.0,
                    float(np.prod(grid.spacing)))
