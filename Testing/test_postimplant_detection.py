@@ -336,3 +336,15 @@ def test_scoring_sample(name):
     # a regression guard at what the detector reaches here, not the issue's 0.99 targets (see the benchmark)
     assert sens >= max(b_sens, 0.9) and prec >= 0.85 and dist.mean() <= 0.3
 
+
+
+def test_a_diverged_fit_is_rejected_with_its_reason():
+    """A fit that returns non-finite centres (seen on a 5 mm thorax series) is rejected as diverged before any of
+    its values is cast to a voxel index (the cast of NaN gave an arbitrary index and a numpy warning)."""
+    from SeedBrachyLib.postimplant.detection import _problem
+    from SeedBrachyLib.postimplant.seed_model import Fit
+    for bad in ("centres", "masses"):
+        parts = {"centres": np.array([[1.0, 2.0, 3.0]]), "masses": np.array([1000.0])}
+        parts[bad] = parts[bad] * np.nan
+        fit = Fit(parts["centres"], np.array([[0.0, 0.0, 1.0]]), parts["masses"], 0.0, 1.0, 10)
+        assert "diverged" in _problem(None, fit, 1000.0, None, None, None, None)

@@ -837,6 +837,8 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     ``support_range`` of what k seeds of one seed's mass make (less: bone, a calcification, which the mass
     prior would otherwise lift to a seed); or a peak far brighter than the fitted seeds make (denser metal
     whose mass sits in a small volume)."""
+    if not all(np.all(np.isfinite(v)) for v in (fit.rss, fit.background, fit.centres, fit.axes, fit.masses)):
+        return "the fit diverged (non-finite positions, axes or masses)"
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
     if residual > _MAX_RESIDUAL:
         return f"residual {100 * residual:.0f}% of its contrast (bone, clip or calcification)"
