@@ -827,57 +827,38 @@ def _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, prun
 
 
 def search_work(size, structures):
-    """Scratch for :func:`_trials_f`, one row per numba thread: ``size`` float32 (twice the largest structure)."""
-    import numba
-
-    c = numba.get_num_threads()
-    return (np.empty((c, size), np.float32), np.empty((c, 3 + structures)), np.empty((c, 3), np.int64),
-            np.zeros(size // 2, np.float32))
+    """Scratch for :func:`_trials_f`: ``size`` float32 (twice the largest structure), trial metrics, counts and a
+    zero row."""
+    return np.empty(size, np.float32), np.empty(3 + structures), np.empty(3, np.int64), np.zeros(size // 2, np.float32)
 
 
 @njit(cache=True)
 def _trials_f(S, P, adds, a_lo, a_hi, removes, r_lo, r_hi, values, work):
     """values[t] = F of the state with adds[a_lo[t]:a_hi[t]] added and removes[r_lo[t]:r_hi[t]] removed (state
     unchanged), or a lower bound of it that is >= the state's F - 1e-9 (:func:`_trial_f`: a trial that cannot lower
-    F by more than 1e-9, the least change kept), in parallel: work = (scratch, tm, counts, zero), one row of each of
-    the first three per thread."""
+    F by more than 1e-9, the least change kept); work = (scratch, tm, counts, zero) (:func:`search_work`). One
+    trial after the other: the trials are too small for threads to pay (a move tries ~2)."""
     x, per, dose, metrics, lo, hi, act, n_act, score = S
     mats, starts, needle_of, ranks, caps, pruned, floors, levels, goal, limits, k_oar = P
     scratch, tm, counts, zero = work
-    _trials_parallel(x.sum(), per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
-                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero,
-                     score[0] - 1e-9)
-
-
-@njit(parallel=True, cache=True)
-def _trials_parallel(n_seeds, per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
-                     goal, limits, adds, a_lo, a_hi, removes, r_lo, r_hi, values, scratch, tm, counts, zero, cut):
-    """:func:`_trials_f` on its arrays (a parallel loop takes no tuple), trial t on thread t % threads."""
-    chunks = scratch.shape[0]
-    for c in prange(chunks):
-        for t in range(c, values.size, chunks):
-            values[t] = _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors,
-                                 levels, goal, limits, adds[a_lo[t]:a_hi[t]], removes[r_lo[t]:r_hi[t]], n_seeds, tm[c],
-                                 counts[c], scratch[c], zero, cut)
+    n_seeds, cut = x.sum(), score[0] - 1e-9
+    for t in range(values.size):
+        values[t] = _trial_f(per, dose, lo, hi, act, n_act, mats, starts, needle_of, ranks, pruned, floors, levels,
+                             goal, limits, adds[a_lo[t]:a_hi[t]], removes[r_lo[t]:r_hi[t]], n_seeds, tm, counts,
+                             scratch, zero, cut)
 
 
 @njit(cache=True)
-def remove_each(S, P, flat, offsets, batch, work):
+def remove_each(S, P, flat, offsets, work):
     """optimize._remove_each_if_better: removal i (candidates flat[offsets[i]:offsets[i + 1]]) is kept when it lowers
-    F by more than 1e-9, each tried against the state as it is then (``batch`` consecutive ones evaluated together;
-    those after a kept one again). True if any was kept."""
-    none = np.empty(0, np.int64)
-    values, zeros = np.empty(batch), np.zeros(batch, np.int64)
-    changed, i, n = False, 0, offsets.size - 1
-    while i < n:
-        end = min(i + batch, n)
-        _trials_f(S, P, none, zeros, zeros, flat, offsets[i:end], offsets[i + 1:end + 1], values[:end - i], work)
-        for t in range(end - i):
-            if values[t] < S[8][0] - 1e-9:
-                state_apply(S, P, none, flat[offsets[i + t]:offsets[i + t + 1]], work[0][0])
-                changed, end = True, i + t + 1
-                break
-        i = end
+    F by more than 1e-9, each tried against the state as it is then. True if any was kept."""
+    none, zero, value = np.empty(0, np.int64), np.zeros(1, np.int64), np.empty(1)
+    changed = False
+    for i in range(offsets.size - 1):
+        _trials_f(S, P, none, zero, zero, flat, offsets[i:i + 1], offsets[i + 1:i + 2], value, work)
+        if value[0] < S[8][0] - 1e-9:
+            state_apply(S, P, none, flat[offsets[i]:offsets[i + 1]], work[0])
+            changed = True
     return changed
 
 
@@ -908,7 +889,7 @@ def move_each(S, P, order, nb_flat, nb_offsets, work):
             if values[t] < best_value - 1e-9:
                 best, best_value = t, values[t]
         if best >= 0:
-            state_apply(S, P, free[best:best + 1], remove, work[0][0])
+            state_apply(S, P, free[best:best + 1], remove, work[0])
             changed = True
     return changed
 

@@ -340,8 +340,6 @@ class _Problem:
                               self.levels, goal, np.array([limit for _, limit in self.limits], dtype=float),
                               np.array(list(self.k_oar.values()), dtype=np.int64))
             self.work = self.compiled.search_work(self.scratch.size, len(self.names))
-            # removals tried together (in parallel; those after a kept one again): none wasted on one thread
-            self.batch = 1 if len(self.work[0]) == 1 else 2 * len(self.work[0])
 
     def metrics(self, dose):
         """CTV D90 (Gy), V100/V150/V200 (%) and each limited OAR's metric (Gy) from voxel dose vectors."""
@@ -542,7 +540,7 @@ def _remove_each_if_better(state, removals):
         if not removals:
             return False
         changed = p.compiled.remove_each(state.arrays, p.constants, np.concatenate(removals).astype(np.int64),
-                                         np.cumsum([0, *map(len, removals)], dtype=np.int64), p.batch, p.work)
+                                         np.cumsum([0, *map(len, removals)], dtype=np.int64), p.work)
         state.sync()
         return changed
     changed, i = False, 0
