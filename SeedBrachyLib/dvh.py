@@ -250,15 +250,21 @@ class DVH:
 
 
 def _descending_order(dose):
-    """The order of ``dose`` (float64 >= 0), largest first. Sorting keys is faster than an argsort: each key is the
-    dose's bit pattern (monotone in the dose for doses >= 0) with its lowest bits replaced by the sample's index;
-    doses closer than those bits (a few ulp apart) that came out of order are then put in order by a stable sort of
-    the nearly sorted doses (merge sort: fast on sorted runs)."""
+    """The order of ``dose`` (float64 >= 0), largest first, equal doses by descending index. Sorting keys is faster
+    than an argsort: each key is the dose's bit pattern (monotone in the dose for doses >= 0) with its lowest bits
+    replaced by the sample's index; doses closer than those bits (a few ulp apart: a block of equal truncated bits)
+    that came out of order are then put in order by a stable sort of their blocks alone (doses in different blocks
+    are in order already)."""
     shift = max(1, int(dose.size).bit_length())
-    keys = ((dose.view(np.int64) >> shift) << shift) | np.arange(dose.size, dtype=np.int64)
-    order = (np.sort(keys) & ((1 << shift) - 1))[::-1]
-    if np.any(np.diff(dose[order]) > 0):
-        order = order[np.argsort(-dose[order], kind="stable")]
+    ranked = np.sort(((dose.view(np.int64) >> shift) << shift) | np.arange(dose.size, dtype=np.int64))[::-1]
+    order = ranked & ((1 << shift) - 1)
+    wrong = np.flatnonzero(np.diff(dose[order]) > 0)
+    if wrong.size:
+        block = np.concatenate([[0], np.cumsum((ranked[1:] >> shift) != (ranked[:-1] >> shift))])  # block number
+        bad = np.zeros(block[-1] + 1, bool)
+        bad[block[wrong]] = True
+        fix = np.flatnonzero(bad[block])  # positions in the blocks holding a pair out of order
+        order[fix] = order[fix][np.lexsort((-dose[order[fix]], block[fix]))]
     return order
 
 

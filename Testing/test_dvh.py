@@ -476,3 +476,15 @@ def test_dvh_sorts_near_equal_doses_with_their_own_volumes():
     assert np.all(np.diff(dvh.doses) <= 0)
     want = sorted(zip(doses.tolist(), volumes.tolist()))
     assert sorted(zip(dvh.doses.tolist(), dvh.volumes.tolist())) == want
+
+
+def test_doses_a_few_ulp_apart_are_sorted_exactly():
+    """DVH order: largest dose first, equal doses by descending sample index (the order an oracle lexsort gives),
+    also for doses closer than the sort keys' truncated bits, in blocks that need their stable re-sort."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(50.0, 60.0, 300)
+    dose = base[rng.integers(0, base.size, 20000)] * (1.0 + rng.integers(-4, 5, 20000) * 2.0 ** -52)
+    volumes = rng.uniform(0.5, 1.5, dose.size)  # unequal: the keyed sort
+    dvh = DVH.from_samples(dose, volumes)
+    oracle = np.lexsort((-np.arange(dose.size), -dose))
+    assert np.array_equal(dvh.doses, dose[oracle]) and np.array_equal(dvh.volumes, volumes[oracle])
