@@ -554,7 +554,7 @@ def _window_select(new, n_values, low, high, k, buf):
     return _select(buf, n, k)
 
 
-@njit(inline="always")
+@njit(cache=True)  # compiled once for trial_order_stats and _trial_f
 def _trial(dose, mats, starts, add, remove, ranks, lo, hi, act, n_act, pruned, floors, levels, counts, out, scratch,
            zero, q0, q1):
     """One trial of :func:`trial_order_stats` for the structures q0 <= q < q1 (counts (3,), out (structures,) of
