@@ -394,8 +394,7 @@ def _calibrate(ctx, thickness_given, psf_given):
     the brightest objects of the most common data mass (touching pairs and bundles are brighter, so the
     brightest objects would be groups); then the in-plane blur (when not given) and the slice profile's
     shape, one at a time. Mass: the most common (the mode of the log) fitted mass of the pooled objects that
-    one seed fits well: a fitted mass, unlike a sum over voxels, is little moved by metal streaks. An object
-    gathered at a higher level is taken with the voxels connected to it down to the lowest one (its whole image)."""
+    one seed fits well: a fitted mass, unlike a sum over voxels, is little moved by metal streaks."""
     top = float(ctx.values.max())
     pooled, centres = [], []
     levels = sorted({*_CALIBRATION_LEVELS, min(_CALIBRATION_LEVELS[-1], ctx.soft + _POOL_FRACTION * ctx.faint)},
@@ -407,10 +406,7 @@ def _calibrate(ctx, thickness_given, psf_given):
             centre = kji.mean(0) * ctx.grid.spacing[::-1]
             if len(kji) < 3 or any(np.linalg.norm(centre - c) < SEED_LENGTH_MM for c in centres):
                 continue
-            # its whole image down to the lowest level, not only its top: on thick slices the top is a few voxels,
-            # clipped on dense seeds, and leaves the fitted mass free (1.5 times one seed's on TUNING's T9)
-            whole = _regrown(ctx, kji, levels[-1]) if level > levels[-1] else None
-            block, mask, coords, lo = _block(ctx, kji if whole is None else whole)
+            block, mask, coords, lo = _block(ctx, kji)
             if block is None:
                 continue
             bg = _background(ctx, block, mask)
@@ -534,23 +530,6 @@ def _lower_background(ctx, block, mask, bg):
     if float(np.mean((bg - low)[mask])) < 3 * ctx.noise:
         return None
     return low
-
-
-def _regrown(ctx, kji, cut):
-    """The voxels (k, j, i) at or above ``cut`` (HU) connected to an object's voxels ``kji``, within a seed's
-    length and blur of it (6 mm in-plane, two slices); None when they reach that far in-plane (the object is no
-    longer alone there: bone, an edge) or add nothing."""
-    reach = np.array([2, *np.ceil(6.0 / ctx.grid.spacing[1::-1]).astype(int)])
-    lo = np.maximum(kji.min(0) - reach, 0)
-    hi = np.minimum(kji.max(0) + reach + 1, np.array(ctx.values.shape))
-    labels, _n = ndimage.label(ctx.values[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] >= np.float32(cut), _CONNECTIVITY)
-    touched = np.unique(labels[tuple((kji - lo).T)])
-    grown = np.isin(labels, touched[touched > 0])
-    inner = np.zeros(grown.shape, bool)
-    inner[:, 1:-1, 1:-1] = True
-    if np.any(grown & ~inner) or grown.sum() <= len(kji):
-        return None
-    return np.argwhere(grown) + lo
 
 
 def _data_mass(ctx, block, mask, bg):
