@@ -87,7 +87,11 @@ def post_implant(test, logic, scene):
     for i in sorted(extra, reverse=True):
         post_seeds.RemoveNthControlPoint(i)
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Post-implant to pre-plan")
-    logic.registerPostImplant(c.ct, post_ct, transform, seeds_node=post_seeds)
+    # the synthetic neck hardly changes head-foot, so the fit moves 0.2-0.8 mm with the metric's random samples and
+    # the quality check may flag it for that alone (the transform's description then says so); its error at the
+    # target must still be within 1 mm
+    result = logic.registerPostImplant(c.ct, post_ct, transform, seeds_node=post_seeds, accept_implausible=True)
+    test.assertTrue(result.plausible or all("random samples" in r for r in result.quality.reasons))
     points = c.case.grid.points()[c.case.masks["GTV"]]
     mapped = map_points(transforms.read_matrix_to_world(transform),
                         map_points(np.linalg.inv(scan.post_to_pre), points))
