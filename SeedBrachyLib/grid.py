@@ -92,9 +92,11 @@ class Grid:
         return np.linalg.inv(self.ijk_to_ras)
 
     def to_ras(self, ijk):
-        """Continuous voxel indices (..., 3) in (i, j, k) order to RAS mm (..., 3)."""
-        ijk = np.asarray(ijk, dtype=float)
-        return ijk @ (self.direction * self.spacing[None, :]).T + self.origin
+        """Continuous voxel indices (..., 3) in (i, j, k) order to RAS mm (..., 3). A sum of per-axis products
+        (einsum), not a matrix product: one of this shape runs on BLAS threads, which stall on a loaded machine
+        (386k points: up to 290 ms, against 16 ms)."""
+        step = self.direction * self.spacing[None, :]  # columns: one voxel along I, J, K (mm RAS)
+        return np.einsum("...a,ba->...b", np.asarray(ijk, dtype=float), step) + self.origin
 
     def to_ijk(self, ras):
         """RAS mm (..., 3) to continuous voxel indices (..., 3) in (i, j, k) order."""
