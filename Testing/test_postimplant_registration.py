@@ -27,6 +27,7 @@ from SeedBrachyLib.itk_image import (
     transform_to_matrix_lps,
 )
 from SeedBrachyLib.postimplant.registration import (
+    SAMPLE_SETS,
     carry_mask,
     map_points,
     map_seeds,
@@ -34,6 +35,7 @@ from SeedBrachyLib.postimplant.registration import (
     register_post_to_pre,
     target_region,
 )
+from SeedBrachyLib.postimplant.registration_quality import consensus, spread_mm
 from SeedBrachyLib.seeds import Seed
 from SeedBrachyLib.synthetic import post_implant_ct as synthetic_ct
 from SeedBrachyLib.synthetic.phantom import neck_phantom
@@ -196,21 +198,54 @@ def bare_neck_scan():
                                    motion=patient_motion((3.0, -2.0, 5.0), (8.0, -6.0, 10.0)))
 
 
-def test_a_weakly_fixed_motion_is_within_1mm_or_flagged_whatever_the_metric_samples(bare_neck_scan):
+def test_a_weakly_fixed_motion_is_within_1mm_and_not_flagged_whatever_the_metric_samples(bare_neck_scan):
     """The bare neck phantom hardly changes along S but for the node, which the seeds fill (masked): the S
-    position rests on few voxels and moved with the draw of the metric's random samples (this pair, the MRML
-    flow's motion, seeds given: 1.09 mm at sampling seed 1, unflagged; 0.99 at 2; 0.09 at 3). Every result
-    that is not flagged must be within 1 mm at the target, whatever the samples, and not all are flagged."""
+    position rests on few voxels and moves with the draw of the metric's random samples. This pair (the MRML
+    flow's motion, seeds given) at sampling seeds 1 and 2: the first answer was 1.09 and 0.99 mm off (chosen
+    among contenders on its own samples), flagged by one re-fit on other samples 0.98 and 1.28 mm away; the
+    consensus of five sample sets is 0.34 and 0.22 mm off, their spread 0.41 and 0.45 mm RMS (limit 0.5)."""
     bare, scan = bare_neck_scan
-    plausible = 0
     for sampling_seed in (1, 2, 3):
         result = register_post_to_pre(bare.ct, bare.grid, scan.ct, scan.grid,
                                       post_seed_points=scan.true_positions_post, random_seed=sampling_seed)
         tre = _tre(bare, scan.post_to_pre, result)
         print(f"bare neck, sampling seed {sampling_seed}: TRE max {tre.max():.2f} mm; {result.quality.describe()}")
-        assert tre.max() <= 1.0 or not result.plausible
-        plausible += result.plausible
-    assert plausible
+        assert result.quality.n_sample_sets == SAMPLE_SETS
+        assert tre.max() <= 0.5
+        assert result.plausible, result.quality.reasons
+
+
+@pytest.mark.parametrize("sampling_seed", [3, 4, 14, 15])
+def test_too_few_metric_samples_are_flagged_never_a_silent_error(bare_neck_scan, sampling_seed):
+    """1000 metric samples (12 times fewer than the default) on the bare neck: at these sampling seeds the fit
+    ended 1.4-8.1 mm off at the GTV. Every result that is not flagged must be within 1 mm."""
+    bare, scan = bare_neck_scan
+    result = register_post_to_pre(bare.ct, bare.grid, scan.ct, scan.grid, post_seed_points=scan.true_positions_post,
+                                  random_seed=sampling_seed, samples=1000)
+    tre = _tre(bare, scan.post_to_pre, result)
+    print(f"bare neck, 1000 samples, sampling seed {sampling_seed}: TRE max {tre.max():.2f} mm; "
+          f"{result.quality.describe()}")
+    assert tre.max() <= 1.0 or not result.plausible
+
+
+def test_consensus_of_answers_is_the_mean_motion_and_spread_its_rms_distance():
+    """Closed forms: translations average to their mean; rotations of +-a about one axis to no rotation; an
+    affine consensus is the mean matrix; the spread is the RMS of the largest distances over the points."""
+    points = np.array([[x, y, z] for x in (-10.0, 10.0) for y in (-20.0, 20.0) for z in (-5.0, 5.0)])
+    shifts = [_rigid([0.0, 0.0, 0.0], t) for t in ([1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 1.0, 3.0])]
+    np.testing.assert_allclose(consensus(shifts, points), _rigid([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]), atol=1e-12)
+    assert spread_mm(shifts, np.eye(4), points) == pytest.approx(np.sqrt((1.0 + 4.0 + 14.0) / 3.0))
+    turns = [_rigid([0.0, 0.0, a], [0.0, 0.0, 0.0]) for a in (3.0, -3.0)]
+    np.testing.assert_allclose(consensus(turns, points), np.eye(4), atol=1e-12)
+    affine = [np.diag([1.1, 1.0, 0.9, 1.0]), np.diag([0.9, 1.2, 1.1, 1.0])]
+    np.testing.assert_allclose(consensus(affine, points, rigid=False), np.diag([1.0, 1.1, 1.0, 1.0]), atol=1e-12)
+
+
+def test_a_clock_seeded_sampling_is_refused(case):
+    """SimpleITK draws the metric's samples from the clock when the seed is 0 (four identical optimisations gave
+    four answers); the registration must be reproducible."""
+    with pytest.raises(InputError, match="random seed 0 invalid: must be an integer >= 1"):
+        register_post_to_pre(case.ct, case.grid, case.ct, case.grid, random_seed=0)
 
 @pytest.mark.slow
 def test_affine_and_mean_squares_options_register_or_say_they_cannot(case):

@@ -17,7 +17,6 @@ from ..errors import InputError
 from ..mrml import tables, transforms, volumes
 from ..postimplant.detection import match_seeds
 from ..postimplant.registration import map_points
-from ..postimplant.registration_quality import RESAMPLED_LIMIT_MM
 from ..synthetic.implant import rescanned_implant
 from .scene import add_case_nodes
 
@@ -88,12 +87,8 @@ def post_implant(test, logic, scene):
     for i in sorted(extra, reverse=True):
         post_seeds.RemoveNthControlPoint(i)
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Post-implant to pre-plan")
-    # the synthetic neck hardly changes head-foot, so the fit moves 0.2-0.8 mm with the metric's random samples and
-    # the quality check may flag it for that alone (the transform's description then says so); its error at the
-    # target must still be within 1 mm
-    result = logic.registerPostImplant(c.ct, post_ct, transform, seeds_node=post_seeds, accept_implausible=True)
-    q = result.quality
-    test.assertTrue(result.plausible or (q.resampled_mm > RESAMPLED_LIMIT_MM and len(q.reasons) == 1))
+    # a flagged registration is refused (InputError): the self-test fails
+    logic.registerPostImplant(c.ct, post_ct, transform, seeds_node=post_seeds)
     points = c.case.grid.points()[c.case.masks["GTV"]]
     mapped = map_points(transforms.read_matrix_to_world(transform),
                         map_points(np.linalg.inv(scan.post_to_pre), points))

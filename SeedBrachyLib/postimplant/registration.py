@@ -32,10 +32,11 @@ Method (rigid; "affine" makes the final optimisation a 12-parameter one):
    one thread: identical calls give identical results.
 6. Quality (:mod:`.registration_quality`): bone-surface distance after registration, overlap,
    sharpness of the optimum, agreement of the independent starts, the best distinct alternative, and
-   repeatability over the metric's samples (the final optimisation run again from the answer on a
-   second set of samples, seeded ``random_seed + 1``; the two compared at the target: the seeds' box,
-   or the region of interest's centre, grown by ``TARGET_HALF_MM``); implausible results are flagged
-   with the reasons (``result.quality``).
+   repeatability over the metric's samples (the final optimisation run again from the answer on
+   ``SAMPLE_SETS - 1`` other independent sets of samples, seeded ``random_seed + 1``, ``+ 2``, ...; the
+   result is the consensus of the ``SAMPLE_SETS`` answers, flagged when they spread about it at the
+   target: the seeds' box, or the region of interest's centre, grown by ``TARGET_HALF_MM``); implausible
+   results are flagged with the reasons (``result.quality``).
 
 ITK works in LPS; the LPS -> RAS conversion is done once, in :mod:`SeedBrachyLib.itk_image`.
 """
@@ -55,7 +56,16 @@ from ..progress import report
 from ..seeds import Seed
 from ..structures import expand_margin, mask_box
 from . import registration_levels as levels
-from .registration_quality import BODY_HU, GAIN_LIMIT, Quality, assess, displacement_mm, sensitivity
+from .registration_quality import (
+    BODY_HU,
+    GAIN_LIMIT,
+    Quality,
+    assess,
+    consensus,
+    displacement_mm,
+    sensitivity,
+    spread_mm,
+)
 from .registration_search import search
 
 KINDS = ("rigid", "affine")
@@ -67,6 +77,7 @@ AGREEMENT_MM = 2.0  # two optima closer than this (mm, over the region) are the 
 CONFIDENT_STARTS = 3  # starts reaching the best answer (with one distinct answer found) that end the start loop
 TARGET_HALF_MM = 10.0  # the target: the seeds' box (or the region of interest's centre) grown by this (mm)
 MAX_RESTARTS = 4  # restarts of the final optimisation when a 2 mm / 2 deg move still improves the fit
+SAMPLE_SETS = 5  # independent sets of metric samples the final optimisation runs on (the answer: their consensus)
 
 
 @dataclass(frozen=True)
@@ -214,8 +225,8 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
             them reached the best answer and another a distinct one).
         samples: metric sample points at the finest level, drawn where the images overlap (and inside
             ``pre_roi``) at the start of each optimisation; fewer in proportion to the voxel area at
-            the coarser levels (a quarter at twice the voxel size). Random, seeded by ``random_seed``:
-            reproducible.
+            the coarser levels (a quarter at twice the voxel size). Random, seeded by ``random_seed`` (an
+            integer >= 1; the other sample sets of the final optimisation by ``random_seed + 1``, ...): reproducible.
         iterations: maximum optimiser iterations per level and start.
         progress: callback(fraction, message); returning False cancels (raises Cancelled).
     """
@@ -227,6 +238,9 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         raise InputError(f"registration schedule {schedule_mm} mm invalid: need >= 2 voxel sizes > 0, coarse to fine")
     if n_starts < 1:
         raise InputError(f"number of starts {n_starts!r} invalid: must be >= 1")
+    if not (isinstance(random_seed, (int, np.integer)) and random_seed >= 1):
+        raise InputError(f"random seed {random_seed!r} invalid: must be an integer >= 1 (SimpleITK takes 0 as "
+                         "'seed from the clock', which is not reproducible)")
     report(progress, 0.0, "registration: preparing images")
     if pre_roi is not None and np.shape(pre_roi) != tuple(pre_grid.shape):
         raise InputError(f"region-of-interest mask shape {np.shape(pre_roi)} does not match the pre-plan CT "
@@ -289,15 +303,24 @@ def register_post_to_pre(pre_ct, pre_grid, post_ct, post_grid, kind="rigid", met
         best.matrix = moves[2] @ best.matrix
         best.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed)
         moves = check()
-    report(progress, 0.9, "registration: re-fitting on a second set of metric samples")
-    resampled = _Run(best.matrix, best.center)  # the same optimum, found again with other random samples
-    resampled.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed + 1)
+    report(progress, 0.9, "registration: re-fitting on other sets of metric samples")
     at = region if pre_roi is None or post_seed_points is not None and len(post_seed_points) else \
         _region_lps(None, _roi_centre_lps(pre_roi, pre_grid, best.matrix), TARGET_HALF_MM)
-    resampled_mm = displacement_mm(resampled.matrix, best.matrix, at) if np.isfinite(resampled.value) else np.inf
+    answers = [best.matrix]
+    for n_set in range(1, SAMPLE_SETS):  # the same optimum, found again with other random samples
+        refit = _Run(best.matrix, best.center)
+        refit.optimise(fixed, moving, metric, kind, spacing, samples, iterations, random_seed + n_set)
+        answers.append(refit.matrix if np.isfinite(refit.value) else None)
+    if all(a is not None for a in answers):
+        best.matrix = consensus(answers, at, rigid=not affine)
+        spread = spread_mm(answers, best.matrix, at)
+        best.value = _metric_value(best, fixed, moving, metric, kind, samples, random_seed)
+        moves = check()
+    else:  # a fit failed: no consensus
+        spread = np.inf
     report(progress, 0.95, "registration: checking the result")
-    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, moves[:2], resampled_mm,
-                     random_seed)
+    quality = assess(*pairs[local[-1]], best.matrix, first, contenders, region, AGREEMENT_MM, moves[:2],
+                     (spread, SAMPLE_SETS), random_seed)
     report(progress, 1.0, "registration done")
     post_to_pre = matrix_lps_to_ras(best.matrix)
     return RegistrationResult(post_to_pre=post_to_pre, kind=kind, metric=metric, metric_value=best.value,
@@ -426,18 +449,24 @@ def _compare(runs, fixed, moving, metric, stage, samples, random_seed):
         return runs
     keep = _overlap_keep(fixed, moving, _transform(live[0].matrix, live[0].center, stage))
     for run in live:
-        method = _metric_method(metric, keep, moving.keep, _transform(run.matrix, run.center, stage), samples,
-                                random_seed)
-        # one step of length zero: the metric at the run's answer (MetricEvaluate would visit every fixed voxel)
-        method.SetOptimizerAsGradientDescent(learningRate=0.0, numberOfIterations=1,
-                                             estimateLearningRate=method.Never)
-        try:
-            with _one_thread():
-                method.Execute(fixed.image, moving.image)
-            run.value = float(method.GetMetricValue())
-        except RuntimeError:  # too few of the samples land on the moving region at this run
-            run.value = np.inf
+        run.value = _metric_value(run, fixed, moving, metric, stage, samples, random_seed, keep)
     return sorted(runs, key=lambda r: r.value)
+
+
+def _metric_value(run, fixed, moving, metric, stage, samples, random_seed, keep=None):
+    """The metric at ``run``'s answer on ``samples`` voxels (seeded) of ``keep`` (see :func:`_overlap_keep`; default
+    the fixed metric voxels that the answer maps onto the moving metric region); inf when too few land there."""
+    transform = _transform(run.matrix, run.center, stage)
+    method = _metric_method(metric, keep or _overlap_keep(fixed, moving, transform), moving.keep, transform, samples,
+                            random_seed)
+    # one step of length zero: the metric at the answer (MetricEvaluate would visit every fixed voxel)
+    method.SetOptimizerAsGradientDescent(learningRate=0.0, numberOfIterations=1, estimateLearningRate=method.Never)
+    try:
+        with _one_thread():
+            method.Execute(fixed.image, moving.image)
+    except RuntimeError:  # too few of the samples land on the moving region
+        return np.inf
+    return float(method.GetMetricValue())
 
 
 class _Run:
