@@ -70,6 +70,7 @@ MAX_SUPERSAMPLING = 8
 MAX_DVH_SUBDIVISION = 4  # sample points per axis of a partial voxel (groups of its recorded sub-points)
 MAX_DVH_SUBPOINTS = 1 << 24
 RESAMPLE_CHUNK_VOXELS = 1 << 18  # target voxels per vectorised step (bounded memory)
+MASK_SCAN_BYTES = 1 << 20  # slices read at a time when looking for a mask's first and last occupied slice
 DEFAULT_BODY_THRESHOLD_HU = -300.0
 DEFAULT_SKIN_THICKNESS_MM = 5.0
 DEFAULT_CTV_MARGIN_MM = 5.0  # CTV = GTV + 5 mm, as in the seed studies
@@ -273,18 +274,23 @@ def _boundary_points(structure):
     partial = np.flatnonzero((w > 0) & (w < 1))
     if structure.subvoxels is not None and partial.size:
         flat, inside, n = structure.subvoxels
-        members = _group_members(n)
-        inside = inside.astype(np.float32)
-        counts = np.einsum("vs,sg->vg", inside, members)  # (voxels, groups) inside sub-points per group; not BLAS
         offsets = subpoint_offsets(n)
-        centroid = np.stack([np.einsum("vs,sg->vg", inside, members * offsets[:, a:a + 1]) for a in range(3)],
-                            axis=-1)
-        total = counts.sum(axis=1)
-        row, group = np.nonzero(counts)
+        if n <= MAX_DVH_SUBDIVISION:  # each sub-point is a group of its own: at its offset, its share of the voxel
+            total = np.count_nonzero(inside, axis=1).astype(np.float32)  # float32 as the groups' sums below
+            row, group = np.nonzero(inside)
+            centroid, count = offsets[group], 1.0
+        else:
+            members = _group_members(n)
+            inside = inside.astype(np.float32)
+            counts = np.einsum("vs,sg->vg", inside, members)  # (voxels, groups) inside sub-points per group; not BLAS
+            centroid = np.stack([np.einsum("vs,sg->vg", inside, members * offsets[:, a:a + 1]) for a in range(3)],
+                                axis=-1)
+            total = counts.sum(axis=1)
+            row, group = np.nonzero(counts)
+            centroid, count = centroid[row, group] / counts[row, group, None], counts[row, group]
         voxels = flat[row]
-        ijk.append(np.stack(np.unravel_index(voxels, grid.shape)[::-1], axis=1)
-                   + centroid[row, group] / counts[row, group, None])
-        vol.append(w[voxels] * vv * counts[row, group] / total[row])
+        ijk.append(np.stack(np.unravel_index(voxels, grid.shape)[::-1], axis=1) + centroid)
+        vol.append(w[voxels] * vv * count / total[row])
         partial = np.setdiff1d(partial, flat[total > 0], assume_unique=True)
     ijk.append(np.stack(np.unravel_index(partial, grid.shape)[::-1], axis=1).astype(float))
     vol.append(w[partial].astype(np.float64) * vv)
@@ -310,15 +316,31 @@ def default_supersampling(source_grid, target_grid):
     return int(np.clip(np.ceil(2.0 * ratio - 1e-9), 2, MAX_SUPERSAMPLING))
 
 
-def mask_box(mask):
-    """(lowest, highest) voxel indices (I, J, K) of the non-zero voxels of a [k, j, i] ``mask`` (not empty): the
-    slices holding any, then the rows and columns of their union plane (a whole-array np.nonzero of a large mask,
-    or reductions over two strided axes, cost far more)."""
+def mask_box(mask, name="mask"):
+    """(lowest, highest) voxel indices (I, J, K) of the non-zero voxels of a [k, j, i] ``mask``; InputError naming
+    ``name`` if it has none. Only the empty slices at either end (read a few at a time, from each end inward until
+    one holds a voxel) and the slab between them are read: then the rows and columns of the slab's union plane (a
+    whole-array pass, np.nonzero or reductions over two strided axes of a large mask cost far more)."""
     part = np.asarray(mask)
-    k = np.flatnonzero(part.reshape(part.shape[0], -1).any(axis=1))
-    plane = part[k[0]:k[-1] + 1].any(axis=0)
+    slices = part.reshape(part.shape[0], -1)
+    k0 = _first_occupied_slice(slices, range(0, len(slices), 1), name)
+    k1 = _first_occupied_slice(slices, range(len(slices) - 1, k0 - 1, -1), name)
+    plane = part[k0:k1 + 1].any(axis=0)
     j, i = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    return np.array([i[0], j[0], k[0]]), np.array([i[-1], j[-1], k[-1]])
+    return np.array([i[0], j[0], k0]), np.array([i[-1], j[-1], k1])
+
+
+def _first_occupied_slice(slices, order, name):
+    """The first index in ``order`` (a range of slice indices, either direction) of a row of ``slices`` ((K, J * I))
+    with a non-zero voxel, reading MASK_SCAN_BYTES of slices at a time; InputError naming ``name`` if none has."""
+    step = max(1, MASK_SCAN_BYTES // max(1, slices[:1].nbytes))
+    for c in range(0, len(order), step):
+        chunk = order[c:c + step]
+        lo, hi = min(chunk[0], chunk[-1]), max(chunk[0], chunk[-1]) + 1
+        rows = np.flatnonzero(slices[lo:hi].any(axis=1))
+        if rows.size:
+            return int(lo + (rows[0] if order.step > 0 else rows[-1]))
+    raise InputError(f"structure '{name}' is empty: it has no voxel inside")
 
 
 def _target_box(mask, source_grid, target_grid):
@@ -532,8 +554,7 @@ def structure_from_mask(name, mask, grid, role="oar", label=None, sample_spacing
         mask = mask == label
         if not np.any(mask):
             raise InputError(f"structure '{name}': label {label!r} does not occur in the labelmap")
-    _require_nonempty(mask, name)
-    lo, hi = mask_box(mask)
+    lo, hi = mask_box(mask, name)  # InputError if empty
     mask = mask[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] != 0  # only the box is converted (and copied)
     grid = Grid(grid.to_ras(lo.astype(float)), grid.spacing, grid.direction, mask.shape[::-1])
     cells, n = sampling_grid(mask, grid, sample_spacing_mm)
