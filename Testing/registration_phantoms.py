@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 
 from SeedBrachyLib.grid import Grid
 from SeedBrachyLib.itk_image import resample
+from SeedBrachyLib.synthetic.phantom import HU as NECK_HU
 from SeedBrachyLib.synthetic.post_implant_ct import SEED_DIAMETER_MM, SEED_LENGTH_MM, random_implant, render_capsule
 
 EDGE_MM = 0.4  # partial-volume edge width of every solid
@@ -49,6 +50,37 @@ def neck_landmarks(ct, grid):
     for center, semi, hu in NECK_LANDMARKS:
         r = np.linalg.norm((pts - center) / semi, axis=-1)  # 1 on the surface
         out += hu / (1.0 + np.exp((r - 1.0) * min(semi) / 0.5))  # ~0.5 mm edge (partial volume)
+    return out
+
+
+# A cervical spine for the neck phantom, whose vertebral body is one bone cylinder along S: discs (mm: centre
+# along S; 4 mm thick, ~80 HU) cut it into vertebrae of unequal heights (15-17 mm, so no shift by one vertebra
+# fits), and each vertebra gets a spinous process behind the cord (mm: half-width R-L), as in a real neck.
+NECK_DISCS_MM = (-41.0, -25.0, -10.0, 6.0, 23.0, 40.0)
+NECK_SPINOUS_HALF_WIDTH_MM = (3.0, 4.5, 3.5, 5.0, 4.0)
+DISC_HU, DISC_HALF_MM = 80.0, 2.0
+
+
+def _soft_inside(r, scale_mm):
+    """~1 inside (``r`` < 1, a normalised radius), ~0 outside: a logistic edge ~0.5 mm wide at the scale ``scale_mm``
+    (mm per unit of ``r``)."""
+    return 1.0 / (1.0 + np.exp(np.clip((r - 1.0) * scale_mm / 0.5, -50.0, 50.0)))
+
+
+def neck_vertebrae(ct, grid):
+    """``ct`` (HU [k, j, i] on ``grid``, the neck phantom's anatomy frame) as float32 with the discs and spinous
+    processes of :data:`NECK_DISCS_MM` painted into its vertebral body (bone above 400 HU within 16 mm of the
+    spine's axis, x = 0, y = -20 mm, only: seeds elsewhere are left alone)."""
+    out = ct.astype(np.float32)
+    pts = grid.points()
+    x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
+    bone = np.clip((out - 400.0) / 200.0, 0.0, 1.0) * (np.hypot(x, y + 20.0) <= 16.0)
+    for zc in NECK_DISCS_MM:
+        out -= (out - DISC_HU) * bone * _soft_inside(np.abs(z - zc) / DISC_HALF_MM, DISC_HALF_MM)
+    for lo, hi, half in zip(NECK_DISCS_MM[:-1], NECK_DISCS_MM[1:], NECK_SPINOUS_HALF_WIDTH_MM):
+        semi = np.array([half, 3.0, (hi - lo) / 2.0 - DISC_HALF_MM - 1.0])
+        r = np.linalg.norm((pts - [0.0, -45.0, (lo + hi) / 2.0]) / semi, axis=-1)
+        out += (NECK_HU["bone"] - out) * _soft_inside(r, semi.min())
     return out
 
 
