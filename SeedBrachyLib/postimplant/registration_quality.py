@@ -10,8 +10,9 @@
   pre-plan CT.
 * Agreement of independent starts: how many of the search's distinct starts converged to the best
   answer at the first local level.
-* Sharpness and optimality: the answer moved by 2 mm and 2 degrees each way along and about each
-  axis, scored with a mutual information computed here (not ITK's): every move must lower it
+* Sharpness and optimality: the optimiser's answer (before the consensus below) moved by 2 mm and
+  2 degrees each way along and about each axis, scored with a mutual information computed here
+  (not ITK's): every move must lower it
   (else the optimiser stopped short) and by a clear amount (else the images do not fix that motion,
   e.g. a scan that hardly changes along S).
 * Repeatability over the metric's samples: the final optimisation run again from the answer on other
