@@ -18,16 +18,18 @@ Method (CT values HU, lengths mm, positions RAS):
    background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
    seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
    each; an object that is not explained (bone, a seed touching bone, other metal) is looked at again at
-   a level half-way to its peak, which separates a seed from the bone it touches. An object that k >= 2
-   seeds explain is also fitted as one uniform dense rod of free mass (3-6 mm long): when the rod explains
-   it better (same residual score) with more mass than any group of seeds holds, or clearly better (half
-   the residual sum of squares) with more mass than one seed holds, it is a gold fiducial or other dense
-   metal (on a clipped scale such a rod and a bundle of seeds both look flat-topped; their unclipped
-   masses differ); so is it on slices up to 3 mm when the rod fits better than the seeds and holds more mass
-   than they do. The level under an object is carried in from around it; on an edge (skin, lung, bone: that
-   level varies by more than 200 HU over the object) it is carried in again from every voxel where one seed
-   fitted to the object leaves the image, less that seed. Objects too faint, too heavy for their length, too
-   long (a clip, a needle) or not explained by seeds (cortex, calcifications) are rejected with the reason.
+   a level half-way to its peak, which separates a seed from the bone it touches. A part cut there that is
+   no brighter than bone can be (under BONE_MAX_HU) is kept only when its peak stands well above the rest
+   of the object beside it (``_ABOVE_BONE`` of the faintest seed's contrast): a vertebra's cortex does not.
+   An object that k >= 2 seeds explain is also fitted as one uniform dense rod of free mass (3-6 mm long): when
+   the rod explains it better (same residual score) with more mass than any group of seeds holds, or clearly
+   better (half the residual sum of squares) with more mass than one seed holds, it is a gold fiducial or other
+   dense metal (on a clipped scale such a rod and a bundle of seeds both look flat-topped; their unclipped masses
+   differ); so is it on slices up to 3 mm when the rod fits better than the seeds and holds more mass than they
+   do. The level under an object is carried in from around it; on an edge (skin, lung, bone: that level varies by
+   more than 200 HU over the object) it is carried in again from every voxel where one seed fitted to the object
+   leaves the image, less that seed. Objects too faint, too heavy for their length, too long (a clip, a needle)
+   or not explained by seeds (cortex, calcifications) are rejected with the reason.
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -75,6 +77,10 @@ _POOL_FRACTION = 0.75  # of the faintest peak of a default seed (above soft tiss
 _MASS_OBJECTS = 40  # pooled objects fitted for one seed's mass
 _PEAK_FRACTION = 0.8  # of the faintest seed's peak (above soft tissue): dimmer objects are not seeds
 _MAX_DEPTH = 3  # times an unexplained object is looked at again at a higher level
+# of the faintest seed's contrast: a part of an unexplained object with a peak under BONE_MAX_HU (bone could make
+# it) is a seed only when its peak stands this far above the rest of the object within two voxels (the bone it
+# touches); on TUNING cortex humps stood 0.22-0.48, seeds touching bone 0.68 or more
+_ABOVE_BONE = 0.6
 _MIN_MASS = 0.35  # objects lighter than this many seed masses are not seeds
 _MASS_RANGE = (0.45, 1.8)  # fitted mass of each seed, in seed masses
 _MAX_RESIDUAL = 0.16  # rms residual / object contrast of an accepted fit
@@ -685,6 +691,14 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
             block_values = ctx.values[tuple(kji.T)].astype(np.float32)
             inner = kji[block_values >= sub]
             for part in _split_components(inner):
+                part_peak, bone = _bone_beside(ctx, kji, part)
+                if part_peak < BONE_MAX_HU and part_peak - bone < _ABOVE_BONE * ctx.faint:
+                    rejected.append(RejectedCandidate(
+                        grid.to_ras(part.mean(0)[::-1]), f"peak {part_peak:.0f} HU only {part_peak - bone:.0f} HU "
+                        f"above the bone beside it ({bone:.0f} HU; a seed stands >= "
+                        f"{_ABOVE_BONE * ctx.faint:.0f} HU above): a cortex fragment",
+                        part_peak, len(part) * ctx.voxel_mm3, float("nan")))
+                    continue
                 _examine(ctx, part, sub, depth + 1, hypotheses, rejected, marginal)
         else:
             reject(reason, ratio)
@@ -865,6 +879,20 @@ def _extent(ctx, block, mask, coords, bg):
     d = pts - w @ pts
     cov = (d * w[:, None]).T @ d - ctx.model.blur_covariance()
     return float(math.sqrt(12 * max(np.linalg.eigvalsh(cov)[-1], 0.0)))
+
+
+def _bone_beside(ctx, kji, part):
+    """(peak HU of ``part``, the level HU of what it touches: the 90th percentile of the voxels of ``kji``, the
+    object it was cut from, within two voxels of it; -inf when none are)."""
+    lo = np.maximum(part.min(0) - 2, 0)
+    hi = part.max(0) + 3
+    near = kji[np.all((kji >= lo) & (kji < hi), axis=1)] - lo
+    own = np.zeros(tuple(hi - lo), bool)
+    own[tuple((part - lo).T)] = True
+    ring = ndimage.binary_dilation(own, _CONNECTIVITY, iterations=2) & ~own
+    near = near[ring[tuple(near.T)]] + lo
+    peak = float(ctx.values[tuple(part.T)].max())
+    return peak, float(np.percentile(ctx.values[tuple(near.T)], 90)) if len(near) else -math.inf
 
 
 def _split_components(kji):
