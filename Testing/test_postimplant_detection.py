@@ -236,11 +236,12 @@ def test_bone_clips_and_fiducial_are_not_seeds_and_seeds_by_bone_are_found(fast_
             assert min(np.linalg.norm(d.position - t.position) for d in result.seeds) < 1.0, tag
 
 
-def test_vertebral_cortex_on_5_mm_slices_is_not_taken_for_seeds():
-    """A thorax on 5 mm slices (own random seed, neither TUNING nor SCORING): the vertebrae's cortex, cut at the
+@pytest.mark.parametrize("seed, most_false", [(7012, 3), (7011, 4)])
+def test_vertebral_cortex_on_5_mm_slices_is_not_taken_for_seeds(seed, most_false):
+    """A thorax on 5 mm slices (own random seeds, neither TUNING nor SCORING): the vertebrae's cortex, cut at the
     level a faint seed needs, looked into at higher levels, leaves humps of bone that k seeds fit; they do not
-    stand out of the bone beside them as a seed would. Before that test: 27 false detections in bone."""
-    seed = 7012
+    stand out of the bone beside them as a seed would (before that test, seed 7012: 27 false detections in
+    bone). Ribs cut by the edge of the field of view are not seeds either (before, seed 7011: 8 false)."""
     case = cases.Case("cortex thorax 5 mm W", "thorax", seed, pixel=(0.75, 0.75), thickness=5.0, increment=5.0,
                       length=60.0, model="W rod", psf_sigma=(0.55, 0.55), noise_hu=22, needle_seeds=20,
                       groups={"end-to-end": 0, "side-by-side": 0, "bundle": 0, "clump3": 0})
@@ -254,7 +255,7 @@ def test_vertebral_cortex_on_5_mm_slices_is_not_taken_for_seeds():
     sens, prec, _dist = _score(ph, result)
     print(f"\n5 mm thorax: {len(truth)} seeds, sensitivity {sens:.3f}, precision {prec:.3f}, "
           f"{int((false & in_bone).sum())} false detections in bone")
-    assert (false & in_bone).sum() <= 3
+    assert (false & in_bone).sum() <= 3 and false.sum() <= most_false
     assert sens >= 0.7
 
 

@@ -29,7 +29,8 @@ Method (CT values HU, lengths mm, positions RAS):
    do. The level under an object is carried in from around it; on an edge (skin, lung, bone: that level varies by
    more than 200 HU over the object) it is carried in again from every voxel where one seed fitted to the object
    leaves the image, less that seed. Objects too faint, too heavy for their length, too long (a clip, a needle)
-   or not explained by seeds (cortex, calcifications) are rejected with the reason.
+   or not explained by seeds (cortex, calcifications) are rejected with the reason; so is an object cut by the
+   in-plane edge of the image (a rib at the field of view's edge), unless a part of it inside stands alone.
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -705,6 +706,11 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
 
     if block is None:
         deeper(f"too large: {volume:.0f} mm3 above {level:.0f} HU: bone or other metal")
+        return
+    if np.any(kji[:, 1:] == 0) or np.any(kji[:, 1:] == np.array(ctx.values.shape[1:]) - 1):
+        # the forward model needs the whole image of an object: one cut by the field of view is not all seen
+        deeper("cut by the in-plane edge of the image: not all of it is seen (bone or metal at the edge of the "
+               "field of view)")
         return
     bg = _background(ctx, block, mask)
     if np.ptp(bg[ndimage.binary_dilation(mask, _CONNECTIVITY)]) > _EDGE_HU:
