@@ -140,8 +140,7 @@ class DVH:
             self.doses = np.sort(d)[::-1].astype(np.float64)  # Gy, hottest first (sorted in the input precision)
             self.volumes = w_sel
         else:
-            order = _descending_order(d.astype(np.float64, copy=False))
-            self.doses = d[order].astype(np.float64)
+            order, self.doses = _descending_order(d.astype(np.float64, copy=False))
             self.volumes = w_sel[order]
         self.cumulative = np.cumsum(self.volumes)  # cc of the i+1 hottest voxels
         self.volume_cc = float(self.cumulative[-1])
@@ -250,22 +249,27 @@ class DVH:
 
 
 def _descending_order(dose):
-    """The order of ``dose`` (float64 >= 0), largest first, equal doses by descending index. Sorting keys is faster
-    than an argsort: each key is the dose's bit pattern (monotone in the dose for doses >= 0) with its lowest bits
-    replaced by the sample's index; doses closer than those bits (a few ulp apart: a block of equal truncated bits)
-    that came out of order are then put in order by a stable sort of their blocks alone (doses in different blocks
-    are in order already)."""
+    """(order, ``dose[order]``) of ``dose`` (float64 >= 0), largest first, equal doses by descending index. Sorting
+    keys is faster than an argsort: each key is the dose's bit pattern (monotone in the dose for doses >= 0) with its
+    lowest bits replaced by the sample's index; doses closer than those bits (a few ulp apart: a block of equal
+    truncated bits) that came out of order are then put in order by a stable sort of their blocks alone (doses in
+    different blocks are in order already). A block is found by its truncated bits in the sorted keys (binary
+    search), not by numbering every block."""
     shift = max(1, int(dose.size).bit_length())
-    ranked = np.sort(((dose.view(np.int64) >> shift) << shift) | np.arange(dose.size, dtype=np.int64))[::-1]
-    order = ranked & ((1 << shift) - 1)
-    wrong = np.flatnonzero(np.diff(dose[order]) > 0)
+    keys = np.sort(((dose.view(np.int64) >> shift) << shift) | np.arange(dose.size, dtype=np.int64))  # ascending
+    order = keys[::-1] & ((1 << shift) - 1)
+    ordered = dose[order]
+    wrong = np.flatnonzero(ordered[1:] > ordered[:-1])
     if wrong.size:
-        block = np.concatenate([[0], np.cumsum((ranked[1:] >> shift) != (ranked[:-1] >> shift))])  # block number
-        bad = np.zeros(block[-1] + 1, bool)
-        bad[block[wrong]] = True
-        fix = np.flatnonzero(bad[block])  # positions in the blocks holding a pair out of order
-        order[fix] = order[fix][np.lexsort((-dose[order[fix]], block[fix]))]
-    return order
+        bits = np.unique(keys[dose.size - 1 - wrong] >> shift)[::-1]  # of the blocks holding a pair out of order
+        starts = dose.size - np.searchsorted(keys, (bits + 1) << shift)  # their positions in the descending order
+        ends = dose.size - np.searchsorted(keys, bits << shift)
+        lengths = ends - starts
+        block = np.repeat(np.arange(bits.size), lengths)
+        fix = starts[block] + np.arange(block.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        order[fix] = order[fix][np.lexsort((-ordered[fix], block))]
+        ordered[fix] = dose[order[fix]]
+    return order, ordered
 
 
 OAR_HOT_CC = 4.0  # organs at risk: the hottest max(4 cc, 25 %) is sampled at 0.5 mm

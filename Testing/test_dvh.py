@@ -488,3 +488,23 @@ def test_doses_a_few_ulp_apart_are_sorted_exactly():
     dvh = DVH.from_samples(dose, volumes)
     oracle = np.lexsort((-np.arange(dose.size), -dose))
     assert np.array_equal(dvh.doses, dose[oracle]) and np.array_equal(dvh.volumes, volumes[oracle])
+
+
+def test_dvh_order_matches_the_lexsort_oracle_on_random_samples():
+    """300 random sample sets (1 to 30,000 samples; doses drawn from few or many values, jittered by a few ulp or not,
+    zeros, equal or unequal volumes): doses and volumes in the oracle's order (largest first, equal doses by
+    descending index), so the blocks found by binary search are the blocks that need their re-sort."""
+    rng = np.random.default_rng(11)
+    for case in range(300):
+        n = int(rng.integers(1, 30000)) if case % 3 else int(rng.integers(1, 40))
+        base = rng.uniform(0.0, rng.choice([1e-3, 1.0, 600.0]), int(rng.integers(1, 400)))
+        dose = base[rng.integers(0, base.size, n)]
+        if case % 2:
+            dose = dose * (1.0 + rng.integers(-6, 7, n) * 2.0 ** -52)
+        if case % 7 == 0:
+            dose[rng.random(n) < 0.1] = 0.0
+        volumes = rng.uniform(0.5, 1.5, n) if case % 5 else np.full(n, 0.25)
+        volumes[0] = 0.5  # unequal volumes: the keyed sort
+        dvh = DVH.from_samples(dose, volumes)
+        oracle = np.lexsort((-np.arange(n), -dose))
+        assert np.array_equal(dvh.doses, dose[oracle]) and np.array_equal(dvh.volumes, volumes[oracle]), case
