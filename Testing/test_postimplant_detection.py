@@ -372,3 +372,28 @@ def test_a_diverged_fit_is_rejected_with_its_reason():
         parts[bad] = parts[bad] * np.nan
         fit = Fit(parts["centres"], np.array([[0.0, 0.0, 1.0]]), parts["masses"], 0.0, 1.0, 10)
         assert "diverged" in _problem(None, fit, 1000.0, None, None, None, None)
+
+
+def test_a_seed_run_off_to_infinity_is_outside_the_object_without_a_cast_warning():
+    """A seed that sees no voxel of its block has no gradient, and the least-squares step can carry it to finite
+    but enormous coordinates (1e12-1e22 mm, seen on 5 mm pelvis and thorax series); it lies outside the object, and
+    is found so before its centre is cast to a voxel index (the cast of 1e20 / spacing gave an arbitrary index and
+    a numpy 'invalid value encountered in cast' warning)."""
+    import types
+    import warnings
+
+    from SeedBrachyLib.postimplant.detection import _problem
+    from SeedBrachyLib.postimplant.seed_model import Fit
+    spacing = np.array([0.95, 0.95, 5.0])
+    ctx = types.SimpleNamespace(mass=1000.0, grid=types.SimpleNamespace(spacing=spacing))
+    block = np.full((3, 5, 5), 40.0, np.float32)
+    mask = np.zeros(block.shape, bool)
+    mask[1, 2, 2] = True
+    coords = [np.arange(5) * spacing[0], np.arange(5) * spacing[1], np.arange(3) * spacing[2]]
+    for far in (3e13, -2.5e22, 1e20):
+        centres = np.array([[1.9, 1.9, 5.0], [far, 1.7e12, -6.2e14]])
+        fit = Fit(centres, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), np.array([1000.0, 1000.0]), 40.0, 1.0, 10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert _problem(ctx, fit, 3000.0, block, mask, coords, np.full(block.shape, 40.0)) == \
+                "a seed fitted outside the object"

@@ -849,8 +849,13 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
     sp = ctx.grid.spacing
     first = np.array([coords[0][0], coords[1][0], coords[2][0]])
-    ijk = np.rint((fit.centres - first) / sp).astype(int)
-    inside = np.all((ijk >= 0) & (ijk < np.array(block.shape[::-1])), axis=1)
+    where = (fit.centres - first) / sp  # voxel (i, j, k) in the block, fractional
+    size = np.array(block.shape[::-1])
+    # a seed that saw no voxel has no gradient and may run off to 1e20 mm: out of the block before any cast
+    if not np.all((where > -1) & (where < size)):
+        return "a seed fitted outside the object"
+    ijk = np.rint(where).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < size), axis=1)
     if not inside.all() or not np.all(grown[ijk[:, 2], ijk[:, 1], ijk[:, 0]]):
         return "a seed fitted outside the object"
     support = _support(ctx, fit, block, mask, coords, bg)
