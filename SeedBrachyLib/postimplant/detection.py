@@ -52,6 +52,7 @@ from ..grid import Grid
 from ..progress import report
 from ..seeds import Seed
 from . import detection_confidence, hu_scale
+from .detection_candidates import enclosed_objects, low_region
 from .detection_candidates import objects as _objects
 from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
 
@@ -106,6 +107,7 @@ _BRIGHTER = 1.5  # an object's peak more than this times that of the seeds fitte
 _ROD_THIN_MM = 3.0
 _EDGE_HU = 200.0  # range of the carried-in background over an object beyond which it lies on an edge (HU)
 _CLEAN_FRACTION = 0.05  # of an object's contrast: voxels where one fitted seed's image is under it show the level
+_LOW_HU = 400.0  # surroundings this far under soft tissue (lung, gas; HU) are low: objects there are cut on their own
 
 
 @dataclass(frozen=True)
@@ -346,11 +348,13 @@ def detect_seeds(ct, grid, expected_count=None, strength_u=None, plan_seeds=None
     report(progress, 0.2, "seed detection: objects")
 
     hypotheses, rejected, marginal = [], [], []
-    objects = _objects(values, level)
-    for n, kji in enumerate(objects):
+    objects = [(kji, level, ctx.soft) for kji in _objects(values, level)]
+    if threshold_hu is None:
+        objects = _in_low_surroundings(ctx, objects)
+    for n, (kji, cut, base) in enumerate(objects):
         if n % 16 == 0:
             report(progress, 0.2 + 0.7 * n / max(len(objects), 1), "seed detection: fitting seeds")
-        _examine(ctx, kji, level, 0, hypotheses, rejected, marginal)
+        _examine(ctx, kji, cut, base, 0, hypotheses, rejected, marginal)
 
     unresolved = []
     if expected_count is not None:
@@ -500,8 +504,15 @@ def _background(ctx, block, mask):
     voxels, carried inside by normalised Gaussian smoothing in-plane (2 mm; bone beside a seed continues
     under it); where nothing is near, the median outside."""
     outside = ~ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
-    level = float(np.median(block[outside])) if outside.sum() >= 10 else ctx.soft
-    return _carry_in(ctx, block, outside, level)
+    return _carry_in(ctx, block, outside, _surroundings(ctx, block, mask, outside))
+
+
+def _surroundings(ctx, block, mask, outside=None):
+    """The median (HU) of an object's block outside the object grown by two voxels (``outside``); soft tissue
+    when fewer than 10 voxels are."""
+    if outside is None:
+        outside = ~ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
+    return float(np.median(block[outside])) if outside.sum() >= 10 else ctx.soft
 
 
 def _carry_in(ctx, values, outside, fallback):
@@ -637,22 +648,53 @@ def _min_separation(fit):
     return best
 
 
-def _faintest_seen(ctx):
-    """The faintest peak (HU above soft tissue) of one seed in this series, as stored (clipped)."""
+def _faintest_seen(ctx, base=None):
+    """The faintest peak (HU above ``base``, the surroundings; default soft tissue) of one seed in this series, as
+    stored (clipped)."""
     if ctx.model.clip_hu is None:
         return ctx.faint
-    return min(ctx.faint, ctx.model.clip_hu - ctx.soft)
+    return min(ctx.faint, ctx.model.clip_hu - (ctx.soft if base is None else base))
 
 
-def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
-    """Seeds in one object at ``level`` (appends to ``hypotheses`` / ``rejected``; a rejected object that one
-    seed explains but for a signal somewhat under one seed's goes to ``marginal`` as well, for a count).
+def _in_low_surroundings(ctx, objects):
+    """``objects`` ((voxels k, j, i; level HU; surroundings HU) each) with those in low surroundings (lung, gas:
+    ``_LOW_HU`` under soft tissue) cut again at half the faintest seed above those surroundings: where a seed's
+    image stands above lung, not above soft tissue, a level set from soft tissue cuts only its top (or nothing).
+    An object at that level that stands alone in the low region (:func:`.detection_candidates.enclosed_objects`)
+    replaces the object it holds (or is added when it holds none); its surroundings are the median of its block
+    outside it."""
+    below = ctx.soft - _LOW_HU
+    sample = ctx.values.reshape(-1)[::max(1, ctx.values.size // 400_000)]
+    low = sample[sample < below]
+    if low.size < 100:
+        return objects
+    level = float(np.median(low)) + 0.5 * _faintest_seen(ctx, float(np.median(low)))
+    found = enclosed_objects(ctx.values, level, low_region(ctx.values, below))
+    if not found:
+        return objects
+    shape = ctx.values.shape
+    owner = {key: n for n, kji in enumerate(found) for key in np.ravel_multi_index(tuple(kji.T), shape).tolist()}
+    inside = [owner.get(int(np.ravel_multi_index(tuple(o[0][0]), shape))) for o in objects]
+    # one that holds two or more objects merged neighbours that the level above soft tissue kept apart: they stay
+    held = {n for n in set(inside) - {None} if inside.count(n) == 1} | (set(range(len(found))) - set(inside))
+    kept = [o for o, n in zip(objects, inside) if n not in held]
+    for n in sorted(held):
+        block, mask, _coords, _lo = _block(ctx, found[n])
+        base = _surroundings(ctx, block, mask) if block is not None else ctx.soft
+        kept.append((found[n], level, base))
+    return sorted(kept, key=lambda o: tuple(o[0][0]))
+
+
+def _examine(ctx, kji, level, base, depth, hypotheses, rejected, marginal):
+    """Seeds in one object cut at ``level`` (HU) in surroundings ``base`` (HU: soft tissue, or lung), whose peak
+    a seed's must pass (appends to ``hypotheses`` / ``rejected``; a rejected object that one seed explains but for a
+    signal somewhat under one seed's goes to ``marginal`` as well, for a count).
     An object brighter than bone (BONE_MAX_HU) in which no seed is found over the background carried in
     from around it is looked at again over a lower one (:func:`_lower_background`: a seed in cancellous
     bone beside brighter cortex); the second look is kept when it finds seeds."""
-    looks = [_look(ctx, kji, level, depth, False)]
+    looks = [_look(ctx, kji, level, base, depth, False)]
     if not looks[0][0] and looks[0][3]:
-        looks.append(_look(ctx, kji, level, depth, True))
+        looks.append(_look(ctx, kji, level, base, depth, True))
     found, refused, kept, _lower = looks[-1] if looks[-1][0] else looks[0]
     offset = len(rejected)
     hypotheses += found
@@ -660,14 +702,14 @@ def _examine(ctx, kji, level, depth, hypotheses, rejected, marginal):
     marginal += [(support, index + offset, h) for support, index, h in kept]
 
 
-def _look(ctx, kji, level, depth, lower):
+def _look(ctx, kji, level, base, depth, lower):
     """(hypotheses, rejected, marginal, whether a lower background differs) of :func:`_examine_at`."""
     found, refused, kept = [], [], []
-    differs = _examine_at(ctx, kji, level, depth, found, refused, kept, lower)
+    differs = _examine_at(ctx, kji, level, base, depth, found, refused, kept, lower)
     return found, refused, kept, bool(differs)
 
 
-def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
+def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lower):
     """:func:`_examine` over the background carried in from around the object, or the ``lower`` one; returns
     True when the lower background differs from the carried one (a second look may differ), else None."""
     grid = ctx.grid
@@ -679,7 +721,7 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
     def reject(reason, ratio=float("nan")):
         rejected.append(RejectedCandidate(centroid, reason, peak, volume, ratio))
 
-    floor = ctx.soft + _PEAK_FRACTION * _faintest_seen(ctx)
+    floor = base + _PEAK_FRACTION * _faintest_seen(ctx, base)
     if peak < floor:
         reject(f"peak {peak:.0f} HU under {floor:.0f} HU, {_PEAK_FRACTION:g} of the faintest seed: bone, "
                "calcification or streak")
@@ -700,7 +742,7 @@ def _examine_at(ctx, kji, level, depth, hypotheses, rejected, marginal, lower):
                         f"{_ABOVE_BONE * ctx.faint:.0f} HU above): a cortex fragment",
                         part_peak, len(part) * ctx.voxel_mm3, float("nan")))
                     continue
-                _examine(ctx, part, sub, depth + 1, hypotheses, rejected, marginal)
+                _examine(ctx, part, sub, base, depth + 1, hypotheses, rejected, marginal)
         else:
             reject(reason, ratio)
 
