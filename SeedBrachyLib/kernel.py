@@ -51,7 +51,7 @@ import numpy as np
 
 from . import tg43
 from .errors import InputError
-from .vectors import perpendicular_basis
+from .vectors import extent, perpendicular_basis
 
 ENGINES = ("auto", "compiled", "numpy")
 #: The table's three sections: (where the next begins in mm, largest r step mm, largest theta step deg); the
@@ -364,7 +364,8 @@ def lattice_rate(engine, grid, voxels, offsets, positions, frames, strengths, mo
     step = grid.direction * grid.spacing[None, :]  # columns: one voxel along I, J, K (mm RAS)
     start = np.einsum("sab,osb->osa", frames, grid.to_ras(offsets)[:, None, :] - positions[None, :, :])
     steps = [np.ascontiguousarray(frames @ step[:, m]) for m in range(3)]
-    lo, hi = centres.min(axis=0) + offsets.min(axis=0), centres.max(axis=0) + offsets.max(axis=0)
+    (lo, hi), (off_lo, off_hi) = extent(centres), extent(offsets)
+    lo, hi = lo + off_lo, hi + off_hi
     box = grid.to_ras(np.array([[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]))
     table = table_for(model, formalism, reach_between(box, positions))
     set_threads(workers, voxels.size * len(offsets) * len(strengths))
@@ -381,8 +382,8 @@ def lattice_rate(engine, grid, voxels, offsets, positions, frames, strengths, mo
 
 def reach_between(points, positions):
     """Largest distance (mm) between any of ``points`` and any of ``positions`` (..., 3) (through bounding boxes)."""
-    p, q = np.reshape(points, (-1, 3)), np.reshape(positions, (-1, 3))
-    span = np.maximum(np.abs(p.max(axis=0) - q.min(axis=0)), np.abs(q.max(axis=0) - p.min(axis=0)))
+    (p_lo, p_hi), (q_lo, q_hi) = extent(points), extent(positions)
+    span = np.maximum(np.abs(p_hi - q_lo), np.abs(q_hi - p_lo))
     return float(np.linalg.norm(span))
 
 
