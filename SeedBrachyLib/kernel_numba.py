@@ -319,6 +319,49 @@ def grid_tabled(out, k0, start, step_i, step_j, step_k, strengths, radius, half,
                     out[kk, j, u] += w[u] * _lookup(cells, cell[u], wt[u], wr[u])
 
 
+@njit(cache=True)
+def lattice_runs(nk, nj, ni, voxels):
+    """As :func:`SeedBrachyLib.kernel.lattice_runs` (the numpy reference; the same axis, order and runs) for the flat,
+    ascending ``voxels`` of a [k, j, i] array of shape (nk, nj, ni): one pass to count the runs along each axis, one
+    traversal with the chosen axis fastest."""
+    member = np.full(nk * nj * ni, -1, dtype=np.int64)  # position in voxels, -1: not a member
+    for p in range(voxels.size):
+        member[voxels[p]] = p
+    strides = (1, ni, ni * nj)
+    counts = np.zeros(3, dtype=np.int64)
+    for p in range(voxels.size):
+        v = voxels[p]
+        i, j, k = v % ni, (v // ni) % nj, v // (ni * nj)
+        counts[0] += (i == 0) or member[v - 1] < 0
+        counts[1] += (j == 0) or member[v - ni] < 0
+        counts[2] += (k == 0) or member[v - ni * nj] < 0
+    axis = 0
+    for a in (1, 2):
+        if counts[a] < counts[axis]:
+            axis = a
+    # traversal: the two other axes (outer first in array order k, j, i), then the run axis fastest
+    dims, stride = (ni, nj, nk), strides[axis]
+    outer, inner = (1, 2) if axis == 0 else ((0, 2) if axis == 1 else (0, 1))  # grid axes (I, J, K) besides axis
+    order = np.empty(voxels.size, dtype=np.int64)
+    runs = np.empty((counts[axis], 5), dtype=np.int64)
+    q = r = 0
+    for b in range(dims[inner]):  # the slower of the two (higher grid axis = earlier array axis)
+        for a in range(dims[outer]):
+            for c in range(dims[axis]):
+                v = a * strides[outer] + b * strides[inner] + c * stride
+                p = member[v]
+                if p < 0:
+                    continue
+                if c == 0 or member[v - stride] < 0:
+                    runs[r, 0], runs[r, 1], runs[r, 2] = v % ni, (v // ni) % nj, v // (ni * nj)
+                    runs[r, 3], runs[r, 4] = 0, q
+                    r += 1
+                runs[r - 1, 3] += 1
+                order[q] = p
+                q += 1
+    return axis, order, runs
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def samples_lattice(out, runs, blocks, start, step_i, step_j, step_k, step_run, strengths, radius, half, cells,
                     sections):
