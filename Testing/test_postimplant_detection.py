@@ -435,3 +435,36 @@ def test_seeds_in_lung_on_5_mm_slices_are_cut_above_the_lung(seed):
     print(f"\nlung phantom {seed}: {len(pairs)} of {len(truth)} seeds ({in_lung} of {n_lung} in lung), "
           f"{len(result.seeds) - len(pairs)} false, mean error {dist.mean():.2f} mm")
     assert found == set(range(len(truth))) and len(result.seeds) == len(truth)
+
+
+@pytest.mark.parametrize("seed", [7205, 7207])
+def test_a_gold_fiducial_beside_a_seed_on_5_mm_slices_is_not_six_seeds(seed):
+    """A gold fiducial (3 x 1.2 mm, 1e5-1.7e5 HU: some nine seeds' mass) 4.5-5 mm from a seed, on 5 mm slices
+    (W seeds, own random seeds, neither TUNING nor SCORING): cut at the seeds' level they are one object, which
+    the most seeds tried (six) fit best; the rod test cannot take it (a rod does not explain the seed beside
+    it), and it was six seeds, five of them false. Six seeds fitting best, with more possibly better, is not a
+    group of seeds: at a higher level the seed stands alone and the fiducial is one dense rod. (With the seed
+    closer, at 7202 and 7204, four or five seeds fit best and four false ones remain: not covered.)"""
+    rng = np.random.default_rng(seed)
+    series = physics.series_around(np.zeros(3), (100.0, 100.0), (0.75, 0.75), 5.0, 5.0, 60.0, (0.5, 0.5), 3071.0)
+    image = np.full(series.shape, 40.0, np.float32)
+    marker, titanium = rng.uniform(150000.0, 250000.0), rng.uniform(4500.0, 6500.0)
+
+    def axis():
+        a = rng.normal(size=3)
+        return a / np.linalg.norm(a)
+
+    fiducial = rng.uniform(-5, 5, 3)
+    spots = [np.array([x, y, z]) for x in (-30.0, 30.0) for y in (-30.0, 0.0, 30.0) for z in (-15.0, 15.0)]
+    spots.append(fiducial + axis() * rng.uniform(3.5, 5.0))
+    for c in spots:
+        physics.splat(image, series, *physics.seed_points(c, axis(), "W rod", marker, titanium))
+    physics.splat(image, series, *physics.rod_points(fiducial, axis(), 3.0, 1.2, rng.uniform(100000, 170000)))
+    image += physics.textured_noise(series, 20.0, rng)
+    result = detect_seeds(physics.store(image, 3071.0), scoring.grid_of(series), slice_thickness_mm=5.0)
+    found = np.array([s.position for s in result.seeds])
+    pairs, _dist = scoring.match(found, np.array(spots))
+    on_fiducial = int((np.linalg.norm(found - fiducial, axis=1) < scoring.GATE_MM).sum())
+    print(f"\nfiducial beside a seed {seed}: {len(pairs)} of {len(spots)} seeds, {len(found) - len(pairs)} false, "
+          f"{on_fiducial} on the fiducial")
+    assert len(pairs) == len(spots) and len(found) == len(spots) and on_fiducial == 0

@@ -17,8 +17,9 @@ Method (CT values HU, lengths mm, positions RAS):
 3. Every object is examined with the forward model: k seeds (positions, axes, masses) and a constant
    background are fitted for k around its mass in seeds, and k is chosen by residual (a penalty per
    seed). The fit is accepted when it explains the object (relative residual) with masses of one seed
-   each; an object that is not explained (bone, a seed touching bone, other metal) is looked at again at
-   a level half-way to its peak, which separates a seed from the bone it touches. A part cut there that is
+   each; an object that is not explained (bone, a seed touching bone, other metal), or that the most seeds
+   tried (``_MAX_SEEDS``) fit best (a seed beside a gold fiducial), is looked at again at a level half-way to
+   its peak, which separates a seed from the bone or metal it touches. A part cut there that is
    no brighter than bone can be (under BONE_MAX_HU) is kept only when its peak stands well above the rest
    of the object beside it (``_ABOVE_BONE`` of the faintest seed's contrast): a vertebra's cortex does not.
    An object that k >= 2 seeds explain is also fitted as one uniform dense rod of free mass (3-6 mm long): when
@@ -771,7 +772,7 @@ def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lo
         deeper(f"too heavy: {ratio:.1f} seed masses: bone or other metal", ratio)
         return
     length = _extent(ctx, block, mask, coords, bg)
-    k0 = max(1, int(round(ratio)), int(round(length / (SEED_LENGTH_MM + 1.0))))
+    k0 = min(_MAX_SEEDS, max(1, int(round(ratio)), int(round(length / (SEED_LENGTH_MM + 1.0)))))
     scores, fits, problems = {}, {}, {}
     single = _clear_single(ctx, block, mask, coords, bg)
     if single is not None:
@@ -791,6 +792,11 @@ def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lo
         heavy = np.mean(fits[top].masses) / ctx.mass > _MASS_RANGE[1] * 0.8
         ks = [top + 1] if top < _MAX_SEEDS and ((best is not None and best == top) or (best is None and heavy)) \
             else []
+    if best == _MAX_SEEDS:
+        # the most seeds an object is fitted with fit it best, and more might fit better still: not a group of
+        # seeds (a seed beside a gold fiducial); a part of it may stand alone at a higher level
+        deeper(f"{_MAX_SEEDS} seeds fit best, the most tried: more metal than a group of seeds", ratio)
+        return
     if best is None:
         k = min(scores, key=scores.get)
         counts = len(hypotheses), len(rejected), len(marginal)
