@@ -468,3 +468,21 @@ def test_a_gold_fiducial_beside_a_seed_on_5_mm_slices_is_not_six_seeds(seed):
     print(f"\nfiducial beside a seed {seed}: {len(pairs)} of {len(spots)} seeds, {len(found) - len(pairs)} false, "
           f"{on_fiducial} on the fiducial")
     assert len(pairs) == len(spots) and len(found) == len(spots) and on_fiducial == 0
+
+
+def test_separation_of_a_seed_run_off_to_1e200_mm_is_far_without_an_overflow():
+    """The separation of fitted seeds' centre lines (checked against overlapping capsules, and when a count asks for
+    one seed more) with one seed run off to 1e160-1e200 mm (a seed that saw no voxel: own 5 mm needle-chain
+    phantom) is far, not an overflow warning of the squared distance; near seeds are still measured."""
+    import warnings
+
+    from SeedBrachyLib.postimplant.detection import _min_separation
+    from SeedBrachyLib.postimplant.seed_model import Fit
+    axes = np.array([[0.0, 0.0, 1.0]] * 3)
+    for far in (1e160, -3e200):
+        centres = np.array([[1.0, 2.0, 3.0], [1.9, 2.0, 3.0], [far, 4e170, 2.0]])
+        fit = Fit(centres, axes, np.full(3, 1000.0), 0.0, 1.0, 10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert _min_separation(fit) == pytest.approx(0.9)
+            assert _min_separation(Fit(centres[::2], axes[:2], np.full(2, 1000.0), 0.0, 1.0, 10)) == math.inf

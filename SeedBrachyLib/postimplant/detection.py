@@ -64,6 +64,7 @@ BONE_MAX_HU = 2000.0  # cortical bone stays below this (HU)
 REVIEW_BELOW = 0.5  # default confidence under which a seed is listed "to review"
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 _MAX_SEEDS = 6  # per object
+_FAR_MM = 10.0  # seed centres further apart along an axis: their lines (+-1.5 mm) are > 7 mm apart
 _CALIBRATION_OBJECTS = 16  # objects fitted to find one seed's mass
 _CALIBRATION_LEVELS = (BONE_MAX_HU, 1600.0, 1300.0)  # HU at which objects are gathered for it
 _MODE_BANDWIDTH = 0.1  # of the log masses whose mode is one seed's
@@ -637,6 +638,9 @@ def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, 
 
 
 def _min_separation(fit):
+    """The smallest distance (mm) between the centre lines (+-1.5 mm) of two fitted seeds; inf for one seed, or
+    when every pair's centres lie more than ``_FAR_MM`` apart along some axis (a seed that ran off to 1e200 mm
+    would overflow the squares)."""
     k = len(fit.centres)
     if k < 2:
         return math.inf
@@ -645,7 +649,8 @@ def _min_separation(fit):
     best = math.inf
     for a in range(k):
         for b in range(a + 1, k):
-            best = min(best, float(np.min(np.linalg.norm(lines[a][:, None] - lines[b][None], axis=-1))))
+            if np.max(np.abs(fit.centres[a] - fit.centres[b])) <= _FAR_MM:
+                best = min(best, float(np.min(np.linalg.norm(lines[a][:, None] - lines[b][None], axis=-1))))
     return best
 
 
