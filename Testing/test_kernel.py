@@ -374,3 +374,25 @@ def test_compiled_lattice_runs_are_the_numpy_reference():
         axes_seen.add(axis)
         assert got[0] == axis and np.array_equal(got[1], order) and np.array_equal(got[2], runs), (t, shape)
     assert axes_seen == {0, 1, 2}
+
+
+def test_seed_frames_are_np_cross_bit_for_bit_and_right_handed():
+    """vectors.perpendicular_basis (every seed's frame, kernel.seed_frames) builds its cross products without np.cross:
+    the same bits as np.cross on 2,000 random axes (some along x, where the helper switches), rows orthonormal and
+    a x b = u (fails on a swapped component or sign)."""
+    from SeedBrachyLib.vectors import perpendicular_basis
+
+    rng = np.random.default_rng(44)
+    u = rng.normal(size=(2000, 3))
+    u[:100] = [1.0, 0.0, 0.0] + 1e-3 * u[:100]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    a, b = perpendicular_basis(u)
+    helper = np.where(np.abs(u[:, :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+    ref = np.cross(u, helper)
+    ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+    assert np.array_equal(a, ref) and np.array_equal(b, np.cross(u, ref))
+    frames = kernel.seed_frames(u)
+    assert np.allclose(frames @ frames.transpose(0, 2, 1), np.eye(3), atol=1e-12)
+    assert np.allclose(np.cross(frames[:, 0], frames[:, 1]), u, atol=1e-12)
+    single = perpendicular_basis(u[7])
+    assert np.array_equal(single[0], a[7]) and np.array_equal(single[1], b[7])
