@@ -8,6 +8,8 @@ import numpy as np
 
 from .errors import InputError
 
+EXTENT_COLUMNS_FROM = 256  # points from which :func:`extent` reduces column by column
+
 
 def point(v, name="position"):
     """``v`` as a float array of 3 finite coordinates (mm RAS); InputError naming ``name`` otherwise."""
@@ -33,9 +35,12 @@ def unit(v, name="direction"):
 
 
 def extent(points):
-    """(lowest, highest) coordinate of points ``(..., 3)`` along each axis (two arrays of 3). Column by column: numpy's
-    reduction over the points axis of a (N, 3) array runs about 15 times slower (27k points: 1.4 ms against 0.08)."""
+    """(lowest, highest) coordinate of points ``(..., 3)`` along each axis (two arrays of 3). Many points column by
+    column: numpy's reduction over the points axis of a (N, 3) array runs about 15 times slower (27k points: 1.4 ms
+    against 0.08); a few (up to EXTENT_COLUMNS_FROM) in one reduction, which then costs less than six calls."""
     p = np.reshape(points, (-1, 3))
+    if len(p) < EXTENT_COLUMNS_FROM:
+        return p.min(axis=0), p.max(axis=0)
     return (np.array([p[:, a].min() for a in range(3)]), np.array([p[:, a].max() for a in range(3)]))
 
 
