@@ -486,3 +486,44 @@ def test_separation_of_a_seed_run_off_to_1e200_mm_is_far_without_an_overflow():
             warnings.simplefilter("error")
             assert _min_separation(fit) == pytest.approx(0.9)
             assert _min_separation(Fit(centres[::2], axes[:2], np.full(2, 1000.0), 0.0, 1.0, 10)) == math.inf
+
+
+def _needle_chains(seed):
+    """A 5 mm series (0.95 mm pixels, 0.4 mm blur, clipped at 3071 HU, gold-bead seeds; own random seeds, neither
+    TUNING nor SCORING) with six needles along z (tilted up to ~10 deg), seeds 7.5-9.5 mm apart along each, axes
+    within ~10 deg of the needle: on 5 mm slices the clipped tops of neighbouring seeds touch, and a needle is one
+    object. Returns (CT, series, true centres mm RAS)."""
+    rng = np.random.default_rng(seed)
+    series = physics.series_around(np.zeros(3), (100.0, 100.0), (0.95, 0.95), 5.0, 5.0, 80.0, (0.4, 0.4), 3071.0)
+    image = np.full(series.shape, 45.0, np.float32)
+    marker, titanium = rng.uniform(100000.0, 170000.0), rng.uniform(4500.0, 6500.0)
+    truth = []
+    for x in (-30.0, 0.0, 30.0):
+        for y in (-25.0, 25.0):
+            d = np.array([rng.normal(0, 0.15), rng.normal(0, 0.15), 1.0])
+            d /= np.linalg.norm(d)
+            z0, t = rng.uniform(-30, -20), 0.0
+            while z0 + t < 25:
+                c = np.array([x, y, z0]) + d * t
+                axis = d + rng.normal(0, 0.15, 3)
+                physics.splat(image, series, *physics.seed_points(c, axis / np.linalg.norm(axis), "Au beads", marker,
+                                                                  titanium))
+                truth.append(c)
+                t += rng.uniform(7.5, 9.5)
+    image += physics.textured_noise(series, 20.0, rng)
+    return physics.store(image, 3071.0), series, np.array(truth)
+
+
+@pytest.mark.parametrize("seed, at_least", [(7301, 33), (7306, 33)])
+def test_seeds_in_a_row_along_a_needle_on_5_mm_slices(seed, at_least):
+    """Needles of seeds on 5 mm slices are objects of 3-6 seeds in a row, whose k-seed fits started by k-means along
+    the object's axis ended in poor local minima (started at the true seeds, the residual was 2-8 times lower):
+    seeds were missed or placed 3-4 mm off along the needle (before: 28 of 36 and 31 of 38 found, 4 false at each).
+    The fit is also started at the object's k brightest voxels, 3 mm or more apart (after: 34 of 36, 3 false, and
+    34 of 38, 4 false; over own seeds 7301-7306, 167 -> 182 of 232)."""
+    ct, series, truth = _needle_chains(seed)
+    result = detect_seeds(ct, scoring.grid_of(series), slice_thickness_mm=5.0)
+    pairs, dist = scoring.match([s.position for s in result.seeds], truth)
+    print(f"\nneedles {seed}: {len(pairs)} of {len(truth)} seeds, {len(result.seeds) - len(pairs)} false, mean error "
+          f"{dist.mean():.2f} mm")
+    assert len(pairs) >= at_least and len(result.seeds) - len(pairs) <= 4

@@ -64,6 +64,9 @@ BONE_MAX_HU = 2000.0  # cortical bone stays below this (HU)
 REVIEW_BELOW = 0.5  # default confidence under which a seed is listed "to review"
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 _MAX_SEEDS = 6  # per object
+# brightest voxels at least this far apart (mm) start k seeds in a row: more than a capsule and its blur across
+# (0.8 + 2 x 1 mm), less than a seed's length
+_PEAK_APART_MM = 3.0
 _FAR_MM = 10.0  # seed centres further apart along an axis: their lines (+-1.5 mm) are > 7 mm apart
 _CALIBRATION_OBJECTS = 16  # objects fitted to find one seed's mass
 _CALIBRATION_LEVELS = (BONE_MAX_HU, 1600.0, 1300.0)  # HU at which objects are gathered for it
@@ -603,7 +606,8 @@ def _kmeans(points, weights, n, iterations=20):
 
 def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None):
     """The best of the fits of k seeds started one after another along the object's principal axis, side by
-    side across it (k > 1: parallel seeds packed as in a bundle), and from ``previous`` (a fit of k - 1
+    side across it (k > 1: parallel seeds packed as in a bundle), at its k brightest voxels apart from one
+    another (k > 1: seeds in a row, as along a needle on thick slices), and from ``previous`` (a fit of k - 1
     seeds) with one seed added where it leaves the most signal unexplained."""
     weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
     prior = prior_fraction * max(peak - float(np.median(bg[mask])), 1.0)
@@ -621,6 +625,9 @@ def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, 
         ring = [centre + radius * (math.cos(a) * e1 + math.sin(a) * e2) for a in np.arange(ring_n) * 2 * math.pi
                 / ring_n] + ([centre] if k > 4 else [])
         tries.append([(c, whole) for c in ring])
+        peaks = _peak_starts(block - bg, mask, coords, k)
+        if peaks is not None:  # seeds in a row (a needle) on thick slices, where k-means along the axis fails
+            tries.append([(c, whole) for c in peaks])
         if previous is not None:
             model_img = render(ctx.model, coords, previous.centres, previous.axes, previous.masses) + bg
             if ctx.model.clip_hu is not None:
@@ -635,6 +642,20 @@ def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, 
             tries += [[(along[0][0] + np.array([0, 0, s]), along[0][1])] for s in (-shift, shift)]
     fits = [fit_seeds(ctx.model, coords, block, weights, t, ctx.mass, bg, prior) for t in tries]
     return min(fits, key=lambda f: f.rss + f.prior)
+
+
+def _peak_starts(signal, mask, coords, k):
+    """Centres (grid frame, mm) of the k brightest voxels of ``signal`` (HU) in ``mask``, each at least
+    ``_PEAK_APART_MM`` from the others, or None when there are fewer than k such voxels."""
+    kk, jj, ii = np.nonzero(mask)
+    pts = np.stack([coords[0][ii], coords[1][jj], coords[2][kk]], 1)
+    chosen = []
+    for n in np.argsort(-signal[mask], kind="stable"):
+        if all(np.linalg.norm(pts[n] - c) >= _PEAK_APART_MM for c in chosen):
+            chosen.append(pts[n])
+            if len(chosen) == k:
+                return chosen
+    return None
 
 
 def _min_separation(fit):
