@@ -604,13 +604,16 @@ def _kmeans(points, weights, n, iterations=20):
     return labels
 
 
-def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None):
+def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None, start=None):
     """The best of the fits of k seeds started one after another along the object's principal axis, side by
     side across it (k > 1: parallel seeds packed as in a bundle), at its k brightest voxels apart from one
     another (k > 1: seeds in a row, as along a needle on thick slices), and from ``previous`` (a fit of k - 1
-    seeds) with one seed added where it leaves the most signal unexplained."""
+    seeds) with one seed added where it leaves the most signal unexplained; or the fit from ``start`` alone
+    (k (centre, axis) pairs, grid frame) when given."""
     weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
     prior = prior_fraction * max(peak - float(np.median(bg[mask])), 1.0)
+    if start is not None:
+        return fit_seeds(ctx.model, coords, block, weights, start, ctx.mass, bg, prior)
     along = _starts(ctx, block, mask, coords, k, bg)
     tries = [along]
     if k > 1:
@@ -802,7 +805,12 @@ def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lo
     scores, fits, problems = {}, {}, {}
     single = _clear_single(ctx, block, mask, coords, bg)
     if single is not None:
-        hypotheses.append(_Hypothesis(single[0][None], single[1][None], np.array([single[2]]), 0.0, 1.0, 1, centroid))
+        # plainly one seed: its position and axis from the forward model started at its moments (which clipping
+        # and the slice profile bias), the moments' where that fit fails
+        fit = _fit(ctx, block, mask, coords, 1, bg, peak, start=[single[:2]])
+        finite = all(np.all(np.isfinite(v)) for v in (fit.rss, fit.centres, fit.axes))
+        centre, axis = (fit.centres[0], fit.axes[0]) if finite else single[:2]
+        hypotheses.append(_Hypothesis(centre[None], axis[None], np.array([single[2]]), 0.0, 1.0, 1, centroid))
         return
     ks = sorted({max(1, k0 - 1), k0, min(_MAX_SEEDS, k0 + 1)})
     while ks:
