@@ -110,11 +110,12 @@ def evaluation(label, masks, ct, seeds, model):
     ev, t_cached = timed(lambda: evaluate_plan(SeedDose(seeds, model), structures, RX_GY), label="cached")
     _, t_exact = timed(lambda: evaluate_plan(SeedDose(seeds, model, exact=True), structures, RX_GY), label="exact")
     _, t_whole = timed(lambda: evaluate_plan(SeedDose(seeds, model), from_masks(masks, ct), RX_GY), label="whole")
-    verdict = "PASS" if t_cached < 0.2 else "SLOWER THAN"
+    verdict = "PASS" if t_whole < 0.2 else "SLOWER THAN"
     print(f"new, evaluate_plan, {label} ({dvh_points(structures):,} points before the organs' hot split): "
-          f"{1000 * t_cached:.0f} ms wall, {1000 * CPU['cached']:.0f} ms CPU with the sample points cached "
-          f"({verdict} the 200 ms target); from the masks (structures and sample points made): "
-          f"{1000 * t_whole:.0f} ms wall, {1000 * CPU['whole']:.0f} ms CPU; the formula at every point "
+          f"from the masks (structures and sample points made; the full evaluation the target is about): "
+          f"{1000 * t_whole:.0f} ms wall, {1000 * CPU['whole']:.0f} ms CPU ({verdict} the 200 ms target); "
+          f"with the sample points cached: {1000 * t_cached:.0f} ms wall, {1000 * CPU['cached']:.0f} ms CPU; "
+          f"the formula at every point "
           f"(exact=True), cached: {1000 * t_exact:.0f} ms wall, {1000 * CPU['exact']:.0f} ms CPU -> CTV D90 "
           f"{ev['CTV'].dvh.metric('D90')[0]:.2f} Gy, Skin D2cc {ev['Skin'].dvh.metric('D2cc')[0]:.2f} Gy")
     return ev
