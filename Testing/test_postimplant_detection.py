@@ -419,6 +419,60 @@ def test_a_seed_run_off_to_infinity_is_outside_the_object_without_a_cast_warning
                 "a seed fitted outside the object"
 
 
+def test_outside_is_off_the_object_grown_by_one_voxel_or_not_finite():
+    """_outside: a centre whose nearest voxel is the object's or touches it is inside; one voxel further, off the
+    block (a centre half a voxel or more before the first voxel rounds to -1), or not finite is outside."""
+    import types
+
+    from SeedBrachyLib.postimplant.detection import _outside
+    spacing = np.array([0.8, 0.9, 2.5])
+    ctx = types.SimpleNamespace(grid=types.SimpleNamespace(spacing=spacing))
+    grown = np.zeros((4, 6, 7), bool)  # (k, j, i)
+    grown[1:3, 2:4, 0:3] = True
+    coords = [10.0 + np.arange(7) * spacing[0], -5.0 + np.arange(6) * spacing[1], 30.0 + np.arange(4) * spacing[2]]
+    at = lambda i, j, k: np.array([[coords[0][0] + i * spacing[0], coords[1][0] + j * spacing[1],  # noqa: E731
+                                    coords[2][0] + k * spacing[2]]])
+    assert not _outside(ctx, at(0, 2, 1), grown, coords)
+    assert not _outside(ctx, at(2.4, 3.4, 2.4), grown, coords)
+    assert not _outside(ctx, at(-0.4, 2, 1), grown, coords)  # nearest voxel i = 0, the object's
+    assert _outside(ctx, at(-0.6, 2, 1), grown, coords)  # nearest voxel i = -1: off the block
+    assert _outside(ctx, at(3, 2, 1), grown, coords)  # in the block, one voxel off the object
+    assert _outside(ctx, at(0, 2, 4), grown, coords)  # past the block's last slice
+    assert _outside(ctx, np.vstack([at(0, 2, 1), at(np.nan, 2, 1)]), grown, coords)
+    assert _outside(ctx, at(np.inf, 2, 1), grown, coords)
+    assert _outside(ctx, at(1e300, 2, 1), grown, coords)
+
+
+def test_a_single_seed_fitted_off_its_object_keeps_its_moments(fast_phantom, monkeypatch):
+    """A plainly single seed whose one-seed fit runs off its object (moved 30 mm here) is placed at its moments,
+    as when that fit is not finite, and not where the fit went; unpatched, the fit moves some of them."""
+    from SeedBrachyLib.postimplant import detection
+
+    original = detection._fit
+
+    def moved(offset):
+        def fit(*args, start=None, **kw):
+            result = original(*args, start=start, **kw)
+            if start is None:
+                return result
+            return dataclasses.replace(result, centres=result.centres + offset)
+        return fit
+
+    positions = {}
+    for name, offset in (("far", np.array([30.0, 0.0, 0.0])), ("nan", np.full(3, np.nan)), ("none", None)):
+        if offset is None:
+            monkeypatch.setattr(detection, "_fit", original)
+        else:
+            monkeypatch.setattr(detection, "_fit", moved(offset))
+        positions[name] = np.array(sorted(tuple(np.round(s.position, 6)) for s in _detect(fast_phantom).seeds))
+    assert positions["far"].shape == positions["nan"].shape
+    np.testing.assert_allclose(positions["far"], positions["nan"], atol=1e-6)
+    assert positions["none"].shape == positions["nan"].shape
+    assert np.abs(positions["none"] - positions["nan"]).max() > 0.01
+    _pairs, dist = scoring.match(list(positions["far"]), [s.position for s in fast_phantom.seeds])
+    assert dist.max() < 1.5
+
+
 def _lung_and_tissue_series(seed):
     """A 5 mm series (0.75 mm pixels, W seeds, clipped at 3071 HU; own random seeds, neither TUNING nor SCORING):
     soft tissue (40 HU) for x < 5 mm with eight seeds, lung (-850 HU) beyond with six seeds at random positions

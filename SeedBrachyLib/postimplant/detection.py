@@ -806,10 +806,11 @@ def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lo
     single = _clear_single(ctx, block, mask, coords, bg)
     if single is not None:
         # plainly one seed: its position and axis from the forward model started at its moments (which clipping
-        # and the slice profile bias), the moments' where that fit fails
+        # and the slice profile bias), the moments' where that fit fails (not finite, or off the object's voxels)
         fit = _fit(ctx, block, mask, coords, 1, bg, peak, start=[single[:2]])
-        finite = all(np.all(np.isfinite(v)) for v in (fit.rss, fit.centres, fit.axes))
-        centre, axis = (fit.centres[0], fit.axes[0]) if finite else single[:2]
+        failed = not all(np.all(np.isfinite(v)) for v in (fit.rss, fit.axes)) \
+            or _outside(ctx, fit.centres, ndimage.binary_dilation(mask, _CONNECTIVITY), coords)
+        centre, axis = single[:2] if failed else (fit.centres[0], fit.axes[0])
         hypotheses.append(_Hypothesis(centre[None], axis[None], np.array([single[2]]), 0.0, 1.0, 1, centroid))
         return
     ks = sorted({max(1, k0 - 1), k0, min(_MAX_SEEDS, k0 + 1)})
@@ -929,16 +930,7 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     if _min_separation(fit) < _MIN_SEPARATION_MM:
         return f"seeds would overlap (centre lines < {_MIN_SEPARATION_MM} mm): dense metal such as a gold fiducial"
     grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
-    sp = ctx.grid.spacing
-    first = np.array([coords[0][0], coords[1][0], coords[2][0]])
-    where = (fit.centres - first) / sp  # voxel (i, j, k) in the block, fractional
-    size = np.array(block.shape[::-1])
-    # a seed that saw no voxel has no gradient and may run off to 1e20 mm: out of the block before any cast
-    if not np.all((where > -1) & (where < size)):
-        return "a seed fitted outside the object"
-    ijk = np.rint(where).astype(int)
-    inside = np.all((ijk >= 0) & (ijk < size), axis=1)
-    if not inside.all() or not np.all(grown[ijk[:, 2], ijk[:, 1], ijk[:, 0]]):
+    if _outside(ctx, fit.centres, grown, coords):
         return "a seed fitted outside the object"
     support = _support(ctx, fit, block, mask, coords, bg)
     if not support_range[0] <= support <= support_range[1]:
@@ -951,6 +943,18 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
         return f"peak {seen:.0f} HU above its surroundings, {seen / max(made, 1.0):.1f} times what the fitted seeds " \
                "make: denser metal (a gold fiducial)"
     return None
+
+
+def _outside(ctx, centres, grown, coords):
+    """True when a fitted seed centre (``centres``, (k, 3) mm in the block's frame) is not finite, or its nearest
+    voxel is off the block or not one of the object's voxels grown by one (``grown``, the block's mask dilated).
+    A seed that saw no voxel has no gradient and may run off to 1e20 mm: checked as floats before any cast."""
+    first = np.array([coords[0][0], coords[1][0], coords[2][0]])
+    where = np.rint((np.asarray(centres, float) - first) / ctx.grid.spacing)  # nearest voxel (i, j, k) in the block
+    if not np.all(np.isfinite(where) & (where >= 0) & (where < np.array(grown.shape[::-1]))):
+        return True
+    ijk = where.astype(int)
+    return not np.all(grown[ijk[:, 2], ijk[:, 1], ijk[:, 0]])
 
 
 def _support(ctx, fit, block, mask, coords, bg):
