@@ -1,15 +1,15 @@
 """Coefficients of the detection confidence (data), written by
-``python Testing/benchmarks/bench_detection.py --calibrate``: a logistic fit on 1236
-detections (96 false) of the TUNING phantoms and their extra series (CALIBRATION_EXTRA);
+``python Testing/benchmarks/bench_detection.py --calibrate``: a logistic fit on 1196
+detections (52 false) of the TUNING phantoms and their extra series (CALIBRATION_EXTRA);
 see :mod:`.detection_confidence`."""
 
 CALIBRATION = {'features': ['mass', 'mass_off', 'residual', 'tail', 'peak', 'clutter', 'bone', 'neighbour', 'k',
               'margin', 'thickness', 'score'],
- 'mean': [-0.0721814, 0.0931167, 3.08822, 2.92255, 0.00504186, 1.99829, 0.0583439, 0.591964,
-          0.446788, 0.872722, 1.00793, 0.701866],
- 'scale': [0.147526, 0.13529, 0.534022, 0.586029, 0.0742084, 0.952874, 0.111411, 0.291091, 0.569599,
-           0.279146, 0.570841, 0.208301],
- 'intercept': 4.19404,
- 'coefficients': [-0.043033, 0.0400755, -0.112244, 0.822963, 0.105934, 0.238547, -0.778962,
-                  0.974059, -1.15262, -0.0509588, -0.662695, 0.995098],
+ 'mean': [-0.0754289, 0.0945469, 3.00862, 2.87662, 0.000921845, 2.01756, 0.0553358, 0.607121,
+          0.414643, 0.867181, 0.988085, 0.704869],
+ 'scale': [0.150473, 0.139257, 0.54488, 0.606265, 0.0631048, 0.947308, 0.107675, 0.287021, 0.533063,
+           0.282355, 0.570178, 0.201568],
+ 'intercept': 4.96902,
+ 'coefficients': [1.0388, 0.892956, -0.0848345, 0.180297, -0.025312, 0.0566066, -1.00514, 0.586568,
+                  -1.05939, 0.517191, -0.198192, 0.607342],
  'penalty': 1.0}
