@@ -27,7 +27,8 @@ The DVH from seeds evaluates TG-43 at each structure's sample points (mm RAS), e
 volume (cc). On the structure's grid:
 
 * a voxel fully inside (weight 1) is split m per axis, m = ceil(spacing / ``interior_spacing_mm``)
-  (default 0.5 mm: 8 points for a 1 mm voxel), at the Gauss-Legendre nodes with their weights;
+  (default 0.5 mm), at the Gauss-Legendre nodes with their weights, only half of them when every m
+  is even (4 points for a 1 mm voxel, a regular tetrahedron: ``_split_offsets``);
   with ``interior_spacing_mm = inf`` (a given dose grid) it is one point, its centre (the DVH
   from seeds of an organ at risk splits only its hottest voxels, see ``dvh.PointDose``). The
   split resolves the dose spread inside a voxel, which the low quantiles (D90, D98) need in the
@@ -240,7 +241,14 @@ def _split_offsets(spacing, interior_spacing_mm):
 
     Returns ((M, 3) offsets in voxel units, (M,) weights summing to 1; read-only, shared). Gauss-Legendre nodes
     (m = 2: +-0.289 of the voxel, not the sub-cell centres +-0.25) give a linear field's mean and its spread
-    inside the voxel exactly, which the low quantiles (D90, D98) need.
+    inside the voxel exactly, which the low quantiles (D90, D98) need. When every m_a is even, half of the
+    product nodes do too: those whose node numbers (i + j + k) add up to an even number, at twice the weight
+    (for m = 2 the four corners of a regular tetrahedron). Their mean is the centre and their covariance the
+    voxel's, diag(h_a^2) / 12: per pair of axes the cross terms of the kept half cancel because the third axis's
+    weights, alternating in sign with its node number, sum to 0 for an even m. So M = m_I m_J m_K / 2 (4 for a
+    1 mm voxel at 0.5 mm). Largest errors from the truth in the validation cases (module notes, the DVH from a
+    fine mask) with the half: D90 0.045 %, D1cc 0.077 %, D0.1cc 0.17 %, V100 0.060 pp, V150 0.11 pp; with every
+    product node: 0.021 %, 0.020 %, 0.18 %, 0.054 pp, 0.060 pp.
     """
     return _split_offsets_of(tuple(float(s) for s in spacing), float(interior_spacing_mm))
 
@@ -256,6 +264,11 @@ def _split_offsets_of(spacing, interior_spacing_mm):
     k, j, i = np.meshgrid(nodes[2], nodes[1], nodes[0], indexing="ij")
     wk, wj, wi = np.meshgrid(weights[2], weights[1], weights[0], indexing="ij")
     offsets, shares = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1), (wk * wj * wi).ravel()
+    m = [len(x) for x in nodes]
+    if all(n % 2 == 0 for n in m):  # the half whose node numbers add up to an even number, at twice the weight
+        nk, nj, ni = np.meshgrid(np.arange(m[2]), np.arange(m[1]), np.arange(m[0]), indexing="ij")
+        even = (nk + nj + ni).ravel() % 2 == 0
+        offsets, shares = offsets[even], 2.0 * shares[even]
     offsets.flags.writeable = shares.flags.writeable = False
     return offsets, shares
 

@@ -250,8 +250,9 @@ def test_sample_points_of_own_geometry(spacing):
     points, volumes = s.sample_points()
     assert np.all(s.grid.spacing < 2 * np.maximum(grid.spacing, 1.0)) and np.all(s.grid.spacing > 0.49)
     assert np.allclose(s.grid.direction, grid.direction)
-    # inside, the points are at most 0.5 mm apart: a cell split into sub-cells of <= 0.5 mm
-    assert len(points) >= volumes.sum() / 0.5 ** 3 * 1e3 * 0.5
+    # inside, a cell split at <= 0.5 mm, the even half of the nodes (test_split_nodes_give_...): 4 points per mm^3
+    # there, fewer in the edge cells of a mask at its own resolution (one each)
+    assert len(points) >= 0.5 * volumes.sum() * 1e3 / (2 * 0.5 ** 3)
     assert volumes.sum() == pytest.approx(mask.sum() * grid.voxel_volume_cc, rel=1e-6)
     assert s.volume_cc == pytest.approx(volumes.sum(), rel=1e-6)
     # every point lies in a mask voxel (centroids of inside sub-points lie inside for a convex shape)
@@ -263,7 +264,7 @@ def test_sample_points_of_own_geometry(spacing):
 
 def test_binary_mask_edge_voxels_are_counted_by_their_centres():
     """A binary 1 mm mask: edge voxels (an outside 6-neighbour) give their centre, interior voxels of a
-    target 8 points (0.5 mm), of an organ at risk one."""
+    target 4 points (0.5 mm Gauss-Legendre nodes, the even half), of an organ at risk one."""
     from scipy import ndimage
 
     grid = Grid.around([0, 0, 0], 30, 1.0)
@@ -274,7 +275,7 @@ def test_binary_mask_edge_voxels_are_counted_by_their_centres():
     k, j, i = np.nonzero(edge)
     centres = points[np.isclose(volumes, grid.voxel_volume_cc)]
     assert np.allclose(np.sort(centres, axis=0), np.sort(grid.to_ras(np.stack([i, j, k], 1)), axis=0))
-    assert len(points) == edge.sum() + 8 * (mask.sum() - edge.sum())
+    assert len(points) == edge.sum() + 4 * (mask.sum() - edge.sum())
     assert volumes.sum() == pytest.approx(mask.sum() * grid.voxel_volume_cc)
     one_per_voxel, _ = s.sample_points(math.inf)
     assert len(one_per_voxel) == mask.sum()
@@ -399,3 +400,22 @@ def test_mask_box_and_sample_points_match_the_references_on_random_grids(monkeyp
         structure_from_mask("Nerve", empty, Grid.around([0, 0, 0], [6.0, 5.0, 7.0], 1.0))
     empty[6, 4, 0] = True
     assert [a.tolist() for a in mask_box(empty)] == [[0, 4, 6], [0, 4, 6]]
+
+
+@pytest.mark.parametrize("spacing, count", [((1.0, 1.0, 1.0), 4), ((1.0, 1.0, 2.0), 8), ((0.9, 1.7, 2.0), 16),
+                                            ((1.0, 1.0, 1.5), 12), ((0.5, 1.0, 1.0), 4)])
+def test_split_nodes_give_a_linear_fields_mean_and_spread_in_the_voxel(spacing, count):
+    """An interior voxel's split points (0.5 mm): for any linear dose their weighted mean is the voxel's and their
+    variance the voxel's along every split axis (sum (g_a h_a)^2 / 12 over the axes of m_a >= 2; a 0.5 mm axis is not
+    split), with the even half of the Gauss-Legendre product nodes when every axis splits evenly and all of them
+    otherwise (a 1.5 mm axis splits in 3); the test fails on a half taken when an axis splits in an odd number or in
+    1 (the cross terms stay)."""
+    from SeedBrachyLib.structures import _split_offsets
+
+    offsets, shares = _split_offsets(spacing, 0.5)
+    assert len(offsets) == count and shares.sum() == pytest.approx(1.0)
+    split = np.asarray(spacing) > 0.5
+    for g in np.random.default_rng(5).normal(size=(50, 3)):
+        value = offsets @ g  # voxel units
+        assert shares @ value == pytest.approx(0.0, abs=1e-12)
+        assert shares @ value ** 2 == pytest.approx(np.sum(g[split] ** 2) / 12.0, rel=1e-12)
