@@ -131,11 +131,12 @@ class LiveDose(PointDose):
             raise InputError("this LiveDose has no grid: it keeps structure doses only")
         return np.multiply(self._rate, self._scale, out=np.empty(self.grid.shape, np.float32), casting="same_kind")
 
-    def samples_dose(self, structure, interior_spacing_mm):
-        """(dose Gy, volumes cc) at ``structure.sample_points(interior_spacing_mm)``, kept up to date."""
-        key, bank = (id(structure), interior_spacing_mm), self._bank
+    def samples_dose(self, structure, interior_spacing_mm, per_voxel_boundary=False):
+        """(dose Gy, volumes cc) at ``structure.sample_points(interior_spacing_mm, per_voxel_boundary)``, kept up to
+        date."""
+        key, bank = (id(structure), interior_spacing_mm, bool(per_voxel_boundary)), self._bank
         if key not in bank.slices:
-            points, volumes = structure.sample_points(interior_spacing_mm)
+            points, volumes = structure.sample_points(interior_spacing_mm, per_voxel_boundary)
             bank.take_in(key, structure, points, volumes, self._points(points, self.seeds, each=True))
         total = bank.total[bank.slices[key]]
         total.flags.writeable = False
@@ -242,7 +243,8 @@ class LiveDose(PointDose):
 
 class _Bank:
     """The sample points of every structure taken in (one array, so that an edit is one kernel call), with one dose
-    row (Gy) per seed and their total; ``slices`` maps a (structure id, spacing) key to its points."""
+    row (Gy) per seed and their total; ``slices`` maps a (structure id, spacing, per-voxel boundary) key to its
+    points."""
 
     def __init__(self):
         self.points, self.rows, self.total, self.slices, self.volumes = np.empty((0, 3)), [], np.zeros(0), {}, {}

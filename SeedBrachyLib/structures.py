@@ -139,27 +139,51 @@ class Structure:
         return self.source is not None and float(np.min(self.source[1].spacing)) >= 0.999 * float(
             np.max(self.grid.spacing))
 
-    def sample_points(self, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM):
+    def sample_points(self, interior_spacing_mm=DEFAULT_INTERIOR_SPACING_MM, per_voxel_boundary=False):
         """(points ``(N, 3)`` mm RAS, volumes ``(N,)`` cc) standing for the structure (module notes).
 
         ``interior_spacing_mm``: interior voxels are split into sub-points at most this far apart
         (mm; default 0.5); ``math.inf`` keeps one point per voxel (as for a given dose grid). The
         volumes add up to :attr:`volume_cc`. Cached per spacing. With ``math.inf`` the points of
-        the interior voxels (:meth:`interior_voxels`) come first, in that order.
+        the interior voxels (:meth:`interior_voxels`) come first, in that order. The points of the other
+        voxels follow (:meth:`boundary_points`; ``per_voxel_boundary``: one per voxel).
         """
         cache = self.__dict__.setdefault("_samples", {})
-        if interior_spacing_mm not in cache:
+        key = (interior_spacing_mm, bool(per_voxel_boundary))
+        if key not in cache:
             split, volumes = self.split_points(self.interior_voxels(), interior_spacing_mm)
-            points, rest = self.boundary_points()
-            cache[interior_spacing_mm] = np.concatenate([split, points]), np.concatenate([volumes, rest])
-        return cache[interior_spacing_mm]
+            points, rest = self.boundary_points(per_voxel_boundary)
+            cache[key] = np.concatenate([split, points]), np.concatenate([volumes, rest])
+        return cache[key]
 
-    def boundary_points(self):
+    def boundary_points(self, per_voxel=False):
         """(points ``(N, 3)`` mm RAS, volumes ``(N,)`` cc) of the voxels that are not interior (module notes): the
-        same for every interior spacing; :meth:`sample_points` ends with them. Cached."""
+        same for every interior spacing; :meth:`sample_points` ends with them. ``per_voxel``: one point per voxel
+        instead, the volume-weighted centroid of its points with their summed volume (a linear dose's mean over
+        the voxel's inside part; an organ at risk's first reading, ``dvh.PointDose``), voxels in ascending flat
+        index. Cached."""
         if "_boundary" not in self.__dict__:
             self.__dict__["_boundary"] = _boundary_points(self)
-        return self.__dict__["_boundary"]
+        points, volumes, owners = self.__dict__["_boundary"]
+        if not per_voxel:
+            return points, volumes
+        if "_boundary_voxels" not in self.__dict__:
+            voxels, row = np.unique(owners, return_inverse=True)
+            total = np.bincount(row, volumes, voxels.size)
+            centroids = np.stack([np.bincount(row, volumes * points[:, a], voxels.size) for a in range(3)], 1)
+            self.__dict__["_boundary_voxels"] = (centroids / total[:, None], total), row
+        return self.__dict__["_boundary_voxels"][0]
+
+    def boundary_split_points(self, rows):
+        """(points mm RAS, volumes cc) of the voxels at ``rows`` of ``boundary_points(per_voxel=True)``, each at its
+        own points of :meth:`boundary_points` (in that order)."""
+        points, volumes = self.boundary_points()
+        voxel_volumes = self.boundary_points(per_voxel=True)[1]
+        row = self.__dict__["_boundary_voxels"][1]
+        chosen = np.zeros(voxel_volumes.size, bool)
+        chosen[np.asarray(rows, dtype=np.int64)] = True
+        take = chosen[row]
+        return points[take], volumes[take]
 
     def interior_voxels(self):
         """Flat indices (ascending) of the interior voxels: full, and not next to an empty voxel (module notes).
@@ -274,7 +298,8 @@ def _split_offsets_of(spacing, interior_spacing_mm):
 
 
 def _boundary_points(structure):
-    """Sample points and volumes of a structure's voxels that are not interior (see the module notes)."""
+    """Sample points, volumes and the flat index of each point's voxel, of a structure's voxels that are not
+    interior (see the module notes)."""
     weights = structure.weights
     w = weights.ravel()
     grid = structure.grid
@@ -284,6 +309,7 @@ def _boundary_points(structure):
     edge = np.setdiff1d(np.flatnonzero(w >= 1.0), interior, assume_unique=True)
     ijk = [np.stack(np.unravel_index(edge, grid.shape)[::-1], axis=1).astype(float)]
     vol = [np.full(edge.size, vv)]
+    owners = [edge]
     partial = np.flatnonzero((w > 0) & (w < 1))
     if structure.subvoxels is not None and partial.size:
         flat, inside, n = structure.subvoxels
@@ -304,10 +330,12 @@ def _boundary_points(structure):
         voxels = flat[row]
         ijk.append(np.stack(np.unravel_index(voxels, grid.shape)[::-1], axis=1) + centroid)
         vol.append(w[voxels] * vv * count / total[row])
+        owners.append(voxels)
         partial = np.setdiff1d(partial, flat[total > 0], assume_unique=True)
     ijk.append(np.stack(np.unravel_index(partial, grid.shape)[::-1], axis=1).astype(float))
     vol.append(w[partial].astype(np.float64) * vv)
-    return grid.to_ras(np.concatenate(ijk)), np.concatenate(vol)
+    owners.append(partial)
+    return grid.to_ras(np.concatenate(ijk)), np.concatenate(vol), np.concatenate(owners)
 
 
 def _require_nonempty(mask, name):

@@ -419,3 +419,34 @@ def test_split_nodes_give_a_linear_fields_mean_and_spread_in_the_voxel(spacing, 
         value = offsets @ g  # voxel units
         assert shares @ value == pytest.approx(0.0, abs=1e-12)
         assert shares @ value ** 2 == pytest.approx(np.sum(g[split] ** 2) / 12.0, rel=1e-12)
+
+
+def test_boundary_points_per_voxel_are_the_centroids_of_their_inside_sub_points():
+    """boundary_points(per_voxel=True): one row per boundary voxel (ascending flat index) at the centroid of its
+    inside sub-points (n = 8, grouped 4 per axis, so groups hold unequal counts) with its weight x voxel volume; an
+    edge voxel of a full mask at its centre; boundary_split_points gives back each chosen voxel's own points."""
+    grid = Grid.around([0.3, -0.2, 0.1], 12, 1.0, OBLIQUE)
+    fine = Grid.around([0.3, -0.2, 0.1], 12, 0.125, OBLIQUE)
+    mask = _ball(fine, 4.3, center=np.array([0.7, -0.5, 0.4]))
+    s = structure_on_grid("Node", mask, fine, grid, "oar", supersampling=8)
+    points, volumes = s.boundary_points()
+    centroids, totals = s.boundary_points(per_voxel=True)
+    flat, inside, n = s.subvoxels
+    assert n == 8
+    offsets = subpoint_offsets(n)
+    w = s.weights.ravel()
+    boundary = np.setdiff1d(np.flatnonzero(w > 0), s.interior_voxels())
+    assert len(centroids) == boundary.size and totals.sum() == pytest.approx(volumes.sum(), rel=1e-12)
+    row_of = {v: r for r, v in enumerate(flat)}
+    for b, (c, t) in enumerate(zip(centroids, totals)):
+        v = boundary[b]
+        ijk = np.array(np.unravel_index(v, s.grid.shape)[::-1], float)
+        want = ijk + (offsets[inside[row_of[v]]].mean(axis=0) if v in row_of and inside[row_of[v]].any() else 0.0)
+        assert np.allclose(c, s.grid.to_ras(want), atol=1e-9)
+        assert t == pytest.approx(w[v] * s.grid.voxel_volume_cc, rel=1e-6)
+    rows = np.array([0, 3, len(centroids) - 1])
+    got, got_volumes = s.boundary_split_points(rows)
+    for r in rows:
+        near = np.linalg.norm(got - centroids[r], axis=1) < 0.9 * math.sqrt(3)
+        assert got_volumes[near].sum() >= totals[r] * (1 - 1e-6)
+    assert got_volumes.sum() == pytest.approx(totals[rows].sum(), rel=1e-9)
