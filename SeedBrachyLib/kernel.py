@@ -102,7 +102,8 @@ def describe(engine="auto"):
     if engine == "compiled":
         import numba
 
-        return (f"compiled TG-43 kernel (numba {numba.__version__}, {numba.get_num_threads()} threads; "
+        threads = max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))  # as set_threads by default
+        return (f"compiled TG-43 kernel (numba {numba.__version__}, up to {threads} threads; "
                 "grid and DVH points from an (r, theta) table within 0.1 % of exact, other points exact)")
     return "numpy TG-43 kernel (exact, vectorised)"
 

@@ -396,3 +396,11 @@ def test_seed_frames_are_np_cross_bit_for_bit_and_right_handed():
     assert np.allclose(np.cross(frames[:, 0], frames[:, 1]), u, atol=1e-12)
     single = perpendicular_basis(u[7])
     assert np.array_equal(single[0], a[7]) and np.array_equal(single[1], b[7])
+
+
+def test_describe_names_the_threads_of_a_large_call_not_of_the_last_one():
+    """kernel.describe: the compiled engine's thread count is what a large call uses by default
+    (set_threads), the same after a small call ran on one thread."""
+    large = kernel.set_threads(None)
+    kernel.set_threads(None, 10)  # a small call: on the calling thread
+    assert f"up to {large} threads" in kernel.describe("compiled")
