@@ -102,8 +102,7 @@ def describe(engine="auto"):
     if engine == "compiled":
         import numba
 
-        threads = max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))  # as set_threads by default
-        return (f"compiled TG-43 kernel (numba {numba.__version__}, up to {threads} threads; "
+        return (f"compiled TG-43 kernel (numba {numba.__version__}, up to {_threads(None)} threads; "
                 "grid and DVH points from an (r, theta) table within 0.1 % of exact, other points exact)")
     return "numpy TG-43 kernel (exact, vectorised)"
 
@@ -118,11 +117,18 @@ def set_threads(workers, pairs=None):
     table lookups or exact pairs, which cost about the same) in the compiled kernels; returns the count used."""
     import numba
 
-    n = max(1, min(int(workers or os.cpu_count() or 1), numba.config.NUMBA_NUM_THREADS))
+    n = _threads(workers)
     if pairs is not None and pairs < PARALLEL_MIN_PAIRS:
         n = 1
     numba.set_num_threads(n)
     return n
+
+
+def _threads(workers):
+    """Threads a large call uses: ``workers`` (default: the machine's cores), at most numba's."""
+    import numba
+
+    return max(1, min(int(workers or os.cpu_count() or 1), numba.config.NUMBA_NUM_THREADS))
 
 
 def seed_frames(axes):

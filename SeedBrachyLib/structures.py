@@ -164,22 +164,27 @@ class Structure:
         index. Cached."""
         if "_boundary" not in self.__dict__:
             self.__dict__["_boundary"] = _boundary_points(self)
-        points, volumes, owners = self.__dict__["_boundary"]
-        if not per_voxel:
-            return points, volumes
-        if "_boundary_voxels" not in self.__dict__:
+        if per_voxel:
+            return self._boundary_voxels()[0]
+        return self.__dict__["_boundary"][:2]
+
+    def _boundary_voxels(self):
+        """((centroids (V, 3) mm RAS, volumes (V,) cc) of the boundary voxels, ascending flat index; the row of each
+        point of :meth:`boundary_points` in them). Cached."""
+        if "_boundary_by_voxel" not in self.__dict__:
+            self.boundary_points()
+            points, volumes, owners = self.__dict__["_boundary"]
             voxels, row = np.unique(owners, return_inverse=True)
             total = np.bincount(row, volumes, voxels.size)
             centroids = np.stack([np.bincount(row, volumes * points[:, a], voxels.size) for a in range(3)], 1)
-            self.__dict__["_boundary_voxels"] = (centroids / total[:, None], total), row
-        return self.__dict__["_boundary_voxels"][0]
+            self.__dict__["_boundary_by_voxel"] = (centroids / total[:, None], total), row
+        return self.__dict__["_boundary_by_voxel"]
 
     def boundary_split_points(self, rows):
         """(points mm RAS, volumes cc) of the voxels at ``rows`` of ``boundary_points(per_voxel=True)``, each at its
         own points of :meth:`boundary_points` (in that order)."""
         points, volumes = self.boundary_points()
-        voxel_volumes = self.boundary_points(per_voxel=True)[1]
-        row = self.__dict__["_boundary_voxels"][1]
+        (_, voxel_volumes), row = self._boundary_voxels()
         chosen = np.zeros(voxel_volumes.size, bool)
         chosen[np.asarray(rows, dtype=np.int64)] = True
         take = chosen[row]
