@@ -29,9 +29,11 @@ Method (CT values HU, lengths mm, positions RAS):
    differ); so is it on slices up to 3 mm when the rod fits better than the seeds and holds more mass than they
    do. The level under an object is carried in from around it; on an edge (skin, lung, bone: that level varies by
    more than 200 HU over the object) it is carried in again from every voxel where one seed fitted to the object
-   leaves the image, less that seed. Objects too faint, too heavy for their length, too long (a clip, a needle)
-   or not explained by seeds (cortex, calcifications) are rejected with the reason; so is an object cut by the
-   in-plane edge of the image (a rib at the field of view's edge), unless a part of it inside stands alone.
+   leaves the image, less that seed. Objects too faint, too heavy for their length, too long for the one seed
+   that explains them best (a clip, a needle; first looked at again higher up, where two seeds end to end on
+   thick slices part) or not explained by seeds (cortex, calcifications) are rejected with the reason; so is an
+   object cut by the in-plane edge of the image (a rib at the field of view's edge), unless a part of it inside
+   stands alone.
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -852,7 +854,7 @@ def _examine_at(ctx, kji, level, base, depth, hypotheses, rejected, marginal, lo
     ratios = fit.masses / ctx.mass
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
     if k == 1 and length > SEED_LENGTH_MM + 3.0:
-        reject(f"too long: {length:.1f} mm for one seed of {SEED_LENGTH_MM:g} mm: clip, wire or needle", ratio)
+        deeper(f"too long: {length:.1f} mm for one seed of {SEED_LENGTH_MM:g} mm: clip, wire or needle", ratio)
         return
     if k >= 2:
         rod = _rod(ctx, block, mask, coords, bg)
