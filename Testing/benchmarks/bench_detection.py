@@ -14,6 +14,7 @@ Rows "detector" (defaults, slice thickness as in the header when the series has 
 true number of seeds), "baseline" (2000 HU). Conditions "seed: ..." are per-seed groupings (sensitivity only).
 """
 
+import argparse
 import dataclasses
 import os
 import pprint
@@ -213,23 +214,28 @@ def timing():
         print(f"  compiled vs numpy path: {len(fast.seeds)} against {len(ref.seeds)} seeds (they should agree)")
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tuning", action="store_true", help="score the TUNING set (default: SCORING)")
+    parser.add_argument("--no-timing", action="store_true", help="skip the 512 x 512 x 200 timing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--timing-only", action="store_true", help="only the 512 x 512 x 200 timing")
+    mode.add_argument("--confidence-only", action="store_true", help="only the confidence's reliability")
+    mode.add_argument("--calibrate", action="store_true",
+                      help="fit the confidence on TUNING and its extra series, write detection_confidence_fit.py")
+    args = parser.parse_args(argv)
     print(__doc__.splitlines()[0])
-    if "--calibrate" in sys.argv:
+    if args.calibrate:
         calibrate()
-        return
-    if "--confidence-only" in sys.argv:
-        confidence_only(cases.TUNING if "--tuning" in sys.argv else cases.SCORING)
-        return
-    if "--timing-only" in sys.argv:
+    elif args.confidence_only:
+        confidence_only(cases.TUNING if args.tuning else cases.SCORING)
+    elif args.timing_only:
         timing()
-        return
-    if "--tuning" in sys.argv:
-        score("TUNING", cases.TUNING)
     else:
-        score("SCORING", cases.SCORING)
-    if "--no-timing" not in sys.argv:
-        timing()
+        score(*(("TUNING", cases.TUNING) if args.tuning else ("SCORING", cases.SCORING)))
+        if not args.no_timing:
+            timing()
 
 
 if __name__ == "__main__":
