@@ -215,7 +215,16 @@ def timing():
             print(f"    CPU s by stage: {stages.describe()}")
 
 
+OPTIONS = ("--timing-only", "--new-only", "--held-out")
+
+
 def main():
+    unknown = [a for a in sys.argv[1:] if a not in OPTIONS]
+    if unknown and unknown[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    if unknown:  # a misspelt option: say so rather than run the whole benchmark without it
+        sys.exit(f"unknown option {unknown[0]!r}: use {', '.join(OPTIONS)} (--help: what they do)")
     print(__doc__.splitlines()[0])
     if "--timing-only" not in sys.argv:
         accuracy()
