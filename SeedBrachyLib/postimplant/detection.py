@@ -33,7 +33,10 @@ Method (CT values HU, lengths mm, positions RAS):
    that explains them best (a clip, a needle; first looked at again higher up, where two seeds end to end on
    thick slices part) or not explained by seeds (cortex, calcifications) are rejected with the reason; so is an
    object cut by the in-plane edge of the image (a rib at the field of view's edge), unless a part of it inside
-   stands alone.
+   stands alone. An object in which no seed is found, whose surroundings lie mostly at the bottom of the stored
+   range (a seed in lung under the dark bands between seeds, where the level under it is below -1024 HU and the
+   floor cuts its image), is fitted once more as one seed with the level free per slice and the voxels at the
+   floor censored (they say only that the image there is at or under the floor).
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -57,7 +60,7 @@ from ..seeds import Seed
 from . import detection_confidence, hu_scale
 from .detection_candidates import enclosed_objects, low_region
 from .detection_candidates import objects as _objects
-from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
+from .seed_model import SeriesModel, fit_censored, fit_seeds, min_peak_per_mass, render, rod_model
 
 SEED_LENGTH_MM = 4.5
 DEFAULT_PSF_MM = 0.45  # in-plane sigma of a standard soft-tissue kernel (mm)
@@ -114,6 +117,7 @@ _BRIGHTER = 1.5  # an object's peak more than this times that of the seeds fitte
 _ROD_THIN_MM = 3.0
 _EDGE_HU = 200.0  # range of the carried-in background over an object beyond which it lies on an edge (HU)
 _CLEAN_FRACTION = 0.05  # of an object's contrast: voxels where one fitted seed's image is under it show the level
+_FLOORED = 0.3  # share of an object's surroundings at the floor of the stored range beyond which it is censored
 _LOW_HU = 400.0  # surroundings this far under soft tissue (lung, gas; HU) are low: objects there are cut on their own
 
 
@@ -282,6 +286,7 @@ class _Context:
     data_mass: float  # what of it shows in the data, after clipping (HU mm^3)
     faint: float  # faintest peak of one seed above the surroundings (HU)
     voxel_mm3: float
+    floor: float | None = None  # bottom of the stored range (HU) when the image is cut there
 
 
 @dataclass
@@ -399,7 +404,7 @@ def _context(values, grid, thickness, psf):
             + f"increment {grid.spacing[2]:.2f} mm, in-plane blur {model.psf_mm:.2f} mm, "
             + (f"clipped at {clip:.0f} HU" if clip is not None else "not clipped"))
     ctx = _Context(values, grid, model, soft, max(noise, 1.0), DEFAULT_SEED_MASS, DEFAULT_SEED_MASS, 0.0,
-                   float(np.prod(grid.spacing)))
+                   float(np.prod(grid.spacing)), hu_scale.floor_level(values))
     ctx.faint = ctx.mass * min_peak_per_mass(model)
     return ctx, text
 
@@ -728,10 +733,55 @@ def _examine(ctx, kji, level, base, depth, hypotheses, rejected, marginal):
     if not looks[0][0] and looks[0][3]:
         looks.append(_look(ctx, kji, level, base, depth, True))
     found, refused, kept, _lower = looks[-1] if looks[-1][0] else looks[0]
+    if not found:
+        censored = _censored_single(ctx, kji)
+        if censored is not None:
+            found, refused, kept = [censored], [], []
     offset = len(rejected)
     hypotheses += found
     rejected += refused
     marginal += [(support, index + offset, h) for support, index, h in kept]
+
+
+def _censored_single(ctx, kji):
+    """One seed in an object whose surroundings are mostly at the bottom of the stored range (a seed in lung
+    under dark metal streaks: the level under it is below the floor and the floor cuts its image), fitted with a
+    free level per slice and the floored voxels censored (:func:`.seed_model.fit_censored`); a
+    :class:`_Hypothesis` when one seed of about one seed's mass explains it, else None."""
+    if ctx.floor is None:
+        return None
+    block, mask, coords, _lo = _block(ctx, kji)
+    if block is None:
+        return None
+    near = ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
+    floored = block <= ctx.floor
+    if float(np.mean(floored[near & ~mask])) < _FLOORED:
+        return None
+    flat = np.full(block.shape, ctx.floor, np.float32)
+    centre, axis = _starts(ctx, block, mask, coords, 1, flat)[0]
+    # slices mostly at the floor share one level (nothing there tells them apart); each other slice has its own
+    shut = [float(np.mean(fl[nr])) >= 0.5 if nr.any() else True for fl, nr in zip(floored, near)]
+    groups = np.cumsum([not q for q in shut]) * np.logical_not(shut)
+    levels = [ctx.floor] + [float(np.median(sl[nr & ~fl])) for sl, fl, nr, q in zip(block, floored, near, shut)
+                            if not q]
+    peak = float(block[mask].max())
+    prior = _PRIOR_FRACTION * max(peak - ctx.floor, 1.0)
+    # started along the object's axis and across the slices, at the floor and under it, and (thick slices: the
+    # seed may lie anywhere across the slice profile) off the object's centre across the slice
+    shifts = (0.0, -0.3, 0.3) if ctx.model.thickness_mm > 2.0 else (0.0,)
+    tries = [(centre + [0.0, 0.0, s * ctx.model.thickness_mm], a, np.asarray(levels) - drop)
+             for a in (axis, np.array([0.0, 0.0, 1.0])) for drop in (0.0, 0.5 * ctx.faint) for s in shifts]
+    fits = [fit_censored(ctx.model, coords, block, near.astype(float), (c, a), ctx.mass, ctx.floor, lv, groups,
+                         prior) for c, a, lv in tries]
+    fit = min(fits, key=lambda f: f.rss + f.prior)
+    if not (math.isfinite(fit.rss) and np.all(np.isfinite(fit.centres))):
+        return None
+    residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
+    ratio = float(fit.masses[0]) / ctx.mass
+    if residual > _MAX_RESIDUAL or not _MASS_RANGE[0] <= ratio <= _MASS_RANGE[1] \
+            or _outside(ctx, fit.centres, ndimage.binary_dilation(mask, _CONNECTIVITY), coords):
+        return None
+    return _Hypothesis(fit.centres, fit.axes, np.array([ratio]), residual, 0.0, 1, ctx.grid.to_ras(kji.mean(0)[::-1]))
 
 
 def _look(ctx, kji, level, base, depth, lower):

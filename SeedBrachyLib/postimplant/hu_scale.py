@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 
 _SAMPLE = 200_000  # voxels looked at for the statistics
+_FLOOR_MAX = -1000.0  # a floor of the stored range lies at or under this (HU)
 _CLIP_LEVELS = (3071.0, 4095.0, 31743.0, 32767.0)  # tops of 12-bit and 16-bit stored ranges (HU)
 
 
@@ -49,3 +50,14 @@ def clip_level(ct):
     if at_top >= 4 and (top in _CLIP_LEVELS or (top <= 4095.0 and at_top >= 20)):
         return top
     return None
+
+
+def floor_level(ct):
+    """The bottom of the stored range (HU) when the image is cut there (at least 0.1 % of the voxels, and 20, at
+    exactly the minimum, itself at -1000 HU or lower: air, lung and dark metal streaks stored at the floor), else
+    None."""
+    low = float(ct.min())
+    if low > _FLOOR_MAX:
+        return None
+    at_floor = int(np.count_nonzero(ct <= low))
+    return low if at_floor >= max(20, 1e-3 * ct.size) else None

@@ -313,3 +313,70 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
     centres, axes, masses = unpack(sol.x)
     rss = float(np.sum(sol.fun[:len(ii)] ** 2))
     return Fit(centres, axes, masses, float(np.median(under)), rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)))
+
+
+def fit_censored(model, coords, values, weights, start, mass, floor_hu, levels, groups, prior_hu):
+    """Least-squares fit of one seed to ``values`` [k, j, i] (HU) where the image is cut at the bottom of its
+    stored range (``floor_hu``, e.g. -1024 HU): the level under the seed is free, one per group of slices (metal
+    streaks lie in the acquisition plane and may take it below the floor), and a voxel stored at the floor says
+    only that the image there is at or under it (a censored value: it costs only where the model is above the
+    floor). The model is clipped at ``model.clip_hu`` too.
+
+    ``start``: (centre, axis) (grid frame, mm); ``groups``: per slice of the block, the index of its level;
+    ``levels``: the starting level (HU) of each group; ``mass``: one seed's mass (HU mm^3), start and prior as
+    in :func:`fit_seeds`; ``weights`` as there.
+    Returns a :class:`Fit` whose ``background`` is the level of the slice nearest the fitted centre.
+    """
+    from scipy.optimize import least_squares
+
+    use = weights > 0
+    kk, jj, ii = np.nonzero(use)
+    index = (ii, jj, kk)
+    sw = np.sqrt(weights[use])
+    data = values[use].astype(float)
+    censored = data <= floor_hu
+    top = math.inf if model.clip_hu is None else float(model.clip_hu)
+    n_slices = values.shape[0]
+    group = np.asarray(groups, int)[kk]  # each voxel's level
+    origin = np.asarray(start[0], float)
+    th0, ph0 = angles_of(start[1])
+    prior = math.sqrt(len(ii)) * prior_hu / MASS_PRIOR_SD
+
+    def unpack(p):
+        return origin + p[:3], _axis(p[3], p[4]), mass * math.exp(min(max(p[5], -5.0), 5.0)), p[6:]
+
+    def predict(p):
+        centre, axis, m, level = unpack(p)
+        img, j = render_at(model, coords, index, [centre], [axis], [m], jacobian=True)
+        return level[group] + img, j
+
+    def residual(p):
+        value, _j = predict(p)
+        value = np.minimum(value, top)
+        r = np.where(censored, np.maximum(value - floor_hu, 0.0), value - data)
+        return np.concatenate([r * sw, [prior * p[5]]])
+
+    def jac(p):
+        value, j = predict(p)
+        full = np.zeros((len(ii) + 1, 6 + len(levels)))
+        full[:len(ii), :6] = j
+        full[np.arange(len(ii)), 6 + group] = 1.0
+        off = (value > top) | (censored & (value <= floor_hu))
+        full[:len(ii)][off] = 0.0
+        full[:len(ii)] *= sw[:, None]
+        full[len(ii), 5] = prior
+        return full
+
+    x0 = np.concatenate([[0.0, 0.0, 0.0, th0, ph0, 0.0], np.asarray(levels, float)])
+    try:
+        sol = least_squares(residual, x0, jac=jac, method="trf", max_nfev=100, xtol=1e-4, ftol=1e-5, x_scale="jac")
+        failed = not np.all(np.isfinite(sol.x))
+    except ValueError:
+        failed = True
+    centre, axis, m, level = unpack(x0 if failed else sol.x)
+    near = int(np.clip(np.argmin(np.abs(coords[2] - centre[2])), 0, n_slices - 1))
+    if failed:
+        return Fit(centre[None], axis[None], np.array([m]), float(level[groups[near]]), math.inf, len(ii), math.inf)
+    rss = float(np.sum(sol.fun[:len(ii)] ** 2))
+    return Fit(centre[None], axis[None], np.array([m]), float(level[groups[near]]), rss, len(ii),
+               float(sol.fun[-1] ** 2))
