@@ -653,8 +653,8 @@ def test_censored_fit_finds_a_seed_whose_image_the_floor_cuts():
     assert np.mean(ct == -1024) > 0.8  # the image is mostly at the floor
     weights = np.ones(ct.shape)
     plain = seed_model.fit_seeds(model, coords, ct, weights, [(centre + 0.5, axis)], mass, -1024.0, 0.0)
-    fit = seed_model.fit_censored(model, coords, ct, weights, (centre + 0.5, np.array([0.0, 0.0, 1.0])), mass,
-                                  -1024.0, [-1024.0], np.zeros(3, int), 0.05 * 1000)
+    fit = seed_model.fit_seeds(model, coords, ct, weights, [(centre + 0.5, np.array([0.0, 0.0, 1.0]))], mass, 0.0,
+                               0.05 * 1000, floor=(-1024.0, np.zeros(3, int), [-1024.0]))
     assert plain.masses[0] < 0.5 * mass  # the floor as the level: a fraction of a seed
     print(f"\nplain {plain.masses[0] / mass:.2f} seed masses; censored {fit.masses[0] / mass:.3f}, centre off "
           f"{np.linalg.norm(fit.centres[0] - centre):.2f} mm, axis {abs(fit.axes[0] @ axis):.3f}, "
@@ -670,15 +670,15 @@ LUNG_FLOOR = cases.Case("thorax 5 mm W", "thorax", 7402, pixel=(0.75, 0.75), thi
 
 
 def test_seeds_in_lung_whose_streaks_the_floor_cuts_are_found():
-    """Single seeds in lung on 5 mm slices where the dark bands between tungsten-marker seeds take the level below
-    -1024 HU were rejected as too faint (a fraction of a seed above the floor) or not one seed: 13 of 24 found.
-    Fitted with the level free and the floored voxels censored: 18 of 24, and no more than 3 false detections
-    (own series 7401-7404: 86 -> 98 of 164 seeds found, 13 -> 15 false, every new detection within 3.4 mm of a
-    seed)."""
+    """Seeds in lung on 5 mm slices where the dark bands between tungsten-marker seeds take the level below -1024 HU
+    were rejected as too faint (a fraction of a seed above the floor) or not seeds, or groups under-counted: 23 of
+    43 found (13 of 24 single seeds). Fitted with the level free and the floored voxels censored: 29 of 43 (18 of
+    24 single), 2 false (own series 7401-7404: 86 -> 102 of 164 seeds found, 13 -> 14 false; single seeds 53 -> 64
+    of 91, in groups 33 -> 38 of 73)."""
     ph = cases.build(LUNG_FLOOR)
     result = _detect(ph)
     pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
     hit = {t for _f, t in pairs}
     single = [t for t, s in enumerate(ph.seeds) if "single" in s.tags]
     assert sum(t in hit for t in single) >= 17, result.summary()
-    assert len(result.seeds) - len(pairs) <= 3
+    assert len(pairs) >= 28 and len(result.seeds) - len(pairs) <= 3

@@ -33,10 +33,12 @@ Method (CT values HU, lengths mm, positions RAS):
    that explains them best (a clip, a needle; first looked at again higher up, where two seeds end to end on
    thick slices part) or not explained by seeds (cortex, calcifications) are rejected with the reason; so is an
    object cut by the in-plane edge of the image (a rib at the field of view's edge), unless a part of it inside
-   stands alone. An object in which no seed is found, whose surroundings lie mostly at the bottom of the stored
-   range (a seed in lung under the dark bands between seeds, where the level under it is below -1024 HU and the
-   floor cuts its image), is fitted once more as one seed with the level free per slice and the voxels at the
-   floor censored (they say only that the image there is at or under the floor).
+   stands alone. An object whose surroundings lie mostly at the bottom of the stored range (seeds in lung under
+   the dark bands between seeds, where the level under them is below -1024 HU and the floor cuts their image) is
+   first fitted with the level free per group of slices and the voxels at the floor censored (they say only that
+   the image there is at or under the floor), k = 1, 2, ... seeds while the score improves (twice the penalty
+   per seed: under the floor a seed more hides at little cost); when seeds of one seed's mass explain it, they
+   are taken, else it is examined as above.
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -60,7 +62,7 @@ from ..seeds import Seed
 from . import detection_confidence, hu_scale
 from .detection_candidates import enclosed_objects, low_region
 from .detection_candidates import objects as _objects
-from .seed_model import SeriesModel, fit_censored, fit_seeds, min_peak_per_mass, render, rod_model
+from .seed_model import SeriesModel, fit_seeds, min_peak_per_mass, render, rod_model
 
 SEED_LENGTH_MM = 4.5
 DEFAULT_PSF_MM = 0.45  # in-plane sigma of a standard soft-tissue kernel (mm)
@@ -118,6 +120,9 @@ _ROD_THIN_MM = 3.0
 _EDGE_HU = 200.0  # range of the carried-in background over an object beyond which it lies on an edge (HU)
 _CLEAN_FRACTION = 0.05  # of an object's contrast: voxels where one fitted seed's image is under it show the level
 _FLOORED = 0.3  # share of an object's surroundings at the floor of the stored range beyond which it is censored
+# score per extra seed there: a seed more with the level lower hides its image under the floor at little cost (a
+# single seed came out as 3-4 seeds at _PENALTY on TUNING)
+_CENSORED_PENALTY = 2 * _PENALTY
 _LOW_HU = 400.0  # surroundings this far under soft tissue (lung, gas; HU) are low: objects there are cut on their own
 
 
@@ -611,16 +616,19 @@ def _kmeans(points, weights, n, iterations=20):
     return labels
 
 
-def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None, start=None):
+def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, previous=None, start=None,
+         floor=None, weights=None):
     """The best of the fits of k seeds started one after another along the object's principal axis, side by
     side across it (k > 1: parallel seeds packed as in a bundle), at its k brightest voxels apart from one
     another (k > 1: seeds in a row, as along a needle on thick slices), and from ``previous`` (a fit of k - 1
     seeds) with one seed added where it leaves the most signal unexplained; or the fit from ``start`` alone
-    (k (centre, axis) pairs, grid frame) when given."""
-    weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
+    (k (centre, axis) pairs, grid frame) when given. ``floor``, as :func:`.seed_model.fit_seeds` takes it: the
+    level fitted and the floor censored; ``weights``: the voxels fitted (default the object grown by one)."""
+    if weights is None:
+        weights = ndimage.binary_dilation(mask, _CONNECTIVITY).astype(float)
     prior = prior_fraction * max(peak - float(np.median(bg[mask])), 1.0)
     if start is not None:
-        return fit_seeds(ctx.model, coords, block, weights, start, ctx.mass, bg, prior)
+        return fit_seeds(ctx.model, coords, block, weights, start, ctx.mass, bg, prior, floor)
     along = _starts(ctx, block, mask, coords, k, bg)
     tries = [along]
     if k > 1:
@@ -650,7 +658,7 @@ def _fit(ctx, block, mask, coords, k, bg, peak, prior_fraction=_PRIOR_FRACTION, 
         shift = 0.3 * ctx.model.thickness_mm
         if ctx.model.thickness_mm > 2.0:
             tries += [[(along[0][0] + np.array([0, 0, s]), along[0][1])] for s in (-shift, shift)]
-    fits = [fit_seeds(ctx.model, coords, block, weights, t, ctx.mass, bg, prior) for t in tries]
+    fits = [fit_seeds(ctx.model, coords, block, weights, t, ctx.mass, bg, prior, floor) for t in tries]
     return min(fits, key=lambda f: f.rss + f.prior)
 
 
@@ -729,25 +737,26 @@ def _examine(ctx, kji, level, base, depth, hypotheses, rejected, marginal):
     An object brighter than bone (BONE_MAX_HU) in which no seed is found over the background carried in
     from around it is looked at again over a lower one (:func:`_lower_background`: a seed in cancellous
     bone beside brighter cortex); the second look is kept when it finds seeds."""
+    censored = _censored(ctx, kji)
+    if censored is not None:
+        hypotheses.append(censored)
+        return
     looks = [_look(ctx, kji, level, base, depth, False)]
     if not looks[0][0] and looks[0][3]:
         looks.append(_look(ctx, kji, level, base, depth, True))
     found, refused, kept, _lower = looks[-1] if looks[-1][0] else looks[0]
-    if not found:
-        censored = _censored_single(ctx, kji)
-        if censored is not None:
-            found, refused, kept = [censored], [], []
     offset = len(rejected)
     hypotheses += found
     rejected += refused
     marginal += [(support, index + offset, h) for support, index, h in kept]
 
 
-def _censored_single(ctx, kji):
-    """One seed in an object whose surroundings are mostly at the bottom of the stored range (a seed in lung
-    under dark metal streaks: the level under it is below the floor and the floor cuts its image), fitted with a
-    free level per slice and the floored voxels censored (:func:`.seed_model.fit_censored`); a
-    :class:`_Hypothesis` when one seed of about one seed's mass explains it, else None."""
+def _censored(ctx, kji):
+    """Seeds in an object whose surroundings lie mostly at the bottom of the stored range (seeds in lung under the
+    dark bands between seeds: the level under them is below the floor and the floor cuts their image), fitted with
+    the level free per group of slices and the voxels at the floor censored (:func:`.seed_model.fit_seeds`), for
+    k = 1, 2, ... seeds while the score improves; a :class:`_Hypothesis` when the best k explains the object with
+    seeds of about one seed's mass, else None."""
     if ctx.floor is None:
         return None
     block, mask, coords, _lo = _block(ctx, kji)
@@ -757,31 +766,47 @@ def _censored_single(ctx, kji):
     floored = block <= ctx.floor
     if float(np.mean(floored[near & ~mask])) < _FLOORED:
         return None
-    flat = np.full(block.shape, ctx.floor, np.float32)
-    centre, axis = _starts(ctx, block, mask, coords, 1, flat)[0]
     # slices mostly at the floor share one level (nothing there tells them apart); each other slice has its own
     shut = [float(np.mean(fl[nr])) >= 0.5 if nr.any() else True for fl, nr in zip(floored, near)]
     groups = np.cumsum([not q for q in shut]) * np.logical_not(shut)
     levels = [ctx.floor] + [float(np.median(sl[nr & ~fl])) for sl, fl, nr, q in zip(block, floored, near, shut)
                             if not q]
     peak = float(block[mask].max())
-    prior = _PRIOR_FRACTION * max(peak - ctx.floor, 1.0)
-    # started along the object's axis and across the slices, at the floor and under it, and (thick slices: the
-    # seed may lie anywhere across the slice profile) off the object's centre across the slice
+    flat = np.full(block.shape, ctx.floor, np.float32)
+    fits, scores = {}, {}
+    centre, axis = _starts(ctx, block, mask, coords, 1, flat)[0]
+    # one seed: started along the object's axis and across the slices, at the floor and under it, and (thick
+    # slices: the seed may lie anywhere across the slice profile) off the object's centre across the slice
     shifts = (0.0, -0.3, 0.3) if ctx.model.thickness_mm > 2.0 else (0.0,)
-    tries = [(centre + [0.0, 0.0, s * ctx.model.thickness_mm], a, np.asarray(levels) - drop)
-             for a in (axis, np.array([0.0, 0.0, 1.0])) for drop in (0.0, 0.5 * ctx.faint) for s in shifts]
-    fits = [fit_censored(ctx.model, coords, block, near.astype(float), (c, a), ctx.mass, ctx.floor, lv, groups,
-                         prior) for c, a, lv in tries]
-    fit = min(fits, key=lambda f: f.rss + f.prior)
+    singles = [([(centre + [0.0, 0.0, s * ctx.model.thickness_mm], a)], np.asarray(levels) - drop)
+               for a in (axis, np.array([0.0, 0.0, 1.0])) for drop in (0.0, 0.5 * ctx.faint) for s in shifts]
+    weights = near.astype(float)
+    for k in range(1, _MAX_SEEDS + 1):
+        if k == 1:
+            fit = min((_fit(ctx, block, mask, coords, 1, flat, peak, start=start, floor=(ctx.floor, groups, lv),
+                            weights=weights) for start, lv in singles), key=lambda f: f.rss + f.prior)
+        else:
+            fit = _fit(ctx, block, mask, coords, k, flat, peak, previous=fits[k - 1],
+                       floor=(ctx.floor, groups, levels), weights=weights)
+        fits[k] = fit
+        scores[k] = fit.n * math.log(max(fit.rss + fit.prior, 1e-9) / fit.n) + _CENSORED_PENALTY * k * math.log(fit.n)
+        if k > 1 and scores[k] >= scores[k - 1]:
+            break
+    k = min(scores, key=scores.get)
+    fit = fits[k]
     if not (math.isfinite(fit.rss) and np.all(np.isfinite(fit.centres))):
         return None
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
-    ratio = float(fit.masses[0]) / ctx.mass
-    if residual > _MAX_RESIDUAL or not _MASS_RANGE[0] <= ratio <= _MASS_RANGE[1] \
+    ratios = fit.masses / ctx.mass
+    if residual > _MAX_RESIDUAL or np.any(ratios < _MASS_RANGE[0]) or np.any(ratios > _MASS_RANGE[1]) \
+            or _min_separation(fit) < _MIN_SEPARATION_MM \
             or _outside(ctx, fit.centres, ndimage.binary_dilation(mask, _CONNECTIVITY), coords):
         return None
-    return _Hypothesis(fit.centres, fit.axes, np.array([ratio]), residual, 0.0, 1, ctx.grid.to_ras(kji.mean(0)[::-1]))
+    others = {q: v for q, v in scores.items() if q != k}
+    alt = min(others, key=others.get) if others else k
+    margin = (others[alt] - scores[k]) / max(fit.n, 1) if others else 1.0
+    return _Hypothesis(fit.centres, fit.axes, ratios, residual, margin, alt, ctx.grid.to_ras(kji.mean(0)[::-1]),
+                       fits.get(k + 1))
 
 
 def _look(ctx, kji, level, base, depth, lower):

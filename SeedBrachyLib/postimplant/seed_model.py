@@ -213,7 +213,7 @@ class Fit:
     prior: float = 0.0  # the mass prior's share of the cost (HU^2)
 
 
-def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu):
+def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu, floor=None):
     """Least-squares fit of ``len(starts)`` seeds to ``values`` [k, j, i] (HU) on ``coords`` (mm, grid frame).
 
     ``starts``: (centre, axis) initial guesses (grid frame); ``mass``: one seed's mass (HU mm^3), the start
@@ -221,6 +221,13 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
     ``MASS_PRIOR_SD`` costs as much as an rms residual of ``prior_hu`` HU over the voxels fitted);
     ``background``: the level (HU) under the seeds, one value or one per voxel; ``weights``: per-voxel
     weights (0 leaves a voxel out). The model is clipped at ``model.clip_hu``.
+
+    ``floor``: (floor HU, group per slice of the block, starting level HU per group) where the image is cut at
+    the bottom of its stored range (e.g. -1024 HU) and the level under the seeds may lie below it (metal streaks
+    in the acquisition plane): the level is then fitted, one per group of slices, in place of ``background``, and
+    a voxel stored at the floor says only that the image there is at or under it (a censored value: it costs
+    only where the model is above the floor). The fit's ``background`` is then the level of the slice nearest
+    the seeds' mean centre.
     """
     from scipy.optimize import least_squares  # here: scipy.optimize would load with the settings
 
@@ -235,15 +242,26 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
     kk, jj, ii = np.nonzero(use)
     index = (ii, jj, kk)
     sw = np.sqrt(weights[use])
-    under = np.asarray(background, float)[use] if np.ndim(background) else float(background)
+    if floor is None:
+        under = np.asarray(background, float)[use] if np.ndim(background) else float(background)
+        group, censored, floor_hu = None, None, None
+    else:
+        floor_hu, slice_group, start_levels = floor
+        under, group = 0.0, np.asarray(slice_group, int)[kk]
+        censored = values[use] <= floor_hu
+        x0 += [float(v) for v in start_levels]
+    n_free = len(x0)
     data = values[use].astype(float) - under
     clip = None if model.clip_hu is None else model.clip_hu - under
     prior = math.sqrt(len(ii)) * prior_hu / MASS_PRIOR_SD
 
     def unpack(p):
-        q = p.reshape(k, 6)
+        q = p[:6 * k].reshape(k, 6)
         axes = np.array([_axis(th, ph) for th, ph in q[:, 3:5]])
         return origin + q[:, :3], axes, mass * np.exp(np.clip(q[:, 5], -5.0, 5.0))
+
+    def level(p):
+        return 0.0 if group is None else p[6 * k:][group]
 
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     repel = math.sqrt(len(ii)) * max(prior_hu, 0.02 * float(np.max(np.abs(data)))) / 0.1
@@ -267,22 +285,28 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
 
     def residual(p):
         centres, axes, masses = unpack(p)
-        img = render_at(model, coords, index, centres, axes, masses)
+        img = render_at(model, coords, index, centres, axes, masses) + level(p)
         if clip is not None:
             img = np.minimum(img, clip)
+        misfit = img - data if censored is None else np.where(censored, np.maximum(img - floor_hu, 0.0), img - data)
         d = np.array([o[0] for o in overlap(p)])
-        return np.concatenate([(img - data) * sw, prior * p.reshape(k, 6)[:, 5],
+        return np.concatenate([misfit * sw, prior * p[:6 * k].reshape(k, 6)[:, 5],
                                repel * np.maximum(CAPSULE_DIAMETER_MM - d, 0.0)])
 
     def jac(p):
         centres, axes, masses = unpack(p)
         img, j = render_at(model, coords, index, centres, axes, masses, jacobian=True)
+        if group is not None:
+            img = img + level(p)
+            j = np.concatenate([j, np.zeros((len(ii), n_free - 6 * k))], axis=1)
+            j[np.arange(len(ii)), 6 * k + group] = 1.0
+            j[censored & (img <= floor_hu)] = 0.0
         if clip is not None:
             j[img > clip] = 0.0
-        rows = np.zeros((k, 6 * k))
+        rows = np.zeros((k, n_free))
         rows[np.arange(k), 6 * np.arange(k) + 5] = prior
-        rep = np.zeros((len(pairs), 6 * k))
-        q = p.reshape(k, 6)
+        rep = np.zeros((len(pairs), n_free))
+        q = p[:6 * k].reshape(k, 6)
         for r, ((a, b), (d, ta, tb, u)) in enumerate(zip(pairs, overlap(p))):
             if d < CAPSULE_DIAMETER_MM:
                 for seed, t_s, sign in ((a, ta, -1.0), (b, tb, 1.0)):
@@ -294,89 +318,27 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
                     rep[r, 6 * seed + 4] = sign * repel * t_s * (u @ du_p)
         return np.concatenate([j * sw[:, None], rows, rep])
 
-    compiled = _compiled("FitProblem")
+    compiled = _compiled("FitProblem") if floor is None else None
     if compiled is not None:  # the same residual and Jacobian, compiled (:mod:`.seed_model_numba`)
         problem = compiled(coords, index, origin, mass, *_samples(model), model.sigma_xy, *model.ssp, data, sw, clip,
                            prior, repel, CAPSULE_DIAMETER_MM, t_line)
         residual, jac = problem.residual, problem.jacobian
         least_squares = _compiled("least_squares")  # the same MINPACK call, less overhead per evaluation
-    method = "lm" if len(ii) > 6 * k else "trf"
+    method = "lm" if floor is None and len(ii) > n_free else "trf"
     try:
-        sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (6 * k + 1),
+        sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (n_free + 1),
                             xtol=1e-4, ftol=1e-5, x_scale="jac")
         failed = not np.all(np.isfinite(sol.x))
     except ValueError:  # a step to an infinite angle: a start that sees none of the voxels fitted
         failed = True
+    p = np.array(x0, float) if failed else sol.x
+    centres, axes, masses = unpack(p)
+    if group is None:
+        under_seeds = float(np.median(under))
+    else:
+        near = int(np.argmin(np.abs(coords[2] - float(np.mean(centres[:, 2])))))
+        under_seeds = float(p[6 * k + int(np.asarray(floor[1])[near])])
     if failed:
-        centres, axes, masses = unpack(np.array(x0, float))
-        return Fit(centres, axes, masses, float(np.median(under)), math.inf, len(ii), math.inf)
-    centres, axes, masses = unpack(sol.x)
+        return Fit(centres, axes, masses, under_seeds, math.inf, len(ii), math.inf)
     rss = float(np.sum(sol.fun[:len(ii)] ** 2))
-    return Fit(centres, axes, masses, float(np.median(under)), rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)))
-
-
-def fit_censored(model, coords, values, weights, start, mass, floor_hu, levels, groups, prior_hu):
-    """Least-squares fit of one seed to ``values`` [k, j, i] (HU) where the image is cut at the bottom of its
-    stored range (``floor_hu``, e.g. -1024 HU): the level under the seed is free, one per group of slices (metal
-    streaks lie in the acquisition plane and may take it below the floor), and a voxel stored at the floor says
-    only that the image there is at or under it (a censored value: it costs only where the model is above the
-    floor). The model is clipped at ``model.clip_hu`` too.
-
-    ``start``: (centre, axis) (grid frame, mm); ``groups``: per slice of the block, the index of its level;
-    ``levels``: the starting level (HU) of each group; ``mass``: one seed's mass (HU mm^3), start and prior as
-    in :func:`fit_seeds`; ``weights`` as there.
-    Returns a :class:`Fit` whose ``background`` is the level of the slice nearest the fitted centre.
-    """
-    from scipy.optimize import least_squares
-
-    use = weights > 0
-    kk, jj, ii = np.nonzero(use)
-    index = (ii, jj, kk)
-    sw = np.sqrt(weights[use])
-    data = values[use].astype(float)
-    censored = data <= floor_hu
-    top = math.inf if model.clip_hu is None else float(model.clip_hu)
-    n_slices = values.shape[0]
-    group = np.asarray(groups, int)[kk]  # each voxel's level
-    origin = np.asarray(start[0], float)
-    th0, ph0 = angles_of(start[1])
-    prior = math.sqrt(len(ii)) * prior_hu / MASS_PRIOR_SD
-
-    def unpack(p):
-        return origin + p[:3], _axis(p[3], p[4]), mass * math.exp(min(max(p[5], -5.0), 5.0)), p[6:]
-
-    def predict(p):
-        centre, axis, m, level = unpack(p)
-        img, j = render_at(model, coords, index, [centre], [axis], [m], jacobian=True)
-        return level[group] + img, j
-
-    def residual(p):
-        value, _j = predict(p)
-        value = np.minimum(value, top)
-        r = np.where(censored, np.maximum(value - floor_hu, 0.0), value - data)
-        return np.concatenate([r * sw, [prior * p[5]]])
-
-    def jac(p):
-        value, j = predict(p)
-        full = np.zeros((len(ii) + 1, 6 + len(levels)))
-        full[:len(ii), :6] = j
-        full[np.arange(len(ii)), 6 + group] = 1.0
-        off = (value > top) | (censored & (value <= floor_hu))
-        full[:len(ii)][off] = 0.0
-        full[:len(ii)] *= sw[:, None]
-        full[len(ii), 5] = prior
-        return full
-
-    x0 = np.concatenate([[0.0, 0.0, 0.0, th0, ph0, 0.0], np.asarray(levels, float)])
-    try:
-        sol = least_squares(residual, x0, jac=jac, method="trf", max_nfev=100, xtol=1e-4, ftol=1e-5, x_scale="jac")
-        failed = not np.all(np.isfinite(sol.x))
-    except ValueError:
-        failed = True
-    centre, axis, m, level = unpack(x0 if failed else sol.x)
-    near = int(np.clip(np.argmin(np.abs(coords[2] - centre[2])), 0, n_slices - 1))
-    if failed:
-        return Fit(centre[None], axis[None], np.array([m]), float(level[groups[near]]), math.inf, len(ii), math.inf)
-    rss = float(np.sum(sol.fun[:len(ii)] ** 2))
-    return Fit(centre[None], axis[None], np.array([m]), float(level[groups[near]]), rss, len(ii),
-               float(sol.fun[-1] ** 2))
+    return Fit(centres, axes, masses, under_seeds, rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)))
