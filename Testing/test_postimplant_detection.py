@@ -33,6 +33,13 @@ def _detect(ph, **kw):
     return detect_seeds(ph.ct, scoring.grid_of(ph.series), slice_thickness_mm=ph.slice_thickness_mm, **kw)
 
 
+def _found_tagged(ph, result, tag):
+    """(matched (found, true) pairs, how many of the seeds tagged ``tag`` were found)."""
+    pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
+    hit = {t for _f, t in pairs}
+    return pairs, sum(t in hit for t, s in enumerate(ph.seeds) if tag in s.tags)
+
+
 def _score(ph, result):
     pairs, dist = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
     return len(pairs) / len(ph.seeds), len(pairs) / max(len(result.seeds), 1), dist
@@ -617,10 +624,7 @@ def test_a_long_object_is_looked_at_closer_before_it_is_called_a_clip():
     own seeds 7301-7310: 162 -> 164 of 178 seeds found, 12 false detections either way)."""
     ph = cases.build(END_TO_END)
     result = _detect(ph)
-    pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
-    hit = {t for _f, t in pairs}
-    ends = [t for t, s in enumerate(ph.seeds) if "end-to-end" in s.tags]
-    assert sum(t in hit for t in ends) >= 7, result.summary()
+    assert _found_tagged(ph, result, "end-to-end")[1] >= 7, result.summary()
     assert not [r for r in result.rejected if "too long" in r.reason]
     clips = [o["center"] for o in ph.others if o["kind"] == "clip"]
     assert clips and not [s for s in result.seeds for c in clips if np.linalg.norm(s.position - c) < 5.0]
@@ -677,8 +681,6 @@ def test_seeds_in_lung_whose_streaks_the_floor_cuts_are_found():
     of 91, in groups 33 -> 38 of 73)."""
     ph = cases.build(LUNG_FLOOR)
     result = _detect(ph)
-    pairs, _ = scoring.match([s.position for s in result.seeds], [s.position for s in ph.seeds])
-    hit = {t for _f, t in pairs}
-    single = [t for t, s in enumerate(ph.seeds) if "single" in s.tags]
-    assert sum(t in hit for t in single) >= 17, result.summary()
+    pairs, singles = _found_tagged(ph, result, "single")
+    assert singles >= 17, result.summary()
     assert len(pairs) >= 28 and len(result.seeds) - len(pairs) <= 3
