@@ -764,12 +764,14 @@ def _censored(ctx, kji):
         return None
     near = ndimage.binary_dilation(mask, _CONNECTIVITY, iterations=2)
     floored = block <= ctx.floor
-    if float(np.mean(floored[near & ~mask])) < _FLOORED:
+    around = near & ~mask  # the object's surroundings
+    if not around.any() or float(np.mean(floored[around])) < _FLOORED:
         return None
-    # slices mostly at the floor share one level (nothing there tells them apart); each other slice has its own
-    shut = [float(np.mean(fl[nr])) >= 0.5 if nr.any() else True for fl, nr in zip(floored, near)]
+    # slices whose surroundings are mostly at the floor share one level (nothing there tells them apart); each
+    # other slice has its own, started at the median of its surroundings off the floor
+    shut = [float(np.mean(fl[ar])) >= 0.5 if ar.any() else True for fl, ar in zip(floored, around)]
     groups = np.cumsum([not q for q in shut]) * np.logical_not(shut)
-    levels = [ctx.floor] + [float(np.median(sl[nr & ~fl])) for sl, fl, nr, q in zip(block, floored, near, shut)
+    levels = [ctx.floor] + [float(np.median(sl[ar & ~fl])) for sl, fl, ar, q in zip(block, floored, around, shut)
                             if not q]
     peak = float(block[mask].max())
     flat = np.full(block.shape, ctx.floor, np.float32)
@@ -785,9 +787,9 @@ def _censored(ctx, kji):
         if k == 1:
             fit = min((_fit(ctx, block, mask, coords, 1, flat, peak, start=start, floor=(ctx.floor, groups, lv),
                             weights=weights) for start, lv in singles), key=lambda f: f.rss + f.prior)
-        else:
+        else:  # the levels started where k - 1 seeds left them
             fit = _fit(ctx, block, mask, coords, k, flat, peak, previous=fits[k - 1],
-                       floor=(ctx.floor, groups, levels), weights=weights)
+                       floor=(ctx.floor, groups, fits[k - 1].levels), weights=weights)
         fits[k] = fit
         scores[k] = fit.n * math.log(max(fit.rss + fit.prior, 1e-9) / fit.n) + _CENSORED_PENALTY * k * math.log(fit.n)
         if k > 1 and scores[k] >= scores[k - 1]:
@@ -798,10 +800,13 @@ def _censored(ctx, kji):
         return None
     residual = math.sqrt(fit.rss / fit.n) / max(peak - fit.background, 1.0)
     ratios = fit.masses / ctx.mass
+    grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
+    level = fit.levels[groups][:, None, None]
     if residual > _MAX_RESIDUAL or np.any(ratios < _MASS_RANGE[0]) or np.any(ratios > _MASS_RANGE[1]) \
-            or _min_separation(fit) < _MIN_SEPARATION_MM \
-            or _outside(ctx, fit.centres, ndimage.binary_dilation(mask, _CONNECTIVITY), coords):
-        return None
+            or _min_separation(fit) < _MIN_SEPARATION_MM or _outside(ctx, fit.centres, grown, coords) \
+            or (k == 1 and _extent(ctx, block, mask, coords, flat) > SEED_LENGTH_MM + 3.0) \
+            or _brighter(ctx, fit, block, grown, coords, level) is not None:
+        return None  # not seeds (a clip, a fiducial, bone), or not seen well enough: examined as any other object
     others = {q: v for q, v in scores.items() if q != k}
     alt = min(others, key=others.get) if others else k
     margin = (others[alt] - scores[k]) / max(fit.n, 1) if others else 1.0
@@ -1012,6 +1017,12 @@ def _problem(ctx, fit, peak, block, mask, coords, bg, support_range=_SUPPORT):
     support = _support(ctx, fit, block, mask, coords, bg)
     if not support_range[0] <= support <= support_range[1]:
         return f"{support:.2f} of the signal {len(fit.centres)} seed(s) make (outside {support_range})"
+    return _brighter(ctx, fit, block, grown, coords, bg)
+
+
+def _brighter(ctx, fit, block, grown, coords, bg):
+    """Why an object's peak above ``bg`` (HU) is not the fitted seeds' (it is far brighter than they make, as
+    stored: denser metal whose mass sits in a small volume), or None."""
     image = render(ctx.model, coords, fit.centres, fit.axes, fit.masses)
     if ctx.model.clip_hu is not None:
         image = np.minimum(image, ctx.model.clip_hu - bg)

@@ -13,6 +13,7 @@ from ..errors import InputError
 
 _SAMPLE = 200_000  # voxels looked at for the statistics
 _FLOOR_MAX = -1000.0  # a floor of the stored range lies at or under this (HU)
+_PADDING_BELOW = -1500.0  # a minimum under this may pad the image outside the reconstruction circle (HU)
 _CLIP_LEVELS = (3071.0, 4095.0, 31743.0, 32767.0)  # tops of 12-bit and 16-bit stored ranges (HU)
 
 
@@ -55,9 +56,17 @@ def clip_level(ct):
 def floor_level(ct):
     """The bottom of the stored range (HU) when the image is cut there (at least 0.1 % of the voxels, and 20, at
     exactly the minimum, itself at -1000 HU or lower: air, lung and dark metal streaks stored at the floor), else
-    None."""
+    None. A minimum under ``_PADDING_BELOW`` may be the padding outside the reconstruction circle (-2048, -3024 HU):
+    then the floor is the lowest value above it, when that is a floor."""
     low = float(ct.min())
-    if low > _FLOOR_MAX:
-        return None
-    at_floor = int(np.count_nonzero(ct <= low))
-    return low if at_floor >= max(20, 1e-3 * ct.size) else None
+    if low < _PADDING_BELOW:
+        sample = _sample(ct)
+        inside = sample[sample > low]
+        if inside.size and float(inside.min()) <= _FLOOR_MAX and _is_floor(ct, float(inside.min())):
+            return float(inside.min())
+    return low if low <= _FLOOR_MAX and _is_floor(ct, low) else None
+
+
+def _is_floor(ct, value):
+    """Whether at least 0.1 % of the voxels of ``ct``, and 20, hold exactly ``value``."""
+    return int(np.count_nonzero(ct == value)) >= max(20, 1e-3 * ct.size)

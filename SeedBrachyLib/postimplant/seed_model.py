@@ -201,8 +201,9 @@ def min_peak_per_mass(model, n_orientations=24):
 @dataclass
 class Fit:
     """k seeds fitted to a block: centres (k, 3) and unit axes (k, 3) in the grid frame (mm), masses
-    (HU mm^3), background (HU), residual sum of squares (HU^2), the number of voxels fitted and the
-    cost of the mass prior (HU^2)."""
+    (HU mm^3), background (HU: the level under the seeds; with a floor, the fitted level of the slice nearest
+    their mean centre), residual sum of squares (HU^2), the number of voxels fitted, the cost of the mass
+    prior (HU^2) and, with a floor, the fitted level of each group of slices (HU)."""
 
     centres: np.ndarray
     axes: np.ndarray
@@ -211,6 +212,7 @@ class Fit:
     rss: float
     n: int
     prior: float = 0.0  # the mass prior's share of the cost (HU^2)
+    levels: np.ndarray | None = None  # with a floor: the level of each group of slices (HU)
 
 
 def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu, floor=None):
@@ -247,7 +249,11 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
         group, censored, floor_hu = None, None, None
     else:
         floor_hu, slice_group, start_levels = floor
-        under, group = 0.0, np.asarray(slice_group, int)[kk]
+        slice_group = np.asarray(slice_group, int)
+        if slice_group.shape != (values.shape[0],) or slice_group.min() < 0 or slice_group.max() >= len(start_levels):
+            raise ValueError(f"slice groups {slice_group.tolist()} must give each of the {values.shape[0]} slices a "
+                             f"level 0..{len(start_levels) - 1}")
+        under, group = 0.0, slice_group[kk]
         censored = values[use] <= floor_hu
         x0 += [float(v) for v in start_levels]
     n_free = len(x0)
@@ -264,7 +270,8 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
         return 0.0 if group is None else p[6 * k:][group]
 
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
-    repel = math.sqrt(len(ii)) * max(prior_hu, 0.02 * float(np.max(np.abs(data)))) / 0.1
+    contrast = data if floor is None else data - floor_hu  # the image above the level, or above the floor
+    repel = math.sqrt(len(ii)) * max(prior_hu, 0.02 * float(np.max(np.abs(contrast)))) / 0.1
 
     half_line = (CAPSULE_LENGTH_MM - CAPSULE_DIAMETER_MM) / 2
     t_line = np.linspace(-half_line, half_line, 9)
@@ -324,6 +331,7 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
                            prior, repel, CAPSULE_DIAMETER_MM, t_line)
         residual, jac = problem.residual, problem.jacobian
         least_squares = _compiled("least_squares")  # the same MINPACK call, less overhead per evaluation
+    # censored residuals have a kink at the floor, where Levenberg-Marquardt stalls (the trust region copes)
     method = "lm" if floor is None and len(ii) > n_free else "trf"
     try:
         sol = least_squares(residual, np.array(x0, float), jac=jac, method=method, max_nfev=12 * (n_free + 1),
@@ -333,12 +341,13 @@ def fit_seeds(model, coords, values, weights, starts, mass, background, prior_hu
         failed = True
     p = np.array(x0, float) if failed else sol.x
     centres, axes, masses = unpack(p)
+    levels = None if group is None else p[6 * k:].copy()
     if group is None:
         under_seeds = float(np.median(under))
     else:
         near = int(np.argmin(np.abs(coords[2] - float(np.mean(centres[:, 2])))))
-        under_seeds = float(p[6 * k + int(np.asarray(floor[1])[near])])
+        under_seeds = float(levels[slice_group[near]])
     if failed:
-        return Fit(centres, axes, masses, under_seeds, math.inf, len(ii), math.inf)
+        return Fit(centres, axes, masses, under_seeds, math.inf, len(ii), math.inf, levels)
     rss = float(np.sum(sol.fun[:len(ii)] ** 2))
-    return Fit(centres, axes, masses, under_seeds, rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)))
+    return Fit(centres, axes, masses, under_seeds, rss, len(ii), float(np.sum(sol.fun[len(ii):] ** 2)), levels)
