@@ -695,3 +695,36 @@ def test_seeds_in_lung_whose_streaks_the_floor_cuts_are_found():
     pairs, singles = _found_tagged(ph, result, "single")
     assert singles >= 17, result.summary()
     assert len(pairs) >= 28 and len(result.seeds) - len(pairs) <= 3
+
+
+def _lung_needles_under_bands(rng):
+    """5 needles of 4 tungsten-marker seeds 1 cm apart in lung (-850 HU) on 5 mm slices, dark bands taking every
+    other slice's lung 650-1150 HU lower, stored from -1024 HU: (ct, series, true positions)."""
+    series = physics.series_around(np.zeros(3), (100.0, 100.0), (0.75, 0.75), 5.0, 5.0, 80.0, (0.55, 0.55), 3071.0)
+    image = np.full(series.shape, 40.0, np.float32)
+    image[:, 10:125, 10:125] = -850.0
+    truth = []
+    for n in range(5):
+        base = np.array([-30.0 + 15 * n, rng.uniform(-20, 20), -20.0])
+        axis = np.array([rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3), 1.0])
+        axis /= np.linalg.norm(axis)
+        for q in range(4):
+            c = base + axis * 10.0 * q + rng.uniform(-0.5, 0.5, 3)
+            physics.splat(image, series, *physics.seed_points(c, axis, "W rod", 200000.0, 5000.0))
+            truth.append(c)
+    drop = np.where(np.arange(series.shape[0]) % 2 == 0, rng.uniform(650, 1150, series.shape[0]), 0.0)
+    image[:, 10:125, 10:125] -= drop[:, None, None].astype(np.float32)
+    image += physics.textured_noise(series, 20.0, rng)
+    return physics.store(image, 3071.0), series, truth
+
+
+def test_noise_in_lung_beside_slices_at_the_floor_is_not_a_seed():
+    """Beside a slice at the floor a seed can always be hidden under it: a censored fit explained single noise
+    voxels of the lung (-845 HU) as seeds under the floor, 375 false seeds in one series (1486 in three). A
+    censored seed is taken only when the object's peak stands above its own slice's level as the faintest seed
+    does and every seed's image reaches half that on the object (measured: 18 of 20 found, 4 false; the regular
+    examination alone: 6 false over the three series 950-952, 11 with the censored fit)."""
+    ct, series, truth = _lung_needles_under_bands(np.random.default_rng(950))
+    result = detect_seeds(ct, scoring.grid_of(series), slice_thickness_mm=5.0)
+    pairs, _ = scoring.match([s.position for s in result.seeds], truth)
+    assert len(pairs) >= 17 and len(result.seeds) - len(pairs) <= 5, result.summary()

@@ -37,8 +37,10 @@ Method (CT values HU, lengths mm, positions RAS):
    the dark bands between seeds, where the level under them is below -1024 HU and the floor cuts their image) is
    first fitted with the level free per group of slices and the voxels at the floor censored (they say only that
    the image there is at or under the floor), k = 1, 2, ... seeds while the score improves (twice the penalty
-   per seed: under the floor a seed more hides at little cost); when seeds of one seed's mass explain it, they
-   are taken, else it is examined as above.
+   per seed: under the floor a seed more hides at little cost); when seeds of one seed's mass explain it, and
+   are seen as any seed is (the object's peak stands above its own slice's level as the faintest seed does, and
+   each seed's image reaches half that on the object: beside a slice at the floor a seed can always be hidden
+   under it, next to a noise blob), they are taken, else it is examined as above.
 4. A confidence per seed, 0-1 (:mod:`.detection_confidence`: the fraction of true seeds among the TUNING
    phantoms' detections with its score features); seeds under ``review_below``, and seeds placed only to
    meet a count, are kept and marked "to review".
@@ -774,6 +776,10 @@ def _censored(ctx, kji):
     levels = [ctx.floor] + [float(np.median(sl[ar & ~fl])) for sl, fl, ar, q in zip(block, floored, around, shut)
                             if not q]
     peak = float(block[mask].max())
+    top_slice = int(np.unravel_index(np.argmax(np.where(mask, block, -np.inf)), block.shape)[0])
+    seen_from = levels[groups[top_slice]]  # the level of the peak's slice, known where that slice is off the floor
+    if not shut[top_slice] and peak - seen_from < _PEAK_FRACTION * _faintest_seen(ctx, seen_from):
+        return None  # its peak stands there no more than noise or tissue can
     flat = np.full(block.shape, ctx.floor, np.float32)
     fits, scores = {}, {}
     centre, axis = _starts(ctx, block, mask, coords, 1, flat)[0]
@@ -802,6 +808,16 @@ def _censored(ctx, kji):
     ratios = fit.masses / ctx.mass
     grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
     level = fit.levels[groups][:, None, None]
+    # seen as any seed is: the object's peak stands above the level of its own slice as the faintest seed does (a
+    # seed can always be hidden under the floor beside a noise blob, which stands only the noise above its level)
+    top = float(level[top_slice, 0, 0])
+    if peak - top < _PEAK_FRACTION * _faintest_seen(ctx, top):
+        return None
+    # and every seed is seen: its image on the object's voxels reaches half the faintest seed's peak (a seed more
+    # can hide under the floor beside the object)
+    for c, a, m in zip(fit.centres, fit.axes, fit.masses):
+        if float(np.max(render(ctx.model, coords, [c], [a], [m])[mask])) < 0.5 * _faintest_seen(ctx, top):
+            return None
     if residual > _MAX_RESIDUAL or np.any(ratios < _MASS_RANGE[0]) or np.any(ratios > _MASS_RANGE[1]) \
             or _min_separation(fit) < _MIN_SEPARATION_MM or _outside(ctx, fit.centres, grown, coords) \
             or (k == 1 and _extent(ctx, block, mask, coords, flat) > SEED_LENGTH_MM + 3.0) \
