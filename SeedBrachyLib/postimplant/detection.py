@@ -122,8 +122,9 @@ _ROD_THIN_MM = 3.0
 _EDGE_HU = 200.0  # range of the carried-in background over an object beyond which it lies on an edge (HU)
 _CLEAN_FRACTION = 0.05  # of an object's contrast: voxels where one fitted seed's image is under it show the level
 _FLOORED = 0.3  # share of an object's surroundings at the floor of the stored range beyond which it is censored
-# score per extra seed there: a seed more with the level lower hides its image under the floor at little cost (a
-# single seed came out as 3-4 seeds at _PENALTY on TUNING)
+# score per extra seed there: a seed more with the level lower hides its image under the floor at little cost
+# (before the checks that each seed is seen, single seeds came out as 3-4 seeds at _PENALTY on TUNING; with them,
+# T10, T12 and own series 7401-7404: 174 found, 23 false at _PENALTY; 173, 21 at twice it)
 _CENSORED_PENALTY = 2 * _PENALTY
 _LOW_HU = 400.0  # surroundings this far under soft tissue (lung, gas; HU) are low: objects there are cut on their own
 
