@@ -776,11 +776,17 @@ def _censored(ctx, kji):
     groups = np.cumsum([not q for q in shut]) * np.logical_not(shut)
     levels = [ctx.floor] + [float(np.median(sl[ar & ~fl])) for sl, fl, ar, q in zip(block, floored, around, shut)
                             if not q]
-    peak = float(block[mask].max())
-    top_slice = int(np.unravel_index(np.argmax(np.where(mask, block, -np.inf)), block.shape)[0])
-    seen_from = levels[groups[top_slice]]  # the level of the peak's slice, known where that slice is off the floor
-    if not shut[top_slice] and peak - seen_from < _PEAK_FRACTION * _faintest_seen(ctx, seen_from):
-        return None  # its peak stands there no more than noise or tissue can
+    top = np.unravel_index(np.argmax(np.where(mask, block, -np.inf)), block.shape)  # the object's peak voxel
+    peak, top_slice = float(block[top]), int(top[0])
+
+    def dim(level):
+        """Whether the peak stands above ``level`` (HU, its slice's) less than the faintest seed's does."""
+        return peak - level < _PEAK_FRACTION * _faintest_seen(ctx, level)
+
+    # seen as any seed is: a seed can always be hidden under the floor beside a noise blob, which stands only the
+    # noise above its slice's level (known before the fit where that slice is off the floor)
+    if not shut[top_slice] and dim(levels[groups[top_slice]]):
+        return None
     flat = np.full(block.shape, ctx.floor, np.float32)
     fits, scores = {}, {}
     centre, axis = _starts(ctx, block, mask, coords, 1, flat)[0]
@@ -809,15 +815,13 @@ def _censored(ctx, kji):
     ratios = fit.masses / ctx.mass
     grown = ndimage.binary_dilation(mask, _CONNECTIVITY)
     level = fit.levels[groups][:, None, None]
-    # seen as any seed is: the object's peak stands above the level of its own slice as the faintest seed does (a
-    # seed can always be hidden under the floor beside a noise blob, which stands only the noise above its level)
-    top = float(level[top_slice, 0, 0])
-    if peak - top < _PEAK_FRACTION * _faintest_seen(ctx, top):
+    top_level = float(level[top_slice, 0, 0])
+    if dim(top_level):
         return None
     # and every seed is seen: its image on the object's voxels reaches half the faintest seed's peak (a seed more
     # can hide under the floor beside the object)
     for c, a, m in zip(fit.centres, fit.axes, fit.masses):
-        if float(np.max(render(ctx.model, coords, [c], [a], [m])[mask])) < 0.5 * _faintest_seen(ctx, top):
+        if float(np.max(render(ctx.model, coords, [c], [a], [m])[mask])) < 0.5 * _faintest_seen(ctx, top_level):
             return None
     if residual > _MAX_RESIDUAL or np.any(ratios < _MASS_RANGE[0]) or np.any(ratios > _MASS_RANGE[1]) \
             or _min_separation(fit) < _MIN_SEPARATION_MM or _outside(ctx, fit.centres, grown, coords) \

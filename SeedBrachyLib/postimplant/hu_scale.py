@@ -62,8 +62,9 @@ def floor_level(ct):
     if low < _PADDING_BELOW:
         sample = _sample(ct)
         inside = sample[sample > low]
-        if inside.size and float(inside.min()) <= _FLOOR_MAX and _is_floor(ct, float(inside.min())):
-            return float(inside.min())
+        above = float(inside.min()) if inside.size else None
+        if above is not None and above <= _FLOOR_MAX and _is_floor(ct, above):
+            return above
     return low if low <= _FLOOR_MAX and _is_floor(ct, low) else None
 
 
